@@ -1,0 +1,141 @@
+//! Applies a desired set of announcements to the datapath: attaches the program where it is
+//! needed, fills and trims the responder map, and sends gratuitous ARP for what is new.
+//! A change is applied whole or not at all.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use speaker_common::ArpKey;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::{
+    config::Gratuitous,
+    datapath::{AttachMode, Datapath, DatapathError},
+    frame::Arp,
+    garp,
+    plan::{self, Announcement},
+};
+
+pub struct Announcer {
+    pub datapath: Datapath,
+    mode: AttachMode,
+    sender: Arc<garp::Sender>,
+    current: BTreeSet<Announcement>,
+    bursts: std::collections::HashMap<ArpKey, JoinHandle<()>>,
+}
+
+impl Announcer {
+    pub fn new(datapath: Datapath, mode: AttachMode, sender: garp::Sender) -> Self {
+        Self {
+            datapath,
+            mode,
+            sender: Arc::new(sender),
+            current: BTreeSet::new(),
+            bursts: Default::default(),
+        }
+    }
+
+    pub fn current(&self) -> &BTreeSet<Announcement> {
+        &self.current
+    }
+
+    /// Moves the datapath from the current announcements to `desired`. On error nothing has
+    /// changed: interfaces attached and entries inserted on the way are undone.
+    pub fn apply(
+        &mut self,
+        desired: BTreeSet<Announcement>,
+        gratuitous: Gratuitous,
+    ) -> Result<(), DatapathError> {
+        let diff = plan::diff(&self.current, &desired);
+        let wanted = plan::interfaces(&desired);
+
+        let mut attached = Vec::new();
+        let mut inserted = Vec::new();
+        let result = (|| {
+            for (ifindex, ifname) in &wanted {
+                if !self.datapath.is_attached(*ifindex) {
+                    self.datapath.attach(*ifindex, ifname, self.mode)?;
+                    attached.push(*ifindex);
+                }
+            }
+            for a in &diff.announce {
+                self.datapath.insert(&a.key(), a.mac)?;
+                inserted.push(a.key());
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for key in &inserted {
+                // A key that was there before (its MAC changed) goes back to its old entry.
+                match self.current.iter().find(|c| c.key() == *key) {
+                    Some(old) => drop(self.datapath.insert(key, old.mac)),
+                    None => drop(self.datapath.remove(key)),
+                }
+            }
+            for ifindex in attached {
+                drop(self.datapath.detach(ifindex));
+            }
+            return Err(e);
+        }
+
+        let announced: BTreeSet<ArpKey> = diff.announce.iter().map(Announcement::key).collect();
+        for a in &diff.withdraw {
+            let key = a.key();
+            if let Some(burst) = self.bursts.remove(&key) {
+                burst.abort();
+            }
+            // An entry re-announced with a new MAC was overwritten above, not withdrawn.
+            if !announced.contains(&key) {
+                if let Err(e) = self.datapath.remove(&key) {
+                    warn!(address = %a.addr, interface = a.ifname, error = %e, "could not withdraw");
+                }
+            }
+            info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "withdrawn");
+        }
+        for a in &diff.announce {
+            info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "announcing");
+            self.start_burst(a, gratuitous);
+        }
+        let still_wanted: BTreeSet<u32> = wanted.iter().map(|(i, _)| *i).collect();
+        for (ifindex, ifname) in plan::interfaces(&self.current) {
+            if !still_wanted.contains(&ifindex) {
+                match self.datapath.detach(ifindex) {
+                    Ok(()) => info!(interface = ifname, "XDP program detached"),
+                    Err(e) => warn!(interface = ifname, error = %e, "could not detach"),
+                }
+            }
+        }
+        self.current = desired;
+        Ok(())
+    }
+
+    /// Withdraws every announcement and detaches everywhere.
+    pub fn withdraw_all(&mut self) {
+        for (_, burst) in self.bursts.drain() {
+            burst.abort();
+        }
+        if let Err(e) = self.apply(BTreeSet::new(), Gratuitous::default()) {
+            warn!(error = %e, "could not withdraw everything");
+        }
+    }
+
+    fn start_burst(&mut self, a: &Announcement, gratuitous: Gratuitous) {
+        if gratuitous.count == 0 {
+            return;
+        }
+        let frame = Arp::gratuitous(a.mac, a.addr, a.vlan).to_bytes();
+        let (sender, ifindex, addr, ifname) = (self.sender.clone(), a.ifindex, a.addr, a.ifname.clone());
+        let burst = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(gratuitous.interval);
+            for _ in 0..gratuitous.count {
+                tick.tick().await;
+                if let Err(e) = sender.send(ifindex, &frame) {
+                    warn!(address = %addr, interface = ifname, error = %e, "gratuitous ARP not sent");
+                }
+            }
+        });
+        if let Some(old) = self.bursts.insert(a.key(), burst) {
+            old.abort();
+        }
+    }
+}

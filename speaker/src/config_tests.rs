@@ -1,0 +1,145 @@
+use super::*;
+
+fn err(text: &str) -> String {
+    parse(text).expect_err("config should be rejected").to_string()
+}
+
+#[test]
+fn minimal_file_has_defaults() {
+    let c = parse("node = \"node-a\"\n").unwrap();
+    assert_eq!(c.node, "node-a");
+    assert!(c.vips.is_empty());
+    assert_eq!(c.gratuitous, Gratuitous::default());
+}
+
+#[test]
+fn full_file() {
+    let c = parse(
+        r#"
+        node = "node-a"
+        [gratuitous]
+        count = 5
+        interval_ms = 50
+        [[vip]]
+        address = "192.0.2.10"
+        interface = "eth0"
+        [[vip]]
+        address = " 192.0.2.11 "
+        [[vip]]
+        address = "192.0.2.12"
+        interface = "eth1"
+        vlan = 42
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.gratuitous, Gratuitous { count: 5, interval: Duration::from_millis(50) });
+    assert_eq!(
+        c.vips,
+        vec![
+            Vip { address: [192, 0, 2, 10].into(), interface: Some("eth0".into()), vlan: 0 },
+            Vip { address: [192, 0, 2, 11].into(), interface: None, vlan: 0 },
+            Vip { address: [192, 0, 2, 12].into(), interface: Some("eth1".into()), vlan: 42 },
+        ]
+    );
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let e = err("node = \"a\"\n[[vip]\naddress = \"192.0.2.1\"\n");
+    assert!(e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\nintreface = \"eth0\"\n");
+    assert!(e.contains("unknown field `intreface`"), "{e}");
+    let e = err("node = \"a\"\ncolour = 1\n");
+    assert!(e.contains("unknown field `colour`"), "{e}");
+}
+
+#[test]
+fn missing_node_is_named() {
+    let e = err("[[vip]]\naddress = \"192.0.2.1\"\n");
+    assert!(e.contains("missing field `node`"), "{e}");
+    assert_eq!(err("node = \"  \""), r#"node = "  ": must not be empty"#);
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let e = err("node = \"a\"\n[[vip]]\naddress = 10\n");
+    assert!(e.contains("address") && e.contains("line 3"), "{e}");
+}
+
+#[test]
+fn bad_address_names_field_and_value() {
+    assert_eq!(
+        err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\n[[vip]]\naddress = \"192.0.2.300\"\n"),
+        r#"vip[1].address = "192.0.2.300": not an IPv4 address"#
+    );
+    assert_eq!(
+        err("node = \"a\"\n[[vip]]\naddress = \"2001:db8::1\"\n"),
+        r#"vip[0].address = "2001:db8::1": IPv6 addresses (NDP) are not supported yet"#
+    );
+    for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "169.254.1.1"] {
+        let e = err(&format!("node = \"a\"\n[[vip]]\naddress = \"{bad}\"\n"));
+        assert!(e.contains("not a unicast address"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn duplicate_vip_is_refused() {
+    assert_eq!(
+        err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\n[[vip]]\naddress = \"192.0.2.1\"\n"),
+        "vip[1].address = 192.0.2.1: already listed as vip[0]"
+    );
+    // The same address on two interfaces is two announcements, not a duplicate.
+    let text = "node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\ninterface = \"a\"\n\
+                [[vip]]\naddress = \"192.0.2.1\"\ninterface = \"b\"\n";
+    assert_eq!(parse(text).unwrap().vips.len(), 2);
+}
+
+#[test]
+fn bad_interface_name() {
+    assert_eq!(
+        err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\ninterface = \"a-very-long-interface\"\n"),
+        r#"vip[0].interface = "a-very-long-interface": not an interface name"#
+    );
+}
+
+#[test]
+fn vlan_rules() {
+    assert_eq!(
+        err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\ninterface = \"e\"\nvlan = 4095\n"),
+        "vip[0].vlan = 4095: must be 1 to 4094"
+    );
+    assert_eq!(
+        err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\nvlan = 7\n"),
+        "vip[0].vlan = 7: a tagged address needs `interface`, the device that carries the VLAN"
+    );
+    let e = err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\ninterface = \"e\"\nvlan = -1\n");
+    assert!(e.contains("vlan"), "{e}");
+}
+
+#[test]
+fn gratuitous_bounds() {
+    assert_eq!(err("node = \"a\"\n[gratuitous]\ncount = 1000\n"), "gratuitous.count = 1000: at most 100");
+    assert_eq!(
+        err("node = \"a\"\n[gratuitous]\ninterval_ms = 1\n"),
+        "gratuitous.interval_ms = 1: must be 10 to 60000"
+    );
+    let c = parse("node = \"a\"\n[gratuitous]\ncount = 0\n").unwrap();
+    assert_eq!(c.gratuitous.count, 0);
+}
+
+#[test]
+fn load_names_the_file() {
+    let dir = std::env::temp_dir().join(format!("herald-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "node = \"a\"\n[[vip]]\naddress = \"nope\"\n").unwrap();
+    let e = load(&path).unwrap_err().to_string();
+    assert_eq!(e, format!("config file {}: vip[0].address = \"nope\": not an IPv4 address", path.display()));
+    let e = load(&dir.join("missing.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("cannot read config file") && e.contains("missing.toml"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

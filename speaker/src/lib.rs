@@ -1,0 +1,18 @@
+//! Herald's speaker: keeps an XDP program answering ARP for the addresses this node announces.
+//!
+//! Pure decisions ([`config`], [`plan`]) over plain data ([`host`]); effects at the edges
+//! ([`datapath`] owns the BPF program and maps, [`garp`] sends frames, [`pinned`] reads a running
+//! speaker's maps).
+
+pub mod announcer;
+pub mod bpffs;
+pub mod clock;
+pub mod config;
+pub mod datapath;
+pub mod frame;
+pub mod garp;
+pub mod host;
+pub mod pinned;
+pub mod plan;
+pub mod standalone;
+pub mod status;

@@ -1,0 +1,120 @@
+use super::*;
+use crate::{config::parse, host::Ipv4Net};
+
+const MAC0: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+fn iface(name: &str, index: u32, mac: Option<[u8; 6]>, addrs: &[([u8; 4], u8)]) -> Interface {
+    Interface {
+        name: name.into(),
+        index,
+        mac,
+        addrs: addrs.iter().map(|&(a, p)| Ipv4Net { addr: a.into(), prefix: p }).collect(),
+        loopback: name == "lo",
+        noarp: false,
+    }
+}
+
+fn host() -> Host {
+    Host {
+        interfaces: vec![
+            iface("lo", 1, None, &[([127, 0, 0, 1], 8)]),
+            iface("eth0", 2, Some(MAC0), &[([192, 0, 2, 1], 24)]),
+            iface("eth1", 3, Some(MAC1), &[([198, 51, 100, 1], 24)]),
+            iface("eth2", 4, Some(MAC1), &[([198, 51, 100, 2], 25)]),
+        ],
+        gateways: vec![("eth0".into(), [192, 0, 2, 254].into())],
+    }
+}
+
+fn resolve_str(text: &str) -> Result<BTreeSet<Announcement>, String> {
+    resolve(&parse(text).unwrap(), &host()).map_err(|e| e.to_string())
+}
+
+fn ann(addr: [u8; 4], ifindex: u32, vlan: u16, mac: [u8; 6], ifname: &str) -> Announcement {
+    Announcement { addr: addr.into(), ifindex, vlan, mac, ifname: ifname.into() }
+}
+
+#[test]
+fn named_interface() {
+    let got =
+        resolve_str("node = \"a\"\n[[vip]]\naddress = \"203.0.113.5\"\ninterface = \"eth1\"\nvlan = 9\n");
+    assert_eq!(got.unwrap(), BTreeSet::from([ann([203, 0, 113, 5], 3, 9, MAC1, "eth1")]));
+}
+
+#[test]
+fn interface_by_subnet() {
+    let got = resolve_str("node = \"a\"\n[[vip]]\naddress = \"192.0.2.10\"\n").unwrap();
+    assert_eq!(got, BTreeSet::from([ann([192, 0, 2, 10], 2, 0, MAC0, "eth0")]));
+    // Every interface whose subnet holds the address announces it.
+    let got = resolve_str("node = \"a\"\n[[vip]]\naddress = \"198.51.100.20\"\n").unwrap();
+    let ifaces: Vec<_> = got.iter().map(|a| a.ifname.as_str()).collect();
+    assert_eq!(ifaces, ["eth1", "eth2"]);
+}
+
+#[test]
+fn no_subnet_holds_it() {
+    assert_eq!(
+        resolve_str("node = \"a\"\n[[vip]]\naddress = \"203.0.113.5\"\n").unwrap_err(),
+        "vip[0].address = 203.0.113.5: no interface has a subnet that holds it; name one with `interface`"
+    );
+}
+
+#[test]
+fn unknown_interface() {
+    assert_eq!(
+        resolve_str("node = \"a\"\n[[vip]]\naddress = \"192.0.2.10\"\ninterface = \"eth9\"\n").unwrap_err(),
+        r#"vip[0].interface = "eth9": no such interface on this host"#
+    );
+}
+
+#[test]
+fn refuses_local_address() {
+    assert_eq!(
+        resolve_str("node = \"a\"\n[[vip]]\naddress = \"198.51.100.2\"\ninterface = \"eth0\"\n").unwrap_err(),
+        "vip[0].address = 198.51.100.2: is configured on interface eth2; the kernel already answers for it, Herald will not"
+    );
+}
+
+#[test]
+fn refuses_gateway() {
+    assert_eq!(
+        resolve_str("node = \"a\"\n[[vip]]\naddress = \"192.0.2.254\"\n").unwrap_err(),
+        "vip[0].address = 192.0.2.254: is a gateway of interface eth0; Herald will not answer for it"
+    );
+    // A gateway of another interface is no reason to refuse.
+    assert!(resolve_str("node = \"a\"\n[[vip]]\naddress = \"192.0.2.254\"\ninterface = \"eth1\"\n").is_ok());
+}
+
+#[test]
+fn refuses_interfaces_without_arp() {
+    assert_eq!(
+        resolve_str("node = \"a\"\n[[vip]]\naddress = \"192.0.2.10\"\ninterface = \"lo\"\n").unwrap_err(),
+        r#"vip[0].interface = "lo": cannot answer ARP (loopback, NOARP or no Ethernet address)"#
+    );
+}
+
+#[test]
+fn diff_keeps_what_stays() {
+    let a = ann([192, 0, 2, 10], 2, 0, MAC0, "eth0");
+    let b = ann([192, 0, 2, 11], 2, 0, MAC0, "eth0");
+    let c = ann([192, 0, 2, 12], 2, 0, MAC0, "eth0");
+    let current = BTreeSet::from([a.clone(), b.clone()]);
+    let desired = BTreeSet::from([b.clone(), c.clone()]);
+    assert_eq!(diff(&current, &desired), Diff { withdraw: vec![a], announce: vec![c] });
+    assert_eq!(diff(&desired, &desired), Diff::default());
+    // A changed MAC (interface replaced) is a withdraw plus an announce.
+    let b2 = Announcement { mac: MAC1, ..b.clone() };
+    let d = diff(&BTreeSet::from([b.clone()]), &BTreeSet::from([b2.clone()]));
+    assert_eq!(d, Diff { withdraw: vec![b], announce: vec![b2] });
+}
+
+#[test]
+fn interfaces_in_use() {
+    let set = BTreeSet::from([
+        ann([192, 0, 2, 10], 2, 0, MAC0, "eth0"),
+        ann([192, 0, 2, 11], 2, 0, MAC0, "eth0"),
+        ann([198, 51, 100, 9], 3, 0, MAC1, "eth1"),
+    ]);
+    assert_eq!(interfaces(&set), BTreeSet::from([(2, "eth0".into()), (3, "eth1".into())]));
+}

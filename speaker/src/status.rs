@@ -1,0 +1,69 @@
+//! `herald-speaker status`: what a running speaker announces, read from its pinned maps.
+
+use std::{fmt::Write, path::Path};
+
+use speaker_common::Heartbeat;
+
+use crate::{clock, pinned};
+
+/// Renders the status report for the speaker that pins under `dir`.
+pub fn report(dir: &Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let beat = pinned::heartbeat(dir)
+        .with_context(|| format!("no speaker state under {} (is a speaker running?)", dir.display()))?;
+    let entries = pinned::entries(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut out = String::new();
+    let alive = pinned::speaker_alive(&beat);
+    writeln!(out, "heartbeat: {}", heartbeat_line(&beat, clock::monotonic_ns(), alive))?;
+    writeln!(out, "{:<16} {:<16} {:>4}  {:<17} {:>10}", "ADDRESS", "INTERFACE", "VLAN", "MAC", "REPLIES")?;
+    for e in &entries {
+        let ifname = nix::net::if_::if_indextoname(e.ifindex)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("#{}", e.ifindex));
+        let mac = e.mac.map(|b| format!("{b:02x}")).join(":");
+        writeln!(out, "{:<16} {:<16} {:>4}  {:<17} {:>10}", e.addr, ifname, e.vlan, mac, e.replies)?;
+    }
+    if entries.is_empty() {
+        writeln!(out, "(no addresses announced)")?;
+    }
+    Ok(out)
+}
+
+/// "0.4 s ago (bound 2.0 s): answering", or why the program is not answering.
+pub fn heartbeat_line(beat: &Heartbeat, now_ns: u64, speaker_alive: bool) -> String {
+    let bound = beat.dead_man_ns as f64 / 1e9;
+    if !speaker_alive {
+        return format!("speaker (pid {}) is gone: its program is detached, nothing is answered", beat.pid);
+    }
+    if beat.monotonic_ns == 0 {
+        return format!("never (bound {bound:.1} s): NOT answering");
+    }
+    let age = now_ns.saturating_sub(beat.monotonic_ns) as f64 / 1e9;
+    let state = if now_ns.saturating_sub(beat.monotonic_ns) <= beat.dead_man_ns {
+        "answering"
+    } else {
+        "NOT answering: the speaker is hung"
+    };
+    format!("{age:.1} s ago (bound {bound:.1} s): {state}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_states() {
+        let beat = Heartbeat { monotonic_ns: 10_000_000_000, dead_man_ns: 2_000_000_000, pid: 7, _pad: 0 };
+        assert_eq!(heartbeat_line(&beat, 10_400_000_000, true), "0.4 s ago (bound 2.0 s): answering");
+        assert_eq!(
+            heartbeat_line(&beat, 13_000_000_000, true),
+            "3.0 s ago (bound 2.0 s): NOT answering: the speaker is hung"
+        );
+        let never = Heartbeat { monotonic_ns: 0, ..beat };
+        assert_eq!(heartbeat_line(&never, 1, true), "never (bound 2.0 s): NOT answering");
+        assert_eq!(
+            heartbeat_line(&beat, 10_400_000_000, false),
+            "speaker (pid 7) is gone: its program is detached, nothing is answered"
+        );
+    }
+}
