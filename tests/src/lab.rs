@@ -1,0 +1,272 @@
+//! A LAN in network namespaces: a Linux bridge as the switch (in a namespace of its own), node
+//! namespaces and a client namespace, each joined to it by a veth pair whose inside end is
+//! `eth0`. Addresses come from 192.0.2.0/24 (documentation range).
+//!
+//! Every veth end on the switch side carries Herald's pass-through XDP program, because a reply
+//! sent with XDP_TX in native mode on veth is dropped unless the peer has an XDP program.
+//! VLAN offloads are off on every veth end so 802.1Q tags stay in the frames XDP sees.
+//!
+//! Dropping the [`Lab`] kills the processes it started and deletes its namespaces (which takes
+//! the veths, the bridge and the attached programs with them).
+
+use std::{
+    net::Ipv4Addr,
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode},
+};
+use speaker_common::PASS_PROGRAM;
+
+/// The subnet every lab host is on.
+pub const PREFIX: u8 = 24;
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+
+/// One host of the lab.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub name: String,
+    /// Network namespace, under /run/netns.
+    pub netns: String,
+    pub addr: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// The switch-side end of its veth pair.
+    pub port: String,
+}
+
+impl Host {
+    /// A command that runs in this host's network namespace. `nsenter` (not `ip netns exec`)
+    /// keeps the caller's mount namespace, so the bpffs stays visible.
+    pub fn command(&self, program: &str) -> Command {
+        netns_command(&self.netns, program)
+    }
+
+    /// Runs a command here and returns its output, whatever its exit status.
+    pub fn output(&self, program: &str, args: &[&str]) -> anyhow::Result<Output> {
+        self.command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {program} in {}", self.netns))
+    }
+
+    /// Runs a command here and fails unless it succeeds; returns its stdout.
+    pub fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.output(program, args)?;
+        ensure!(
+            out.status.success(),
+            "{program} {args:?} in {}: {}\n{}",
+            self.netns,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn ifindex(&self) -> anyhow::Result<u32> {
+        let out = self.run("cat", &["/sys/class/net/eth0/ifindex"])?;
+        Ok(out.trim().parse()?)
+    }
+}
+
+pub fn netns_command(netns: &str, program: &str) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{netns}")).arg("--").arg(program);
+    cmd
+}
+
+pub struct Lab {
+    pub nodes: Vec<Host>,
+    pub client: Host,
+    /// Scratch directory for configs and logs, removed on drop.
+    pub workdir: std::path::PathBuf,
+    switch: String,
+    children: Vec<Child>,
+    _pass: Option<Ebpf>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    /// A lab with one node namespace per name, nodes at 192.0.2.1, .2, ... and the client at
+    /// 192.0.2.100.
+    pub fn new(node_names: &[&str]) -> anyhow::Result<Self> {
+        crate::require_root()?;
+        let id = format!("h{}-{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed));
+        let switch = format!("{id}-sw");
+        // From here on, dropping `lab` cleans up whatever was made.
+        let mut lab = Lab {
+            nodes: Vec::new(),
+            client: Host {
+                name: String::new(),
+                netns: String::new(),
+                addr: CLIENT_ADDR,
+                mac: [0; 6],
+                port: String::new(),
+            },
+            workdir: std::env::temp_dir().join(format!("herald-lab-{id}")),
+            switch: switch.clone(),
+            children: Vec::new(),
+            _pass: None,
+        };
+        std::fs::create_dir_all(&lab.workdir)?;
+        ip(&["netns", "add", &switch])?;
+        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge", "forward_delay", "0"])?;
+        ip(&["-n", &switch, "link", "set", "br0", "up"])?;
+        ip(&["-n", &switch, "link", "set", "lo", "up"])?;
+        for (i, name) in node_names.iter().enumerate() {
+            let addr = Ipv4Addr::new(192, 0, 2, 1 + i as u8);
+            let host = lab.add_host(&id, name, addr, i)?;
+            lab.nodes.push(host);
+        }
+        lab.client = lab.add_host(&id, "client", CLIENT_ADDR, node_names.len())?;
+        lab._pass = Some(lab.attach_pass_programs()?);
+        Ok(lab)
+    }
+
+    fn add_host(&mut self, id: &str, name: &str, addr: Ipv4Addr, index: usize) -> anyhow::Result<Host> {
+        let netns = format!("{id}-{name}");
+        let port = format!("p{index}-{}", std::process::id() % 10_000);
+        ip(&["netns", "add", &netns])?;
+        let tmp = format!("v{index}-{}", std::process::id() % 10_000);
+        ip(&[
+            "link",
+            "add",
+            &tmp,
+            "netns",
+            &netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.switch,
+        ])?;
+        ip(&["-n", &netns, "link", "set", &tmp, "name", "eth0"])?;
+        ip(&["-n", &self.switch, "link", "set", &port, "master", "br0", "up"])?;
+        ip(&["-n", &netns, "addr", "add", &format!("{addr}/{PREFIX}"), "dev", "eth0"])?;
+        ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+        for (ns, dev) in [(netns.as_str(), "eth0"), (self.switch.as_str(), port.as_str())] {
+            run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
+        }
+        let host = Host { name: name.into(), netns, addr, mac: [0; 6], port };
+        let mac = host.run("cat", &["/sys/class/net/eth0/address"])?;
+        Ok(Host { mac: parse_mac(mac.trim())?, ..host })
+    }
+
+    /// Loads the pass program and attaches it, in native mode, to every switch port.
+    fn attach_pass_programs(&self) -> anyhow::Result<Ebpf> {
+        let switch = self.switch.clone();
+        let ports: Vec<String> = self.nodes.iter().chain([&self.client]).map(|h| h.port.clone()).collect();
+        // Interface indexes are per namespace: attach from a thread that entered the switch's.
+        std::thread::spawn(move || -> anyhow::Result<Ebpf> {
+            let ns = std::fs::File::open(format!("/run/netns/{switch}"))?;
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let mut ebpf = Ebpf::load(herald_speaker::datapath::OBJECT)?;
+            let program: &mut Xdp = ebpf.program_mut(PASS_PROGRAM).context("no pass program")?.try_into()?;
+            program.load()?;
+            for port in &ports {
+                let ifindex = nix::net::if_::if_nametoindex(port.as_str())?;
+                program.attach(ifindex, XdpMode::Driver).with_context(|| format!("attaching to {port}"))?;
+            }
+            Ok(ebpf)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
+    }
+
+    /// The bpffs directory a speaker in `host` pins its maps under.
+    pub fn pin_dir(&self, host: &Host) -> std::path::PathBuf {
+        std::path::Path::new("/sys/fs/bpf").join(&host.netns)
+    }
+
+    pub fn node(&self, name: &str) -> &Host {
+        self.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no lab node {name}"))
+    }
+
+    /// Starts a long-running process in `host`'s namespace; it is killed when the lab drops.
+    /// Its stderr goes to `log`, if given.
+    pub fn spawn(
+        &mut self,
+        host: &Host,
+        program: &str,
+        args: &[&str],
+        log: Option<&std::path::Path>,
+    ) -> anyhow::Result<u32> {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::inherit(),
+        };
+        let child = host
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting {program} in {}", host.netns))?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Takes back a process started with [`Lab::spawn`], to wait for it.
+    pub fn take_child(&mut self, pid: u32) -> Option<Child> {
+        let i = self.children.iter().position(|c| c.id() == pid)?;
+        Some(self.children.swap_remove(i))
+    }
+
+    /// Runs `program` in the switch namespace (captures on the bridge, for one).
+    pub fn switch_command(&self, program: &str) -> Command {
+        netns_command(&self.switch, program)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            // nsenter execs the program, so this is the program itself. SIGCONT first, in case
+            // a test left it stopped.
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for host in self.nodes.iter().chain([&self.client]) {
+            if !host.netns.is_empty() {
+                let _ = ip(&["netns", "del", &host.netns]);
+                // Pins of a speaker that was killed (a clean exit removes its own).
+                let _ = std::fs::remove_dir_all(self.pin_dir(host));
+            }
+        }
+        let _ = ip(&["netns", "del", &self.switch]);
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// Runs `ip` with `args` in the caller's namespace.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
+    run(Command::new("ip").args(args))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+pub fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
+    let bytes: Vec<u8> = s.split(':').map(|b| u8::from_str_radix(b, 16)).collect::<Result<_, _>>()?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("not a MAC address: {s}"))
+}
+
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}

@@ -1,0 +1,44 @@
+//! Herald's lab and the helpers its integration tests, benches and demo share.
+//!
+//! Tests that need root, BPF or network namespaces call [`require_root`]: without root they
+//! say loudly that they did not run, except under `CI=true`, where they fail.
+
+pub mod lab;
+pub mod probe;
+pub mod speaker;
+
+use std::path::PathBuf;
+
+/// Whether CI is running us: then nothing may skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Fails unless running as root. Tests use [`root_or_skip`] instead.
+pub fn require_root() -> anyhow::Result<()> {
+    anyhow::ensure!(nix::unistd::geteuid().is_root(), "the lab needs root (BPF, network namespaces)");
+    Ok(())
+}
+
+/// `true` when the test can run. Without root: panics under CI, else prints why it skips.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "{test}: needs root, and CI=true forbids skipping");
+    eprintln!("SKIPPED {test}: needs root (BPF, network namespaces); run `cargo xtask test` as root");
+    false
+}
+
+/// A binary of this workspace, built next to the running executable (tests run from
+/// target/<profile>/deps, xtask from target/<profile>).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(name);
+    assert!(bin.is_file(), "{} is not built: run `cargo xtask build`", bin.display());
+    bin
+}

@@ -1,0 +1,122 @@
+//! What a client on the LAN sees: `arping` replies, `tcpdump` captures, the neighbour table.
+
+use std::{
+    net::Ipv4Addr,
+    process::{Child, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+
+use crate::lab::{Host, parse_mac};
+
+/// The MAC of every ARP reply `from` got for `target` in `count` broadcast probes.
+/// (`-b` keeps probing by broadcast, so every host that would answer is heard.)
+pub fn arping(from: &Host, target: Ipv4Addr, count: u32) -> anyhow::Result<Vec<[u8; 6]>> {
+    let (count_s, wait) = (count.to_string(), (count + 1).to_string());
+    let out = from.output(
+        "arping",
+        &["-b", "-c", &count_s, "-w", &wait, "-i", "0.2", "-I", "eth0", &target.to_string()],
+    )?;
+    parse_arping(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// One probe with a short deadline: the replying MACs, for polling loops.
+pub fn arping_once(from: &Host, target: Ipv4Addr, timeout: Duration) -> anyhow::Result<Vec<[u8; 6]>> {
+    let wait = format!("{:.1}", timeout.as_secs_f64());
+    let out = from.output("arping", &["-b", "-c", "1", "-w", &wait, "-I", "eth0", &target.to_string()])?;
+    parse_arping(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses iputils arping output: `Unicast reply from 192.0.2.200 [72:07:08:34:82:64]  0.536ms`.
+pub fn parse_arping(text: &str) -> anyhow::Result<Vec<[u8; 6]>> {
+    text.lines()
+        .filter(|l| l.contains(" reply from "))
+        .map(|l| {
+            let mac =
+                l.split('[').nth(1).and_then(|r| r.split(']').next()).context("no MAC in arping line")?;
+            parse_mac(mac)
+        })
+        .collect()
+}
+
+/// Polls until `check` holds for the MACs answering `target`, or `timeout` passes.
+pub fn wait_for_answer(
+    from: &Host,
+    target: Ipv4Addr,
+    timeout: Duration,
+    check: impl Fn(&[[u8; 6]]) -> bool,
+) -> anyhow::Result<Vec<[u8; 6]>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let macs = arping_once(from, target, Duration::from_millis(300))?;
+        if check(&macs) || std::time::Instant::now() > deadline {
+            return Ok(macs);
+        }
+    }
+}
+
+/// A running `tcpdump` capturing ARP on `host`'s eth0; [`Capture::stop`] returns the lines.
+pub struct Capture {
+    child: Child,
+    // Kept open: tcpdump writes its summary there on exit.
+    _stderr: std::process::ChildStderr,
+}
+
+impl Capture {
+    pub fn arp(host: &Host) -> anyhow::Result<Self> {
+        let child = host
+            .command("tcpdump")
+            .args(["-i", "eth0", "-n", "-e", "-l", "--immediate-mode", "-Q", "in", "arp"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting tcpdump")?;
+        let mut child = child;
+        let mut stderr = child.stderr.take().context("tcpdump stderr")?;
+        // tcpdump says "listening on eth0" on stderr once its socket is open.
+        let mut reader = std::io::BufReader::new(&mut stderr);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            use std::io::BufRead as _;
+            if reader.read_line(&mut line)? == 0 {
+                anyhow::bail!("tcpdump exited before it was listening");
+            }
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        Ok(Self { child, _stderr: stderr })
+    }
+
+    pub fn stop(self) -> anyhow::Result<Vec<String>> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )?;
+        let out = self.child.wait_with_output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+    }
+}
+
+/// The neighbour entries (IPv4) of `host`, as `ip neigh` prints them.
+pub fn neighbours(host: &Host) -> anyhow::Result<Vec<String>> {
+    Ok(host.run("ip", &["-4", "neigh", "show", "dev", "eth0"])?.lines().map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_arping() {
+        let text = "ARPING 192.0.2.200 from 192.0.2.100 eth0\n\
+                    Unicast reply from 192.0.2.200 [72:07:08:34:82:64]  0.536ms\n\
+                    Unicast reply from 192.0.2.200 [02:00:00:00:00:01]  0.549ms\n\
+                    Sent 2 probes (2 broadcast(s))\nReceived 2 response(s)\n";
+        assert_eq!(parse_arping(text).unwrap(), vec![[0x72, 7, 8, 0x34, 0x82, 0x64], [2, 0, 0, 0, 0, 1]]);
+        assert!(parse_arping("Sent 1 probes\nReceived 0 response(s)\n").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,331 @@
+//! Herald's XDP program, run by the kernel on frames we hand it (BPF_PROG_TEST_RUN): each case
+//! states the exact verdict and the exact bytes that come out. Needs root (CI runs it as root).
+//!
+//! Without a context the kernel runs the program as if the frame came in on `lo` (ifindex 1),
+//! so the map entries here are for ifindex 1.
+
+use std::net::Ipv4Addr;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use herald_speaker::{
+    clock::monotonic_ns,
+    datapath::OBJECT,
+    frame::{ARP_REPLY, Arp, BROADCAST},
+};
+use herald_tests::root_or_skip;
+use speaker_common::{ARP_MAP, ARP_PROGRAM, ArpEntry, ArpKey, DEAD_MAN_GLOBAL, HEARTBEAT_MAP, Heartbeat};
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const LO: u32 = 1;
+const BOUND_NS: u64 = 2_000_000_000;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+const VIP_VLAN: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 200);
+const NODE_MAC: [u8; 6] = [0x02, 0x4e, 0x4f, 0x44, 0x45, 0x01];
+const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0x1e, 0x47, 0x00, 0x01];
+const OTHER_MAC: [u8; 6] = [0x02, 0x07, 0x07, 0x07, 0x07, 0x07];
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+
+struct Fixture {
+    ebpf: Ebpf,
+}
+
+impl Fixture {
+    /// The program loaded with a 2 s bound, VIP answered untagged and VIP_VLAN on VLAN 42, and
+    /// a fresh heartbeat.
+    fn new() -> Self {
+        let mut ebpf =
+            EbpfLoader::new().override_global(DEAD_MAN_GLOBAL, &BOUND_NS, true).load(OBJECT).unwrap();
+        let program: &mut Xdp = ebpf.program_mut(ARP_PROGRAM).unwrap().try_into().unwrap();
+        program.load().unwrap();
+        let mut f = Self { ebpf };
+        f.insert(ArpKey::new(VIP.octets(), LO, 0));
+        f.insert(ArpKey::new(VIP_VLAN.octets(), LO, 42));
+        f.beat(monotonic_ns());
+        f
+    }
+
+    fn insert(&mut self, key: ArpKey) {
+        let mut map: HashMap<_, ArpKey, ArpEntry> =
+            HashMap::try_from(self.ebpf.map_mut(ARP_MAP).unwrap()).unwrap();
+        map.insert(&key, &ArpEntry::new(NODE_MAC), 0).unwrap();
+    }
+
+    fn beat(&mut self, monotonic_ns: u64) {
+        let mut map: Array<_, Heartbeat> =
+            Array::try_from(self.ebpf.map_mut(HEARTBEAT_MAP).unwrap()).unwrap();
+        map.set(0, &Heartbeat { monotonic_ns, dead_man_ns: BOUND_NS, pid: 0, _pad: 0 }, 0).unwrap();
+    }
+
+    fn replies(&self, key: ArpKey) -> u64 {
+        let map: HashMap<_, ArpKey, ArpEntry> = HashMap::try_from(self.ebpf.map(ARP_MAP).unwrap()).unwrap();
+        map.get(&key, 0).unwrap().replies
+    }
+
+    /// The verdict and the frame as the program left it.
+    fn run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), aya::programs::ProgramError> {
+        let program: &Xdp = self.ebpf.program(ARP_PROGRAM).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; frame.len() + 64];
+        let result = program.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
+    fn assert_pass(&self, name: &str, frame: &[u8]) {
+        let (verdict, out) = self.run(frame).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(verdict, XDP_PASS, "{name}: verdict");
+        assert_eq!(out, frame, "{name}: a passed frame must be unchanged");
+    }
+
+    fn assert_tx(&self, name: &str, frame: &[u8], reply: &[u8]) {
+        let (verdict, out) = self.run(frame).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(verdict, XDP_TX, "{name}: verdict");
+        assert_eq!(out, reply, "{name}: reply bytes");
+    }
+}
+
+fn request(target: Ipv4Addr) -> Arp {
+    Arp::request(CLIENT_MAC, CLIENT_IP, target)
+}
+
+/// The reply RFC 826 prescribes to `req`, from NODE_MAC.
+fn reply_to(req: &Arp) -> Arp {
+    Arp {
+        eth_dst: req.sha,
+        eth_src: NODE_MAC,
+        vlan: req.vlan,
+        op: ARP_REPLY,
+        sha: NODE_MAC,
+        spa: req.tpa,
+        tha: req.sha,
+        tpa: req.spa,
+    }
+}
+
+fn with(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut bytes = request(VIP).to_bytes();
+    f(&mut bytes);
+    bytes
+}
+
+#[test]
+fn answers_requests_for_announced_addresses() {
+    if !root_or_skip("answers_requests_for_announced_addresses") {
+        return;
+    }
+    let f = Fixture::new();
+    let req = request(VIP);
+    f.assert_tx("broadcast request", &req.to_bytes(), &reply_to(&req).to_bytes());
+
+    let unicast = Arp { eth_dst: NODE_MAC, ..req };
+    f.assert_tx("request unicast to our MAC", &unicast.to_bytes(), &reply_to(&unicast).to_bytes());
+
+    // An ARP probe (RFC 5227, sender 0.0.0.0) is answered too: it defends the address.
+    let probe = Arp { spa: Ipv4Addr::UNSPECIFIED, ..req };
+    f.assert_tx("ARP probe", &probe.to_bytes(), &reply_to(&probe).to_bytes());
+
+    // Ethernet padding to 60 bytes stays as it was.
+    let mut padded = req.to_bytes();
+    padded.resize(60, 0xaa);
+    let mut padded_reply = reply_to(&req).to_bytes();
+    padded_reply.resize(60, 0xaa);
+    f.assert_tx("padded request", &padded, &padded_reply);
+
+    let tagged = Arp { vlan: Some(42), ..request(VIP_VLAN) };
+    f.assert_tx("request on VLAN 42, tag kept", &tagged.to_bytes(), &reply_to(&tagged).to_bytes());
+
+    assert_eq!(f.replies(ArpKey::new(VIP.octets(), LO, 0)), 4, "each reply is counted on its entry");
+    assert_eq!(f.replies(ArpKey::new(VIP_VLAN.octets(), LO, 42)), 1);
+}
+
+#[test]
+fn passes_everything_else_unchanged() {
+    if !root_or_skip("passes_everything_else_unchanged") {
+        return;
+    }
+    let f = Fixture::new();
+    let req = request(VIP);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("IPv4 EtherType", with(|b| b[12..14].copy_from_slice(&[0x08, 0x00]))),
+        ("IPv6 EtherType", with(|b| b[12..14].copy_from_slice(&[0x86, 0xdd]))),
+        ("ARP reply", Arp { op: ARP_REPLY, ..req }.to_bytes()),
+        ("op 3 (RARP request)", Arp { op: 3, ..req }.to_bytes()),
+        ("gratuitous ARP request", Arp { spa: VIP, ..req }.to_bytes()),
+        ("gratuitous ARP reply", Arp { spa: VIP, op: ARP_REPLY, eth_dst: BROADCAST, ..req }.to_bytes()),
+        ("request for another address", request(Ipv4Addr::new(192, 0, 2, 201)).to_bytes()),
+        ("request for a node's own address", request(Ipv4Addr::new(192, 0, 2, 1)).to_bytes()),
+        ("unicast request to another MAC", Arp { eth_dst: OTHER_MAC, ..req }.to_bytes()),
+        ("multicast destination", Arp { eth_dst: [0x01, 0, 0x5e, 0, 0, 1], ..req }.to_bytes()),
+        ("group sender hardware address", Arp { sha: [0x01, 0, 0x5e, 0, 0, 1], ..req }.to_bytes()),
+        ("group Ethernet source", Arp { eth_src: [0x03, 0, 0, 0, 0, 1], ..req }.to_bytes()),
+        ("htype 6 (IEEE 802)", with(|b| b[15] = 6)),
+        ("ptype IPv6", with(|b| b[16..18].copy_from_slice(&[0x86, 0xdd]))),
+        ("hlen 8", with(|b| b[18] = 8)),
+        ("plen 16", with(|b| b[19] = 16)),
+        ("untagged request, entry only on VLAN 42", request(VIP_VLAN).to_bytes()),
+        ("VLAN 42 request, entry only untagged", Arp { vlan: Some(42), ..req }.to_bytes()),
+        ("VLAN 43 request, entry on VLAN 42", Arp { vlan: Some(43), ..request(VIP_VLAN) }.to_bytes()),
+        ("two 802.1Q tags (QinQ)", qinq(0x8100)),
+        ("802.1ad outer tag", qinq(0x88a8)),
+        ("802.1Q tag around IPv4", {
+            let mut b = Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes();
+            b[16..18].copy_from_slice(&[0x08, 0x00]);
+            b
+        }),
+    ];
+    for (name, frame) in &cases {
+        f.assert_pass(name, frame);
+    }
+    assert_eq!(f.replies(ArpKey::new(VIP.octets(), LO, 0)), 0, "nothing passed was counted");
+}
+
+/// A request for VIP_VLAN behind two tags: outer `outer_tpid` VLAN 7, inner 802.1Q VLAN 42.
+fn qinq(outer_tpid: u16) -> Vec<u8> {
+    let inner = Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes();
+    let mut b = inner[..12].to_vec();
+    b.extend_from_slice(&outer_tpid.to_be_bytes());
+    b.extend_from_slice(&7u16.to_be_bytes());
+    b.extend_from_slice(&inner[12..]);
+    b
+}
+
+#[test]
+fn truncated_frames_pass_at_every_length() {
+    if !root_or_skip("truncated_frames_pass_at_every_length") {
+        return;
+    }
+    let f = Fixture::new();
+    for full in [request(VIP).to_bytes(), Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes()] {
+        for len in 0..full.len() {
+            let frame = &full[..len];
+            if len < 14 {
+                // The kernel refuses to run XDP on less than an Ethernet header (a driver never
+                // delivers such a frame), so there is no verdict to check.
+                assert!(f.run(frame).is_err(), "the kernel ran a {len}-byte frame");
+            } else {
+                f.assert_pass(&format!("{len} of {} bytes", full.len()), frame);
+            }
+        }
+        // The whole frame is answered: the cut-off points above were the only reason to pass.
+        assert_eq!(f.run(&full).unwrap().0, XDP_TX);
+    }
+}
+
+#[test]
+fn stale_heartbeat_stops_answers() {
+    if !root_or_skip("stale_heartbeat_stops_answers") {
+        return;
+    }
+    let mut f = Fixture::new();
+    let req = request(VIP);
+    let now = monotonic_ns();
+    f.beat(now - BOUND_NS - 100_000_000);
+    f.assert_pass("heartbeat older than the bound", &req.to_bytes());
+    f.beat(0);
+    f.assert_pass("no heartbeat ever", &req.to_bytes());
+    f.beat(now + 60_000_000_000);
+    f.assert_pass("heartbeat from the future", &req.to_bytes());
+    f.beat(now - BOUND_NS / 2);
+    f.assert_tx("heartbeat within the bound", &req.to_bytes(), &reply_to(&req).to_bytes());
+}
+
+/// The program against an independent model of what it must do, over frames mutated at random
+/// from valid requests: it answers exactly when the model says so, with the model's bytes, and
+/// passes everything else unchanged.
+#[test]
+fn mutated_frames_match_the_model() {
+    if !root_or_skip("mutated_frames_match_the_model") {
+        return;
+    }
+    let f = Fixture::new();
+    let seeds = [
+        request(VIP).to_bytes(),
+        Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes(),
+        Arp { eth_dst: NODE_MAC, ..request(VIP) }.to_bytes(),
+    ];
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let (mut answered, mut passed) = (0, 0);
+    for i in 0..6000 {
+        let mut frame = seeds[i % seeds.len()].clone();
+        for _ in 0..rng.below(4) {
+            let at = rng.below(frame.len() as u64) as usize;
+            // Mostly flip to values that matter (0, 1, 0xff, neighbours), sometimes anything.
+            frame[at] = match rng.below(4) {
+                0 => 0,
+                1 => 0xff,
+                2 => frame[at].wrapping_add(1),
+                _ => rng.below(256) as u8,
+            };
+        }
+        let cut = rng.below(8);
+        if cut < 2 {
+            frame.truncate(14 + rng.below(frame.len() as u64 - 13) as usize);
+        }
+        let expected = model(&frame);
+        match &expected {
+            Some(reply) => {
+                f.assert_tx(&format!("frame {i} {frame:02x?}"), &frame, reply);
+                answered += 1;
+            }
+            None => {
+                f.assert_pass(&format!("frame {i} {frame:02x?}"), &frame);
+                passed += 1;
+            }
+        }
+    }
+    assert!(answered > 500 && passed > 500, "both paths exercised: {answered} answered, {passed} passed");
+}
+
+/// What the program must do with `frame` given Fixture's entries: the reply, or `None` (pass).
+fn model(frame: &[u8]) -> Option<Vec<u8>> {
+    let tpid = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+    let (l2, vlan) = match tpid {
+        0x0806 => (14, 0),
+        0x8100 if frame.get(16..18)? == [0x08, 0x06] => {
+            (18, u16::from_be_bytes(frame[14..16].try_into().ok()?) & 0xfff)
+        }
+        _ => return None,
+    };
+    let arp = frame.get(l2..l2 + 28)?;
+    if arp[..8] != [0, 1, 8, 0, 6, 4, 0, 1] {
+        return None;
+    }
+    let (sha, spa, tpa) = (&arp[8..14], &arp[14..18], &arp[24..28]);
+    let tpa_ip = Ipv4Addr::new(tpa[0], tpa[1], tpa[2], tpa[3]);
+    let known = (tpa_ip == VIP && vlan == 0) || (tpa_ip == VIP_VLAN && vlan == 42);
+    let to_us = frame[..6] == BROADCAST || frame[..6] == NODE_MAC;
+    if !known || !to_us || spa == tpa || sha[0] & 1 == 1 || frame[6] & 1 == 1 {
+        return None;
+    }
+    let mut out = frame.to_vec();
+    out[..6].copy_from_slice(sha);
+    out[6..12].copy_from_slice(&NODE_MAC);
+    let a = l2;
+    out[a + 7] = 2;
+    out[a + 8..a + 14].copy_from_slice(&NODE_MAC);
+    out[a + 14..a + 18].copy_from_slice(tpa);
+    out[a + 18..a + 24].copy_from_slice(sha);
+    out[a + 24..a + 28].copy_from_slice(spa);
+    Some(out)
+}
+
+/// A small deterministic generator, so a failure is reproducible.
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
