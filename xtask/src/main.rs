@@ -1,0 +1,46 @@
+//! Herald's project tasks. `cargo xtask <command>`; every command sets up what it needs first.
+
+mod build;
+mod demo;
+mod setup;
+mod test;
+mod toolchain;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Herald's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the pinned toolchains, bpf-linker and the Debian packages (idempotent).
+    Setup,
+    /// Build the XDP object, then the userspace binaries.
+    Build(build::Options),
+    /// Set up, build, and run every test: lints, unit, BPF_PROG_TEST_RUN and lab tests.
+    Test,
+    /// Set up, build, and show one node answering ARP for an address in the lab.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Build(opts) => build::run(&opts),
+        Command::Test => test::run(),
+        Command::Demo => demo::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

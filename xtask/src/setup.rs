@@ -1,0 +1,149 @@
+//! `cargo xtask setup`: everything a new Debian/Ubuntu machine needs to build and test Herald.
+//! Idempotent; when all is in place it only checks (well under a second).
+//!
+//! bpf-linker must use an LLVM at least as new as the one in the eBPF nightly's rustc, and no
+//! Debian LLVM is that new: it is built against the nightly's own libLLVM, copied to a private
+//! prefix so that toolchain updates cannot break it.
+
+use std::{path::PathBuf, process::Command, time::Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::toolchain::{self, BPF_LINKER_VERSION, BPF_TOOLCHAIN, host_toolchain, output};
+
+/// Debian packages the build, the lab, the tests and the benches use.
+const PACKAGES: &[&str] = &[
+    "gcc",            // linker driver for build scripts and bpf-linker
+    "bpftool",        // inspecting maps and programs
+    "iproute2",       // the lab: ip netns, veth, bridge
+    "util-linux",     // nsenter
+    "ethtool",        // VLAN offloads in the lab, XDP counters
+    "iputils-arping", // the client's ARP requests
+    "iputils-ping",   // reachability of node addresses
+    "tcpdump",        // captures of gratuitous ARP
+    "netsniff-ng",    // trafgen: the ARP flood of the bench
+    "procps",         // pgrep/sysctl
+];
+
+pub fn run() -> anyhow::Result<()> {
+    let start = Instant::now();
+    packages()?;
+    toolchains()?;
+    bpf_linker()?;
+    eprintln!("setup: everything in place ({:.2} s)", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn packages() -> anyhow::Result<()> {
+    let status =
+        Command::new("dpkg-query").args(["-W", "-f", "${Package} ${Status}\\n"]).args(PACKAGES).output()?;
+    let text = String::from_utf8_lossy(&status.stdout);
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !text.lines().any(|l| l.starts_with(&format!("{p} ")) && l.ends_with("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    toolchain::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    toolchain::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn toolchains() -> anyhow::Result<()> {
+    let host = host_toolchain()?;
+    let installed = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    let has = |name: &str| installed.lines().any(|l| l.starts_with(name));
+    if !has(&host) {
+        // With no argument, rustup installs what rust-toolchain.toml names (with its components).
+        toolchain::run(Command::new("rustup").args(["toolchain", "install"]).current_dir(toolchain::root()))?;
+    }
+    if !has(BPF_TOOLCHAIN) {
+        toolchain::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            BPF_TOOLCHAIN,
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    if !sysroot(BPF_TOOLCHAIN)?.join("lib/rustlib/src/rust/library/core").is_dir() {
+        toolchain::run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            BPF_TOOLCHAIN,
+        ]))?;
+    }
+    Ok(())
+}
+
+fn sysroot(toolchain: &str) -> anyhow::Result<PathBuf> {
+    Ok(PathBuf::from(
+        output(Command::new("rustc").arg(format!("+{toolchain}")).args(["--print", "sysroot"]))?.trim(),
+    ))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let lib_dir = sysroot(BPF_TOOLCHAIN)?.join("lib");
+    let libllvm = std::fs::read_dir(&lib_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
+        .with_context(|| format!("no libLLVM.so.* in {}", lib_dir.display()))?;
+    let libname = libllvm.file_name().unwrap().to_string_lossy().into_owned();
+    // e.g. libLLVM.so.23.1-rust-1.101.0-nightly: the LLVM major follows "libLLVM.so."
+    let major = libname.trim_start_matches("libLLVM.so.").split('.').next().unwrap_or_default().to_owned();
+
+    let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
+    let prefix = home.join(".local/share/bpf-linker-llvm").join(&libname);
+    let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(|| home.join(".cargo"), PathBuf::from);
+    let bin = cargo_home.join("bin/bpf-linker");
+    let private_lib = prefix.join("lib").join(&libname);
+
+    let works = || -> bool {
+        let version = Command::new(&bin).arg("--version").output();
+        let ldd = Command::new("ldd").arg(&bin).output();
+        matches!((version, ldd), (Ok(v), Ok(l))
+            if String::from_utf8_lossy(&v.stdout).contains(BPF_LINKER_VERSION)
+            && String::from_utf8_lossy(&l.stdout).contains(&format!("=> {}", private_lib.display())))
+    };
+    if works() {
+        return Ok(());
+    }
+
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against {libname} (a minute or two)");
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    std::fs::copy(&libllvm, &private_lib)?;
+    let link = prefix.join("lib/libLLVM.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&libname, &link)?;
+    // LLVM_PREFIX is read by bpf-linker's build script and wins over any llvm-config on PATH.
+    toolchain::run(
+        Command::new("cargo")
+            .arg(format!("+{}", host_toolchain()?))
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                &format!("={BPF_LINKER_VERSION}"),
+                "--locked",
+                "--force",
+            ])
+            .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+            .env("LLVM_PREFIX", &prefix)
+            .env_remove("RUSTUP_TOOLCHAIN"),
+    )?;
+    if !works() {
+        bail!("bpf-linker at {} does not run against {}", bin.display(), private_lib.display());
+    }
+    Ok(())
+}
