@@ -16,9 +16,29 @@ pub struct Entry {
     pub replies: u64,
 }
 
-/// Whether the speaker that wrote `beat` still runs (in this PID namespace).
+/// Whether the speaker that wrote `beat` still runs (in this PID namespace). A zombie, killed
+/// but not yet reaped by its parent, has closed its descriptors: it counts as gone.
 pub fn speaker_alive(beat: &Heartbeat) -> bool {
-    beat.pid != 0 && Path::new(&format!("/proc/{}", beat.pid)).exists()
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", beat.pid)) else {
+        return false;
+    };
+    beat.pid != 0 && !matches!(process_state(&stat), Some('Z' | 'X'))
+}
+
+/// The state letter of a `/proc/PID/stat` line: the field after the parenthesised name (which
+/// may itself contain spaces and parentheses).
+fn process_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn process_state() {
+        assert_eq!(super::process_state("42 (herald-speaker) S 1 42 42 0"), Some('S'));
+        assert_eq!(super::process_state("42 (a) b) (c) Z 1 42"), Some('Z'));
+        assert_eq!(super::process_state("garbage"), None);
+    }
 }
 
 pub fn heartbeat(dir: &Path) -> Result<Heartbeat, MapError> {

@@ -67,10 +67,34 @@ impl Host {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// eth0's interface index. (Not from /sys: `nsenter` keeps the caller's mount namespace,
+    /// whose sysfs shows the caller's interfaces.)
     pub fn ifindex(&self) -> anyhow::Result<u32> {
-        let out = self.run("cat", &["/sys/class/net/eth0/ifindex"])?;
-        Ok(out.trim().parse()?)
+        let out = self.run("ip", &["-o", "link", "show", "dev", "eth0"])?;
+        out.split(':').next().context("ip link output")?.trim().parse().context("ifindex")
     }
+
+    /// Runs `f` in a thread that entered this host's network namespace.
+    pub fn in_netns<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        in_netns(&self.netns, f)
+    }
+}
+
+/// Runs `f` in a thread that entered network namespace `netns`.
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        nix::sched::setns(std::fs::File::open(path)?, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
 }
 
 pub fn netns_command(netns: &str, program: &str) -> Command {
@@ -156,18 +180,17 @@ impl Lab {
             run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
         }
         let host = Host { name: name.into(), netns, addr, mac: [0; 6], port };
-        let mac = host.run("cat", &["/sys/class/net/eth0/address"])?;
-        Ok(Host { mac: parse_mac(mac.trim())?, ..host })
+        // `ip -br link`: "eth0@if3  UP  de:4b:ce:2f:f0:28 <...>"
+        let brief = host.run("ip", &["-br", "link", "show", "dev", "eth0"])?;
+        let mac = brief.split_whitespace().nth(2).context("no MAC in ip -br link")?;
+        Ok(Host { mac: parse_mac(mac)?, ..host })
     }
 
     /// Loads the pass program and attaches it, in native mode, to every switch port.
     fn attach_pass_programs(&self) -> anyhow::Result<Ebpf> {
-        let switch = self.switch.clone();
         let ports: Vec<String> = self.nodes.iter().chain([&self.client]).map(|h| h.port.clone()).collect();
         // Interface indexes are per namespace: attach from a thread that entered the switch's.
-        std::thread::spawn(move || -> anyhow::Result<Ebpf> {
-            let ns = std::fs::File::open(format!("/run/netns/{switch}"))?;
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        in_netns(&self.switch, move || {
             let mut ebpf = Ebpf::load(herald_speaker::datapath::OBJECT)?;
             let program: &mut Xdp = ebpf.program_mut(PASS_PROGRAM).context("no pass program")?.try_into()?;
             program.load()?;
@@ -177,8 +200,6 @@ impl Lab {
             }
             Ok(ebpf)
         })
-        .join()
-        .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
     }
 
     /// The bpffs directory a speaker in `host` pins its maps under.

@@ -14,18 +14,29 @@ use crate::lab::{Host, parse_mac};
 /// (`-b` keeps probing by broadcast, so every host that would answer is heard.)
 pub fn arping(from: &Host, target: Ipv4Addr, count: u32) -> anyhow::Result<Vec<[u8; 6]>> {
     let (count_s, wait) = (count.to_string(), (count + 1).to_string());
-    let out = from.output(
-        "arping",
-        &["-b", "-c", &count_s, "-w", &wait, "-i", "0.2", "-I", "eth0", &target.to_string()],
-    )?;
+    run_arping(from, &["-b", "-c", &count_s, "-w", &wait, "-I", "eth0", &target.to_string()])
+}
+
+/// Runs arping. Exit status 1 means no reply, but also a bad argument: only a run that printed
+/// its "Sent N probes" summary counts, so that silence is never assumed from a failed run.
+fn run_arping(from: &Host, args: &[&str]) -> anyhow::Result<Vec<[u8; 6]>> {
+    let out = from.output("arping", args)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        matches!(out.status.code(), Some(0 | 1)) && stdout.lines().any(|l| l.starts_with("Sent ")),
+        "arping {args:?} in {}: {}\n{}{}",
+        from.netns,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     parse_arping(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// One probe with a short deadline: the replying MACs, for polling loops.
+/// One probe, waiting at most `timeout` (whole seconds, at least 1: arping's unit) for replies.
 pub fn arping_once(from: &Host, target: Ipv4Addr, timeout: Duration) -> anyhow::Result<Vec<[u8; 6]>> {
-    let wait = format!("{:.1}", timeout.as_secs_f64());
-    let out = from.output("arping", &["-b", "-c", "1", "-w", &wait, "-I", "eth0", &target.to_string()])?;
-    parse_arping(&String::from_utf8_lossy(&out.stdout))
+    let wait = timeout.as_secs().max(1).to_string();
+    run_arping(from, &["-b", "-c", "1", "-w", &wait, "-I", "eth0", &target.to_string()])
 }
 
 /// Parses iputils arping output: `Unicast reply from 192.0.2.200 [72:07:08:34:82:64]  0.536ms`.
@@ -49,14 +60,15 @@ pub fn wait_for_answer(
 ) -> anyhow::Result<Vec<[u8; 6]>> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let macs = arping_once(from, target, Duration::from_millis(300))?;
+        let macs = arping_once(from, target, Duration::from_secs(1))?;
         if check(&macs) || std::time::Instant::now() > deadline {
             return Ok(macs);
         }
     }
 }
 
-/// A running `tcpdump` capturing ARP on `host`'s eth0; [`Capture::stop`] returns the lines.
+/// A running `tcpdump` on `host`'s eth0, incoming frames only; [`Capture::stop`] returns the
+/// lines it printed.
 pub struct Capture {
     child: Child,
     // Kept open: tcpdump writes its summary there on exit.
@@ -64,10 +76,16 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// ARP, untagged or behind one 802.1Q tag.
     pub fn arp(host: &Host) -> anyhow::Result<Self> {
+        Self::start(host, &["arp", "or", "(vlan", "and", "arp)"])
+    }
+
+    pub fn start(host: &Host, filter: &[&str]) -> anyhow::Result<Self> {
         let child = host
             .command("tcpdump")
-            .args(["-i", "eth0", "-n", "-e", "-l", "--immediate-mode", "-Q", "in", "arp"])
+            .args(["-i", "eth0", "-n", "-e", "-l", "--immediate-mode", "-Q", "in"])
+            .args(filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -99,6 +117,18 @@ impl Capture {
         let out = self.child.wait_with_output()?;
         Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
     }
+}
+
+/// Sends whole Ethernet frames out of `host`'s eth0 through a packet socket.
+pub fn send_frames(host: &Host, frames: Vec<Vec<u8>>) -> anyhow::Result<()> {
+    let ifindex = host.ifindex()?;
+    host.in_netns(move || {
+        let sender = herald_speaker::garp::Sender::new()?;
+        for frame in &frames {
+            sender.send(ifindex, frame)?;
+        }
+        Ok(())
+    })
 }
 
 /// The neighbour entries (IPv4) of `host`, as `ip neigh` prints them.

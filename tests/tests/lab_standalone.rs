@@ -1,0 +1,286 @@
+//! The standalone speaker end to end, in a lab of network namespaces: a real bridge, veth pairs,
+//! the real XDP program, `arping`, `ping` and `tcpdump` on the client. Needs root.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use herald_speaker::frame::Arp;
+use herald_tests::{
+    lab::{Host, Lab, format_mac},
+    probe::{self, Capture},
+    root_or_skip,
+    speaker::Speaker,
+};
+use nix::sys::signal::Signal;
+
+const VIP_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+const VIP_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 201);
+const VIP_C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 202);
+const DEAD_MAN_MS: u64 = 1000;
+
+fn config(vips: &[Ipv4Addr]) -> String {
+    let mut text = String::from("node = \"node-a\"\n[gratuitous]\ncount = 3\ninterval_ms = 50\n");
+    for vip in vips {
+        text += &format!("[[vip]]\naddress = \"{vip}\"\n");
+    }
+    text
+}
+
+fn lab() -> (Lab, Host) {
+    let lab = Lab::new(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    (lab, node)
+}
+
+fn start(lab: &mut Lab, node: &Host, vips: &[Ipv4Addr], mode: &str) -> Speaker {
+    let dead_man = DEAD_MAN_MS.to_string();
+    Speaker::start(lab, node, &config(vips), &["--xdp-mode", mode, "--dead-man-ms", &dead_man])
+        .expect("speaker")
+}
+
+/// Every reply for `vip` comes from `node`, and there are some.
+fn assert_answers(lab: &Lab, node: &Host, vip: Ipv4Addr) {
+    let macs = probe::arping(&lab.client, vip, 2).unwrap();
+    assert!(!macs.is_empty(), "no reply for {vip}");
+    assert!(
+        macs.iter().all(|m| *m == node.mac),
+        "{vip}: replies from {macs:02x?}, node is {}",
+        format_mac(node.mac)
+    );
+}
+
+fn assert_silent(lab: &Lab, vip: Ipv4Addr) {
+    let macs = probe::arping(&lab.client, vip, 1).unwrap();
+    assert!(macs.is_empty(), "{vip} is still answered by {macs:02x?}");
+}
+
+#[test]
+fn answers_arp_in_native_and_generic_mode() {
+    if !root_or_skip("answers_arp_in_native_and_generic_mode") {
+        return;
+    }
+    for (mode, shown) in [("native", "xdp "), ("generic", "xdpgeneric ")] {
+        let (mut lab, node) = lab();
+        let capture = Capture::arp(&lab.client).unwrap();
+        let speaker = start(&mut lab, &node, &[VIP_A, VIP_B], mode);
+        let link = node.run("ip", &["link", "show", "dev", "eth0"]).unwrap();
+        assert!(link.contains(shown), "{mode}: program not attached in {mode} mode:\n{link}");
+
+        assert_answers(&lab, &node, VIP_A);
+        assert_answers(&lab, &node, VIP_B);
+        // The node's own address is still the kernel's: ICMP passes through the program.
+        lab.client.run("ping", &["-c", "2", "-W", "1", &node.addr.to_string()]).unwrap();
+
+        // The gratuitous burst (3 x 50 ms) went out when the speaker started.
+        let lines = capture.stop().unwrap();
+        for vip in [VIP_A, VIP_B] {
+            let garps = lines
+                .iter()
+                .filter(|l| source_mac(l) == Some(format_mac(node.mac).as_str()))
+                .filter(|l| l.contains(&format!("who-has {vip} tell {vip}")))
+                .count();
+            assert_eq!(
+                garps,
+                3,
+                "{mode}: gratuitous ARPs for {vip} seen by the client:\n{}",
+                lines.join("\n")
+            );
+        }
+
+        let status = speaker.status().unwrap();
+        assert!(status.contains("answering"), "{status}");
+        let counted = status.lines().find(|l| l.starts_with(&VIP_A.to_string())).expect("VIP_A in status");
+        let replies: u64 = counted.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(replies >= 2, "{mode}: status counts {replies} replies for {VIP_A}:\n{status}");
+    }
+}
+
+/// The source MAC of a `tcpdump -e` line (after the timestamp).
+fn source_mac(line: &str) -> Option<&str> {
+    line.split_whitespace().nth(1)
+}
+
+#[test]
+fn sighup_adds_and_removes_without_touching_the_rest() {
+    if !root_or_skip("sighup_adds_and_removes_without_touching_the_rest") {
+        return;
+    }
+    let (mut lab, node) = lab();
+    let speaker = start(&mut lab, &node, &[VIP_A, VIP_B], "native");
+    assert_answers(&lab, &node, VIP_A);
+    assert_answers(&lab, &node, VIP_B);
+    let replies_b = |s: &Speaker| -> u64 {
+        let status = s.status().unwrap();
+        let line = status.lines().find(|l| l.starts_with(&VIP_B.to_string())).expect("VIP_B in status");
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let before = replies_b(&speaker);
+
+    speaker.reload(&config(&[VIP_B, VIP_C])).unwrap();
+    assert!(speaker.log_text().contains("SIGHUP: config reloaded"), "{}", speaker.log_text());
+    assert_silent(&lab, VIP_A);
+    assert_answers(&lab, &node, VIP_C);
+    // VIP_B's entry was left alone: its counter kept counting.
+    assert!(replies_b(&speaker) >= before, "VIP_B's entry was replaced");
+    assert_answers(&lab, &node, VIP_B);
+
+    // A bad file is refused whole; what was announced stays announced.
+    speaker.reload("node = \"node-a\"\n[[vip]]\naddress = \"192.0.2.300\"\n").unwrap();
+    let log = speaker.log_text();
+    assert!(log.contains("config not applied") && log.contains("vip[0].address = \"192.0.2.300\""), "{log}");
+    assert_answers(&lab, &node, VIP_B);
+    assert_answers(&lab, &node, VIP_C);
+    // So is one that asks for the node's own address, even beside a good address.
+    speaker.reload(&config(&[VIP_A, node.addr])).unwrap();
+    assert!(speaker.log_text().contains("is configured on interface eth0"), "{}", speaker.log_text());
+    assert_silent(&lab, VIP_A);
+    assert_answers(&lab, &node, VIP_C);
+
+    let status = speaker.stop(&mut lab).unwrap();
+    assert!(status.success(), "speaker exit: {status}");
+    assert_silent(&lab, VIP_B);
+}
+
+#[test]
+fn sigterm_withdraws_and_cleans_up() {
+    if !root_or_skip("sigterm_withdraws_and_cleans_up") {
+        return;
+    }
+    let (mut lab, node) = lab();
+    let speaker = start(&mut lab, &node, &[VIP_A], "native");
+    assert_answers(&lab, &node, VIP_A);
+    assert!(speaker.attached().unwrap().is_some());
+    let pin_dir = speaker.pin_dir.clone();
+    let status = speaker.stop(&mut lab).unwrap();
+    assert!(status.success(), "speaker exit: {status}");
+    let link = node.run("ip", &["link", "show", "dev", "eth0"]).unwrap();
+    assert!(!link.contains("prog/xdp"), "program still attached:\n{link}");
+    let left: Vec<_> =
+        std::fs::read_dir(&pin_dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "pins left behind: {left:?}");
+    assert_silent(&lab, VIP_A);
+}
+
+#[test]
+fn dead_man_switch_and_restart() {
+    if !root_or_skip("dead_man_switch_and_restart") {
+        return;
+    }
+    let (mut lab, node) = lab();
+    let bound = Duration::from_millis(DEAD_MAN_MS);
+
+    // SIGKILL: the kernel detaches the program with the speaker's last descriptor.
+    let speaker = start(&mut lab, &node, &[VIP_A], "native");
+    assert_answers(&lab, &node, VIP_A);
+    speaker.signal(Signal::SIGKILL).unwrap();
+    let started = std::time::Instant::now();
+    lab.take_child(speaker.pid).unwrap().wait().unwrap();
+    std::thread::sleep(bound.saturating_sub(started.elapsed()));
+    assert_silent(&lab, VIP_A);
+    let status = speaker.status().unwrap();
+    assert!(status.contains("is gone"), "status after SIGKILL:\n{status}");
+
+    // A new speaker takes over the dead one's pin directory and answers again.
+    let speaker = start(&mut lab, &node, &[VIP_A], "native");
+    assert_answers(&lab, &node, VIP_A);
+
+    // SIGSTOP: the program stays attached but the heartbeat ages past the bound.
+    speaker.signal(Signal::SIGSTOP).unwrap();
+    std::thread::sleep(bound + Duration::from_millis(200));
+    assert!(speaker.attached().unwrap().is_some(), "a stopped speaker's program stays attached");
+    assert_silent(&lab, VIP_A);
+    let status = speaker.status().unwrap();
+    assert!(status.contains("NOT answering: the speaker is hung"), "status while stopped:\n{status}");
+    // A second speaker cannot take the pins of one that is alive, even hung.
+    speaker.signal(Signal::SIGCONT).unwrap();
+    let answers =
+        probe::wait_for_answer(&lab.client, VIP_A, Duration::from_secs(3), |m| !m.is_empty()).unwrap();
+    assert_eq!(answers, vec![node.mac], "answers after SIGCONT");
+    let second = Speaker::spawn(&mut lab, &node, &config(&[VIP_B]), &[]).unwrap();
+    let exit = lab.take_child(second.pid).unwrap().wait().unwrap();
+    assert!(!exit.success());
+    assert!(second.log_text().contains("another speaker is running"), "{}", second.log_text());
+    assert_answers(&lab, &node, VIP_A);
+}
+
+#[test]
+fn bad_config_attaches_nothing() {
+    if !root_or_skip("bad_config_attaches_nothing") {
+        return;
+    }
+    let (mut lab, node) = lab();
+    node.run("ip", &["route", "add", "default", "via", "192.0.2.254"]).unwrap();
+    let cases = [
+        (
+            "node = \"a\"\n[[vip]]\naddress = \"192.0.2.300\"\n",
+            "vip[0].address = \"192.0.2.300\": not an IPv4 address",
+        ),
+        ("node = \"a\"\n[[vip]]\naddress = \"192.0.2.200\"\nport = 1\n", "unknown field `port`"),
+        ("node = \"a\"\n[[vip]\n", "line 2"),
+        (
+            "node = \"a\"\n[[vip]]\naddress = \"192.0.2.200\"\ninterface = \"eth7\"\n",
+            "vip[0].interface = \"eth7\": no such interface on this host",
+        ),
+        (
+            "node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\n",
+            "vip[0].address = 192.0.2.1: is configured on interface eth0",
+        ),
+        (
+            "node = \"a\"\n[[vip]]\naddress = \"192.0.2.254\"\n",
+            "vip[0].address = 192.0.2.254: is a gateway of interface eth0",
+        ),
+        ("node = \"a\"\n[[vip]]\naddress = \"203.0.113.9\"\n", "no interface has a subnet that holds it"),
+    ];
+    for (text, expected) in cases {
+        let speaker = Speaker::spawn(&mut lab, &node, text, &[]).unwrap();
+        let exit = lab.take_child(speaker.pid).unwrap().wait().unwrap();
+        let log = speaker.log_text();
+        assert!(!exit.success(), "accepted:\n{text}");
+        assert!(log.contains(expected), "for\n{text}\nexpected {expected:?} in:\n{log}");
+        assert!(log.contains(&speaker.config.display().to_string()), "the error names the file:\n{log}");
+        assert_eq!(speaker.attached().unwrap(), None, "attached after a bad config");
+    }
+    assert_silent(&lab, Ipv4Addr::new(192, 0, 2, 200));
+}
+
+/// Tagged requests are answered with the tag kept, only for entries of their VLAN. (This
+/// kernel has no 802.1Q devices, so the client sends tagged frames itself and reads the replies
+/// in a capture; VLAN offloads are off in the lab, so tags stay in the frames.)
+#[test]
+fn vlan_tagged_requests() {
+    if !root_or_skip("vlan_tagged_requests") {
+        return;
+    }
+    const TAGGED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 200);
+    const ASKER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+    for mode in ["native", "generic"] {
+        let (mut lab, node) = lab();
+        let text =
+            format!("{}[[vip]]\naddress = \"{TAGGED}\"\ninterface = \"eth0\"\nvlan = 42\n", config(&[VIP_A]));
+        let speaker = Speaker::start(&mut lab, &node, &text, &["--xdp-mode", mode]).unwrap();
+
+        let request = |target: Ipv4Addr, vlan: Option<u16>| {
+            Arp { vlan, ..Arp::request(lab.client.mac, ASKER, target) }.to_bytes()
+        };
+        let capture = Capture::arp(&lab.client).unwrap();
+        let frames = vec![
+            request(TAGGED, Some(42)), // answered, tagged
+            request(VIP_A, Some(42)),  // untagged entry: not on VLAN 42
+            request(TAGGED, None),     // VLAN 42 entry: not untagged
+            request(TAGGED, Some(43)), // another VLAN
+        ];
+        probe::send_frames(&lab.client, frames).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let replies: Vec<String> =
+            capture.stop().unwrap().into_iter().filter(|l| l.contains("is-at")).collect();
+        assert_eq!(replies.len(), 1, "{mode}: expected one reply:\n{}", replies.join("\n"));
+        let reply = &replies[0];
+        assert!(
+            reply.contains("vlan 42,")
+                && reply.contains(&format!("Reply {TAGGED} is-at {}", format_mac(node.mac))),
+            "{mode}: {reply}"
+        );
+        let status = speaker.status().unwrap();
+        let line = status.lines().find(|l| l.starts_with(&TAGGED.to_string())).expect("in status");
+        assert!(line.contains(" 42 ") && line.ends_with(" 1"), "{mode}: {line}");
+    }
+}
