@@ -85,10 +85,10 @@ impl Announcer {
                 burst.abort();
             }
             // An entry re-announced with a new MAC was overwritten above, not withdrawn.
-            if !announced.contains(&key) {
-                if let Err(e) = self.datapath.remove(&key) {
-                    warn!(address = %a.addr, interface = a.ifname, error = %e, "could not withdraw");
-                }
+            if !announced.contains(&key)
+                && let Err(e) = self.datapath.remove(&key)
+            {
+                warn!(address = %a.addr, interface = a.ifname, error = %e, "could not withdraw");
             }
             info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "withdrawn");
         }

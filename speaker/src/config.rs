@@ -106,7 +106,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 
     let node = raw.node.trim();
     if node.is_empty() {
-        return Err(field("node", &raw.node, "must not be empty"));
+        return Err(field("node", quoted(&raw.node), "must not be empty"));
     }
 
     let mut gratuitous = Gratuitous::default();
@@ -162,10 +162,10 @@ fn parse_vip(i: usize, raw: RawVip) -> Result<Vip, ConfigError> {
         let reason = "not a unicast address that can be announced on a LAN";
         return Err(field(&name("address"), quoted(&raw.address), reason));
     }
-    if let Some(ifname) = &raw.interface {
-        if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']) {
-            return Err(field(&name("interface"), quoted(ifname), "not an interface name"));
-        }
+    if let Some(ifname) = &raw.interface
+        && (ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']))
+    {
+        return Err(field(&name("interface"), quoted(ifname), "not an interface name"));
     }
     let vlan = raw.vlan.unwrap_or(0);
     if raw.vlan.is_some() {

@@ -31,16 +31,6 @@ fn process_state(stat: &str) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn process_state() {
-        assert_eq!(super::process_state("42 (herald-speaker) S 1 42 42 0"), Some('S'));
-        assert_eq!(super::process_state("42 (a) b) (c) Z 1 42"), Some('Z'));
-        assert_eq!(super::process_state("garbage"), None);
-    }
-}
-
 pub fn heartbeat(dir: &Path) -> Result<Heartbeat, MapError> {
     let map = Map::Array(MapData::from_pin(dir.join(HEARTBEAT_MAP))?);
     Array::<_, Heartbeat>::try_from(map)?.get(&0, 0)
@@ -63,4 +53,14 @@ pub fn entries(dir: &Path) -> Result<Vec<Entry>, MapError> {
         .collect::<Result<Vec<_>, _>>()?;
     out.sort_by_key(|e| (e.addr, e.ifindex, e.vlan));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn process_state() {
+        assert_eq!(super::process_state("42 (herald-speaker) S 1 42 42 0"), Some('S'));
+        assert_eq!(super::process_state("42 (a) b) (c) Z 1 42"), Some('Z'));
+        assert_eq!(super::process_state("garbage"), None);
+    }
 }
