@@ -38,25 +38,39 @@ static HEARTBEAT: Array<Heartbeat, 1> = Array::new();
 #[unsafe(no_mangle)]
 static HERALD_DEAD_MAN_NS: u64 = DEFAULT_DEAD_MAN_NS;
 
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_P_IP: u16 = 0x0800;
-const ARPHRD_ETHER: u16 = 1;
-const ARPOP_REQUEST: u16 = 1;
-const ARPOP_REPLY: u16 = 2;
+// Header fields are compared in wire order, against constants swapped at compile time.
+const ETH_P_ARP: u16 = 0x0806u16.to_be();
+const ETH_P_8021Q: u16 = 0x8100u16.to_be();
+const ETH_P_IP: u16 = 0x0800u16.to_be();
+const ARPHRD_ETHER: u16 = 1u16.to_be();
+const ARPOP_REQUEST: u16 = 1u16.to_be();
+const ARPOP_REPLY: u16 = 2u16.to_be();
 const VLAN_VID_MASK: u16 = 0x0fff;
+
+#[repr(C)]
+struct EthHdr {
+    dst: [u8; 6],
+    src: [u8; 6],
+    proto: u16,
+}
+const ETH_HLEN: usize = size_of::<EthHdr>();
+const _: () = assert!(ETH_HLEN == 14);
+
+#[repr(C)]
+struct VlanHdr {
+    tci: u16,
+    proto: u16,
+}
+const VLAN_HLEN: usize = size_of::<VlanHdr>();
 
 /// ARP for Ethernet and IPv4 (RFC 826), as it sits in the frame.
 #[repr(C)]
 struct ArpEth {
-    htype: [u8; 2],
-    ptype: [u8; 2],
+    htype: u16,
+    ptype: u16,
     hlen: u8,
     plen: u8,
-    op: [u8; 2],
+    op: u16,
     sha: [u8; 6],
     spa: [u8; 4],
     tha: [u8; 6],
@@ -77,20 +91,21 @@ pub fn herald_pass(_ctx: XdpContext) -> u32 {
 /// The verdict for one frame; `None` (pass) for anything that is not ours to answer.
 #[inline(always)]
 fn try_arp(ctx: &XdpContext) -> Option<u32> {
-    let ethertype = be16(ptr_at::<[u8; 2]>(ctx, 12)?);
-    match ethertype {
+    // SAFETY: `ptr_at` checked the bounds; packet data is at least 2-byte aligned.
+    let eth = unsafe { &*ptr_at::<EthHdr>(ctx, 0)? };
+    match eth.proto {
         ETH_P_ARP => answer::<ETH_HLEN>(ctx, 0),
         ETH_P_8021Q => {
-            // One 802.1Q tag: TCI at 14, inner EtherType at 16. A second tag (QinQ) is passed.
-            let tci = be16(ptr_at::<[u8; 2]>(ctx, ETH_HLEN)?);
-            let inner = be16(ptr_at::<[u8; 2]>(ctx, ETH_HLEN + 2)?);
-            if inner != ETH_P_ARP {
+            // One 802.1Q tag. Behind a second tag (QinQ) the inner EtherType is not ARP: pass.
+            // SAFETY: as above.
+            let vlan = unsafe { &*ptr_at::<VlanHdr>(ctx, ETH_HLEN)? };
+            if vlan.proto != ETH_P_ARP {
                 return None;
             }
-            answer::<{ ETH_HLEN + VLAN_HLEN }>(ctx, tci & VLAN_VID_MASK)
+            answer::<{ ETH_HLEN + VLAN_HLEN }>(ctx, u16::from_be(vlan.tci) & VLAN_VID_MASK)
         }
         // 802.1ad outer tags, IPv4, IPv6 (NDP comes here later) and everything else.
-        ETH_P_8021AD | _ => None,
+        _ => None,
     }
 }
 
@@ -100,16 +115,15 @@ fn try_arp(ctx: &XdpContext) -> Option<u32> {
 fn answer<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Option<u32> {
     // One bounds check covers the Ethernet header, the tag if any, and the whole ARP body.
     let arp = ptr_at::<ArpEth>(ctx, L2)?.cast_mut();
-    let eth_dst = ptr_at::<[u8; 6]>(ctx, 0)?.cast_mut();
-    let eth_src = ptr_at::<[u8; 6]>(ctx, 6)?.cast_mut();
-    // SAFETY: `ptr_at` checked that all of these lie inside the packet.
-    let (arp, eth_dst, eth_src) = unsafe { (&mut *arp, &mut *eth_dst, &mut *eth_src) };
+    let eth = ptr_at::<EthHdr>(ctx, 0)?.cast_mut();
+    // SAFETY: `ptr_at` checked that both lie inside the packet; they do not overlap.
+    let (arp, eth) = unsafe { (&mut *arp, &mut *eth) };
 
-    if be16(&arp.htype) != ARPHRD_ETHER
-        || be16(&arp.ptype) != ETH_P_IP
+    if arp.htype != ARPHRD_ETHER
+        || arp.ptype != ETH_P_IP
         || arp.hlen != 6
         || arp.plen != 4
-        || be16(&arp.op) != ARPOP_REQUEST
+        || arp.op != ARPOP_REQUEST
     {
         return None;
     }
@@ -118,7 +132,7 @@ fn answer<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Option<u32> {
         return None;
     }
     // Never send a reply to a group address.
-    if is_group(&arp.sha) || is_group(eth_src) {
+    if is_group(&arp.sha) || is_group(&eth.src) {
         return None;
     }
 
@@ -127,7 +141,7 @@ fn answer<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Option<u32> {
     // SAFETY: map values stay valid for the whole program run; `mac` is only written by the
     // speaker, `replies` only through an atomic below.
     let mac = unsafe { (*entry).mac };
-    if !(is_broadcast(eth_dst) || mac_eq(eth_dst, &mac)) {
+    if !(is_broadcast(&eth.dst) || mac_eq(&eth.dst, &mac)) {
         return None;
     }
     if !heartbeat_fresh() {
@@ -136,9 +150,9 @@ fn answer<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Option<u32> {
 
     // Rewrite the request into the reply (RFC 826): to the requester, from us.
     let (requester_mac, requester_ip, vip) = (arp.sha, arp.spa, arp.tpa);
-    *eth_dst = requester_mac;
-    *eth_src = mac;
-    arp.op = ARPOP_REPLY.to_be_bytes();
+    eth.dst = requester_mac;
+    eth.src = mac;
+    arp.op = ARPOP_REPLY;
     arp.sha = mac;
     arp.spa = vip;
     arp.tha = requester_mac;
@@ -173,12 +187,6 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
         return None;
     }
     Some((start + offset) as *const T)
-}
-
-#[inline(always)]
-fn be16(bytes: *const [u8; 2]) -> u16 {
-    // SAFETY: callers pass pointers from `ptr_at` or references.
-    u16::from_be_bytes(unsafe { *bytes })
 }
 
 #[inline(always)]

@@ -1,5 +1,6 @@
 //! Herald's project tasks. `cargo xtask <command>`; every command sets up what it needs first.
 
+mod bench;
 mod build;
 mod demo;
 mod setup;
@@ -27,6 +28,11 @@ enum Command {
     Test,
     /// Set up, build, and show one node answering ARP for an address in the lab.
     Demo,
+    /// Benchmarks; each prints a table of figures beside a baseline from the same run.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,6 +41,7 @@ fn main() -> ExitCode {
         Command::Build(opts) => build::run(&opts),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
+        Command::Bench { which } => bench::run(which),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
