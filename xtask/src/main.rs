@@ -1,8 +1,7 @@
 //! Herald's project tasks. `cargo xtask <command>`; every command sets up what it needs first.
 
-mod bench;
 mod build;
-mod demo;
+mod lab;
 mod setup;
 mod test;
 mod toolchain;
@@ -31,7 +30,7 @@ enum Command {
     /// Benchmarks; each prints a table of figures beside a baseline from the same run.
     Bench {
         #[command(subcommand)]
-        which: bench::Which,
+        which: lab::Bench,
     },
 }
 
@@ -40,8 +39,8 @@ fn main() -> ExitCode {
         Command::Setup => setup::run(),
         Command::Build(opts) => build::run(&opts),
         Command::Test => test::run(),
-        Command::Demo => demo::run(),
-        Command::Bench { which } => bench::run(which),
+        Command::Demo => lab::demo(),
+        Command::Bench { which } => lab::bench(which),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

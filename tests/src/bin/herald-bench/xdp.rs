@@ -1,4 +1,4 @@
-//! `cargo xtask bench xdp`.
+//! `cargo xtask bench xdp`: the XDP program's cost, and a flood in the lab.
 
 use std::{
     net::Ipv4Addr,
@@ -332,7 +332,7 @@ impl ProgStats {
 }
 
 fn prog_stats(name: &str) -> anyhow::Result<ProgStats> {
-    let out = herald_speaker_output("bpftool", &["prog", "show", "name", name])?;
+    let out = command_output("bpftool", &["prog", "show", "name", name])?;
     let words: Vec<&str> = out.split_whitespace().collect();
     let sum = |key: &str| -> u64 {
         words.windows(2).filter(|w| w[0] == key).filter_map(|w| w[1].parse::<u64>().ok()).sum()
@@ -340,8 +340,10 @@ fn prog_stats(name: &str) -> anyhow::Result<ProgStats> {
     Ok(ProgStats { run_time_ns: sum("run_time_ns"), run_cnt: sum("run_cnt") })
 }
 
-fn herald_speaker_output(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    crate::toolchain::output(std::process::Command::new(program).args(args))
+fn command_output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(program).args(args).output()?;
+    anyhow::ensure!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// kernel.bpf_stats_enabled on for the bench, restored after.

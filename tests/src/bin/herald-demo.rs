@@ -1,4 +1,5 @@
-//! `cargo xtask demo`: one node of a lab answers ARP for an address configured nowhere.
+//! The demo, run by `cargo xtask demo` once everything is built: one node of a lab answers ARP
+//! for an address configured nowhere.
 
 use std::time::Duration;
 
@@ -9,12 +10,17 @@ use herald_tests::{
     speaker::Speaker,
 };
 
-use crate::{build, setup};
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-demo: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
-pub fn run() -> anyhow::Result<()> {
-    setup::run()?;
-    build::run(&build::Options { release: false })?;
-
+fn run() -> anyhow::Result<()> {
     println!("\n== lab: a bridge, node-a at 192.0.2.1 and a client at 192.0.2.100 (network namespaces)");
     let mut lab = Lab::new(&["node-a"])?;
     let node = lab.node("node-a").clone();

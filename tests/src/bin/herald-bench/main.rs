@@ -1,0 +1,48 @@
+//! Herald's benchmarks, run by `cargo xtask bench ...` once the XDP object is built. Each prints a
+//! table of figures beside a baseline measured in the same run, with the command and the
+//! conditions. Figures, not assertions: these machines are shared.
+
+mod xdp;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(Subcommand)]
+enum Which {
+    /// The XDP program: ns per packet (BPF_PROG_TEST_RUN and live), an ARP flood in the lab
+    /// against the Linux kernel answering, and neighbour-table growth.
+    Xdp,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().which {
+        Which::Xdp => xdp::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The machine the figures come from.
+fn conditions() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("kernel {}, {cpus} CPUs", kernel.trim())
+}
+
+/// Median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

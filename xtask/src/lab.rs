@@ -1,0 +1,34 @@
+//! The commands that run programs of the tests crate in the lab (they embed the XDP object, so
+//! they are built after it, by `build::run`).
+
+use crate::{
+    build, setup,
+    toolchain::{self, cargo},
+};
+
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    /// The XDP program: ns per packet (BPF_PROG_TEST_RUN and live), an ARP flood in the lab
+    /// against the Linux kernel answering, and neighbour-table growth.
+    Xdp,
+}
+
+pub fn demo() -> anyhow::Result<()> {
+    run_bin("herald-demo", &[])
+}
+
+pub fn bench(which: Bench) -> anyhow::Result<()> {
+    let name = match which {
+        Bench::Xdp => "xdp",
+    };
+    run_bin("herald-bench", &[name])
+}
+
+/// Sets up, builds, and runs `bin` of the tests crate with `args`.
+fn run_bin(bin: &str, args: &[&str]) -> anyhow::Result<()> {
+    setup::run()?;
+    build::run(&build::Options { release: false })?;
+    toolchain::run(
+        cargo().args(["run", "--quiet", "--package", "herald-tests", "--bin", bin, "--"]).args(args),
+    )
+}
