@@ -13,6 +13,7 @@ use crate::{
     datapath::{AttachMode, Datapath, DatapathError},
     frame::Arp,
     garp,
+    metrics::Metrics,
     plan::{self, Announcement},
 };
 
@@ -22,16 +23,18 @@ pub struct Announcer {
     sender: Arc<garp::Sender>,
     current: BTreeSet<Announcement>,
     bursts: std::collections::HashMap<ArpKey, JoinHandle<()>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Announcer {
-    pub fn new(datapath: Datapath, mode: AttachMode, sender: garp::Sender) -> Self {
+    pub fn new(datapath: Datapath, mode: AttachMode, sender: garp::Sender, metrics: Arc<Metrics>) -> Self {
         Self {
             datapath,
             mode,
             sender: Arc::new(sender),
             current: BTreeSet::new(),
             bursts: Default::default(),
+            metrics,
         }
     }
 
@@ -39,13 +42,14 @@ impl Announcer {
         &self.current
     }
 
-    /// Moves the datapath from the current announcements to `desired`. On error nothing has
-    /// changed: interfaces attached and entries inserted on the way are undone.
+    /// Moves the datapath from the current announcements to `desired`; returns how many entries
+    /// were announced or withdrawn. On error nothing has changed: interfaces attached and
+    /// entries inserted on the way are undone.
     pub fn apply(
         &mut self,
         desired: BTreeSet<Announcement>,
         gratuitous: Gratuitous,
-    ) -> Result<(), DatapathError> {
+    ) -> Result<usize, DatapathError> {
         let diff = plan::diff(&self.current, &desired);
         let wanted = plan::interfaces(&desired);
 
@@ -106,7 +110,31 @@ impl Announcer {
             }
         }
         self.current = desired;
-        Ok(())
+        Ok(diff.announce.len() + diff.withdraw.len())
+    }
+
+    /// A gratuitous burst for every current announcement: after a membership change, so that
+    /// caches follow even where this node never stopped announcing in its own view (it was cut
+    /// off, and the others had taken over).
+    /// Addresses whose burst is still going (just announced) are left to it.
+    pub fn reannounce(&mut self, gratuitous: Gratuitous) {
+        for a in self.current.clone() {
+            if !self.bursts.get(&a.key()).is_some_and(|burst| !burst.is_finished()) {
+                self.start_burst(&a, gratuitous);
+            }
+        }
+    }
+
+    /// One gratuitous ARP for every current announcement (the periodic refresh).
+    pub fn refresh(&self) {
+        for a in &self.current {
+            match self.sender.send(a.ifindex, &Arp::gratuitous(a.mac, a.addr, a.vlan).to_bytes()) {
+                Ok(()) => Metrics::add(&self.metrics.gratuitous_sent, 1),
+                Err(e) => {
+                    warn!(address = %a.addr, interface = a.ifname, error = %e, "gratuitous ARP not sent")
+                }
+            }
+        }
     }
 
     /// Withdraws every announcement and detaches everywhere.
@@ -125,12 +153,16 @@ impl Announcer {
         }
         let frame = Arp::gratuitous(a.mac, a.addr, a.vlan).to_bytes();
         let (sender, ifindex, addr, ifname) = (self.sender.clone(), a.ifindex, a.addr, a.ifname.clone());
+        let metrics = self.metrics.clone();
         let burst = tokio::spawn(async move {
             let mut tick = tokio::time::interval(gratuitous.interval);
             for _ in 0..gratuitous.count {
                 tick.tick().await;
-                if let Err(e) = sender.send(ifindex, &frame) {
-                    warn!(address = %addr, interface = ifname, error = %e, "gratuitous ARP not sent");
+                match sender.send(ifindex, &frame) {
+                    Ok(()) => Metrics::add(&metrics.gratuitous_sent, 1),
+                    Err(e) => {
+                        warn!(address = %addr, interface = ifname, error = %e, "gratuitous ARP not sent")
+                    }
                 }
             }
         });

@@ -7,12 +7,16 @@
 pub mod announcer;
 pub mod bpffs;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod datapath;
+pub mod election;
 pub mod frame;
 pub mod garp;
 pub mod host;
+pub mod metrics;
 pub mod pinned;
 pub mod plan;
 pub mod standalone;
+pub mod state;
 pub mod status;

@@ -20,6 +20,9 @@ struct Cli {
     /// bpffs directory for the pinned maps (a bpffs is mounted on its parent if none is).
     #[arg(long, global = true, env = "HERALD_PIN_DIR", default_value = "/sys/fs/bpf/herald")]
     pin_dir: PathBuf,
+    /// Directory of the state file that `status` reads (members, owned addresses, counters).
+    #[arg(long, global = true, env = "HERALD_STATE_DIR", default_value = "/run/herald")]
+    state_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -33,7 +36,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Status) => status::report(&cli.pin_dir).map(|report| print!("{report}")),
+        Some(Command::Status) => {
+            status::report(&cli.pin_dir, &cli.state_dir).map(|report| print!("{report}"))
+        }
         None => run(cli),
     };
     match result {
@@ -60,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         mode: cli.xdp_mode,
         dead_man: Duration::from_millis(cli.dead_man_ms),
         pin_dir: cli.pin_dir,
+        state_dir: cli.state_dir,
     };
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(standalone::run(opts))
 }

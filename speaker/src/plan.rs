@@ -7,6 +7,7 @@ use speaker_common::ArpKey;
 
 use crate::{
     config::{Config, ConfigError},
+    election,
     host::{Host, Interface},
 };
 
@@ -89,6 +90,28 @@ pub fn resolve(config: &Config, host: &Host) -> Result<BTreeSet<Announcement>, C
         }
     }
     Ok(out)
+}
+
+/// The part of `resolved` (every announcement the config asks of this host) that this node
+/// makes. Without a cluster: all of it. With one: what it wins among the live members, nothing
+/// before it has joined (`alive` is `None`), and in quorum mode nothing while fewer than a
+/// majority of the configured members are alive.
+pub fn elected(
+    config: &Config,
+    resolved: &BTreeSet<Announcement>,
+    alive: Option<&BTreeSet<String>>,
+) -> BTreeSet<Announcement> {
+    let Some(cluster) = &config.cluster else {
+        return resolved.clone();
+    };
+    let Some(alive) = alive else {
+        return BTreeSet::new();
+    };
+    if cluster.quorum && !election::has_quorum(alive.len(), cluster.configured_members()) {
+        return BTreeSet::new();
+    }
+    let mine = election::mine(&config.node, &config.vips, alive);
+    resolved.iter().filter(|a| mine.contains(&a.addr)).cloned().collect()
 }
 
 /// What to change to get from `current` to `desired`.

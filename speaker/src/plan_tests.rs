@@ -118,3 +118,24 @@ fn interfaces_in_use() {
     ]);
     assert_eq!(interfaces(&set), BTreeSet::from([(2, "eth0".into()), (3, "eth1".into())]));
 }
+
+#[test]
+fn elected_by_membership_and_quorum() {
+    // From sha256: for 192.0.2.10 the order is node-c, node-b, node-a (see election_tests.rs).
+    let text = "node = \"node-a\"\n[cluster]\nbind = \"192.0.2.1:7946\"\n\
+                peers = [\"192.0.2.2:7946\", \"192.0.2.3:7946\"]\nkey = \"0123456789abcdef\"\n\
+                [[vip]]\naddress = \"192.0.2.10\"\n";
+    let config = parse(text).unwrap();
+    let resolved = resolve(&config, &host()).unwrap();
+    let alive = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    assert!(elected(&config, &resolved, None).is_empty(), "not joined yet: nothing");
+    let alone = parse("node = \"node-a\"\n[[vip]]\naddress = \"192.0.2.10\"\n").unwrap();
+    assert_eq!(elected(&alone, &resolved, None), resolved, "no cluster: everything");
+    assert!(elected(&config, &resolved, Some(&alive(&["node-a", "node-b", "node-c"]))).is_empty());
+    assert!(elected(&config, &resolved, Some(&alive(&["node-a", "node-b"]))).is_empty());
+    assert_eq!(elected(&config, &resolved, Some(&alive(&["node-a"]))), resolved, "alone: everything");
+
+    let quorum = parse(&text.replace("[[vip]]", "quorum = true\n[[vip]]")).unwrap();
+    assert!(elected(&quorum, &resolved, Some(&alive(&["node-a"]))).is_empty(), "1 of 3 is no quorum");
+    assert_eq!(elected(&quorum, &resolved, Some(&alive(&["node-a", "node-x"]))), resolved);
+}

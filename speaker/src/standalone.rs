@@ -1,16 +1,21 @@
-//! Standalone mode: the announcements come from a config file, reloaded on SIGHUP.
+//! Standalone mode: the addresses come from a config file (reloaded on SIGHUP), and, with a
+//! `[cluster]` section, each is announced by the one live speaker the election picks.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{
     announcer::Announcer,
-    config,
+    cluster::{Alive, Membership},
+    config::{self, Config},
     datapath::{AttachMode, Datapath},
-    garp, host, plan,
+    garp, host,
+    metrics::Metrics,
+    plan::{self, Announcement},
+    state,
 };
 
 pub struct Options {
@@ -18,53 +23,162 @@ pub struct Options {
     pub mode: AttachMode,
     pub dead_man: Duration,
     pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
 }
 
-/// Runs until SIGTERM or SIGINT, then withdraws everything and detaches.
+/// How long a speaker with a cluster waits to hear from a peer before it decides it is alone.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the speaker works from: the config and what it asks of this host.
+struct Wanted {
+    config: Config,
+    resolved: BTreeSet<Announcement>,
+}
+
+/// Runs until SIGTERM or SIGINT; then leaves the cluster (so the others take over at once),
+/// withdraws everything and detaches.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
 
     // Everything that can be wrong with the file is found before anything is attached.
-    let (cfg, desired) = load(&opts)?;
+    let mut wanted = load(&opts)?;
+    let metrics = Arc::new(Metrics::default());
     let datapath = Datapath::load(opts.dead_man, &opts.pin_dir)?;
     let sender = garp::Sender::new().context("opening a packet socket for gratuitous ARP")?;
-    let mut announcer = Announcer::new(datapath, opts.mode, sender);
+    let mut announcer = Announcer::new(datapath, opts.mode, sender, metrics.clone());
     announcer.datapath.beat()?;
-    announcer.apply(desired, cfg.gratuitous)?;
-    info!(node = cfg.node, addresses = announcer.current().len(), pin_dir = %opts.pin_dir.display(), "speaker ready");
+    let mut membership = match &wanted.config.cluster {
+        Some(cluster) => Some(
+            Membership::start(&wanted.config.node, cluster, metrics.clone())
+                .await
+                .with_context(|| format!("starting membership on {}", cluster.bind))?,
+        ),
+        None => None,
+    };
+    let state_path = state::path(&opts.state_dir, &opts.pin_dir);
+    // `None` until the speaker has joined (or found itself alone): announce nothing before.
+    let mut joined: Option<Alive> = None;
+    let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    if membership.is_none() {
+        apply(&mut announcer, &wanted, None)?;
+    }
+    info!(node = wanted.config.node, pin_dir = %opts.pin_dir.display(), "speaker ready");
 
     // Beat four times per bound: one late beat never stops the answers.
     let mut heartbeat = tokio::time::interval(opts.dead_man / 4);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refresh = wanted
+        .config
+        .gratuitous
+        .refresh
+        .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
                 if let Err(e) = announcer.datapath.beat() {
                     error!(error = %e, "heartbeat not written");
                 }
+                let report = state::render(&wanted.config.node, joined.as_ref(), announcer.current(), &metrics);
+                if let Err(e) = state::write(&state_path, &report) {
+                    warn!(path = %state_path.display(), error = %e, "state file not written");
+                }
             }
-            _ = hup.recv() => reload(&opts, &mut announcer),
-            _ = term.recv() => { info!("SIGTERM: withdrawing"); break }
-            _ = int.recv() => { info!("SIGINT: withdrawing"); break }
+            _ = tick(&mut refresh) => announcer.refresh(),
+            alive = membership_change(&mut membership, joined.is_none(), join_deadline) => {
+                match apply(&mut announcer, &wanted, Some(&alive)) {
+                    Ok(changed) => {
+                        // Joining is not a change of owner; later views are.
+                        if joined.is_some() {
+                            Metrics::add(&metrics.ownership_changes, changed as u64);
+                        }
+                        announcer.reannounce(wanted.config.gratuitous);
+                    }
+                    Err(e) => error!("could not apply the election: {e:#}"),
+                }
+                joined = Some(alive);
+            }
+            _ = hup.recv() => reload(&opts, &mut wanted, &mut announcer, joined.as_ref()),
+            _ = term.recv() => { info!("SIGTERM: leaving and withdrawing"); break }
+            _ = int.recv() => { info!("SIGINT: leaving and withdrawing"); break }
+        }
+    }
+    if let Some(membership) = membership {
+        membership.leave().await;
+        // Keep answering while the others take over, so that clients see no gap.
+        let grace = wanted.config.cluster.as_ref().map_or(Duration::ZERO, |c| c.timers.probe_period * 2);
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = heartbeat.tick() => drop(announcer.datapath.beat()),
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
         }
     }
     announcer.withdraw_all();
+    let _ = std::fs::remove_file(&state_path);
     Ok(())
 }
 
-fn load(opts: &Options) -> anyhow::Result<(config::Config, std::collections::BTreeSet<plan::Announcement>)> {
-    let cfg = config::load(&opts.config)?;
-    let host = host::discover().context("reading the host's interfaces")?;
-    let desired = plan::resolve(&cfg, &host)
-        .map_err(|source| config::LoadError::Invalid { path: opts.config.clone(), source })?;
-    Ok((cfg, desired))
+/// The next tick of an optional interval; never, without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => drop(interval.tick().await),
+        None => std::future::pending().await,
+    }
 }
 
-/// Applies the file again; on any error keeps the previous announcements and says why.
-fn reload(opts: &Options, announcer: &mut Announcer) {
-    let result = load(opts).and_then(|(cfg, desired)| Ok(announcer.apply(desired, cfg.gratuitous)?));
+/// The next view of the live members. Before the first one (`joining`), waits for a view with a
+/// peer in it, or for `deadline` (then this speaker is alone). Never returns without a cluster.
+async fn membership_change(
+    membership: &mut Option<Membership>,
+    joining: bool,
+    deadline: tokio::time::Instant,
+) -> Alive {
+    let Some(m) = membership else { return std::future::pending().await };
+    if joining {
+        let joined = tokio::time::timeout_at(deadline, m.alive.wait_for(|alive| alive.len() > 1)).await;
+        if joined.is_err() {
+            info!("no peer answered; announcing alone");
+        }
+    } else if m.alive.changed().await.is_err() {
+        return std::future::pending().await;
+    }
+    let alive = m.alive.borrow_and_update().clone();
+    info!(members = ?alive, "membership");
+    alive
+}
+
+fn load(opts: &Options) -> anyhow::Result<Wanted> {
+    let config = config::load(&opts.config)?;
+    let host = host::discover().context("reading the host's interfaces")?;
+    let resolved = plan::resolve(&config, &host)
+        .map_err(|source| config::LoadError::Invalid { path: opts.config.clone(), source })?;
+    Ok(Wanted { config, resolved })
+}
+
+/// Applies what this node should announce now.
+fn apply(announcer: &mut Announcer, wanted: &Wanted, alive: Option<&Alive>) -> anyhow::Result<usize> {
+    let desired = plan::elected(&wanted.config, &wanted.resolved, alive);
+    Ok(announcer.apply(desired, wanted.config.gratuitous)?)
+}
+
+/// Applies the file again; on any error keeps the previous config and says why. Membership
+/// settings need a restart: a changed `[cluster]` section is refused.
+fn reload(opts: &Options, wanted: &mut Wanted, announcer: &mut Announcer, alive: Option<&Alive>) {
+    let result = load(opts).and_then(|new| {
+        anyhow::ensure!(
+            new.config.cluster == wanted.config.cluster && new.config.node == wanted.config.node,
+            "`node` and the [cluster] section change only with a restart"
+        );
+        let membership_ready = alive.is_some() || new.config.cluster.is_none();
+        if membership_ready {
+            apply(announcer, &new, alive)?;
+        }
+        *wanted = new;
+        Ok(())
+    });
     match result {
         Ok(()) => info!(addresses = announcer.current().len(), "SIGHUP: config reloaded"),
         Err(e) => error!("SIGHUP: config not applied, keeping the previous one: {e:#}"),

@@ -4,10 +4,11 @@ use std::{fmt::Write, path::Path};
 
 use speaker_common::Heartbeat;
 
-use crate::{clock, pinned};
+use crate::{clock, pinned, state};
 
-/// Renders the status report for the speaker that pins under `dir`.
-pub fn report(dir: &Path) -> anyhow::Result<String> {
+/// Renders the status report for the speaker that pins under `dir`: its maps, then, while it
+/// runs, what it wrote to its state file under `state_dir`.
+pub fn report(dir: &Path, state_dir: &Path) -> anyhow::Result<String> {
     use anyhow::Context as _;
     let beat = pinned::heartbeat(dir)
         .with_context(|| format!("no speaker state under {} (is a speaker running?)", dir.display()))?;
@@ -25,6 +26,9 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
     }
     if entries.is_empty() {
         writeln!(out, "(no addresses announced)")?;
+    }
+    if alive && let Ok(text) = std::fs::read_to_string(state::path(state_dir, dir)) {
+        out.push_str(&text);
     }
     Ok(out)
 }

@@ -242,6 +242,11 @@ impl Lab {
         Some(self.children.swap_remove(i))
     }
 
+    /// Takes `host`'s switch port down (cut off from the LAN, its own link still up) or up.
+    pub fn set_port(&self, host: &Host, up: bool) -> anyhow::Result<()> {
+        ip(&["-n", &self.switch, "link", "set", &host.port, if up { "up" } else { "down" }])
+    }
+
     /// Runs `program` in the switch namespace (captures on the bridge, for one).
     pub fn switch_command(&self, program: &str) -> Command {
         netns_command(&self.switch, program)

@@ -76,15 +76,16 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// ARP, untagged or behind one 802.1Q tag.
+    /// Incoming ARP, untagged or behind one 802.1Q tag.
     pub fn arp(host: &Host) -> anyhow::Result<Self> {
-        Self::start(host, &["arp", "or", "(vlan", "and", "arp)"])
+        Self::start(host, "in", &["arp", "or", "(vlan", "and", "arp)"])
     }
 
-    pub fn start(host: &Host, filter: &[&str]) -> anyhow::Result<Self> {
+    /// `direction`: in, out or inout; `filter`: a tcpdump expression.
+    pub fn start(host: &Host, direction: &str, filter: &[&str]) -> anyhow::Result<Self> {
         let child = host
             .command("tcpdump")
-            .args(["-i", "eth0", "-n", "-e", "-l", "--immediate-mode", "-Q", "in"])
+            .args(["-i", "eth0", "-n", "-e", "-l", "--immediate-mode", "-tt", "-Q", direction])
             .args(filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -129,6 +130,65 @@ pub fn send_frames(host: &Host, frames: Vec<Vec<u8>>) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// One ARP request of a [`series`] and the replies to it.
+#[derive(Debug)]
+pub struct Probe {
+    /// When the request went out (capture time, seconds since the epoch).
+    pub sent: f64,
+    /// (capture time, MAC) of each reply before the next request.
+    pub replies: Vec<(f64, [u8; 6])>,
+}
+
+/// Sends `count` ARP requests for `target` from `host`, one every `every`, and runs `during` at
+/// the same time; returns what each request got, from a capture on `host`.
+pub fn series(
+    host: &Host,
+    target: Ipv4Addr,
+    count: usize,
+    every: Duration,
+    during: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Probe>> {
+    let capture = Capture::start(host, "inout", &["arp", "and", "host", &target.to_string()])?;
+    let request = herald_speaker::frame::Arp::request(host.mac, host.addr, target).to_bytes();
+    let ifindex = host.ifindex()?;
+    let sender = std::thread::spawn({
+        let netns = host.netns.clone();
+        move || {
+            crate::lab::in_netns(&netns, move || {
+                let socket = herald_speaker::garp::Sender::new()?;
+                for _ in 0..count {
+                    socket.send(ifindex, &request)?;
+                    std::thread::sleep(every);
+                }
+                Ok(())
+            })
+        }
+    });
+    let during = during();
+    sender.join().map_err(|_| anyhow::anyhow!("prober panicked"))??;
+    during?;
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = capture.stop()?;
+    let mut probes: Vec<Probe> = Vec::new();
+    let (asks, is_at) =
+        (format!("Request who-has {target} tell {}", host.addr), format!("Reply {target} is-at "));
+    let time = |line: &str| {
+        line.split_whitespace().next().and_then(|t| t.parse::<f64>().ok()).context("capture time")
+    };
+    for line in &lines {
+        if line.contains(&asks) {
+            probes.push(Probe { sent: time(line)?, replies: Vec::new() });
+        } else if let Some(rest) = line.split(&is_at).nth(1)
+            && let Some(last) = probes.last_mut()
+        {
+            let mac = rest.split([',', ' ']).next().context("reply MAC")?;
+            last.replies.push((time(line)?, parse_mac(mac)?));
+        }
+    }
+    anyhow::ensure!(probes.len() == count, "captured {} of {count} requests", probes.len());
+    Ok(probes)
 }
 
 /// The neighbour entries (IPv4) of `host`, as `ip neigh` prints them.

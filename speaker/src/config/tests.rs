@@ -32,13 +32,13 @@ fn full_file() {
         "#,
     )
     .unwrap();
-    assert_eq!(c.gratuitous, Gratuitous { count: 5, interval: Duration::from_millis(50) });
+    assert_eq!(c.gratuitous, Gratuitous { count: 5, interval: Duration::from_millis(50), refresh: None });
     assert_eq!(
         c.vips,
         vec![
-            Vip { address: [192, 0, 2, 10].into(), interface: Some("eth0".into()), vlan: 0 },
-            Vip { address: [192, 0, 2, 11].into(), interface: None, vlan: 0 },
-            Vip { address: [192, 0, 2, 12].into(), interface: Some("eth1".into()), vlan: 42 },
+            Vip { address: [192, 0, 2, 10].into(), interface: Some("eth0".into()), vlan: 0, nodes: vec![] },
+            Vip { address: [192, 0, 2, 11].into(), interface: None, vlan: 0, nodes: vec![] },
+            Vip { address: [192, 0, 2, 12].into(), interface: Some("eth1".into()), vlan: 42, nodes: vec![] },
         ]
     );
 }
@@ -142,4 +142,96 @@ fn load_names_the_file() {
     let e = load(&dir.join("missing.toml")).unwrap_err().to_string();
     assert!(e.starts_with("cannot read config file") && e.contains("missing.toml"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const CLUSTER: &str = "node = \"a\"\n[cluster]\nbind = \"192.0.2.1:7946\"\n";
+
+fn cluster_err(extra: &str) -> String {
+    err(&format!("{CLUSTER}{extra}"))
+}
+
+#[test]
+fn cluster_section() {
+    let text = format!(
+        "{CLUSTER}peers = [\"192.0.2.2:7946\", \"192.0.2.3:7946\"]\nkey = \"0123456789abcdef\"\nquorum = true\n\
+         probe_period_ms = 200\n[[vip]]\naddress = \"192.0.2.10\"\nnodes = [\"b\", \"c\"]\n"
+    );
+    let c = parse(&text).unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.bind, "192.0.2.1:7946".parse().unwrap());
+    assert_eq!(cluster.peers.len(), 2);
+    assert_eq!(cluster.configured_members(), 3);
+    assert_eq!(cluster.key, b"0123456789abcdef");
+    assert!(cluster.quorum);
+    assert_eq!(cluster.timers.probe_period, Duration::from_millis(200));
+    assert_eq!(cluster.timers.suspect, Timers::default().suspect);
+    assert_eq!(c.vips[0].nodes, ["b", "c"]);
+    assert!(parse("node = \"a\"\n").unwrap().cluster.is_none());
+}
+
+#[test]
+fn cluster_key_file() {
+    let read = |p: &Path| {
+        if p == Path::new("/etc/herald/cluster.key") {
+            Ok(b"  a-long-enough-shared-secret\n".to_vec())
+        } else {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    };
+    let text = format!("{CLUSTER}key_file = \"/etc/herald/cluster.key\"\n");
+    assert_eq!(parse_with(&text, &read).unwrap().cluster.unwrap().key, b"a-long-enough-shared-secret");
+    let text = format!("{CLUSTER}key_file = \"/nope\"\n");
+    let e = parse_with(&text, &read).unwrap_err().to_string();
+    assert!(e.starts_with("cluster.key_file = \"/nope\": cannot read:"), "{e}");
+}
+
+#[test]
+fn cluster_errors() {
+    assert_eq!(cluster_err("key = \"short\"\n"), "cluster.key = (hidden): 5 bytes; at least 16 are needed");
+    assert_eq!(cluster_err(""), "cluster.key = (missing): membership messages must be authenticated");
+    assert_eq!(
+        cluster_err("key = \"0123456789abcdef\"\nkey_file = \"/k\"\n"),
+        "cluster.key = (set): give `key` or `key_file`, not both"
+    );
+    let key = "key = \"0123456789abcdef\"\n";
+    assert_eq!(
+        cluster_err(&format!("{key}peers = [\"192.0.2.2\"]\n")),
+        "cluster.peers[0] = \"192.0.2.2\": not an address:port (e.g. 192.0.2.1:7946)"
+    );
+    assert_eq!(
+        cluster_err(&format!("{key}peers = [\"192.0.2.1:7946\"]\n")),
+        "cluster.peers[0] = \"192.0.2.1:7946\": is this node's own bind address"
+    );
+    assert_eq!(
+        cluster_err(&format!("{key}peers = [\"192.0.2.2:1\", \"192.0.2.2:1\"]\n")),
+        "cluster.peers[1] = \"192.0.2.2:1\": is listed twice"
+    );
+    assert_eq!(
+        cluster_err(&format!("{key}probe_rtt_ms = 100\n")),
+        "cluster.probe_rtt_ms = 100: must be shorter than probe_period_ms"
+    );
+    assert_eq!(
+        cluster_err(&format!("{key}probe_period_ms = 5\n")),
+        "cluster.probe_period_ms = 5: must be 20 to 10000"
+    );
+    let e = cluster_err(&format!("{key}gossip = 1\n"));
+    assert!(e.contains("unknown field `gossip`"), "{e}");
+    assert_eq!(
+        err("node = \"a\"\n[cluster]\nbind = \"0.0.0.0:7946\"\nkey = \"0123456789abcdef\"\n"),
+        "cluster.bind = \"0.0.0.0:7946\": must be this node's own address, which peers reach"
+    );
+}
+
+#[test]
+fn refresh_and_nodes() {
+    let c = parse("node = \"a\"\n[gratuitous]\nrefresh_ms = 5000\n").unwrap();
+    assert_eq!(c.gratuitous.refresh, Some(Duration::from_secs(5)));
+    assert_eq!(
+        err("node = \"a\"\n[gratuitous]\nrefresh_ms = 10\n"),
+        "gratuitous.refresh_ms = 10: must be 1000 to 3600000"
+    );
+    assert_eq!(
+        err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\nnodes = [\"\"]\n"),
+        "vip[0].nodes = \"\": node names must not be empty"
+    );
 }

@@ -10,12 +10,17 @@ use std::{
 
 use serde::Deserialize;
 
+mod cluster;
+pub use cluster::{Cluster, Timers};
+
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// This node's name (membership and election use it later).
     pub node: String,
     pub gratuitous: Gratuitous,
+    /// Membership with other speakers; `None`: this speaker announces every address alone.
+    pub cluster: Option<Cluster>,
     pub vips: Vec<Vip>,
 }
 
@@ -27,6 +32,8 @@ pub struct Vip {
     pub interface: Option<String>,
     /// 802.1Q VLAN id on `interface`, 0 for untagged.
     pub vlan: u16,
+    /// The nodes that may announce it; empty: every member.
+    pub nodes: Vec<String>,
 }
 
 /// Gratuitous ARP sent when the speaker starts announcing an address.
@@ -34,11 +41,13 @@ pub struct Vip {
 pub struct Gratuitous {
     pub count: u32,
     pub interval: Duration,
+    /// Also send one for every announced address this often (refreshes switch and router caches).
+    pub refresh: Option<Duration>,
 }
 
 impl Default for Gratuitous {
     fn default() -> Self {
-        Self { count: 3, interval: Duration::from_millis(200) }
+        Self { count: 3, interval: Duration::from_millis(200), refresh: None }
     }
 }
 
@@ -66,6 +75,7 @@ pub enum LoadError {
 /// flood a LAN.
 const MAX_GRATUITOUS: u32 = 100;
 const INTERVAL_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+const REFRESH_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +83,7 @@ struct RawConfig {
     node: String,
     #[serde(default)]
     gratuitous: Option<RawGratuitous>,
+    cluster: Option<cluster::RawCluster>,
     #[serde(default)]
     vip: Vec<RawVip>,
 }
@@ -82,6 +93,7 @@ struct RawConfig {
 struct RawGratuitous {
     count: Option<u32>,
     interval_ms: Option<u64>,
+    refresh_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +102,7 @@ struct RawVip {
     address: String,
     interface: Option<String>,
     vlan: Option<u16>,
+    nodes: Option<Vec<String>>,
 }
 
 /// Reads and validates the file at `path`.
@@ -99,8 +112,16 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     parse(&text).map_err(|source| LoadError::Invalid { path: path.to_owned(), source })
 }
 
-/// Parses and validates a configuration.
+/// Parses and validates a configuration; a `cluster.key_file` is read from the filesystem.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_with(text, &|path| std::fs::read(path))
+}
+
+/// [`parse`], with the key file read by `read`.
+pub fn parse_with(
+    text: &str,
+    read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<Config, ConfigError> {
     let raw: RawConfig =
         toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().trim_end().into()))?;
 
@@ -124,7 +145,15 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             }
             gratuitous.interval = Duration::from_millis(ms);
         }
+        if let Some(ms) = g.refresh_ms {
+            if !REFRESH_MS.contains(&ms) {
+                let reason = format!("must be {} to {}", REFRESH_MS.start(), REFRESH_MS.end());
+                return Err(field("gratuitous.refresh_ms", ms, &reason));
+            }
+            gratuitous.refresh = Some(Duration::from_millis(ms));
+        }
     }
+    let cluster = raw.cluster.map(|c| c.validate(read)).transpose()?;
 
     let mut vips = Vec::with_capacity(raw.vip.len());
     let mut seen = BTreeMap::new();
@@ -137,7 +166,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         }
         vips.push(vip);
     }
-    Ok(Config { node: node.to_owned(), gratuitous, vips })
+    Ok(Config { node: node.to_owned(), gratuitous, cluster, vips })
 }
 
 fn parse_vip(i: usize, raw: RawVip) -> Result<Vip, ConfigError> {
@@ -177,7 +206,11 @@ fn parse_vip(i: usize, raw: RawVip) -> Result<Vip, ConfigError> {
             return Err(field(&name("vlan"), vlan, reason));
         }
     }
-    Ok(Vip { address, interface: raw.interface, vlan })
+    let nodes = raw.nodes.unwrap_or_default();
+    if let Some(bad) = nodes.iter().find(|n| n.trim().is_empty()) {
+        return Err(field(&name("nodes"), quoted(bad), "node names must not be empty"));
+    }
+    Ok(Vip { address, interface: raw.interface, vlan, nodes })
 }
 
 fn field(name: &str, value: impl std::fmt::Display, reason: &str) -> ConfigError {
@@ -189,5 +222,4 @@ fn quoted(s: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

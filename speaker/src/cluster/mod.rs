@@ -1,0 +1,219 @@
+//! Membership between speakers: SWIM failure detection (the `foca` crate) over UDP, every
+//! datagram authenticated with the shared key ([`auth`]). A task owns the socket and the protocol
+//! state, and publishes the names of the live members (this one included) on a watch channel.
+
+pub mod auth;
+mod identity;
+
+use std::{
+    collections::BTreeSet,
+    num::{NonZeroU32, NonZeroUsize},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PeriodicParams, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+use tracing::{debug, info, warn};
+
+use self::auth::{Opener, Reject, Sealer};
+pub use self::identity::Speaker;
+use crate::{config::Cluster, metrics::Metrics};
+
+/// Live member names, this speaker's own included.
+pub type Alive = BTreeSet<String>;
+
+/// How often configured peers that are not members yet are sent an announce.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
+
+/// A running membership.
+pub struct Membership {
+    pub alive: watch::Receiver<Alive>,
+    leave: mpsc::Sender<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Membership {
+    /// Binds the socket and starts the protocol, announcing this speaker to its peers.
+    pub async fn start(node: &str, cluster: &Cluster, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        let socket = UdpSocket::bind(cluster.bind).await?;
+        let mut rng: StdRng = rand::make_rng();
+        let boot = rand::RngExt::random::<u64>(&mut rng);
+        let me = Speaker { name: node.to_owned(), addr: cluster.bind, bump: rand::RngExt::random(&mut rng) };
+        let foca = Foca::new(me.clone(), foca_config(cluster), rng, PostcardCodec);
+        let (alive_tx, alive) = watch::channel(BTreeSet::from([node.to_owned()]));
+        let (leave, leave_rx) = mpsc::channel(1);
+        let task = Task {
+            foca,
+            socket,
+            sealer: Sealer::new(&cluster.key, boot),
+            opener: Opener::new(&cluster.key),
+            peers: cluster.peers.clone(),
+            me,
+            alive_tx,
+            metrics,
+        };
+        let task = tokio::spawn(task.run(leave_rx));
+        info!(bind = %cluster.bind, peers = cluster.peers.len(), "membership started");
+        Ok(Self { alive, leave, task })
+    }
+
+    /// Tells the others this speaker is leaving, so they take over at once, and stops.
+    pub async fn leave(self) {
+        let (done, wait) = oneshot::channel();
+        if self.leave.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_millis(500), wait).await;
+        }
+        self.task.abort();
+    }
+}
+
+/// foca's LAN settings with Herald's timers: sub-second detection on a quiet LAN.
+fn foca_config(cluster: &Cluster) -> foca::Config {
+    let size = NonZeroU32::new(cluster.configured_members() as u32).unwrap_or(NonZeroU32::MIN);
+    let t = cluster.timers;
+    foca::Config {
+        probe_period: t.probe_period,
+        probe_rtt: t.probe_rtt,
+        suspect_to_down_after: t.suspect,
+        // Spread news (a member down) faster than the LAN default of 200 ms.
+        periodic_gossip: Some(PeriodicParams {
+            frequency: t.probe_period / 2,
+            num_members: NonZeroUsize::new(3).expect("3 > 0"),
+        }),
+        ..foca::Config::new_lan(size)
+    }
+}
+
+struct Task {
+    foca: Foca<Speaker, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
+    socket: UdpSocket,
+    sealer: Sealer,
+    opener: Opener,
+    peers: Vec<std::net::SocketAddr>,
+    me: Speaker,
+    alive_tx: watch::Sender<Alive>,
+    metrics: Arc<Metrics>,
+}
+
+impl Task {
+    async fn run(mut self, mut leave: mpsc::Receiver<oneshot::Sender<()>>) {
+        let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer<Speaker>>();
+        let mut rt = AccumulatingRuntime::new();
+        let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => self.receive(from, &buf[..len], &mut rt),
+                    Err(e) => warn!(error = %e, "membership socket"),
+                },
+                Some(timer) = timers.recv() => {
+                    if let Err(e) = self.foca.handle_timer(timer, &mut rt) {
+                        debug!(error = %e, "membership timer");
+                    }
+                }
+                _ = announce.tick() => self.announce_to_strangers(&mut rt),
+                Some(done) = leave.recv() => {
+                    if let Err(e) = self.foca.leave_cluster(&mut rt) {
+                        warn!(error = %e, "leaving the cluster");
+                    }
+                    self.flush(&mut rt, &timer_tx).await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
+            self.flush(&mut rt, &timer_tx).await;
+        }
+    }
+
+    fn receive(
+        &mut self,
+        from: std::net::SocketAddr,
+        datagram: &[u8],
+        rt: &mut AccumulatingRuntime<Speaker>,
+    ) {
+        let m = &self.metrics;
+        match self.opener.open(from, unix_ms(), datagram) {
+            Ok(payload) => {
+                if let Err(e) = self.foca.handle_data(payload, rt) {
+                    Metrics::add(&m.rejected_malformed, 1);
+                    debug!(%from, error = %e, "membership message refused");
+                }
+            }
+            Err(reject) => {
+                let counter = match reject {
+                    Reject::Unauthenticated => &m.rejected_unauthenticated,
+                    Reject::Stale => &m.rejected_stale,
+                    Reject::Replayed => &m.rejected_replayed,
+                };
+                Metrics::add(counter, 1);
+                debug!(%from, ?reject, "membership datagram dropped");
+            }
+        }
+    }
+
+    /// Announces this speaker to configured peers that are not (or no longer) members: at start,
+    /// and after a partition heals.
+    fn announce_to_strangers(&mut self, rt: &mut AccumulatingRuntime<Speaker>) {
+        let known: BTreeSet<_> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        for peer in self.peers.iter().filter(|p| !known.contains(p)) {
+            if let Err(e) = self.foca.announce(Speaker::at(*peer), &mut *rt) {
+                debug!(%peer, error = %e, "announce");
+            }
+        }
+    }
+
+    /// Carries out what the protocol asked for: datagrams, timers, and membership changes.
+    async fn flush(
+        &mut self,
+        rt: &mut AccumulatingRuntime<Speaker>,
+        timer_tx: &mpsc::UnboundedSender<Timer<Speaker>>,
+    ) {
+        while let Some((to, data)) = rt.to_send() {
+            let datagram = self.sealer.seal(unix_ms(), &data);
+            if let Err(e) = self.socket.send_to(&datagram, to.addr).await {
+                debug!(to = %to.addr, error = %e, "membership send");
+            }
+        }
+        while let Some((after, timer)) = rt.to_schedule() {
+            let tx = timer_tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = tx.send(timer);
+            });
+        }
+        let mut changed = false;
+        while let Some(notification) = rt.to_notify() {
+            match &notification {
+                OwnedNotification::MemberUp(s) => info!(member = s.name, addr = %s.addr, "member up"),
+                OwnedNotification::MemberDown(s) => info!(member = s.name, addr = %s.addr, "member down"),
+                OwnedNotification::Rejoin(s) => {
+                    info!(bump = s.bump, "declared down by the others; rejoined");
+                    self.me = s.clone();
+                }
+                other => debug!(?other, "membership"),
+            }
+            changed = true;
+        }
+        if changed {
+            let mut alive: Alive = self.foca.iter_members().map(|m| m.id().name.clone()).collect();
+            alive.insert(self.me.name.clone());
+            Metrics::set(&self.metrics.members_alive, alive.len() as u64);
+            self.alive_tx.send_if_modified(|current| {
+                let differs = *current != alive;
+                *current = alive;
+                differs
+            });
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

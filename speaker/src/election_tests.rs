@@ -1,0 +1,128 @@
+use super::*;
+
+fn vip(address: Ipv4Addr, nodes: &[&str]) -> Vip {
+    Vip { address, interface: None, vlan: 0, nodes: nodes.iter().map(|n| n.to_string()).collect() }
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[test]
+fn metallb_order() {
+    // From `printf 'node-a#192.0.2.10' | sha256sum` and so on:
+    //   node-c 39f2d7a8..., node-b 6e9fb809..., node-a d4b84135...  => node-c, then node-b.
+    let address = Ipv4Addr::new(192, 0, 2, 10);
+    let hex = |n: &str| rank(n, address).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(hex("node-a"), "d4b84135501a6622f43f01422f65d768d1a4637914be8add4e31f107336b8068");
+    assert_eq!(hex("node-c"), "39f2d7a8f2401847a848a92e8435873a10a277cabe7bc275e797deb43bd7cd0c");
+    assert_eq!(owner(address, ["node-a", "node-b", "node-c"]), Some("node-c"));
+    assert_eq!(owner(address, ["node-a", "node-b"]), Some("node-b"));
+    assert_eq!(owner(address, []), None);
+}
+
+#[test]
+fn nodes_restrict_candidates() {
+    let a = Ipv4Addr::new(192, 0, 2, 10);
+    let alive = set(&["node-a", "node-b", "node-c"]);
+    assert_eq!(owners(&[vip(a, &["node-c"])], &alive)[&a], "node-c");
+    assert!(owners(&[vip(a, &["node-x"])], &alive).is_empty(), "no allowed member alive: no owner");
+    assert_eq!(mine("node-c", &[vip(a, &["node-c"])], &alive), BTreeSet::from([a]));
+    assert!(mine("node-b", &[vip(a, &["node-c"])], &alive).is_empty());
+}
+
+#[test]
+fn quorum() {
+    assert!(has_quorum(2, 3));
+    assert!(!has_quorum(1, 3));
+    assert!(!has_quorum(1, 2), "two nodes: one alone is not a majority");
+    assert!(has_quorum(1, 1));
+    assert!(has_quorum(3, 5) && !has_quorum(2, 4));
+}
+
+/// Small deterministic generator: reproducible cases.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// 1 to 8 member names out of a pool of 12, and 1 to 40 addresses.
+    fn case(&mut self) -> (BTreeSet<String>, Vec<Vip>) {
+        let members: BTreeSet<String> =
+            (0..1 + self.below(8)).map(|_| format!("node-{}", self.below(12))).collect();
+        let vips = (0..1 + self.below(40)).map(|i| vip(Ipv4Addr::new(198, 51, 100, i as u8), &[])).collect();
+        (members, vips)
+    }
+}
+
+const CASES: usize = 2000;
+
+#[test]
+fn property_same_view_same_owner_everywhere() {
+    let mut g = Gen(0x5eed_0001);
+    for _ in 0..CASES {
+        let (alive, vips) = g.case();
+        // Every member computes its own share; together they cover each address exactly once.
+        let mut claimed = BTreeMap::new();
+        for me in &alive {
+            for a in mine(me, &vips, &alive) {
+                assert!(claimed.insert(a, me.clone()).is_none(), "{a} claimed twice in {alive:?}");
+            }
+        }
+        let all: BTreeSet<_> = vips.iter().map(|v| v.address).collect();
+        assert_eq!(claimed.keys().copied().collect::<BTreeSet<_>>(), all, "{alive:?}");
+        // The order members are listed in does not matter.
+        let reversed: Vec<&str> = alive.iter().rev().map(String::as_str).collect();
+        for v in &vips {
+            assert_eq!(owner(v.address, reversed.iter().copied()), Some(claimed[&v.address].as_str()));
+        }
+    }
+}
+
+#[test]
+fn property_leaving_moves_only_its_own() {
+    let mut g = Gen(0x5eed_0002);
+    for _ in 0..CASES {
+        let (alive, vips) = g.case();
+        if alive.len() < 2 {
+            continue;
+        }
+        let gone = alive.iter().nth(g.below(alive.len())).unwrap().clone();
+        let mut after = alive.clone();
+        after.remove(&gone);
+        let (before, now) = (owners(&vips, &alive), owners(&vips, &after));
+        for (a, owner) in &before {
+            if *owner != gone {
+                assert_eq!(now[a], *owner, "{a} moved off {owner} when {gone} left");
+            } else {
+                assert_ne!(now[a], gone);
+            }
+        }
+    }
+}
+
+#[test]
+fn property_joining_takes_only_what_it_wins() {
+    let mut g = Gen(0x5eed_0003);
+    for _ in 0..CASES {
+        let (alive, vips) = g.case();
+        let joiner = format!("node-{}", 100 + g.below(5));
+        let mut after = alive.clone();
+        after.insert(joiner.clone());
+        let (before, now) = (owners(&vips, &alive), owners(&vips, &after));
+        for (a, owner) in &now {
+            if *owner != joiner {
+                assert_eq!(before[a], *owner, "{a} moved between old members when {joiner} joined");
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! What a running speaker knows beyond its maps (members, owned addresses, counters), written
+//! to a small text file that `herald-speaker status` prints.
+
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use crate::{metrics::Metrics, plan::Announcement};
+
+/// The state file of the speaker that pins under `pin_dir`.
+pub fn path(state_dir: &Path, pin_dir: &Path) -> PathBuf {
+    let name = pin_dir.file_name().map_or_else(|| "herald".into(), |n| n.to_string_lossy().into_owned());
+    state_dir.join(format!("{name}.state"))
+}
+
+/// The report: this node, the members it sees, what it announces, its counters.
+pub fn render(
+    node: &str,
+    alive: Option<&BTreeSet<String>>,
+    owned: &BTreeSet<Announcement>,
+    metrics: &Metrics,
+) -> String {
+    let mut out = format!("node: {node}\n");
+    match alive {
+        Some(alive) => {
+            let names: Vec<&str> = alive.iter().map(String::as_str).collect();
+            let _ = writeln!(out, "members ({} alive): {}", names.len(), names.join(" "));
+        }
+        None => out.push_str("members: no cluster configured\n"),
+    }
+    let owns: Vec<String> = owned.iter().map(|a| format!("{} ({})", a.addr, a.ifname)).collect();
+    let _ = writeln!(out, "owns: {}", if owns.is_empty() { "nothing".into() } else { owns.join(" ") });
+    let counters: Vec<String> = metrics.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(out, "counters: {}", counters.join(" "));
+    out
+}
+
+/// Replaces the file at `path` with `text` (written aside, then renamed: readers never see half).
+pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.gratuitous_sent, 3);
+        let owned = BTreeSet::from([Announcement {
+            addr: [192, 0, 2, 200].into(),
+            ifindex: 2,
+            vlan: 0,
+            mac: [2, 0, 0, 0, 0, 1],
+            ifname: "eth0".into(),
+        }]);
+        let alive = BTreeSet::from(["node-a".to_string(), "node-b".to_string()]);
+        let text = render("node-a", Some(&alive), &owned, &metrics);
+        assert_eq!(
+            text,
+            "node: node-a\nmembers (2 alive): node-a node-b\nowns: 192.0.2.200 (eth0)\n\
+             counters: ownership_changes=0 gratuitous_sent=3 members_alive=0 rejected_unauthenticated=0 \
+             rejected_stale=0 rejected_replayed=0 rejected_malformed=0\n"
+        );
+        assert!(
+            render("n", None, &BTreeSet::new(), &metrics)
+                .contains("members: no cluster configured\nowns: nothing\n")
+        );
+        assert_eq!(
+            path(Path::new("/run/herald"), Path::new("/sys/fs/bpf/herald")),
+            Path::new("/run/herald/herald.state")
+        );
+    }
+}

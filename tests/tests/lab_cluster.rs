@@ -1,0 +1,311 @@
+//! Three speakers as a cluster, end to end in the lab: election, failure detection and takeover
+//! with the real XDP program answering, as the client on the LAN sees it. Needs root.
+//!
+//! With the lab's names, 192.0.2.200 and .201 go to node-b (then node-a), .202 to node-c (then
+//! node-b): see `cluster::elected`, which the tests use rather than hard-coding it.
+//!
+//! Every case asserts who answers, and that after `BOUND` exactly one node answers. The speakers
+//! run with a 1 s dead-man bound; `BOUND` leaves room for it and for a loaded CI machine. The
+//! times themselves are measured by `cargo xtask bench failover`, not asserted here.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use herald_tests::{
+    cluster::{self, VIPS},
+    lab::{Host, Lab},
+    probe, root_or_skip,
+    speaker::Speaker,
+};
+use nix::sys::signal::Signal;
+
+const NAMES: [&str; 3] = ["node-a", "node-b", "node-c"];
+const BOUND: Duration = Duration::from_secs(4);
+const ARGS: &[&str] = &["--dead-man-ms", "1000"];
+
+fn setup(extra: &str) -> (Lab, Vec<Speaker>) {
+    let mut lab = Lab::new(&NAMES).expect("lab");
+    let speakers = cluster::start(&mut lab, extra, ARGS).expect("speakers");
+    for vip in VIPS {
+        let owner = lab.node(cluster::elected(vip, &NAMES)).mac;
+        cluster::wait_for_owner(&lab, vip, owner, BOUND).expect("initial owner");
+    }
+    (lab, speakers)
+}
+
+/// The node that owns `vip` among `alive`.
+fn owner<'a>(lab: &'a Lab, vip: Ipv4Addr, alive: &[&str]) -> &'a Host {
+    lab.node(cluster::elected(vip, alive))
+}
+
+fn assert_owner(lab: &Lab, vip: Ipv4Addr, alive: &[&str]) {
+    let expected = owner(lab, vip, alive);
+    cluster::wait_for_owner(lab, vip, expected.mac, BOUND)
+        .unwrap_or_else(|e| panic!("{vip} should be {}'s with {alive:?} alive: {e:#}", expected.name));
+}
+
+/// The MAC the client's neighbour table holds for `vip`.
+fn client_neighbour(lab: &Lab, vip: Ipv4Addr) -> Option<String> {
+    let out = lab.client.run("ip", &["neigh", "show", &vip.to_string(), "dev", "eth0"]).unwrap();
+    out.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(str::to_owned)
+}
+
+fn speaker_of<'a>(speakers: &'a [Speaker], name: &str) -> &'a Speaker {
+    speakers.iter().find(|s| s.host.name == name).unwrap()
+}
+
+#[test]
+fn each_address_answered_by_its_elected_node() {
+    if !root_or_skip("each_address_answered_by_its_elected_node") {
+        return;
+    }
+    let (lab, speakers) = setup("");
+    for s in &speakers {
+        let status = s.status().unwrap();
+        assert!(status.contains("members (3 alive): node-a node-b node-c"), "{status}");
+    }
+    let b = speaker_of(&speakers, "node-b").status().unwrap();
+    assert!(b.contains("owns: 192.0.2.200 (eth0) 192.0.2.201 (eth0)\n"), "{b}");
+    drop(lab);
+}
+
+#[test]
+fn owner_killed_client_follows_the_gratuitous_arp() {
+    if !root_or_skip("owner_killed_client_follows_the_gratuitous_arp") {
+        return;
+    }
+    let (mut lab, speakers) = setup("");
+    let vip = VIPS[0];
+    let old = owner(&lab, vip, &NAMES).clone();
+    // The client talks to the address, so it has a neighbour entry for it.
+    let _ = lab.client.output("ping", &["-c", "1", "-W", "1", &vip.to_string()]);
+    assert_eq!(client_neighbour(&lab, vip), Some(herald_tests::lab::format_mac(old.mac)));
+
+    let victim = speaker_of(&speakers, &old.name);
+    victim.signal(Signal::SIGKILL).unwrap();
+    lab.take_child(victim.pid).unwrap().wait().unwrap();
+    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    assert_owner(&lab, vip, &alive);
+    // The new owner's gratuitous ARP moved the client's entry: no waiting for it to expire.
+    let new = owner(&lab, vip, &alive);
+    assert_eq!(client_neighbour(&lab, vip), Some(herald_tests::lab::format_mac(new.mac)));
+    for vip in VIPS {
+        assert_owner(&lab, vip, &alive);
+    }
+}
+
+#[test]
+fn owner_hangs_then_rejoins() {
+    if !root_or_skip("owner_hangs_then_rejoins") {
+        return;
+    }
+    let (lab, speakers) = setup("");
+    let vip = VIPS[0];
+    let old = owner(&lab, vip, &NAMES).clone();
+    let hung = speaker_of(&speakers, &old.name);
+    hung.signal(Signal::SIGSTOP).unwrap();
+    // The others take over; the hung node's program goes quiet at its dead-man bound.
+    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    assert_owner(&lab, vip, &alive);
+    hung.signal(Signal::SIGCONT).unwrap();
+    // It rejoins and gets back what the election gives it.
+    assert_owner(&lab, vip, &NAMES);
+    for vip in VIPS {
+        assert_owner(&lab, vip, &NAMES);
+    }
+    let status = hung.status().unwrap();
+    assert!(status.contains("members (3 alive)"), "{status}");
+}
+
+#[test]
+fn owner_link_down_and_back() {
+    if !root_or_skip("owner_link_down_and_back") {
+        return;
+    }
+    let (lab, _speakers) = setup("");
+    let vip = VIPS[0];
+    let old = owner(&lab, vip, &NAMES).clone();
+    let _ = lab.client.output("ping", &["-c", "1", "-W", "1", &vip.to_string()]);
+    old.run("ip", &["link", "set", "eth0", "down"]).unwrap();
+    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    assert_owner(&lab, vip, &alive);
+    old.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+    assert_owner(&lab, vip, &NAMES);
+    // It never stopped announcing in its own view, yet the client follows it back.
+    let back = wait_until(|| client_neighbour(&lab, vip) == Some(herald_tests::lab::format_mac(old.mac)));
+    assert!(back, "client's entry for {vip}: {:?}", client_neighbour(&lab, vip));
+}
+
+fn partition(quorum: bool) {
+    let (lab, speakers) = setup(if quorum { "quorum = true" } else { "" });
+    let vip = VIPS[0];
+    let cut = owner(&lab, vip, &NAMES).clone();
+    lab.set_port(&cut, false).unwrap();
+    let majority: Vec<&str> = NAMES.iter().copied().filter(|n| *n != cut.name).collect();
+    for vip in VIPS {
+        assert_owner(&lab, vip, &majority);
+    }
+    let status = || speaker_of(&speakers, &cut.name).status().unwrap();
+    if quorum {
+        // Alone, it is no majority: it withdraws everything.
+        assert!(wait_until(|| status().contains("owns: nothing")), "{}", status());
+        assert!(status().contains("(no addresses announced)"), "{}", status());
+    } else {
+        // Alone, it announces everything; nobody on the LAN hears it.
+        assert!(wait_until(|| status().contains("members (1 alive)")), "{}", status());
+        let owns = status();
+        assert!(VIPS.iter().all(|v| owns.contains(&v.to_string())), "{owns}");
+    }
+    lab.set_port(&cut, true).unwrap();
+    for vip in VIPS {
+        assert_owner(&lab, vip, &NAMES);
+    }
+    let _ = lab.client.output("ping", &["-c", "1", "-W", "1", &vip.to_string()]);
+    let back = wait_until(|| client_neighbour(&lab, vip) == Some(herald_tests::lab::format_mac(cut.mac)));
+    assert!(back, "client's entry for {vip}: {:?}", client_neighbour(&lab, vip));
+}
+
+#[test]
+fn partition_and_heal_without_quorum() {
+    if root_or_skip("partition_and_heal_without_quorum") {
+        partition(false);
+    }
+}
+
+#[test]
+fn partition_and_heal_with_quorum() {
+    if root_or_skip("partition_and_heal_with_quorum") {
+        partition(true);
+    }
+}
+
+#[test]
+fn graceful_shutdown_leaves_no_gap() {
+    if !root_or_skip("graceful_shutdown_leaves_no_gap") {
+        return;
+    }
+    let (mut lab, speakers) = setup("");
+    let vip = VIPS[0];
+    let old = owner(&lab, vip, &NAMES).clone();
+    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    let new = owner(&lab, vip, &alive).clone();
+    let leaving = speaker_of(&speakers, &old.name);
+    let pid = leaving.pid;
+    let probes = probe::series(&lab.client, vip, 150, Duration::from_millis(10), || {
+        std::thread::sleep(Duration::from_millis(300));
+        leaving.signal(Signal::SIGTERM)
+    })
+    .unwrap();
+    let status = lab.take_child(pid).unwrap().wait().unwrap();
+    assert!(status.success(), "{status}");
+    let unanswered: Vec<f64> = probes.iter().filter(|p| p.replies.is_empty()).map(|p| p.sent).collect();
+    assert!(
+        unanswered.is_empty(),
+        "{} of {} requests unanswered, at {unanswered:?}",
+        unanswered.len(),
+        probes.len()
+    );
+    let first = probes.first().unwrap().replies.iter().map(|r| r.1).collect::<Vec<_>>();
+    let last = probes.last().unwrap().replies.iter().map(|r| r.1).collect::<Vec<_>>();
+    assert_eq!(
+        (first, last),
+        (vec![old.mac], vec![new.mac]),
+        "the answer moved from {} to {}",
+        old.name,
+        new.name
+    );
+}
+
+#[test]
+fn restarted_node_gets_its_addresses_back_without_flapping() {
+    if !root_or_skip("restarted_node_gets_its_addresses_back_without_flapping") {
+        return;
+    }
+    let (mut lab, speakers) = setup("");
+    let vip = VIPS[0];
+    let old = owner(&lab, vip, &NAMES).clone();
+    let victim = speaker_of(&speakers, &old.name);
+    victim.signal(Signal::SIGKILL).unwrap();
+    lab.take_child(victim.pid).unwrap().wait().unwrap();
+    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    assert_owner(&lab, vip, &alive);
+
+    let config = cluster::config(&lab, &old, "");
+    let restarted = Speaker::start(&mut lab, &old, &config, ARGS).unwrap();
+    for vip in VIPS {
+        assert_owner(&lab, vip, &NAMES);
+    }
+    // Settled: nobody changes owners any more, and the answers stay put.
+    let changes = || -> Vec<String> {
+        speakers
+            .iter()
+            .filter(|s| s.host.name != old.name)
+            .chain([&restarted])
+            .map(|s| s.status().unwrap().lines().find(|l| l.starts_with("counters:")).unwrap().to_owned())
+            .map(|l| l.split_whitespace().find(|w| w.starts_with("ownership_changes=")).unwrap().to_owned())
+            .collect()
+    };
+    let before = changes();
+    for _ in 0..3 {
+        for vip in VIPS {
+            let expected = owner(&lab, vip, &NAMES).mac;
+            assert_eq!(cluster::answering(&lab, vip).unwrap(), [expected].into(), "{vip} flapped");
+        }
+    }
+    assert_eq!(changes(), before, "ownership changed while the cluster was settled");
+}
+
+#[test]
+fn forged_corrupt_and_replayed_messages_are_dropped_and_counted() {
+    if !root_or_skip("forged_corrupt_and_replayed_messages_are_dropped_and_counted") {
+        return;
+    }
+    let (lab, speakers) = setup("");
+    let target = lab.node("node-a");
+    let to = std::net::SocketAddr::from((target.addr, cluster::PORT));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    use herald_speaker::cluster::auth::Sealer;
+    let mut good = Sealer::new(cluster::KEY.as_bytes(), 42);
+    let authentic_garbage = good.seal(now, b"\xff\xfenot a membership message");
+    let datagrams: Vec<Vec<u8>> = vec![
+        b"hello".to_vec(),                                              // unauthenticated
+        vec![0u8; 2000],                                                // unauthenticated
+        Sealer::new(b"some-other-cluster-key", 1).seal(now, b"forged"), // unauthenticated
+        authentic_garbage.clone(),                                      // malformed
+        authentic_garbage,                                              // replayed
+        good.seal(now - 10 * 60 * 1000, b"old"),                        // stale
+    ];
+    lab.client
+        .in_netns(move || {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            for d in &datagrams {
+                socket.send_to(d, to)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let node_a = speaker_of(&speakers, "node-a");
+    let counted = wait_until(|| {
+        let status = node_a.status().unwrap();
+        ["rejected_unauthenticated=3", "rejected_malformed=1", "rejected_replayed=1", "rejected_stale=1"]
+            .iter()
+            .all(|c| status.contains(c))
+    });
+    assert!(counted, "{}", node_a.status().unwrap());
+    // Nothing moved.
+    for vip in VIPS {
+        assert_owner(&lab, vip, &NAMES);
+    }
+    assert!(node_a.status().unwrap().contains("members (3 alive)"));
+}
+
+/// Polls `check` for up to `BOUND`.
+fn wait_until(check: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + BOUND;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
