@@ -4,6 +4,8 @@
 //! say loudly that they did not run, except under `CI=true`, where they fail.
 
 pub mod cluster;
+pub mod failover;
+pub mod keepalived;
 pub mod lab;
 pub mod probe;
 pub mod speaker;

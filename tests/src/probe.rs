@@ -73,6 +73,8 @@ pub struct Capture {
     child: Child,
     // Kept open: tcpdump writes its summary there on exit.
     _stderr: std::process::ChildStderr,
+    /// What tcpdump printed so far, read as it comes (a reader thread).
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Capture {
@@ -107,16 +109,40 @@ impl Capture {
                 break;
             }
         }
-        Ok(Self { child, _stderr: stderr })
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().context("tcpdump stdout")?;
+        std::thread::spawn({
+            let lines = lines.clone();
+            move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            }
+        });
+        Ok(Self { child, _stderr: stderr, lines })
     }
 
-    pub fn stop(self) -> anyhow::Result<Vec<String>> {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )?;
-        let out = self.child.wait_with_output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+    /// Waits (up to `timeout`) until `done` holds for the lines printed so far.
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if done(&self.lines.lock().unwrap()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done(&self.lines.lock().unwrap())
+    }
+
+    /// Stops tcpdump; returns every line it printed.
+    pub fn stop(mut self) -> anyhow::Result<Vec<String>> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+        self.child.wait()?;
+        // The reader thread ends with tcpdump's output; give it a moment to take the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(std::mem::take(&mut *self.lines.lock().unwrap()))
     }
 }
 
@@ -187,7 +213,11 @@ pub fn series(
             last.replies.push((time(line)?, parse_mac(mac)?));
         }
     }
-    anyhow::ensure!(probes.len() == count, "captured {} of {count} requests", probes.len());
+    if probes.len() != count {
+        let path = std::env::temp_dir().join(format!("herald-series-{}.txt", std::process::id()));
+        std::fs::write(&path, lines.join("\n"))?;
+        anyhow::bail!("captured {} of {count} requests (capture in {})", probes.len(), path.display());
+    }
     Ok(probes)
 }
 

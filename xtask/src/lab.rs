@@ -11,6 +11,12 @@ pub enum Bench {
     /// The XDP program: ns per packet (BPF_PROG_TEST_RUN and live), an ARP flood in the lab
     /// against the Linux kernel answering, and neighbour-table growth.
     Xdp,
+    /// Takeover time when an owner dies, Herald beside keepalived (default and tuned VRRP).
+    Failover {
+        /// Runs per row.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
 }
 
 pub fn demo() -> anyhow::Result<()> {
@@ -18,10 +24,10 @@ pub fn demo() -> anyhow::Result<()> {
 }
 
 pub fn bench(which: Bench) -> anyhow::Result<()> {
-    let name = match which {
-        Bench::Xdp => "xdp",
-    };
-    run_bin("herald-bench", &[name])
+    match which {
+        Bench::Xdp => run_bin("herald-bench", &["xdp"]),
+        Bench::Failover { runs } => run_bin("herald-bench", &["failover", "--runs", &runs.to_string()]),
+    }
 }
 
 /// Sets up, builds, and runs `bin` of the tests crate with `args`.

@@ -22,7 +22,8 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",   // reachability of node addresses
     "tcpdump",        // captures of gratuitous ARP
     "netsniff-ng",    // trafgen: the ARP flood of the bench
-    "procps",         // pgrep/sysctl
+    "procps",         // pkill, sysctl
+    "keepalived",     // the failover bench's baseline (VRRP)
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -4,20 +4,22 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// A speaker: its node name, the address it gossips on, and a bump that changes when it has to
-/// rejoin after being declared down (so the new identity wins over the old one).
+/// A speaker: its node name, the address it gossips on, and a generation: the start time in ms,
+/// plus one each time it rejoins after being declared down. A newer generation wins over an
+/// older identity at the same address, so a restarted or rejoining speaker is never mistaken
+/// for the one that went down.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Speaker {
     pub name: String,
     pub addr: SocketAddr,
-    pub bump: u16,
+    pub generation: u64,
 }
 
 impl Speaker {
     /// A stand-in for a configured peer whose name is not known yet: only its address is used,
     /// to send it an announce.
     pub fn at(addr: SocketAddr) -> Self {
-        Self { name: String::new(), addr, bump: 0 }
+        Self { name: String::new(), addr, generation: 0 }
     }
 }
 
@@ -25,7 +27,7 @@ impl foca::Identity for Speaker {
     type Addr = SocketAddr;
 
     fn renew(&self) -> Option<Self> {
-        Some(Self { bump: self.bump.wrapping_add(1), ..self.clone() })
+        Some(Self { generation: self.generation + 1, ..self.clone() })
     }
 
     fn addr(&self) -> SocketAddr {
@@ -33,7 +35,24 @@ impl foca::Identity for Speaker {
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
-        // Newer wins; wrapping comparison, as the bump is a counter that may wrap.
-        self.bump.wrapping_sub(adversary.bump) < u16::MAX / 2
+        self.generation > adversary.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use foca::Identity as _;
+
+    use super::*;
+
+    #[test]
+    fn newer_generation_wins() {
+        let old =
+            Speaker { name: "node-a".into(), addr: "192.0.2.1:7946".parse().unwrap(), generation: 1_000 };
+        let renewed = old.renew().unwrap();
+        assert!(renewed.win_addr_conflict(&old) && !old.win_addr_conflict(&renewed));
+        let restarted = Speaker { generation: 2_000, ..old.clone() };
+        assert!(restarted.win_addr_conflict(&renewed));
+        assert_eq!(renewed.addr(), old.addr);
     }
 }

@@ -44,7 +44,7 @@ impl Membership {
         let socket = UdpSocket::bind(cluster.bind).await?;
         let mut rng: StdRng = rand::make_rng();
         let boot = rand::RngExt::random::<u64>(&mut rng);
-        let me = Speaker { name: node.to_owned(), addr: cluster.bind, bump: rand::RngExt::random(&mut rng) };
+        let me = Speaker { name: node.to_owned(), addr: cluster.bind, generation: unix_ms() };
         let foca = Foca::new(me.clone(), foca_config(cluster), rng, PostcardCodec);
         let (alive_tx, alive) = watch::channel(BTreeSet::from([node.to_owned()]));
         let (leave, leave_rx) = mpsc::channel(1);
@@ -194,7 +194,7 @@ impl Task {
                 OwnedNotification::MemberUp(s) => info!(member = s.name, addr = %s.addr, "member up"),
                 OwnedNotification::MemberDown(s) => info!(member = s.name, addr = %s.addr, "member down"),
                 OwnedNotification::Rejoin(s) => {
-                    info!(bump = s.bump, "declared down by the others; rejoined");
+                    info!(generation = s.generation, "declared down by the others; rejoined");
                     self.me = s.clone();
                 }
                 other => debug!(?other, "membership"),

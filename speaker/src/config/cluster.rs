@@ -41,8 +41,8 @@ impl Default for Timers {
     fn default() -> Self {
         Self {
             probe_period: Duration::from_millis(100),
-            probe_rtt: Duration::from_millis(40),
-            suspect: Duration::from_millis(250),
+            probe_rtt: Duration::from_millis(30),
+            suspect: Duration::from_millis(150),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! table of figures beside a baseline measured in the same run, with the command and the
 //! conditions. Figures, not assertions: these machines are shared.
 
+mod failover;
 mod xdp;
 
 use std::process::ExitCode;
@@ -19,11 +20,18 @@ enum Which {
     /// The XDP program: ns per packet (BPF_PROG_TEST_RUN and live), an ARP flood in the lab
     /// against the Linux kernel answering, and neighbour-table growth.
     Xdp,
+    /// Takeover time when an owner dies, Herald beside keepalived.
+    Failover {
+        /// Runs per row.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().which {
         Which::Xdp => xdp::run(),
+        Which::Failover { runs } => failover::run(runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
