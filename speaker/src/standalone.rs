@@ -26,7 +26,8 @@ pub struct Options {
     pub state_dir: PathBuf,
 }
 
-/// How long a speaker with a cluster waits to hear from a peer before it decides it is alone.
+/// How long a speaker with a cluster waits to see every configured member before it goes with
+/// the members it sees (alone, if none answered).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the speaker works from: the config and what it asks of this host.
@@ -86,7 +87,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = tick(&mut refresh) => announcer.refresh(),
-            alive = membership_change(&mut membership, joined.is_none(), join_deadline) => {
+            alive = membership_change(&mut membership, joined.is_none().then_some(join_deadline)) => {
                 match apply(&mut announcer, &wanted, Some(&alive)) {
                     Ok(changed) => {
                         // Joining is not a change of owner; later views are.
@@ -129,18 +130,21 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// The next view of the live members. Before the first one (`joining`), waits for a view with a
-/// peer in it, or for `deadline` (then this speaker is alone). Never returns without a cluster.
+/// The next view of the live members. While joining (until `join_deadline`), waits for a view
+/// with every configured member in it, or for the deadline. Never returns without a cluster.
 async fn membership_change(
     membership: &mut Option<Membership>,
-    joining: bool,
-    deadline: tokio::time::Instant,
+    join_deadline: Option<tokio::time::Instant>,
 ) -> Alive {
     let Some(m) = membership else { return std::future::pending().await };
-    if joining {
-        let joined = tokio::time::timeout_at(deadline, m.alive.wait_for(|alive| alive.len() > 1)).await;
-        if joined.is_err() {
-            info!("no peer answered; announcing alone");
+    if let Some(deadline) = join_deadline {
+        let everyone = m.configured;
+        let joined = tokio::time::timeout_at(deadline, m.alive.wait_for(|alive| alive.len() >= everyone))
+            .await
+            .is_ok();
+        if !joined {
+            let seen = m.alive.borrow().len();
+            info!(seen, configured = everyone, "not every member answered; going with those that did");
         }
     } else if m.alive.changed().await.is_err() {
         return std::future::pending().await;

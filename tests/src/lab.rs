@@ -266,8 +266,9 @@ impl Drop for Lab {
         for host in self.nodes.iter().chain([&self.client]) {
             if !host.netns.is_empty() {
                 let _ = ip(&["netns", "del", &host.netns]);
-                // Pins of a speaker that was killed (a clean exit removes its own).
+                // Pins and state file of a speaker that was killed (a clean exit removes its own).
                 let _ = std::fs::remove_dir_all(self.pin_dir(host));
+                let _ = std::fs::remove_file(format!("/run/herald/{}.state", host.netns));
             }
         }
         let _ = ip(&["netns", "del", &self.switch]);

@@ -34,6 +34,8 @@ const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 /// A running membership.
 pub struct Membership {
     pub alive: watch::Receiver<Alive>,
+    /// Members the configuration names, this one included.
+    pub configured: usize,
     leave: mpsc::Sender<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -60,7 +62,7 @@ impl Membership {
         };
         let task = tokio::spawn(task.run(leave_rx));
         info!(bind = %cluster.bind, peers = cluster.peers.len(), "membership started");
-        Ok(Self { alive, leave, task })
+        Ok(Self { alive, configured: cluster.configured_members(), leave, task })
     }
 
     /// Tells the others this speaker is leaving, so they take over at once, and stops.

@@ -1,14 +1,18 @@
-//! The demo, run by `cargo xtask demo` once everything is built: one node of a lab answers ARP
-//! for an address configured nowhere.
+//! The demo, run by `cargo xtask demo` once everything is built: three speakers on a LAN of
+//! network namespaces share three addresses; the owner of one is killed and the client sees
+//! another node take over.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_tests::{
+    cluster::{self, VIPS},
+    failover,
     lab::{Lab, format_mac},
-    probe,
-    speaker::Speaker,
 };
+use nix::{sys::signal::Signal, unistd::Pid};
+
+const NAMES: [&str; 3] = ["node-a", "node-b", "node-c"];
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -21,32 +25,45 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    println!("\n== lab: a bridge, node-a at 192.0.2.1 and a client at 192.0.2.100 (network namespaces)");
-    let mut lab = Lab::new(&["node-a"])?;
-    let node = lab.node("node-a").clone();
-    let config = "node = \"node-a\"\n\n[[vip]]\naddress = \"192.0.2.200\"\n";
-    println!("\n== node-a runs herald-speaker with this config:\n{config}");
-    let speaker = Speaker::start(&mut lab, &node, config, &[])?;
-    println!("node-a's MAC is {}; 192.0.2.200 is configured on no interface.", format_mac(node.mac));
+    println!(
+        "\n== lab: a bridge; node-a, node-b, node-c at 192.0.2.1-3; a client at 192.0.2.100 (network namespaces)"
+    );
+    let mut lab = Lab::new(&NAMES)?;
+    for node in &lab.nodes {
+        println!("   {} has MAC {}", node.name, format_mac(node.mac));
+    }
+    println!("\n== each node runs herald-speaker; node-a's config:\n");
+    println!("{}", cluster::config(&lab, lab.node("node-a"), ""));
+    let speakers = cluster::start(&mut lab, "", &[])?;
 
-    println!("\n== client: arping -c 3 192.0.2.200");
-    let out = lab.client.output("arping", &["-c", "3", "-w", "4", "-I", "eth0", "192.0.2.200"])?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    let macs = probe::parse_arping(&String::from_utf8_lossy(&out.stdout))?;
-    anyhow::ensure!(!macs.is_empty() && macs.iter().all(|m| *m == node.mac), "node-a did not answer");
+    println!("== the client asks who has each address (arping; no node has them configured):");
+    for vip in VIPS {
+        let owner = lab.node(cluster::elected(vip, &NAMES));
+        cluster::wait_for_owner(&lab, vip, owner.mac, Duration::from_secs(10))?;
+        println!("   {vip} is at {} = {}", format_mac(owner.mac), owner.name);
+    }
+    let vip = VIPS[0];
+    let old = lab.node(cluster::elected(vip, &NAMES)).clone();
+    println!("\n== {}: herald-speaker status", old.name);
+    let victim = speakers.iter().find(|s| s.host.name == old.name).context("owner's speaker")?;
+    print!("{}", victim.status()?);
 
-    println!("\n== node-a: herald-speaker status (read from the pinned BPF maps)");
-    print!("{}", speaker.status()?);
-    println!("\n== node-a: bpftool map dump pinned {}/HERALD_ARP", speaker.pin_dir.display());
-    let dump = node.run(
-        "bpftool",
-        &["map", "dump", "pinned", speaker.pin_dir.join("HERALD_ARP").to_str().context("path")?],
-    )?;
-    print!("{dump}");
+    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    let new = lab.node(cluster::elected(vip, &alive)).clone();
+    println!("\n== kill -9 the speaker on {} (it owns {vip}); the client probes every 10 ms", old.name);
+    failover::resolve(&lab, vip);
+    let pid = Pid::from_raw(victim.pid as i32);
+    let took = failover::measure(&lab, vip, new.mac, Duration::from_secs(3), || {
+        Ok(nix::sys::signal::kill(pid, Signal::SIGKILL)?)
+    })?;
+    let ms = |d: Option<Duration>| d.map_or("never".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3));
+    println!("   first reply from {} after {}", new.name, ms(took.reply));
+    println!("   the client's neighbour entry for {vip} moved to {} after {}", new.name, ms(took.neighbour));
+    let entry = lab.client.run("ip", &["neigh", "show", &vip.to_string(), "dev", "eth0"])?;
+    println!("   client$ ip neigh show {vip}\n   {}", entry.trim());
 
-    println!("\n== SIGTERM: the speaker withdraws and detaches");
-    let status = speaker.stop(&mut lab)?;
-    let after = probe::arping_once(&lab.client, "192.0.2.200".parse()?, Duration::from_millis(500))?;
-    println!("speaker exited ({status}); replies for 192.0.2.200 now: {}", after.len());
+    println!("\n== {}: herald-speaker status", new.name);
+    let survivor = speakers.iter().find(|s| s.host.name == new.name).context("new owner's speaker")?;
+    print!("{}", survivor.status()?);
     Ok(())
 }
