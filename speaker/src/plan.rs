@@ -28,6 +28,7 @@ impl Announcement {
 }
 
 /// The announcements `config` asks for on `host`, or the first reason it cannot be served.
+/// Addresses whose `nodes` leave this node out are skipped.
 ///
 /// Refuses addresses that would make Herald answer for something the host already owns or
 /// routes through: an address configured on any local interface, or a gateway of the interface
@@ -35,6 +36,11 @@ impl Announcement {
 pub fn resolve(config: &Config, host: &Host) -> Result<BTreeSet<Announcement>, ConfigError> {
     let mut out = BTreeSet::new();
     for (i, vip) in config.vips.iter().enumerate() {
+        // An address this node may never announce needs nothing of this host: the same file
+        // can then serve every node, whatever interfaces each has.
+        if !vip.nodes.is_empty() && !vip.nodes.contains(&config.node) {
+            continue;
+        }
         let refuse = |field: &str, value: String, reason: String| ConfigError::Field {
             field: format!("vip[{i}].{field}"),
             value,

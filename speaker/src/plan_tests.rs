@@ -139,3 +139,14 @@ fn elected_by_membership_and_quorum() {
     assert!(elected(&quorum, &resolved, Some(&alive(&["node-a"]))).is_empty(), "1 of 3 is no quorum");
     assert_eq!(elected(&quorum, &resolved, Some(&alive(&["node-a", "node-x"]))), resolved);
 }
+
+#[test]
+fn addresses_for_other_nodes_need_nothing_here() {
+    // 203.0.113.5 is on no subnet of this host: fine, as only node-z may announce it.
+    let text = "node = \"node-a\"\n[[vip]]\naddress = \"203.0.113.5\"\nnodes = [\"node-z\"]\n\
+                [[vip]]\naddress = \"192.0.2.10\"\nnodes = [\"node-a\", \"node-z\"]\n";
+    let got = resolve_str(text).unwrap();
+    assert_eq!(got, BTreeSet::from([ann([192, 0, 2, 10], 2, 0, MAC0, "eth0")]));
+    let mine = text.replace("node-z\"]\n\n", "node-a\"]\n\n").replace("[\"node-z\"]", "[\"node-a\"]");
+    assert!(resolve_str(&mine).unwrap_err().contains("203.0.113.5"), "listed for this node: checked");
+}
