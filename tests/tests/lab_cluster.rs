@@ -12,7 +12,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use herald_tests::{
     cluster::{self, VIPS},
-    lab::{Host, Lab},
+    lab::{Host, Lab, format_mac},
     probe, root_or_skip,
     speaker::Speaker,
 };
@@ -30,6 +30,11 @@ fn setup(extra: &str) -> (Lab, Vec<Speaker>) {
         cluster::wait_for_owner(&lab, vip, owner, BOUND).expect("initial owner");
     }
     (lab, speakers)
+}
+
+/// The lab's node names but `gone`.
+fn without(gone: &str) -> Vec<&'static str> {
+    NAMES.iter().copied().filter(|n| *n != gone).collect()
 }
 
 /// The node that owns `vip` among `alive`.
@@ -78,16 +83,16 @@ fn owner_killed_client_follows_the_gratuitous_arp() {
     let old = owner(&lab, vip, &NAMES).clone();
     // The client talks to the address, so it has a neighbour entry for it.
     let _ = lab.client.output("ping", &["-c", "1", "-W", "1", &vip.to_string()]);
-    assert_eq!(client_neighbour(&lab, vip), Some(herald_tests::lab::format_mac(old.mac)));
+    assert_eq!(client_neighbour(&lab, vip), Some(format_mac(old.mac)));
 
     let victim = speaker_of(&speakers, &old.name);
     victim.signal(Signal::SIGKILL).unwrap();
     lab.take_child(victim.pid).unwrap().wait().unwrap();
-    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    let alive = without(&old.name);
     assert_owner(&lab, vip, &alive);
     // The new owner's gratuitous ARP moved the client's entry: no waiting for it to expire.
     let new = owner(&lab, vip, &alive);
-    assert_eq!(client_neighbour(&lab, vip), Some(herald_tests::lab::format_mac(new.mac)));
+    assert_eq!(client_neighbour(&lab, vip), Some(format_mac(new.mac)));
     for vip in VIPS {
         assert_owner(&lab, vip, &alive);
     }
@@ -104,7 +109,7 @@ fn owner_hangs_then_rejoins() {
     let hung = speaker_of(&speakers, &old.name);
     hung.signal(Signal::SIGSTOP).unwrap();
     // The others take over; the hung node's program goes quiet at its dead-man bound.
-    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    let alive = without(&old.name);
     assert_owner(&lab, vip, &alive);
     hung.signal(Signal::SIGCONT).unwrap();
     // It rejoins and gets back what the election gives it.
@@ -126,12 +131,12 @@ fn owner_link_down_and_back() {
     let old = owner(&lab, vip, &NAMES).clone();
     let _ = lab.client.output("ping", &["-c", "1", "-W", "1", &vip.to_string()]);
     old.run("ip", &["link", "set", "eth0", "down"]).unwrap();
-    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    let alive = without(&old.name);
     assert_owner(&lab, vip, &alive);
     old.run("ip", &["link", "set", "eth0", "up"]).unwrap();
     assert_owner(&lab, vip, &NAMES);
     // It never stopped announcing in its own view, yet the client follows it back.
-    let back = wait_until(|| client_neighbour(&lab, vip) == Some(herald_tests::lab::format_mac(old.mac)));
+    let back = wait_until(|| client_neighbour(&lab, vip) == Some(format_mac(old.mac)));
     assert!(back, "client's entry for {vip}: {:?}", client_neighbour(&lab, vip));
 }
 
@@ -140,7 +145,7 @@ fn partition(quorum: bool) {
     let vip = VIPS[0];
     let cut = owner(&lab, vip, &NAMES).clone();
     lab.set_port(&cut, false).unwrap();
-    let majority: Vec<&str> = NAMES.iter().copied().filter(|n| *n != cut.name).collect();
+    let majority = without(&cut.name);
     for vip in VIPS {
         assert_owner(&lab, vip, &majority);
     }
@@ -160,7 +165,7 @@ fn partition(quorum: bool) {
         assert_owner(&lab, vip, &NAMES);
     }
     let _ = lab.client.output("ping", &["-c", "1", "-W", "1", &vip.to_string()]);
-    let back = wait_until(|| client_neighbour(&lab, vip) == Some(herald_tests::lab::format_mac(cut.mac)));
+    let back = wait_until(|| client_neighbour(&lab, vip) == Some(format_mac(cut.mac)));
     assert!(back, "client's entry for {vip}: {:?}", client_neighbour(&lab, vip));
 }
 
@@ -186,7 +191,7 @@ fn graceful_shutdown_leaves_no_gap() {
     let (mut lab, speakers) = setup("");
     let vip = VIPS[0];
     let old = owner(&lab, vip, &NAMES).clone();
-    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    let alive = without(&old.name);
     let new = owner(&lab, vip, &alive).clone();
     let leaving = speaker_of(&speakers, &old.name);
     let pid = leaving.pid;
@@ -226,7 +231,7 @@ fn restarted_node_gets_its_addresses_back_without_flapping() {
     let victim = speaker_of(&speakers, &old.name);
     victim.signal(Signal::SIGKILL).unwrap();
     lab.take_child(victim.pid).unwrap().wait().unwrap();
-    let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
+    let alive = without(&old.name);
     assert_owner(&lab, vip, &alive);
 
     let config = cluster::config(&lab, &old, "");
