@@ -25,8 +25,10 @@ enum Command {
     Build(build::Options),
     /// Set up, build, and run every test: lints, unit, BPF_PROG_TEST_RUN and lab tests.
     Test,
-    /// Set up, build, and show one node answering ARP for an address in the lab.
+    /// Set up, build, and run the demo: three nodes share addresses, one owner dies.
     Demo,
+    /// Regenerate the CRDs in deploy/crds from controller/src/crd.rs.
+    Crds,
     /// Benchmarks; each prints a table of figures beside a baseline from the same run.
     Bench {
         #[command(subcommand)]
@@ -40,6 +42,16 @@ fn main() -> ExitCode {
         Command::Build(opts) => build::run(&opts),
         Command::Test => test::run(),
         Command::Demo => lab::demo(),
+        Command::Crds => toolchain::run(toolchain::cargo().args([
+            "run",
+            "--quiet",
+            "--package",
+            "herald-controller",
+            "--bin",
+            "herald-crdgen",
+            "--",
+            "deploy/crds",
+        ])),
         Command::Bench { which } => lab::bench(which),
     };
     match result {
