@@ -1,2 +1,5 @@
 //! Herald's controller: hands LoadBalancer Services addresses from MetalLB-compatible pools.
+pub mod allocator;
 pub mod crd;
+pub mod pool;
+pub mod selector;
