@@ -3,6 +3,7 @@
 //! Tests that need root, BPF or network namespaces call [`require_root`]: without root they
 //! say loudly that they did not run, except under `CI=true`, where they fail.
 
+pub mod apiserver;
 pub mod cluster;
 pub mod failover;
 pub mod keepalived;

@@ -32,7 +32,7 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
 
 /// Sets up, builds, and runs `bin` of the tests crate with `args`.
 fn run_bin(bin: &str, args: &[&str]) -> anyhow::Result<()> {
-    setup::run()?;
+    setup::run(false)?;
     build::run(&build::Options { release: false })?;
     toolchain::run(
         cargo().args(["run", "--quiet", "--package", "herald-tests", "--bin", bin, "--"]).args(args),

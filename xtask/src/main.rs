@@ -20,7 +20,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Install the pinned toolchains, bpf-linker and the Debian packages (idempotent).
-    Setup,
+    Setup {
+        /// Also build and cache the Kubernetes API server the controller's tests run against.
+        #[arg(long)]
+        kube: bool,
+    },
     /// Build the XDP object, then the userspace binaries.
     Build(build::Options),
     /// Set up, build, and run every test: lints, unit, BPF_PROG_TEST_RUN and lab tests.
@@ -38,7 +42,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Setup => setup::run(),
+        Command::Setup { kube } => setup::run(kube),
         Command::Build(opts) => build::run(&opts),
         Command::Test => test::run(),
         Command::Demo => lab::demo(),

@@ -26,20 +26,42 @@ const PACKAGES: &[&str] = &[
     "keepalived",     // the failover bench's baseline (VRRP)
 ];
 
-pub fn run() -> anyhow::Result<()> {
+/// Debian packages only the Kubernetes tests use: the API server's store and its set-up.
+const KUBE_PACKAGES: &[&str] = &["etcd-server", "openssl", "curl"];
+
+/// Everything for the build, the lab and the demo; with `kube`, also the API server for the
+/// Kubernetes tests (built from Debian's source package the first time: a few minutes).
+pub fn run(kube: bool) -> anyhow::Result<()> {
     let start = Instant::now();
-    packages()?;
+    packages(PACKAGES)?;
     toolchains()?;
     bpf_linker()?;
+    if kube {
+        packages(KUBE_PACKAGES)?;
+        apiserver()?;
+    }
     eprintln!("setup: everything in place ({:.2} s)", start.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn packages() -> anyhow::Result<()> {
+/// kube-apiserver and kube-controller-manager v1.20.2, cached under /var/cache/herald-k8s.
+fn apiserver() -> anyhow::Result<()> {
+    // Its progress (stderr) shows; stdout is the binary's path.
+    let out = toolchain::output(
+        Command::new(toolchain::root().join("tests/kube/build-apiserver.sh"))
+            .stderr(std::process::Stdio::inherit()),
+    )?;
+    if !out.trim().ends_with("kube-apiserver") {
+        bail!("tests/kube/build-apiserver.sh printed no binary path: {out}");
+    }
+    Ok(())
+}
+
+fn packages(wanted: &[&'static str]) -> anyhow::Result<()> {
     let status =
-        Command::new("dpkg-query").args(["-W", "-f", "${Package} ${Status}\\n"]).args(PACKAGES).output()?;
+        Command::new("dpkg-query").args(["-W", "-f", "${Package} ${Status}\\n"]).args(wanted).output()?;
     let text = String::from_utf8_lossy(&status.stdout);
-    let missing: Vec<&str> = PACKAGES
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| {

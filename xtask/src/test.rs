@@ -7,7 +7,7 @@ use crate::{
 };
 
 pub fn run() -> anyhow::Result<()> {
-    setup::run()?;
+    setup::run(true)?;
     toolchain::run(cargo().args(["fmt", "--all", "--check"]))?;
     // The host's rustfmt formats the eBPF crate too (run from the root, so the host toolchain).
     toolchain::run(cargo().args(["fmt", "--check", "--manifest-path", "speaker-ebpf/Cargo.toml"]))?;

@@ -1,0 +1,195 @@
+//! A real Kubernetes control plane for tests: etcd and kube-apiserver v1.20.2 (built from
+//! Debian's source package by tests/kube/build-apiserver.sh, cached under /var/cache/herald-k8s)
+//! on loopback, with a self-made CA, a static admin token and RBAC. Dropping the [`ApiServer`]
+//! stops both and removes their state.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+
+/// Where tests/kube/build-apiserver.sh caches the binaries.
+pub const BIN_DIR: &str = "/var/cache/herald-k8s/bin";
+const TOKEN: &str = "herald-test-admin-token";
+
+pub struct ApiServer {
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+/// Whether the API server binaries are built; without them, tests skip, or fail under CI.
+pub fn available() -> bool {
+    Path::new(BIN_DIR).join("kube-apiserver").is_file() && which("etcd")
+}
+
+/// `true` when a test that needs the API server can run: otherwise it panics under CI and says
+/// why it skips elsewhere.
+pub fn available_or_skip(test: &str) -> bool {
+    if available() {
+        return true;
+    }
+    assert!(!crate::in_ci(), "{test}: no API server in {BIN_DIR}; CI=true forbids skipping");
+    eprintln!("SKIPPED {test}: no API server; run `cargo xtask setup --kube`");
+    false
+}
+
+fn which(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl ApiServer {
+    /// Starts etcd and the API server on free loopback ports; returns once /readyz answers.
+    pub fn start() -> anyhow::Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("herald-apiserver-{}-{}", std::process::id(), free_port()?));
+        std::fs::create_dir_all(dir.join("etcd"))?;
+        let mut server =
+            Self { url: String::new(), kubeconfig: dir.join("kubeconfig"), dir, children: Vec::new() };
+        server.certificates()?;
+        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let d = server.dir.display().to_string();
+        server.spawn(
+            "etcd",
+            Command::new("etcd").args([
+                "--name=test",
+                &format!("--data-dir={d}/etcd"),
+                &format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+                &format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+                &format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+                &format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+                &format!("--initial-cluster=test=http://127.0.0.1:{peer_port}"),
+            ]),
+        )?;
+        server.spawn(
+            "kube-apiserver",
+            Command::new(Path::new(BIN_DIR).join("kube-apiserver")).args([
+                &format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={api_port}"),
+                &format!("--tls-cert-file={d}/apiserver.crt"),
+                &format!("--tls-private-key-file={d}/apiserver.key"),
+                &format!("--client-ca-file={d}/ca.crt"),
+                &format!("--token-auth-file={d}/tokens.csv"),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                &format!("--service-account-key-file={d}/sa.pub"),
+                &format!("--service-account-signing-key-file={d}/sa.key"),
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--disable-admission-plugins=ServiceAccount",
+                "--profiling=false",
+            ]),
+        )?;
+        server.url = format!("https://127.0.0.1:{api_port}");
+        server.write_kubeconfig()?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn spawn(&mut self, name: &str, cmd: &mut Command) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    /// CA, serving certificate (a leaf with IP SAN 127.0.0.1, as rustls wants), service-account
+    /// key pair, and the admin token in system:masters.
+    fn certificates(&self) -> anyhow::Result<()> {
+        let d = self.dir.display().to_string();
+        let script = format!(
+            "set -e; cd {d}
+             openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=herald-test-ca -keyout ca.key -out ca.crt \
+               -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign,digitalSignature
+             openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver -keyout apiserver.key -out apiserver.csr
+             printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\nsubjectAltName=IP:127.0.0.1,DNS:localhost\\n' > apiserver.ext
+             openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile apiserver.ext -out apiserver.crt
+             openssl genrsa -out sa.key 2048; openssl rsa -in sa.key -pubout -out sa.pub
+             echo '{TOKEN},admin,admin-uid,\"system:masters\"' > tokens.csv"
+        );
+        let out = Command::new("sh").args(["-c", &script]).output()?;
+        ensure!(out.status.success(), "making certificates: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
+
+    fn write_kubeconfig(&self) -> anyhow::Result<()> {
+        let ca = self.dir.join("ca.crt");
+        std::fs::write(
+            &self.kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    \
+                 certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\n\
+                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n    namespace: default\n\
+                 current-context: test\n",
+                self.url,
+                ca.display()
+            ),
+        )?;
+        Ok(())
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ca = self.dir.join("ca.crt");
+        while Instant::now() < deadline {
+            let ready = Command::new("curl")
+                .args(["-sf", "--cacert"])
+                .arg(&ca)
+                .args(["-H", &format!("Authorization: Bearer {TOKEN}"), &format!("{}/readyz", self.url)])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if ready.success() {
+                return Ok(());
+            }
+            for child in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    let logs = ["etcd", "kube-apiserver"].map(|n| {
+                        std::fs::read_to_string(self.dir.join(format!("{n}.log"))).unwrap_or_default()
+                    });
+                    bail!("a control-plane process exited ({status}):\n{}", logs.join("\n"));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("kube-apiserver not ready after 60 s")
+    }
+
+    /// A client for this server, as an admin.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        // The API server first, then its store.
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
