@@ -3,3 +3,4 @@ pub mod allocator;
 pub mod crd;
 pub mod pool;
 pub mod selector;
+pub mod service;
