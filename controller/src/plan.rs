@@ -1,0 +1,149 @@
+//! The controller's decisions, as one pure pass over what the cluster holds: which pools are
+//! valid, which addresses each handled Service has, what changes, which Events say so, and each
+//! pool's counts. The reconciler reads the cluster into it and writes its result back.
+//!
+//! Services that already have addresses go first, so that a pass (after a restart, or after any
+//! change) keeps every address that is still valid; new Services then get what is left.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use k8s_openapi::api::core::v1::Service as KubeService;
+
+use crate::{
+    allocator::{Allocator, Assignment},
+    crd::{IPAddressPool, IPAddressPoolStatus},
+    pool::Pool,
+    selector::Labels,
+    service,
+};
+
+/// What one pass decided.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Services whose addresses change: `None` clears them.
+    pub assignments: BTreeMap<String, Option<Assignment>>,
+    pub events: Vec<Event>,
+    /// Pools that are ignored, with the reason (an Event and a condition on each).
+    pub invalid_pools: BTreeMap<String, String>,
+    pub pool_status: BTreeMap<String, IPAddressPoolStatus>,
+}
+
+/// An Event on a Service, with MetalLB's reasons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub service: String,
+    pub reason: Reason,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    IPAllocated,
+    AllocationFailed,
+    ClearAssignment,
+}
+
+/// One pass: `services` are all Services (only handled ones are touched), `namespaces` the
+/// labels of each namespace, `class` the controller's loadBalancerClass.
+pub fn plan(
+    pools: &[IPAddressPool],
+    services: &[KubeService],
+    namespaces: &BTreeMap<String, Labels>,
+    class: Option<&str>,
+) -> Plan {
+    let mut out = Plan::default();
+    let valid = valid_pools(pools, &mut out.invalid_pools);
+    let mut allocator = Allocator::new(valid.clone());
+
+    let mut handled: Vec<&KubeService> = services.iter().filter(|s| service::handled(s, class)).collect();
+    handled.sort_by_key(|s| {
+        (service::current(s).is_empty(), s.metadata.namespace.clone(), s.metadata.name.clone())
+    });
+    for svc in handled {
+        let current = service::current(svc);
+        let key = format!(
+            "{}/{}",
+            svc.metadata.namespace.as_deref().unwrap_or(""),
+            svc.metadata.name.as_deref().unwrap_or("")
+        );
+        let ns_labels =
+            namespaces.get(svc.metadata.namespace.as_deref().unwrap_or("")).cloned().unwrap_or_default();
+        let result = service::from_kube(svc, &ns_labels)
+            .and_then(|req| allocator.allocate(&req, &current).map_err(|e| e.to_string()));
+        match result {
+            Ok(a) if same(&a.ips, &current) => {}
+            Ok(a) => {
+                if !current.is_empty() {
+                    out.events.push(clear(&key, &current, "no longer valid"));
+                }
+                let message = format!("Assigned IP {} from pool {}", list(&a.ips), a.pool);
+                out.events.push(Event { service: key.clone(), reason: Reason::IPAllocated, message });
+                out.assignments.insert(key, Some(a));
+            }
+            Err(reason) => {
+                if !current.is_empty() {
+                    out.events.push(clear(&key, &current, &reason));
+                    out.assignments.insert(key.clone(), None);
+                }
+                out.events.push(Event { service: key, reason: Reason::AllocationFailed, message: reason });
+            }
+        }
+    }
+
+    for pool in &valid {
+        let [(v4_used, v4_all), (v6_used, v6_all)] = allocator.counts(&pool.name);
+        let n = |x: u128| i64::try_from(x).unwrap_or(i64::MAX);
+        out.pool_status.insert(
+            pool.name.clone(),
+            IPAddressPoolStatus {
+                assigned_ipv4: n(v4_used),
+                assigned_ipv6: n(v6_used),
+                available_ipv4: n(v4_all - v4_used),
+                available_ipv6: n(v6_all - v6_used),
+            },
+        );
+    }
+    out
+}
+
+/// The pools that are valid, in name order; the others land in `invalid` with the reason. Of
+/// two overlapping pools, the one that comes later by name is refused.
+fn valid_pools(pools: &[IPAddressPool], invalid: &mut BTreeMap<String, String>) -> Vec<Pool> {
+    let mut sorted: Vec<&IPAddressPool> = pools.iter().collect();
+    sorted.sort_by_key(|p| p.metadata.name.clone());
+    let mut valid: Vec<Pool> = Vec::new();
+    for p in sorted {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        match Pool::from_spec(&name, &p.spec) {
+            Ok(pool) => match valid
+                .iter()
+                .find(|v| v.ranges.iter().any(|a| pool.ranges.iter().any(|b| a.overlaps(b))))
+            {
+                Some(other) => drop(invalid.insert(name, format!("overlaps pool {:?}", other.name))),
+                None => valid.push(pool),
+            },
+            Err(reason) => drop(invalid.insert(name, reason)),
+        }
+    }
+    valid
+}
+
+fn clear(service: &str, current: &[IpAddr], why: &str) -> Event {
+    let message = format!("Released IP {}: {why}", list(current));
+    Event { service: service.to_owned(), reason: Reason::ClearAssignment, message }
+}
+
+fn same(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
+}
+
+fn list(ips: &[IpAddr]) -> String {
+    ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,114 @@
+use super::*;
+use crate::crd::IPAddressPoolSpec;
+
+fn pool(name: &str, addresses: &[&str]) -> IPAddressPool {
+    let spec = IPAddressPoolSpec {
+        addresses: addresses.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    };
+    IPAddressPool::new(name, spec)
+}
+
+/// A LoadBalancer Service `name` in `default`; `extra` is more spec, `status` its ingress IPs.
+fn svc(name: &str, extra: &str, status: &[&str]) -> KubeService {
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  type: LoadBalancer\n{extra}"
+    );
+    if !status.is_empty() {
+        yaml += "status:\n  loadBalancer:\n    ingress:\n";
+        for ip in status {
+            yaml += &format!("    - ip: {ip}\n");
+        }
+    }
+    serde_yaml_ng::from_str(&yaml).unwrap()
+}
+
+fn run(pools: &[IPAddressPool], services: &[KubeService]) -> Plan {
+    plan(pools, services, &BTreeMap::new(), None)
+}
+
+fn given(p: &Plan, service: &str) -> Option<Vec<String>> {
+    p.assignments
+        .get(service)
+        .map(|a| a.as_ref().map(|a| a.ips.iter().map(ToString::to_string).collect()).unwrap_or_default())
+}
+
+fn reasons(p: &Plan) -> Vec<(String, Reason)> {
+    p.events.iter().map(|e| (e.service.clone(), e.reason)).collect()
+}
+
+#[test]
+fn new_services_get_addresses_and_an_event() {
+    let p = run(&[pool("a", &["192.0.2.0/30"])], &[svc("one", "", &[]), svc("two", "", &[])]);
+    assert_eq!(given(&p, "default/one"), Some(vec!["192.0.2.0".into()]));
+    assert_eq!(given(&p, "default/two"), Some(vec!["192.0.2.1".into()]));
+    assert_eq!(p.events[0].message, "Assigned IP 192.0.2.0 from pool a");
+    assert_eq!(
+        p.pool_status["a"],
+        IPAddressPoolStatus { assigned_ipv4: 2, available_ipv4: 2, assigned_ipv6: 0, available_ipv6: 0 }
+    );
+}
+
+#[test]
+fn a_pass_over_a_settled_cluster_changes_nothing() {
+    // Addresses taken in an order that a fresh allocation would not give: kept as they are.
+    let services = [svc("one", "", &["192.0.2.3"]), svc("two", "", &["192.0.2.0"])];
+    let p = run(&[pool("a", &["192.0.2.0/30"])], &services);
+    assert!(p.assignments.is_empty() && p.events.is_empty(), "{p:?}");
+    // A new Service beside them takes what is free, and the others stay put.
+    let mut more = services.to_vec();
+    more.push(svc("three", "", &[]));
+    let p = run(&[pool("a", &["192.0.2.0/30"])], &more);
+    assert_eq!(p.assignments.len(), 1);
+    assert_eq!(given(&p, "default/three"), Some(vec!["192.0.2.1".into()]));
+}
+
+#[test]
+fn an_address_left_outside_every_pool_is_replaced() {
+    let p = run(&[pool("a", &["192.0.2.0/30"])], &[svc("one", "", &["198.51.100.9"])]);
+    assert_eq!(given(&p, "default/one"), Some(vec!["192.0.2.0".into()]));
+    assert_eq!(
+        reasons(&p),
+        [("default/one".into(), Reason::ClearAssignment), ("default/one".into(), Reason::IPAllocated)]
+    );
+}
+
+#[test]
+fn failures_are_events_and_clear_what_became_invalid() {
+    let request = "  loadBalancerIP: 203.0.113.5\n";
+    let p = run(&[pool("a", &["192.0.2.0/30"])], &[svc("new", request, &[])]);
+    assert!(p.assignments.is_empty(), "nothing to clear for a Service that had nothing");
+    assert_eq!(p.events[0].reason, Reason::AllocationFailed);
+    assert_eq!(p.events[0].message, "203.0.113.5 is in no pool");
+    // A request that cannot be met any more clears the old address.
+    let p = run(&[pool("a", &["192.0.2.0/30"])], &[svc("old", request, &["192.0.2.1"])]);
+    assert_eq!(p.assignments.get("default/old"), Some(&None));
+    assert_eq!(
+        reasons(&p),
+        [("default/old".into(), Reason::ClearAssignment), ("default/old".into(), Reason::AllocationFailed)]
+    );
+}
+
+#[test]
+fn bad_pools_are_ignored_and_the_others_keep_working() {
+    let pools = [pool("a", &["192.0.2.0/30"]), pool("b", &["192.0.2.2-192.0.2.9"]), pool("c", &["nonsense"])];
+    let p = run(&pools, &[svc("one", "", &[])]);
+    assert_eq!(p.invalid_pools["b"], "overlaps pool \"a\"");
+    assert_eq!(
+        p.invalid_pools["c"],
+        "spec.addresses[0] = \"nonsense\": neither a CIDR nor a first-last range"
+    );
+    assert_eq!(given(&p, "default/one"), Some(vec!["192.0.2.0".into()]));
+    assert_eq!(p.pool_status.keys().collect::<Vec<_>>(), ["a"]);
+}
+
+#[test]
+fn other_services_are_never_touched() {
+    let cluster_ip: KubeService = serde_yaml_ng::from_str(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: db\n  namespace: default\nspec:\n  type: ClusterIP\n",
+    )
+    .unwrap();
+    let classed = svc("other", "  loadBalancerClass: someone-else\n", &["203.0.113.1"]);
+    let p = run(&[pool("a", &["192.0.2.0/30"])], &[cluster_ip, classed]);
+    assert_eq!(p, Plan { pool_status: p.pool_status.clone(), ..Default::default() });
+}
