@@ -3,5 +3,6 @@ pub mod allocator;
 pub mod crd;
 pub mod plan;
 pub mod pool;
+pub mod run;
 pub mod selector;
 pub mod service;

@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 /// Where tests/kube/build-apiserver.sh caches the binaries.
 pub const BIN_DIR: &str = "/var/cache/herald-k8s/bin";
@@ -192,4 +193,36 @@ impl Drop for ApiServer {
 /// A port nobody listens on right now.
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Applies every CRD in deploy/crds and waits until the server serves them.
+pub async fn apply_crds(client: &kube::Client) {
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let crd: CustomResourceDefinition =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        names.push(crd.metadata.name.clone().unwrap());
+        crds.create(&kube::api::PostParams::default(), &crd)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in names {
+        let established = async {
+            loop {
+                let crd = crds.get(&name).await.unwrap();
+                let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+                if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .unwrap_or_else(|_| panic!("{name} not established"));
+    }
 }

@@ -1,47 +1,14 @@
 //! deploy/'s CRDs against a real kube-apiserver: the server accepts them, serves MetalLB's
 //! kinds from them, and its schema validation refuses malformed objects.
 
-use std::time::Duration;
-
 use herald_controller::crd::{IPAddressPool, L2Advertisement};
 use herald_tests::apiserver::{self, ApiServer};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api,
     api::{DynamicObject, PostParams},
     core::GroupVersionKind,
     discovery::ApiResource,
 };
-
-/// Applies every CRD in deploy/crds and waits until the server serves them.
-async fn apply_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let crd: CustomResourceDefinition =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        names.push(crd.metadata.name.clone().unwrap());
-        crds.create(&PostParams::default(), &crd).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
-    assert_eq!(names.len(), 3, "{names:?}");
-    for name in names {
-        let established = async {
-            loop {
-                let crd = crds.get(&name).await.unwrap();
-                let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-                if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .unwrap_or_else(|_| panic!("{name} not established"));
-    }
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn crds_apply_and_validate_on_a_real_apiserver() {
@@ -50,7 +17,7 @@ async fn crds_apply_and_validate_on_a_real_apiserver() {
     }
     let server = ApiServer::start().unwrap();
     let client = server.client().await.unwrap();
-    apply_crds(&client).await;
+    apiserver::apply_crds(&client).await;
 
     // A pool and an advertisement as MetalLB users have them in git.
     let pool: IPAddressPool = serde_yaml_ng::from_str(

@@ -1,0 +1,45 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use herald_controller::run::{self, Options};
+
+/// Gives LoadBalancer Services addresses from MetalLB-compatible IPAddressPools.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Handle Services of this loadBalancerClass only; without it, Services that have none.
+    #[arg(long, env = "HERALD_LB_CLASS")]
+    lb_class: Option<String>,
+    /// The namespace whose IPAddressPools are used (MetalLB's, for a drop-in switch).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "metallb-system")]
+    pool_namespace: String,
+    /// This replica's name, in Events.
+    #[arg(long, env = "POD_NAME", default_value = "herald-controller")]
+    instance: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let client = kube::Client::try_default().await?;
+        run::run(
+            client,
+            Options { class: cli.lb_class, pool_namespace: cli.pool_namespace, instance: cli.instance },
+        )
+        .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-controller: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The controller's effects: watch Services, pools and namespaces; after each change (and every
+//! `RESYNC`, so failed writes are retried) run the pure [`plan`] over the caches and write the
+//! result: Service statuses and the pool annotation, Events, pool statuses.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::{
+    Api, Client, Resource as _, ResourceExt as _,
+    api::{Patch, PatchParams},
+    runtime::{
+        WatchStreamExt as _,
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::{
+    crd::IPAddressPool,
+    plan::{self, Plan, Reason},
+    service::ALLOCATED_FROM_POOL,
+};
+
+/// How often a pass runs without any change.
+const RESYNC: Duration = Duration::from_secs(10);
+/// Changes that arrive together are handled in one pass.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+pub struct Options {
+    /// The loadBalancerClass to handle; `None`: Services without one.
+    pub class: Option<String>,
+    /// Where IPAddressPools are read from.
+    pub pool_namespace: String,
+    /// This replica's name, for Events.
+    pub instance: String,
+}
+
+/// Runs until the watches end (never, in practice).
+pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
+    let (changed, mut changes) = mpsc::channel::<()>(1);
+    let services = watch(Api::<Service>::all(client.clone()), &changed);
+    let pools = watch(Api::<IPAddressPool>::namespaced(client.clone(), &opts.pool_namespace), &changed);
+    let namespaces = watch(Api::<Namespace>::all(client.clone()), &changed);
+    for ready in [
+        services.wait_until_ready().await,
+        pools.wait_until_ready().await,
+        namespaces.wait_until_ready().await,
+    ] {
+        ready?;
+    }
+    info!(pool_namespace = opts.pool_namespace, class = ?opts.class, "caches ready");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: "herald-controller".into(), instance: Some(opts.instance.clone()) },
+    );
+    let writer = Writer { client, recorder, pool_namespace: opts.pool_namespace.clone() };
+    loop {
+        let _ = tokio::time::timeout(RESYNC, changes.recv()).await;
+        tokio::time::sleep(DEBOUNCE).await;
+        while changes.try_recv().is_ok() {}
+        let labels: BTreeMap<String, _> =
+            namespaces.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect();
+        let services = services.state();
+        let all: Vec<Service> = services.iter().map(|s| Service::clone(s)).collect();
+        let pools = pools.state();
+        let pool_list: Vec<IPAddressPool> = pools.iter().map(|p| IPAddressPool::clone(p)).collect();
+        let plan = plan::plan(&pool_list, &all, &labels, opts.class.as_deref());
+        writer.write(&plan, &services, &pools).await;
+    }
+}
+
+/// A cache of `api`'s objects, kept by a watch that signals `changed` on every update.
+fn watch<K>(api: Api<K>, changed: &mpsc::Sender<()>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let changed = changed.clone();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    tokio::spawn(stream.for_each(move |event| {
+        if let Err(e) = event {
+            warn!(error = %e, "watch");
+        }
+        let _ = changed.try_send(());
+        std::future::ready(())
+    }));
+    store
+}
+
+struct Writer {
+    client: Client,
+    recorder: Recorder,
+    pool_namespace: String,
+}
+
+impl Writer {
+    /// Writes `plan`; what fails is logged and done again by a later pass.
+    async fn write(&self, plan: &Plan, services: &[Arc<Service>], pools: &[Arc<IPAddressPool>]) {
+        let find = |key: &str| {
+            services.iter().find(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()) == key)
+        };
+        for (key, assignment) in &plan.assignments {
+            let Some(svc) = find(key) else { continue };
+            let api: Api<Service> =
+                Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
+            let ingress: Vec<_> =
+                assignment.iter().flat_map(|a| &a.ips).map(|ip| json!({ "ip": ip.to_string() })).collect();
+            let pool = assignment.as_ref().map(|a| a.pool.clone());
+            let status = Patch::Merge(json!({ "status": { "loadBalancer": { "ingress": ingress } } }));
+            let annotation =
+                Patch::Merge(json!({ "metadata": { "annotations": { ALLOCATED_FROM_POOL: pool } } }));
+            let params = PatchParams::default();
+            if let Err(e) = api.patch_status(&svc.name_any(), &params, &status).await {
+                warn!(service = key, error = %e, "status not written");
+                continue;
+            }
+            if let Err(e) = api.patch(&svc.name_any(), &params, &annotation).await {
+                warn!(service = key, error = %e, "annotation not written");
+            }
+        }
+        for event in &plan.events {
+            let Some(svc) = find(&event.service) else { continue };
+            let (type_, action) = match event.reason {
+                Reason::IPAllocated => (EventType::Normal, "Allocate"),
+                Reason::ClearAssignment => (EventType::Normal, "Release"),
+                Reason::AllocationFailed => (EventType::Warning, "Allocate"),
+            };
+            let ev = Event {
+                type_,
+                reason: format!("{:?}", event.reason),
+                note: Some(event.message.clone()),
+                action: action.into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&ev, &svc.object_ref(&())).await {
+                warn!(service = event.service, error = %e, "event not written");
+            }
+        }
+        let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.pool_namespace);
+        for pool in pools {
+            let name = pool.name_any();
+            if let Some(reason) = plan.invalid_pools.get(&name) {
+                let ev = Event {
+                    type_: EventType::Warning,
+                    reason: "InvalidPool".into(),
+                    note: Some(reason.clone()),
+                    action: "Validate".into(),
+                    secondary: None,
+                };
+                if let Err(e) = self.recorder.publish(&ev, &pool.object_ref(&())).await {
+                    warn!(pool = name, error = %e, "event not written");
+                }
+            }
+            let Some(status) = plan.pool_status.get(&name) else { continue };
+            if pool.status.as_ref() != Some(status)
+                && let Err(e) = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+                    .await
+            {
+                warn!(pool = name, error = %e, "pool status not written");
+            }
+        }
+    }
+}
