@@ -148,3 +148,118 @@ async fn allocates_reports_and_survives_a_restart() {
     let after = (version(services.get("web").await.unwrap()), version(services.get("pinned").await.unwrap()));
     assert_eq!(before, after, "the restart rewrote a Service that was fine");
 }
+
+/// A control plane with the CRDs, the pool namespace and `pools` (YAML documents' specs), and a
+/// controller running against it.
+async fn cluster_with(pools: &[(&str, &str)]) -> (ApiServer, Client, Controller) {
+    let server = ApiServer::start().unwrap();
+    let client = server.client().await.unwrap();
+    apiserver::apply_crds(&client).await;
+    let ns: Namespace = yaml(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {POOLS}\n"));
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let api = Api::<IPAddressPool>::namespaced(client.clone(), POOLS);
+    for (name, spec) in pools {
+        let pool: IPAddressPool = yaml(&format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: {name}\n  namespace: {POOLS}\nspec:\n{spec}"
+        ));
+        api.create(&PostParams::default(), &pool).await.unwrap();
+    }
+    let controller = Controller::start(&server);
+    (server, client, controller)
+}
+
+async fn assigned(client: &Client, name: &str) -> Option<Vec<String>> {
+    eventually(async || Some(ingress(client, name).await).filter(|i| !i.is_empty())).await
+}
+
+async fn failure(client: &Client, name: &str) -> String {
+    let e = eventually(async || events(client, name, "AllocationFailed").await.into_iter().next()).await;
+    e.unwrap_or_else(|| panic!("no AllocationFailed Event for {name}"))
+}
+
+fn annotated(key: &str, value: &str) -> String {
+    format!("  annotations:\n    {key}: \"{value}\"\n")
+}
+
+/// A Service with annotations (inserted into its metadata) and extra spec.
+async fn create_annotated(client: &Client, name: &str, annotations: &str, extra: &str) {
+    let svc: Service = yaml(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n{annotations}\
+         spec:\n  type: LoadBalancer\n{extra}"
+    ));
+    Api::<Service>::namespaced(client.clone(), "default").create(&PostParams::default(), &svc).await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pools_by_annotation_sharing_and_full() {
+    if !apiserver::available_or_skip("pools_by_annotation_sharing_and_full") {
+        return;
+    }
+    let (_server, client, _controller) = cluster_with(&[
+        ("manual", "  addresses: [198.51.100.0/31]\n  autoAssign: false\n"),
+        ("auto", "  addresses: [192.0.2.0/31]\n"),
+        ("broken", "  addresses: [192.0.2.1-192.0.2.0]\n"),
+    ])
+    .await;
+    // autoAssign: false is used only on request.
+    create_service(&client, "plain", "").await;
+    assert_eq!(assigned(&client, "plain").await, Some(vec!["192.0.2.0".to_string()]));
+    create_annotated(
+        &client,
+        "asks",
+        &annotated("metallb.io/address-pool", "manual"),
+        "  ports:\n  - port: 80\n",
+    )
+    .await;
+    assert_eq!(assigned(&client, "asks").await, Some(vec!["198.51.100.0".to_string()]));
+
+    // Sharing: the same key and other ports share; a clashing port does not.
+    let share = annotated("metallb.io/allow-shared-ip", "team");
+    let on = |ip: &str, port: u16| format!("  loadBalancerIP: {ip}\n  ports:\n  - port: {port}\n");
+    create_annotated(&client, "share-a", &share, &on("198.51.100.1", 80)).await;
+    create_annotated(&client, "share-b", &share, &on("198.51.100.1", 443)).await;
+    create_annotated(&client, "share-c", &share, &on("198.51.100.1", 443)).await;
+    assert_eq!(assigned(&client, "share-a").await, Some(vec!["198.51.100.1".to_string()]));
+    assert_eq!(assigned(&client, "share-b").await, Some(vec!["198.51.100.1".to_string()]));
+    assert!(failure(&client, "share-c").await.contains("both use TCP/443"));
+
+    // The automatic pool has two addresses: the third Service finds it full.
+    create_service(&client, "second", "").await;
+    assert_eq!(assigned(&client, "second").await, Some(vec!["192.0.2.1".to_string()]));
+    create_service(&client, "third", "").await;
+    assert!(failure(&client, "third").await.starts_with("no pool has a free address"));
+
+    // The bad pool is reported and ignored; the others kept working above.
+    let list = Api::<Event>::namespaced(client.clone(), POOLS).list(&ListParams::default()).await.unwrap();
+    let invalid: Vec<_> = list
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("InvalidPool"))
+        .filter_map(|e| e.note.clone())
+        .collect();
+    assert!(invalid.iter().any(|n| n.contains("192.0.2.1 comes after 192.0.2.0")), "{invalid:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pool_edit_moves_what_it_dropped() {
+    if !apiserver::available_or_skip("a_pool_edit_moves_what_it_dropped") {
+        return;
+    }
+    let (_server, client, _controller) = cluster_with(&[("first", "  addresses: [192.0.2.0/30]\n")]).await;
+    create_service(&client, "keep", "  loadBalancerIP: 192.0.2.3\n").await;
+    create_service(&client, "move", "").await;
+    assert_eq!(assigned(&client, "move").await, Some(vec!["192.0.2.0".to_string()]));
+    assert_eq!(assigned(&client, "keep").await, Some(vec!["192.0.2.3".to_string()]));
+    // The pool shrinks to .2-.3: "move" gets .2 with ClearAssignment; "keep" is untouched.
+    let pools = Api::<IPAddressPool>::namespaced(client.clone(), POOLS);
+    let patch =
+        kube::api::Patch::Merge(serde_json::json!({ "spec": { "addresses": ["192.0.2.2-192.0.2.3"] } }));
+    pools.patch("first", &Default::default(), &patch).await.unwrap();
+    let moved =
+        eventually(async || Some(ingress(&client, "move").await).filter(|i| i == &["192.0.2.2"])).await;
+    assert!(moved.is_some(), "move: {:?}", ingress(&client, "move").await);
+    let cleared =
+        eventually(async || events(&client, "move", "ClearAssignment").await.into_iter().next()).await;
+    assert_eq!(cleared.as_deref(), Some("Released IP 192.0.2.0: no longer valid"));
+    assert_eq!(ingress(&client, "keep").await, ["192.0.2.3"]);
+}
