@@ -1,6 +1,7 @@
 //! Herald's controller: hands LoadBalancer Services addresses from MetalLB-compatible pools.
 pub mod allocator;
 pub mod crd;
+pub mod lease;
 pub mod plan;
 pub mod pool;
 pub mod run;

@@ -13,9 +13,12 @@ struct Cli {
     /// The namespace whose IPAddressPools are used (MetalLB's, for a drop-in switch).
     #[arg(long, env = "POD_NAMESPACE", default_value = "metallb-system")]
     pool_namespace: String,
-    /// This replica's name, in Events.
+    /// This replica's name, in Events and the leader election's Lease; unique per replica.
     #[arg(long, env = "POD_NAME", default_value = "herald-controller")]
     instance: String,
+    /// Seconds a leader's Lease lasts without renewal (replicas renew every third of it).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    lease_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -29,11 +32,14 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         let client = kube::Client::try_default().await?;
-        run::run(
-            client,
-            Options { class: cli.lb_class, pool_namespace: cli.pool_namespace, instance: cli.instance },
-        )
-        .await
+        let lease = std::time::Duration::from_secs(cli.lease_seconds);
+        let opts = Options {
+            class: cli.lb_class,
+            pool_namespace: cli.pool_namespace,
+            instance: cli.instance,
+            lease,
+        };
+        run::run(client, opts).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,11 +17,12 @@ use kube::{
     },
 };
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
     crd::IPAddressPool,
+    lease::Elector,
     plan::{self, Plan, Reason},
     service::ALLOCATED_FROM_POOL,
 };
@@ -34,11 +35,16 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 pub struct Options {
     /// The loadBalancerClass to handle; `None`: Services without one.
     pub class: Option<String>,
-    /// Where IPAddressPools are read from.
+    /// Where IPAddressPools are read from, and where the leader election's Lease lives.
     pub pool_namespace: String,
-    /// This replica's name, for Events.
+    /// This replica's name, for Events and the Lease.
     pub instance: String,
+    /// How long a leader's Lease lasts without renewal.
+    pub lease: Duration,
 }
+
+/// The Lease the replicas elect their leader on.
+pub const LEASE_NAME: &str = "herald-controller";
 
 /// Runs until the watches end (never, in practice).
 pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
@@ -54,6 +60,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         ready?;
     }
     info!(pool_namespace = opts.pool_namespace, class = ?opts.class, "caches ready");
+    let leader = lead(&client, &opts, changed.clone());
     let recorder = Recorder::new(
         client.clone(),
         Reporter { controller: "herald-controller".into(), instance: Some(opts.instance.clone()) },
@@ -63,6 +70,10 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(RESYNC, changes.recv()).await;
         tokio::time::sleep(DEBOUNCE).await;
         while changes.try_recv().is_ok() {}
+        // Only a replica that renewed its Lease within the Lease's duration writes.
+        if !leader.borrow().is_some_and(|until| tokio::time::Instant::now() < until) {
+            continue;
+        }
         let labels: BTreeMap<String, _> =
             namespaces.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect();
         let services = services.state();
@@ -72,6 +83,45 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         let plan = plan::plan(&pool_list, &all, &labels, opts.class.as_deref());
         writer.write(&plan, &services, &pools).await;
     }
+}
+
+/// Keeps trying to hold the Lease; publishes until when this replica may act as leader (the
+/// last successful hold plus the Lease's duration), and signals `changed` on winning it.
+fn lead(
+    client: &Client,
+    opts: &Options,
+    changed: mpsc::Sender<()>,
+) -> watch::Receiver<Option<tokio::time::Instant>> {
+    let api = Api::namespaced(client.clone(), &opts.pool_namespace);
+    let elector = Elector::new(api, LEASE_NAME, &opts.instance, opts.lease);
+    let (tx, rx) = watch::channel(None);
+    let lease = opts.lease;
+    tokio::spawn(async move {
+        let mut was_leader = false;
+        loop {
+            let start = tokio::time::Instant::now();
+            let holds = match elector.try_hold().await {
+                Ok(holds) => holds,
+                Err(e) => {
+                    warn!(error = %e, "lease");
+                    false
+                }
+            };
+            if holds {
+                // A margin for clock skew and this round's own latency.
+                tx.send_replace(Some(start + lease.mul_f32(0.8)));
+            }
+            if holds != was_leader {
+                info!(leader = holds, "leader election");
+                if holds {
+                    let _ = changed.try_send(());
+                }
+                was_leader = holds;
+            }
+            tokio::time::sleep(elector.period()).await;
+        }
+    });
+    rx
 }
 
 /// A cache of `api`'s objects, kept by a watch that signals `changed` on every update.

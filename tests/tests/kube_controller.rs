@@ -21,9 +21,16 @@ struct Controller(std::process::Child);
 
 impl Controller {
     fn start(server: &ApiServer) -> Self {
+        Self::start_as(server, "herald-controller-0")
+    }
+
+    /// A replica called `name`, with a 3 s leader Lease.
+    fn start_as(server: &ApiServer, name: &str) -> Self {
         let child = std::process::Command::new(workspace_bin("herald-controller"))
+            .args(["--lease-seconds", "3"])
             .env("KUBECONFIG", &server.kubeconfig)
             .env("POD_NAMESPACE", POOLS)
+            .env("POD_NAME", name)
             .spawn()
             .expect("herald-controller");
         Self(child)
@@ -262,4 +269,41 @@ async fn a_pool_edit_moves_what_it_dropped() {
         eventually(async || events(&client, "move", "ClearAssignment").await.into_iter().next()).await;
     assert_eq!(cleared.as_deref(), Some("Released IP 192.0.2.0: no longer valid"));
     assert_eq!(ingress(&client, "keep").await, ["192.0.2.3"]);
+}
+
+/// The reporting instances of the Events about Service `name`.
+async fn reporters(client: &Client, name: &str) -> Vec<String> {
+    let list =
+        Api::<Event>::namespaced(client.clone(), "default").list(&ListParams::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reporting_instance)
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_replicas_only_the_leader_writes() {
+    if !apiserver::available_or_skip("two_replicas_only_the_leader_writes") {
+        return;
+    }
+    let (server, client, first) = cluster_with(&[("first", "  addresses: [192.0.2.0/30]\n")]).await;
+    let _second = Controller::start_as(&server, "herald-controller-1");
+    let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), POOLS);
+    let holder = async || leases.get_opt("herald-controller").await.unwrap()?.spec?.holder_identity;
+    assert_eq!(eventually(async || holder().await).await.as_deref(), Some("herald-controller-0"));
+
+    create_service(&client, "one", "").await;
+    assert_eq!(assigned(&client, "one").await, Some(vec!["192.0.2.0".to_string()]));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(reporters(&client, "one").await, ["herald-controller-0"], "only the leader writes");
+
+    // The leader dies; once its Lease runs out the other replica takes over.
+    drop(first);
+    let taken = eventually(async || holder().await.filter(|h| h == "herald-controller-1")).await;
+    assert!(taken.is_some(), "the Lease did not move");
+    create_service(&client, "two", "").await;
+    assert_eq!(assigned(&client, "two").await, Some(vec!["192.0.2.1".to_string()]));
+    assert_eq!(reporters(&client, "two").await, ["herald-controller-1"]);
+    assert_eq!(ingress(&client, "one").await, ["192.0.2.0"], "the new leader kept what was given");
 }
