@@ -7,3 +7,4 @@ pub mod pool;
 pub mod run;
 pub mod selector;
 pub mod service;
+pub mod telemetry;

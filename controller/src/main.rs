@@ -19,6 +19,9 @@ struct Cli {
     /// Seconds a leader's Lease lasts without renewal (replicas renew every third of it).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
     lease_seconds: u64,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "HERALD_TELEMETRY_ADDR", default_value = "0.0.0.0:7472")]
+    telemetry: std::net::SocketAddr,
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
             pool_namespace: cli.pool_namespace,
             instance: cli.instance,
             lease,
+            telemetry: cli.telemetry,
         };
         run::run(client, opts).await
     });

@@ -25,6 +25,7 @@ use crate::{
     lease::Elector,
     plan::{self, Plan, Reason},
     service::ALLOCATED_FROM_POOL,
+    telemetry::{self, Metrics},
 };
 
 /// How often a pass runs without any change.
@@ -41,6 +42,8 @@ pub struct Options {
     pub instance: String,
     /// How long a leader's Lease lasts without renewal.
     pub lease: Duration,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub telemetry: std::net::SocketAddr,
 }
 
 /// The Lease the replicas elect their leader on.
@@ -48,6 +51,9 @@ pub const LEASE_NAME: &str = "herald-controller";
 
 /// Runs until the watches end (never, in practice).
 pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(opts.telemetry).await?;
+    tokio::spawn(telemetry::serve(listener, metrics.clone()));
     let (changed, mut changes) = mpsc::channel::<()>(1);
     let services = watch(Api::<Service>::all(client.clone()), &changed);
     let pools = watch(Api::<IPAddressPool>::namespaced(client.clone(), &opts.pool_namespace), &changed);
@@ -60,7 +66,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         ready?;
     }
     info!(pool_namespace = opts.pool_namespace, class = ?opts.class, "caches ready");
-    let leader = lead(&client, &opts, changed.clone());
+    metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let leader = lead(&client, &opts, changed.clone(), metrics.clone());
     let recorder = Recorder::new(
         client.clone(),
         Reporter { controller: "herald-controller".into(), instance: Some(opts.instance.clone()) },
@@ -80,8 +87,12 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         let all: Vec<Service> = services.iter().map(|s| Service::clone(s)).collect();
         let pools = pools.state();
         let pool_list: Vec<IPAddressPool> = pools.iter().map(|p| IPAddressPool::clone(p)).collect();
+        let started = std::time::Instant::now();
         let plan = plan::plan(&pool_list, &all, &labels, opts.class.as_deref());
-        writer.write(&plan, &services, &pools).await;
+        let errors = writer.write(&plan, &services, &pools).await;
+        metrics.observe(&plan);
+        metrics.reconcile_errors.inc_by(errors);
+        metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
     }
 }
 
@@ -91,6 +102,7 @@ fn lead(
     client: &Client,
     opts: &Options,
     changed: mpsc::Sender<()>,
+    metrics: Arc<Metrics>,
 ) -> watch::Receiver<Option<tokio::time::Instant>> {
     let api = Api::namespaced(client.clone(), &opts.pool_namespace);
     let elector = Elector::new(api, LEASE_NAME, &opts.instance, opts.lease);
@@ -113,6 +125,7 @@ fn lead(
             }
             if holds != was_leader {
                 info!(leader = holds, "leader election");
+                metrics.leader.set(i64::from(holds));
                 if holds {
                     let _ = changed.try_send(());
                 }
@@ -157,8 +170,10 @@ struct Writer {
 }
 
 impl Writer {
-    /// Writes `plan`; what fails is logged and done again by a later pass.
-    async fn write(&self, plan: &Plan, services: &[Arc<Service>], pools: &[Arc<IPAddressPool>]) {
+    /// Writes `plan`; what fails is logged, counted (the return value), and done again by a
+    /// later pass.
+    async fn write(&self, plan: &Plan, services: &[Arc<Service>], pools: &[Arc<IPAddressPool>]) -> u64 {
+        let mut errors = 0;
         let find = |key: &str| {
             services.iter().find(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()) == key)
         };
@@ -175,10 +190,12 @@ impl Writer {
             let params = PatchParams::default();
             if let Err(e) = api.patch_status(&svc.name_any(), &params, &status).await {
                 warn!(service = key, error = %e, "status not written");
+                errors += 1;
                 continue;
             }
             if let Err(e) = api.patch(&svc.name_any(), &params, &annotation).await {
                 warn!(service = key, error = %e, "annotation not written");
+                errors += 1;
             }
         }
         for event in &plan.events {
@@ -197,6 +214,7 @@ impl Writer {
             };
             if let Err(e) = self.recorder.publish(&ev, &svc.object_ref(&())).await {
                 warn!(service = event.service, error = %e, "event not written");
+                errors += 1;
             }
         }
         let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.pool_namespace);
@@ -212,6 +230,7 @@ impl Writer {
                 };
                 if let Err(e) = self.recorder.publish(&ev, &pool.object_ref(&())).await {
                     warn!(pool = name, error = %e, "event not written");
+                    errors += 1;
                 }
             }
             let Some(status) = plan.pool_status.get(&name) else { continue };
@@ -221,7 +240,9 @@ impl Writer {
                     .await
             {
                 warn!(pool = name, error = %e, "pool status not written");
+                errors += 1;
             }
         }
+        errors
     }
 }

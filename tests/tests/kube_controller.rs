@@ -16,8 +16,8 @@ use kube::{
 
 const POOLS: &str = "metallb-system";
 
-/// The controller binary, running against `server` until dropped.
-struct Controller(std::process::Child);
+/// The controller binary, running against `server` until dropped; `port` serves its telemetry.
+struct Controller(std::process::Child, u16);
 
 impl Controller {
     fn start(server: &ApiServer) -> Self {
@@ -26,14 +26,26 @@ impl Controller {
 
     /// A replica called `name`, with a 3 s leader Lease.
     fn start_as(server: &ApiServer, name: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = std::process::Command::new(workspace_bin("herald-controller"))
-            .args(["--lease-seconds", "3"])
+            .args(["--lease-seconds", "3", "--telemetry", &format!("127.0.0.1:{port}")])
             .env("KUBECONFIG", &server.kubeconfig)
             .env("POD_NAMESPACE", POOLS)
             .env("POD_NAME", name)
             .spawn()
             .expect("herald-controller");
-        Self(child)
+        Self(child, port)
+    }
+
+    /// GET `path` on its telemetry endpoint: (HTTP status, body).
+    fn get(&self, path: &str) -> (u16, String) {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{}{path}", self.1)])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 }
 
@@ -141,6 +153,15 @@ async fn allocates_reports_and_survives_a_restart() {
     .await
     .expect("pool status");
     assert_eq!((counted.assigned_ipv4, counted.available_ipv4), (2, 2));
+    assert_eq!(controller.get("/readyz").0, 200);
+    assert_eq!(controller.get("/healthz").0, 200);
+    let (code, metrics) = controller.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("herald_controller_addresses_in_use{pool=\"first\",family=\"ipv4\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("herald_controller_leader 1"), "{metrics}");
 
     // A restarted controller rebuilds its picture from the statuses and changes nothing.
     let services = Api::<Service>::namespaced(client.clone(), "default");
