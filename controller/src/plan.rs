@@ -46,16 +46,22 @@ pub enum Reason {
     ClearAssignment,
 }
 
-/// One pass: `services` are all Services (only handled ones are touched), `namespaces` the
-/// labels of each namespace, `class` the controller's loadBalancerClass.
-pub fn plan(
-    pools: &[IPAddressPool],
-    services: &[KubeService],
-    namespaces: &BTreeMap<String, Labels>,
-    class: Option<&str>,
-) -> Plan {
+/// What a pass reads from the cluster besides pools and Services.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    /// Labels of each namespace, for namespaceSelectors.
+    pub namespaces: BTreeMap<String, Labels>,
+    /// The nodes' own addresses, by node: a pool must not cover them.
+    pub node_addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// The controller's loadBalancerClass.
+    pub class: Option<String>,
+}
+
+/// One pass: `services` are all Services (only handled ones are touched).
+pub fn plan(pools: &[IPAddressPool], services: &[KubeService], cluster: &Cluster) -> Plan {
     let mut out = Plan::default();
-    let valid = valid_pools(pools, &mut out.invalid_pools);
+    let (namespaces, class) = (&cluster.namespaces, cluster.class.as_deref());
+    let valid = valid_pools(pools, &cluster.node_addresses, &mut out.invalid_pools);
     let mut allocator = Allocator::new(valid.clone());
 
     let mut handled: Vec<&KubeService> = services.iter().filter(|s| service::handled(s, class)).collect();
@@ -110,14 +116,27 @@ pub fn plan(
 }
 
 /// The pools that are valid, in name order; the others land in `invalid` with the reason. Of
-/// two overlapping pools, the one that comes later by name is refused.
-fn valid_pools(pools: &[IPAddressPool], invalid: &mut BTreeMap<String, String>) -> Vec<Pool> {
+/// two overlapping pools, the one that comes later by name is refused; so is a pool that covers
+/// a node's own address (handing it out would take the node's traffic).
+fn valid_pools(
+    pools: &[IPAddressPool],
+    nodes: &BTreeMap<String, Vec<IpAddr>>,
+    invalid: &mut BTreeMap<String, String>,
+) -> Vec<Pool> {
     let mut sorted: Vec<&IPAddressPool> = pools.iter().collect();
     sorted.sort_by_key(|p| p.metadata.name.clone());
     let mut valid: Vec<Pool> = Vec::new();
     for p in sorted {
         let name = p.metadata.name.clone().unwrap_or_default();
+        let covered = |pool: &Pool| {
+            nodes.iter().find_map(|(node, ips)| {
+                ips.iter().find(|ip| pool.contains(**ip)).map(|ip| (node.clone(), *ip))
+            })
+        };
         match Pool::from_spec(&name, &p.spec) {
+            Ok(pool) if let Some((node, ip)) = covered(&pool) => {
+                drop(invalid.insert(name, format!("covers {ip}, an address of node {node}")));
+            }
             Ok(pool) => match valid
                 .iter()
                 .find(|v| v.ranges.iter().any(|a| pool.ranges.iter().any(|b| a.overlaps(b))))

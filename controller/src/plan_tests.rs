@@ -24,7 +24,7 @@ fn svc(name: &str, extra: &str, status: &[&str]) -> KubeService {
 }
 
 fn run(pools: &[IPAddressPool], services: &[KubeService]) -> Plan {
-    plan(pools, services, &BTreeMap::new(), None)
+    plan(pools, services, &Cluster::default())
 }
 
 fn given(p: &Plan, service: &str) -> Option<Vec<String>> {
@@ -111,4 +111,16 @@ fn other_services_are_never_touched() {
     let classed = svc("other", "  loadBalancerClass: someone-else\n", &["203.0.113.1"]);
     let p = run(&[pool("a", &["192.0.2.0/30"])], &[cluster_ip, classed]);
     assert_eq!(p, Plan { pool_status: p.pool_status.clone(), ..Default::default() });
+}
+
+#[test]
+fn a_pool_covering_a_node_address_is_refused() {
+    let cluster = Cluster {
+        node_addresses: BTreeMap::from([("node-a".to_string(), vec!["192.0.2.2".parse().unwrap()])]),
+        ..Default::default()
+    };
+    let pools = [pool("a", &["192.0.2.0/30"]), pool("b", &["198.51.100.0/30"])];
+    let p = plan(&pools, &[svc("one", "", &[])], &cluster);
+    assert_eq!(p.invalid_pools["a"], "covers 192.0.2.2, an address of node node-a");
+    assert_eq!(given(&p, "default/one"), Some(vec!["198.51.100.0".into()]), "the other pool keeps working");
 }

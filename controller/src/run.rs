@@ -2,10 +2,10 @@
 //! `RESYNC`, so failed writes are retried) run the pure [`plan`] over the caches and write the
 //! result: Service statuses and the pool annotation, Events, pool statuses.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
     api::{Patch, PatchParams},
@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::{
     crd::IPAddressPool,
     lease::Elector,
-    plan::{self, Plan, Reason},
+    plan::{self, Cluster, Plan, Reason},
     service::ALLOCATED_FROM_POOL,
     telemetry::{self, Metrics},
 };
@@ -58,10 +58,12 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let services = watch(Api::<Service>::all(client.clone()), &changed);
     let pools = watch(Api::<IPAddressPool>::namespaced(client.clone(), &opts.pool_namespace), &changed);
     let namespaces = watch(Api::<Namespace>::all(client.clone()), &changed);
+    let nodes = watch(Api::<Node>::all(client.clone()), &changed);
     for ready in [
         services.wait_until_ready().await,
         pools.wait_until_ready().await,
         namespaces.wait_until_ready().await,
+        nodes.wait_until_ready().await,
     ] {
         ready?;
     }
@@ -81,14 +83,17 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         if !leader.borrow().is_some_and(|until| tokio::time::Instant::now() < until) {
             continue;
         }
-        let labels: BTreeMap<String, _> =
-            namespaces.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect();
+        let cluster = Cluster {
+            namespaces: namespaces.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect(),
+            node_addresses: nodes.state().iter().map(|n| (n.name_any(), node_addresses(n))).collect(),
+            class: opts.class.clone(),
+        };
         let services = services.state();
         let all: Vec<Service> = services.iter().map(|s| Service::clone(s)).collect();
         let pools = pools.state();
         let pool_list: Vec<IPAddressPool> = pools.iter().map(|p| IPAddressPool::clone(p)).collect();
         let started = std::time::Instant::now();
-        let plan = plan::plan(&pool_list, &all, &labels, opts.class.as_deref());
+        let plan = plan::plan(&pool_list, &all, &cluster);
         let errors = writer.write(&plan, &services, &pools).await;
         metrics.observe(&plan);
         metrics.reconcile_errors.inc_by(errors);
@@ -135,6 +140,17 @@ fn lead(
         }
     });
     rx
+}
+
+/// A node's own addresses (InternalIP and ExternalIP).
+fn node_addresses(node: &Node) -> Vec<std::net::IpAddr> {
+    let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+    addresses
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_.ends_with("IP"))
+        .filter_map(|a| a.address.parse().ok())
+        .collect()
 }
 
 /// A cache of `api`'s objects, kept by a watch that signals `changed` on every update.
