@@ -146,6 +146,9 @@ pub struct Allocator {
     pools: Vec<Pool>,
     holders: BTreeMap<IpAddr, Vec<Holder>>,
     assigned: BTreeMap<String, Assignment>,
+    /// Per pool and family (IPv4?): every usable address below it is held. Searches for a free
+    /// address start there, so filling a pool costs O(1) per address, not O(pool).
+    cursors: BTreeMap<(String, bool), IpAddr>,
 }
 
 impl Allocator {
@@ -183,6 +186,11 @@ impl Allocator {
                     holders.retain(|h| h.service != service);
                     if holders.is_empty() {
                         self.holders.remove(&ip);
+                        if let Some(cursor) = self.cursors.get_mut(&(old.pool.clone(), ip.is_ipv4()))
+                            && ip < *cursor
+                        {
+                            *cursor = ip;
+                        }
                     }
                 }
             }
@@ -273,8 +281,8 @@ impl Allocator {
                 return Some(ip);
             }
         }
-        // The first free address is among the first (held + 1) usable ones: cheap in huge pools.
-        pool.addresses(v4).find(|ip| !self.holders.contains_key(ip))
+        let from = self.cursors.get(&(pool.name.clone(), v4)).copied();
+        pool.addresses_from(v4, from).find(|ip| !self.holders.contains_key(ip))
     }
 
     fn shareable(&self, svc: &Service, ip: IpAddr) -> Result<(), AllocError> {
@@ -294,6 +302,16 @@ impl Allocator {
     fn record(&mut self, svc: &Service, assignment: Assignment) -> Assignment {
         for ip in &assignment.ips {
             self.holders.entry(*ip).or_default().push(Holder::of(svc));
+        }
+        // Move the cursors past what is now held.
+        if let Some(pool) = self.pools.iter().find(|p| p.name == assignment.pool) {
+            for v4 in [true, false] {
+                let key = (pool.name.clone(), v4);
+                let from = self.cursors.get(&key).copied();
+                if let Some(next) = pool.addresses_from(v4, from).find(|ip| !self.holders.contains_key(ip)) {
+                    self.cursors.insert(key, next);
+                }
+            }
         }
         self.assigned.insert(svc.key(), assignment.clone());
         assignment

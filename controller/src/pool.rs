@@ -131,10 +131,18 @@ impl Pool {
 
     /// The usable addresses of one family, in order.
     pub fn addresses(&self, v4: bool) -> impl Iterator<Item = IpAddr> + '_ {
-        self.ranges
-            .iter()
-            .filter(move |r| r.is_ipv4() == v4)
-            .flat_map(Range::iter)
+        self.addresses_from(v4, None)
+    }
+
+    /// The usable addresses of one family from `start` on (all of them for `None`), in order.
+    pub fn addresses_from(&self, v4: bool, start: Option<IpAddr>) -> impl Iterator<Item = IpAddr> + '_ {
+        let mut ranges: Vec<Range> = self.ranges.iter().filter(|r| r.is_ipv4() == v4).copied().collect();
+        ranges.sort();
+        ranges
+            .into_iter()
+            .filter(move |r| start.is_none_or(|s| r.last >= s))
+            .map(move |r| Range { first: start.map_or(r.first, |s| s.max(r.first)), ..r })
+            .flat_map(move |r| (to_u128(r.first)..=to_u128(r.last)).map(move |n| from_u128(n, v4)))
             .filter(|ip| self.usable(*ip))
     }
 
@@ -217,6 +225,8 @@ mod tests {
         };
         let pool = Pool::from_spec("p", &spec).unwrap();
         assert_eq!(pool.addresses(true).collect::<Vec<_>>(), [ip("192.0.2.254"), ip("192.0.3.1")]);
+        assert_eq!(pool.addresses_from(true, Some(ip("192.0.2.255"))).collect::<Vec<_>>(), [ip("192.0.3.1")]);
+        assert_eq!(pool.addresses_from(true, Some(ip("192.0.4.0"))).count(), 0);
         assert_eq!(pool.capacity(true), 2);
         assert!(!pool.usable(ip("192.0.3.0")) && pool.contains(ip("192.0.3.0")));
         let plain = Pool::from_spec("p", &IPAddressPoolSpec { avoid_buggy_ips: false, ..spec }).unwrap();

@@ -171,6 +171,22 @@ impl ApiServer {
         bail!("kube-apiserver not ready after 60 s")
     }
 
+    /// The sum of the server's `apiserver_request_total` counters (every request it served).
+    pub fn requests_served(&self) -> anyhow::Result<u64> {
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(self.dir.join("ca.crt"))
+            .args(["-H", &format!("Authorization: Bearer {TOKEN}"), &format!("{}/metrics", self.url)])
+            .output()?;
+        ensure!(out.status.success(), "GET /metrics failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("apiserver_request_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+
     /// A client for this server, as an admin.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;

@@ -11,6 +11,9 @@ pub enum Bench {
     /// The XDP program: ns per packet (BPF_PROG_TEST_RUN and live), an ARP flood in the lab
     /// against the Linux kernel answering, and neighbour-table growth.
     Xdp,
+    /// The controller: allocator throughput in process, and 1,000 Services through a real API
+    /// server (needs `cargo xtask setup --kube`).
+    Controller,
     /// Takeover time when an owner dies, Herald beside keepalived (default and tuned VRRP).
     Failover {
         /// Runs per row.
@@ -26,6 +29,10 @@ pub fn demo() -> anyhow::Result<()> {
 pub fn bench(which: Bench) -> anyhow::Result<()> {
     match which {
         Bench::Xdp => run_bin("herald-bench", &["xdp"]),
+        Bench::Controller => {
+            setup::run(true)?;
+            run_bin("herald-bench", &["controller"])
+        }
         Bench::Failover { runs } => run_bin("herald-bench", &["failover", "--runs", &runs.to_string()]),
     }
 }

@@ -2,6 +2,7 @@
 //! table of figures beside a baseline measured in the same run, with the command and the
 //! conditions. Figures, not assertions: these machines are shared.
 
+mod controller;
 mod failover;
 mod xdp;
 
@@ -20,6 +21,9 @@ enum Which {
     /// The XDP program: ns per packet (BPF_PROG_TEST_RUN and live), an ARP flood in the lab
     /// against the Linux kernel answering, and neighbour-table growth.
     Xdp,
+    /// The controller: allocator throughput in process, and 1,000 Services through a real API
+    /// server.
+    Controller,
     /// Takeover time when an owner dies, Herald beside keepalived.
     Failover {
         /// Runs per row.
@@ -31,6 +35,7 @@ enum Which {
 fn main() -> ExitCode {
     let result = match Cli::parse().which {
         Which::Xdp => xdp::run(),
+        Which::Controller => controller::run(),
         Which::Failover { runs } => failover::run(runs),
     };
     match result {
@@ -46,7 +51,8 @@ fn main() -> ExitCode {
 fn conditions() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("kernel {}, {cpus} CPUs", kernel.trim())
+    let profile = if cfg!(debug_assertions) { "dev build" } else { "release build" };
+    format!("kernel {}, {cpus} CPUs, {profile}", kernel.trim())
 }
 
 /// Median of `values` (sorted in place).
