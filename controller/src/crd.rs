@@ -65,6 +65,10 @@ pub struct IPAddressPoolStatus {
     pub available_ipv4: i64,
     #[serde(rename = "availableIPv6")]
     pub available_ipv6: i64,
+    /// Herald's addition to MetalLB's status: `Ready`, False with the reason when the pool is
+    /// invalid and ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }
 
 /// Which pools are announced at layer 2, from which nodes and interfaces.

@@ -109,6 +109,7 @@ pub fn plan(pools: &[IPAddressPool], services: &[KubeService], cluster: &Cluster
                 assigned_ipv6: n(v6_used),
                 available_ipv4: n(v4_all - v4_used),
                 available_ipv6: n(v6_all - v6_used),
+                conditions: Vec::new(),
             },
         );
     }

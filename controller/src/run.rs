@@ -5,7 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::{
+    api::core::v1::{Namespace, Node, Service},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+};
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
     api::{Patch, PatchParams},
@@ -21,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    crd::IPAddressPool,
+    crd::{IPAddressPool, IPAddressPoolStatus},
     lease::Elector,
     plan::{self, Cluster, Plan, Reason},
     service::ALLOCATED_FROM_POOL,
@@ -142,6 +145,31 @@ fn lead(
     rx
 }
 
+/// A pool's status: its counts (valid pools) and its `Ready` condition, whose transition time
+/// changes only when its status does.
+fn pool_status(pool: &IPAddressPool, plan: &Plan) -> IPAddressPoolStatus {
+    let name = pool.name_any();
+    let (ready, reason, message) = match plan.invalid_pools.get(&name) {
+        Some(why) => ("False", "Invalid", why.clone()),
+        None => ("True", "Valid", "in use".to_owned()),
+    };
+    let previous = pool.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let since = match previous {
+        Some(c) if c.status == ready => c.last_transition_time.clone(),
+        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    let condition = Condition {
+        type_: "Ready".into(),
+        status: ready.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: pool.metadata.generation,
+    };
+    let counts = plan.pool_status.get(&name).cloned().unwrap_or_default();
+    IPAddressPoolStatus { conditions: vec![condition], ..counts }
+}
+
 /// A node's own addresses (InternalIP and ExternalIP).
 fn node_addresses(node: &Node) -> Vec<std::net::IpAddr> {
     let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
@@ -249,8 +277,8 @@ impl Writer {
                     errors += 1;
                 }
             }
-            let Some(status) = plan.pool_status.get(&name) else { continue };
-            if pool.status.as_ref() != Some(status)
+            let status = pool_status(pool, plan);
+            if pool.status.as_ref() != Some(&status)
                 && let Err(e) = api
                     .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
                     .await

@@ -140,7 +140,7 @@ mod tests {
         let mut plan = Plan::default();
         plan.pool_status.insert(
             "first".into(),
-            IPAddressPoolStatus { assigned_ipv4: 2, available_ipv4: 2, assigned_ipv6: 0, available_ipv6: 0 },
+            IPAddressPoolStatus { assigned_ipv4: 2, available_ipv4: 2, ..Default::default() },
         );
         m.observe(&plan);
         let text = m.render();

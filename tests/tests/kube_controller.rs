@@ -266,6 +266,16 @@ async fn pools_by_annotation_sharing_and_full() {
         .filter_map(|e| e.note.clone())
         .collect();
     assert!(invalid.iter().any(|n| n.contains("192.0.2.1 comes after 192.0.2.0")), "{invalid:?}");
+    let pools = Api::<IPAddressPool>::namespaced(client.clone(), POOLS);
+    let ready = async |name: &str| {
+        let status = pools.get(name).await.unwrap().status?;
+        let c = status.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        Some((c.status, c.message))
+    };
+    let broken = eventually(async || ready("broken").await).await.unwrap();
+    assert_eq!(broken.0, "False");
+    assert!(broken.1.contains("192.0.2.1 comes after 192.0.2.0"), "{broken:?}");
+    assert_eq!(eventually(async || ready("auto").await).await.unwrap().0, "True");
 }
 
 #[tokio::test(flavor = "current_thread")]
