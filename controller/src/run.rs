@@ -290,3 +290,7 @@ impl Writer {
         errors
     }
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
