@@ -86,7 +86,9 @@ impl ApiServer {
                 &format!("--service-account-key-file={d}/sa.pub"),
                 &format!("--service-account-signing-key-file={d}/sa.key"),
                 "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.96.0.0/16",
+                // Dual-stack Services (ipFamilies, ipFamilyPolicy) are alpha in v1.20: on here.
+                "--feature-gates=IPv6DualStack=true",
+                "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
                 "--disable-admission-plugins=ServiceAccount",
                 "--profiling=false",
             ]),

@@ -319,22 +319,44 @@ async fn two_replicas_only_the_leader_writes() {
         return;
     }
     let (server, client, first) = cluster_with(&[("first", "  addresses: [192.0.2.0/30]\n")]).await;
-    let _second = Controller::start_as(&server, "herald-controller-1");
+    let mut replicas = std::collections::BTreeMap::from([
+        ("herald-controller-0", first),
+        ("herald-controller-1", Controller::start_as(&server, "herald-controller-1")),
+    ]);
     let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), POOLS);
     let holder = async || leases.get_opt("herald-controller").await.unwrap()?.spec?.holder_identity;
-    assert_eq!(eventually(async || holder().await).await.as_deref(), Some("herald-controller-0"));
+    // Whichever replica is ready first takes the Lease.
+    let leader = eventually(async || holder().await).await.expect("a leader");
+    let other = replicas.keys().find(|n| **n != leader).unwrap().to_string();
 
     create_service(&client, "one", "").await;
     assert_eq!(assigned(&client, "one").await, Some(vec!["192.0.2.0".to_string()]));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(reporters(&client, "one").await, ["herald-controller-0"], "only the leader writes");
+    assert_eq!(reporters(&client, "one").await, [leader.clone()], "only the leader writes");
 
     // The leader dies; once its Lease runs out the other replica takes over.
-    drop(first);
-    let taken = eventually(async || holder().await.filter(|h| h == "herald-controller-1")).await;
-    assert!(taken.is_some(), "the Lease did not move");
+    drop(replicas.remove(leader.as_str()));
+    let taken = eventually(async || holder().await.filter(|h| *h == other)).await;
+    assert!(taken.is_some(), "the Lease did not move to {other}");
     create_service(&client, "two", "").await;
     assert_eq!(assigned(&client, "two").await, Some(vec!["192.0.2.1".to_string()]));
-    assert_eq!(reporters(&client, "two").await, ["herald-controller-1"]);
+    assert_eq!(reporters(&client, "two").await, [other]);
     assert_eq!(ingress(&client, "one").await, ["192.0.2.0"], "the new leader kept what was given");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dual_stack() {
+    if !apiserver::available_or_skip("dual_stack") {
+        return;
+    }
+    let (_server, client, _controller) =
+        cluster_with(&[("dual", "  addresses: [192.0.2.0/30, 2001:db8::/126]\n")]).await;
+    let families = |policy: &str, list: &str| format!("  ipFamilyPolicy: {policy}\n  ipFamilies: [{list}]\n");
+    create_service(&client, "both", &families("RequireDualStack", "IPv6, IPv4")).await;
+    create_service(&client, "six", &families("SingleStack", "IPv6")).await;
+    assert_eq!(
+        assigned(&client, "both").await,
+        Some(vec!["2001:db8::".to_string(), "192.0.2.0".to_string()])
+    );
+    assert_eq!(assigned(&client, "six").await, Some(vec!["2001:db8::1".to_string()]));
 }
