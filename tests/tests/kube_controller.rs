@@ -332,7 +332,7 @@ async fn two_replicas_only_the_leader_writes() {
     create_service(&client, "one", "").await;
     assert_eq!(assigned(&client, "one").await, Some(vec!["192.0.2.0".to_string()]));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(reporters(&client, "one").await, [leader.clone()], "only the leader writes");
+    assert_eq!(reporters(&client, "one").await, std::slice::from_ref(&leader), "only the leader writes");
 
     // The leader dies; once its Lease runs out the other replica takes over.
     drop(replicas.remove(leader.as_str()));
