@@ -213,6 +213,14 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A started server with deploy/'s CRDs established, and an admin client for it.
+pub async fn start_with_crds() -> (ApiServer, kube::Client) {
+    let server = ApiServer::start().expect("API server");
+    let client = server.client().await.expect("client");
+    apply_crds(&client).await;
+    (server, client)
+}
+
 /// Applies every CRD in deploy/crds and waits until the server serves them.
 pub async fn apply_crds(client: &kube::Client) {
     let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());

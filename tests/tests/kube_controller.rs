@@ -104,19 +104,8 @@ async fn allocates_reports_and_survives_a_restart() {
     if !apiserver::available_or_skip("allocates_reports_and_survives_a_restart") {
         return;
     }
-    let server = ApiServer::start().unwrap();
-    let client = server.client().await.unwrap();
-    apiserver::apply_crds(&client).await;
-    let ns: Namespace = yaml(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {POOLS}\n"));
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
-    let pool: IPAddressPool = yaml(&format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: first\n  namespace: {POOLS}\n\
-         spec:\n  addresses: [192.0.2.0/30]\n"
-    ));
+    let (server, client, controller) = cluster_with(&[("first", "  addresses: [192.0.2.0/30]\n")]).await;
     let pools = Api::<IPAddressPool>::namespaced(client.clone(), POOLS);
-    pools.create(&PostParams::default(), &pool).await.unwrap();
-
-    let controller = Controller::start(&server);
     create_service(&client, "web", "").await;
     create_service(&client, "pinned", "  loadBalancerIP: 192.0.2.3\n").await;
     create_service(&client, "outside", "  loadBalancerIP: 203.0.113.5\n").await;
@@ -180,9 +169,7 @@ async fn allocates_reports_and_survives_a_restart() {
 /// A control plane with the CRDs, the pool namespace and `pools` (YAML documents' specs), and a
 /// controller running against it.
 async fn cluster_with(pools: &[(&str, &str)]) -> (ApiServer, Client, Controller) {
-    let server = ApiServer::start().unwrap();
-    let client = server.client().await.unwrap();
-    apiserver::apply_crds(&client).await;
+    let (server, client) = apiserver::start_with_crds().await;
     let ns: Namespace = yaml(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {POOLS}\n"));
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
     let api = Api::<IPAddressPool>::namespaced(client.clone(), POOLS);

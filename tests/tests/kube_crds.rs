@@ -2,7 +2,7 @@
 //! kinds from them, and its schema validation refuses malformed objects.
 
 use herald_controller::crd::{IPAddressPool, L2Advertisement};
-use herald_tests::apiserver::{self, ApiServer};
+use herald_tests::apiserver;
 use kube::{
     Api,
     api::{DynamicObject, PostParams},
@@ -15,9 +15,7 @@ async fn crds_apply_and_validate_on_a_real_apiserver() {
     if !apiserver::available_or_skip("crds_apply_and_validate_on_a_real_apiserver") {
         return;
     }
-    let server = ApiServer::start().unwrap();
-    let client = server.client().await.unwrap();
-    apiserver::apply_crds(&client).await;
+    let (_server, client) = apiserver::start_with_crds().await;
 
     // A pool and an advertisement as MetalLB users have them in git.
     let pool: IPAddressPool = serde_yaml_ng::from_str(
