@@ -6,6 +6,7 @@
 
 pub mod announcer;
 pub mod bpffs;
+pub mod candidates;
 pub mod clock;
 pub mod cluster;
 pub mod config;
