@@ -6,6 +6,7 @@
 //! change) keeps every address that is still valid; new Services then get what is left.
 
 use std::{
+    borrow::Borrow,
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
@@ -57,24 +58,26 @@ pub struct Cluster {
     pub class: Option<String>,
 }
 
-/// One pass: `services` are all Services (only handled ones are touched).
-pub fn plan(pools: &[IPAddressPool], services: &[KubeService], cluster: &Cluster) -> Plan {
+/// One pass: `services` are all Services (only handled ones are touched). Pools and Services are
+/// taken as they come (plain, or the caches' `Arc`s), never copied.
+pub fn plan<P, S>(pools: &[P], services: &[S], cluster: &Cluster) -> Plan
+where
+    P: Borrow<IPAddressPool>,
+    S: Borrow<KubeService>,
+{
     let mut out = Plan::default();
     let (namespaces, class) = (&cluster.namespaces, cluster.class.as_deref());
     let valid = valid_pools(pools, &cluster.node_addresses, &mut out.invalid_pools);
     let mut allocator = Allocator::new(valid.clone());
 
-    let mut handled: Vec<&KubeService> = services.iter().filter(|s| service::handled(s, class)).collect();
+    let mut handled: Vec<&KubeService> =
+        services.iter().map(Borrow::borrow).filter(|s| service::handled(s, class)).collect();
     handled.sort_by_key(|s| {
         (service::current(s).is_empty(), s.metadata.namespace.clone(), s.metadata.name.clone())
     });
     for svc in handled {
         let current = service::current(svc);
-        let key = format!(
-            "{}/{}",
-            svc.metadata.namespace.as_deref().unwrap_or(""),
-            svc.metadata.name.as_deref().unwrap_or("")
-        );
+        let key = service::key(svc);
         let ns_labels =
             namespaces.get(svc.metadata.namespace.as_deref().unwrap_or("")).cloned().unwrap_or_default();
         let result = service::from_kube(svc, &ns_labels)
@@ -119,12 +122,12 @@ pub fn plan(pools: &[IPAddressPool], services: &[KubeService], cluster: &Cluster
 /// The pools that are valid, in name order; the others land in `invalid` with the reason. Of
 /// two overlapping pools, the one that comes later by name is refused; so is a pool that covers
 /// a node's own address (handing it out would take the node's traffic).
-fn valid_pools(
-    pools: &[IPAddressPool],
+fn valid_pools<P: Borrow<IPAddressPool>>(
+    pools: &[P],
     nodes: &BTreeMap<String, Vec<IpAddr>>,
     invalid: &mut BTreeMap<String, String>,
 ) -> Vec<Pool> {
-    let mut sorted: Vec<&IPAddressPool> = pools.iter().collect();
+    let mut sorted: Vec<&IPAddressPool> = pools.iter().map(Borrow::borrow).collect();
     sorted.sort_by_key(|p| p.metadata.name.clone());
     let mut valid: Vec<Pool> = Vec::new();
     for p in sorted {

@@ -27,7 +27,7 @@ use crate::{
     crd::{IPAddressPool, IPAddressPoolStatus},
     lease::Elector,
     plan::{self, Cluster, Plan, Reason},
-    service::ALLOCATED_FROM_POOL,
+    service::{self, ALLOCATED_FROM_POOL},
     telemetry::{self, Metrics},
 };
 
@@ -91,12 +91,9 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
             node_addresses: nodes.state().iter().map(|n| (n.name_any(), node_addresses(n))).collect(),
             class: opts.class.clone(),
         };
-        let services = services.state();
-        let all: Vec<Service> = services.iter().map(|s| Service::clone(s)).collect();
-        let pools = pools.state();
-        let pool_list: Vec<IPAddressPool> = pools.iter().map(|p| IPAddressPool::clone(p)).collect();
+        let (services, pools) = (services.state(), pools.state());
         let started = std::time::Instant::now();
-        let plan = plan::plan(&pool_list, &all, &cluster);
+        let plan = plan::plan(&pools, &services, &cluster);
         let errors = writer.write(&plan, &services, &pools).await;
         metrics.observe(&plan);
         metrics.reconcile_errors.inc_by(errors);
@@ -218,9 +215,7 @@ impl Writer {
     /// later pass.
     async fn write(&self, plan: &Plan, services: &[Arc<Service>], pools: &[Arc<IPAddressPool>]) -> u64 {
         let mut errors = 0;
-        let find = |key: &str| {
-            services.iter().find(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()) == key)
-        };
+        let find = |key: &str| services.iter().find(|s| service::key(s) == key);
         for (key, assignment) in &plan.assignments {
             let Some(svc) = find(key) else { continue };
             let api: Api<Service> =

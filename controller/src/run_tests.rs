@@ -46,7 +46,7 @@ async fn requests_for(services: Vec<Service>, class: Option<&str>) -> Vec<String
     let client = Client::new(service, "default");
     let pools = vec![Arc::new(pool())];
     let cluster = Cluster { class: class.map(str::to_owned), ..Default::default() };
-    let plan = plan(&pools.iter().map(|p| IPAddressPool::clone(p)).collect::<Vec<_>>(), &services, &cluster);
+    let plan = plan(&pools, &services, &cluster);
     let reporter = Reporter { controller: "herald-controller".into(), instance: Some("test".into()) };
     let writer = Writer {
         client: client.clone(),

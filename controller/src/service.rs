@@ -83,6 +83,15 @@ pub fn from_kube(svc: &KubeService, namespace_labels: &Labels) -> Result<Service
     })
 }
 
+/// A Service's `namespace/name`, the key plans and Events use (as [`Service::key`]).
+pub fn key(svc: &KubeService) -> String {
+    format!(
+        "{}/{}",
+        svc.metadata.namespace.as_deref().unwrap_or(""),
+        svc.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
 /// The addresses in a Service's status (what it was given before).
 pub fn current(svc: &KubeService) -> Vec<IpAddr> {
     let ingress =
