@@ -23,23 +23,23 @@ pub enum Bench {
 }
 
 pub fn demo() -> anyhow::Result<()> {
-    run_bin("herald-demo", &[])
+    run_bin("herald-demo", &[], false)
 }
 
 pub fn bench(which: Bench) -> anyhow::Result<()> {
     match which {
-        Bench::Xdp => run_bin("herald-bench", &["xdp"]),
-        Bench::Controller => {
-            setup::run(true)?;
-            run_bin("herald-bench", &["controller"])
+        Bench::Xdp => run_bin("herald-bench", &["xdp"], false),
+        Bench::Controller => run_bin("herald-bench", &["controller"], true),
+        Bench::Failover { runs } => {
+            run_bin("herald-bench", &["failover", "--runs", &runs.to_string()], false)
         }
-        Bench::Failover { runs } => run_bin("herald-bench", &["failover", "--runs", &runs.to_string()]),
     }
 }
 
-/// Sets up, builds, and runs `bin` of the tests crate with `args`.
-fn run_bin(bin: &str, args: &[&str]) -> anyhow::Result<()> {
-    setup::run(false)?;
+/// Sets up (with the API server when `kube`), builds, and runs `bin` of the tests crate with
+/// `args`.
+fn run_bin(bin: &str, args: &[&str], kube: bool) -> anyhow::Result<()> {
+    setup::run(kube)?;
     build::run(&build::Options { release: false })?;
     toolchain::run(
         cargo().args(["run", "--quiet", "--package", "herald-tests", "--bin", bin, "--"]).args(args),
