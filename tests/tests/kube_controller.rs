@@ -87,15 +87,21 @@ async fn ingress(client: &Client, name: &str) -> Vec<String> {
 
 /// The notes of the Events with `reason` about Service `name`.
 async fn events(client: &Client, name: &str, reason: &str) -> Vec<String> {
+    events_about(client, name)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// The Events in `default` about Service `name`.
+async fn events_about(client: &Client, name: &str) -> Vec<Event> {
     let list =
         Api::<Event>::namespaced(client.clone(), "default").list(&ListParams::default()).await.unwrap();
     list.items
         .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.reason.as_deref() == Some(reason)
-        })
-        .filter_map(|e| e.note)
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .collect()
 }
 
@@ -291,13 +297,7 @@ async fn a_pool_edit_moves_what_it_dropped() {
 
 /// The reporting instances of the Events about Service `name`.
 async fn reporters(client: &Client, name: &str) -> Vec<String> {
-    let list =
-        Api::<Event>::namespaced(client.clone(), "default").list(&ListParams::default()).await.unwrap();
-    list.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reporting_instance)
-        .collect()
+    events_about(client, name).await.into_iter().filter_map(|e| e.reporting_instance).collect()
 }
 
 #[tokio::test(flavor = "current_thread")]
