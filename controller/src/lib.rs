@@ -1,5 +1,6 @@
 //! Herald's controller: hands LoadBalancer Services addresses from MetalLB-compatible pools.
 pub mod allocator;
+pub mod cache;
 pub mod crd;
 pub mod lease;
 pub mod plan;

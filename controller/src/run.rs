@@ -4,7 +4,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::StreamExt as _;
 use k8s_openapi::{
     api::core::v1::{Namespace, Node, Service},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -12,18 +11,14 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
     api::{Patch, PatchParams},
-    runtime::{
-        WatchStreamExt as _,
-        events::{Event, EventType, Recorder, Reporter},
-        reflector::{self, Store},
-        watcher,
-    },
+    runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
+    cache::watch,
     crd::{IPAddressPool, IPAddressPoolStatus},
     lease::Elector,
     plan::{self, Cluster, Plan, Reason},
@@ -176,32 +171,6 @@ fn node_addresses(node: &Node) -> Vec<std::net::IpAddr> {
         .filter(|a| a.type_.ends_with("IP"))
         .filter_map(|a| a.address.parse().ok())
         .collect()
-}
-
-/// A cache of `api`'s objects, kept by a watch that signals `changed` on every update.
-fn watch<K>(api: Api<K>, changed: &mpsc::Sender<()>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let changed = changed.clone();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
-    tokio::spawn(stream.for_each(move |event| {
-        if let Err(e) = event {
-            warn!(error = %e, "watch");
-        }
-        let _ = changed.try_send(());
-        std::future::ready(())
-    }));
-    store
 }
 
 struct Writer {

@@ -101,8 +101,24 @@ impl Metrics {
     }
 }
 
+/// What a telemetry endpoint serves: the metrics text, and whether the process is ready.
+pub trait Scrape: Send + Sync + 'static {
+    fn render(&self) -> String;
+    fn ready(&self) -> bool;
+}
+
+impl Scrape for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
 /// Serves /metrics, /healthz and /readyz on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve(listener: TcpListener, metrics: Arc<impl Scrape>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let metrics = metrics.clone();
@@ -114,8 +130,8 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let (status, body) = match path {
                 "/metrics" => ("200 OK", metrics.render()),
                 "/healthz" => ("200 OK", "ok\n".into()),
-                "/readyz" if metrics.ready.load(Ordering::Relaxed) => ("200 OK", "ok\n".into()),
-                "/readyz" => ("503 Service Unavailable", "caches not ready\n".into()),
+                "/readyz" if metrics.ready() => ("200 OK", "ok\n".into()),
+                "/readyz" => ("503 Service Unavailable", "not ready\n".into()),
                 _ => ("404 Not Found", "not found\n".into()),
             };
             let response = format!(
