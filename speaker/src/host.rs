@@ -29,6 +29,8 @@ pub struct Interface {
     pub addrs: Vec<Ipv4Net>,
     pub loopback: bool,
     pub noarp: bool,
+    /// A port of a bond or bridge: its master answers for the link, not it.
+    pub port: bool,
 }
 
 /// The host as the speaker sees it.
@@ -56,6 +58,7 @@ pub fn discover() -> std::io::Result<Host> {
             addrs: Vec::new(),
             loopback: ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK),
             noarp: ifa.flags.contains(InterfaceFlags::IFF_NOARP),
+            port: false,
         });
         let Some(address) = ifa.address else { continue };
         if let Some(link) = address.as_link_addr() {
@@ -67,6 +70,10 @@ pub fn discover() -> std::io::Result<Host> {
                 .unwrap_or(32);
             entry.addrs.push(Ipv4Net { addr: sin.ip(), prefix });
         }
+    }
+    let ports = crate::netlink::ports()?;
+    for it in by_name.values_mut() {
+        it.port = ports.contains(&it.index);
     }
     let routes = std::fs::read_to_string("/proc/net/route")?;
     Ok(Host { interfaces: by_name.into_values().collect(), gateways: parse_proc_route(&routes) })

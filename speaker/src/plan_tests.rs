@@ -12,6 +12,7 @@ fn iface(name: &str, index: u32, mac: Option<[u8; 6]>, addrs: &[([u8; 4], u8)]) 
         addrs: addrs.iter().map(|&(a, p)| Ipv4Net { addr: a.into(), prefix: p }).collect(),
         loopback: name == "lo",
         noarp: false,
+        port: false,
     }
 }
 
