@@ -2,7 +2,7 @@
 //! needed, fills and trims the responder map, and sends gratuitous ARP for what is new.
 //! A change is applied whole or not at all.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{collections::BTreeSet, sync::Arc, time::Instant};
 
 use speaker_common::ArpKey;
 use tokio::task::JoinHandle;
@@ -13,7 +13,7 @@ use crate::{
     datapath::{AttachMode, Datapath, DatapathError},
     frame::Arp,
     garp,
-    metrics::Metrics,
+    metrics::{InterfaceNames, Metrics},
     plan::{self, Announcement},
 };
 
@@ -24,6 +24,8 @@ pub struct Announcer {
     current: BTreeSet<Announcement>,
     bursts: std::collections::HashMap<ArpKey, JoinHandle<()>>,
     metrics: Arc<Metrics>,
+    /// Names of the interfaces announced on, for metric labels.
+    pub names: InterfaceNames,
 }
 
 impl Announcer {
@@ -35,6 +37,7 @@ impl Announcer {
             current: BTreeSet::new(),
             bursts: Default::default(),
             metrics,
+            names: Default::default(),
         }
     }
 
@@ -44,11 +47,13 @@ impl Announcer {
 
     /// Moves the datapath from the current announcements to `desired`; returns how many entries
     /// were announced or withdrawn. On error nothing has changed: interfaces attached and
-    /// entries inserted on the way are undone.
+    /// entries inserted on the way are undone. `takeover`: when the membership change that
+    /// asked for this was seen (the first gratuitous ARP of each new entry is timed from it).
     pub fn apply(
         &mut self,
         desired: BTreeSet<Announcement>,
         gratuitous: Gratuitous,
+        takeover: Option<Instant>,
     ) -> Result<usize, DatapathError> {
         let diff = plan::diff(&self.current, &desired);
         let wanted = plan::interfaces(&desired);
@@ -98,7 +103,7 @@ impl Announcer {
         }
         for a in &diff.announce {
             info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "announcing");
-            self.start_burst(a, gratuitous);
+            self.start_burst(a, gratuitous, takeover);
         }
         let still_wanted: BTreeSet<u32> = wanted.iter().map(|(i, _)| *i).collect();
         for (ifindex, ifname) in plan::interfaces(&self.current) {
@@ -108,6 +113,9 @@ impl Announcer {
                     Err(e) => warn!(interface = ifname, error = %e, "could not detach"),
                 }
             }
+        }
+        if let Ok(mut names) = self.names.write() {
+            *names = wanted.iter().cloned().collect();
         }
         self.current = desired;
         Ok(diff.announce.len() + diff.withdraw.len())
@@ -120,7 +128,7 @@ impl Announcer {
     pub fn reannounce(&mut self, gratuitous: Gratuitous) {
         for a in self.current.clone() {
             if !self.bursts.get(&a.key()).is_some_and(|burst| !burst.is_finished()) {
-                self.start_burst(&a, gratuitous);
+                self.start_burst(&a, gratuitous, None);
             }
         }
     }
@@ -129,7 +137,9 @@ impl Announcer {
     pub fn refresh(&self) {
         for a in &self.current {
             match self.sender.send(a.ifindex, &Arp::gratuitous(a.mac, a.addr, a.vlan).to_bytes()) {
-                Ok(()) => Metrics::add(&self.metrics.gratuitous_sent, 1),
+                Ok(()) => {
+                    self.metrics.gratuitous_sent.inc();
+                }
                 Err(e) => {
                     warn!(address = %a.addr, interface = a.ifname, error = %e, "gratuitous ARP not sent")
                 }
@@ -142,12 +152,12 @@ impl Announcer {
         for (_, burst) in self.bursts.drain() {
             burst.abort();
         }
-        if let Err(e) = self.apply(BTreeSet::new(), Gratuitous::default()) {
+        if let Err(e) = self.apply(BTreeSet::new(), Gratuitous::default(), None) {
             warn!(error = %e, "could not withdraw everything");
         }
     }
 
-    fn start_burst(&mut self, a: &Announcement, gratuitous: Gratuitous) {
+    fn start_burst(&mut self, a: &Announcement, gratuitous: Gratuitous, takeover: Option<Instant>) {
         if gratuitous.count == 0 {
             return;
         }
@@ -156,10 +166,16 @@ impl Announcer {
         let metrics = self.metrics.clone();
         let burst = tokio::spawn(async move {
             let mut tick = tokio::time::interval(gratuitous.interval);
+            let mut takeover = takeover;
             for _ in 0..gratuitous.count {
                 tick.tick().await;
                 match sender.send(ifindex, &frame) {
-                    Ok(()) => Metrics::add(&metrics.gratuitous_sent, 1),
+                    Ok(()) => {
+                        metrics.gratuitous_sent.inc();
+                        if let Some(since) = takeover.take() {
+                            metrics.takeover_seconds.observe(since.elapsed().as_secs_f64());
+                        }
+                    }
                     Err(e) => {
                         warn!(address = %addr, interface = ifname, error = %e, "gratuitous ARP not sent")
                     }

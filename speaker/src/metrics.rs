@@ -1,41 +1,151 @@
-//! The speaker's counters, kept in one place for the status report (and for export later).
+//! The speaker's counters, kept in one place for the status report and for /metrics, where they
+//! are `herald_*` (the README lists them beside MetalLB's).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+};
 
-#[derive(Debug, Default)]
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{
+        MetricType, counter::ConstCounter, counter::Counter, family::Family, gauge::ConstGauge, gauge::Gauge,
+        histogram::Histogram,
+    },
+    registry::Registry,
+};
+
+use crate::pinned;
+
+#[derive(Debug)]
 pub struct Metrics {
     /// Addresses this speaker started or stopped announcing because the election moved them.
-    pub ownership_changes: AtomicU64,
-    pub gratuitous_sent: AtomicU64,
+    pub ownership_changes: Counter,
+    pub gratuitous_sent: Counter,
     /// Members this speaker sees alive, itself included.
-    pub members_alive: AtomicU64,
+    pub members_alive: Gauge,
     /// Membership datagrams dropped: bad HMAC or framing, too old or new, replayed, or
     /// authentic but not a valid membership message.
-    pub rejected_unauthenticated: AtomicU64,
-    pub rejected_stale: AtomicU64,
-    pub rejected_replayed: AtomicU64,
-    pub rejected_malformed: AtomicU64,
+    pub rejected_unauthenticated: Counter,
+    pub rejected_stale: Counter,
+    pub rejected_replayed: Counter,
+    pub rejected_malformed: Counter,
+    /// From the membership change that made this node an address's owner to the first
+    /// gratuitous ARP for it.
+    pub takeover_seconds: Histogram,
+    /// Writes to the API server (statuses, Events) that failed, and will be retried.
+    pub kube_write_errors: Counter,
+    /// The `rejected_*` counters above, by reason (each shares its counter's value).
+    rejected: Family<Reason, Counter>,
+}
+
+type Reason = [(&'static str, &'static str); 1];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let rejected = Family::<Reason, Counter>::default();
+        let reason = |r| rejected.get_or_create_owned(&[("reason", r)]);
+        Self {
+            ownership_changes: Counter::default(),
+            gratuitous_sent: Counter::default(),
+            members_alive: Gauge::default(),
+            rejected_unauthenticated: reason("unauthenticated"),
+            rejected_stale: reason("stale"),
+            rejected_replayed: reason("replayed"),
+            rejected_malformed: reason("malformed"),
+            takeover_seconds: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            kube_write_errors: Counter::default(),
+            rejected,
+        }
+    }
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
-    }
-
-    pub fn set(gauge: &AtomicU64, value: u64) {
-        gauge.store(value, Relaxed);
-    }
-
-    /// Name and value of every counter, for reports.
+    /// Name and value of every counter, for the status report.
     pub fn snapshot(&self) -> [(&'static str, u64); 7] {
         [
-            ("ownership_changes", self.ownership_changes.load(Relaxed)),
-            ("gratuitous_sent", self.gratuitous_sent.load(Relaxed)),
-            ("members_alive", self.members_alive.load(Relaxed)),
-            ("rejected_unauthenticated", self.rejected_unauthenticated.load(Relaxed)),
-            ("rejected_stale", self.rejected_stale.load(Relaxed)),
-            ("rejected_replayed", self.rejected_replayed.load(Relaxed)),
-            ("rejected_malformed", self.rejected_malformed.load(Relaxed)),
+            ("ownership_changes", self.ownership_changes.get()),
+            ("gratuitous_sent", self.gratuitous_sent.get()),
+            ("members_alive", self.members_alive.get().max(0) as u64),
+            ("rejected_unauthenticated", self.rejected_unauthenticated.get()),
+            ("rejected_stale", self.rejected_stale.get()),
+            ("rejected_replayed", self.rejected_replayed.get()),
+            ("rejected_malformed", self.rejected_malformed.get()),
         ]
+    }
+
+    /// A registry of every metric under `herald_`, with the responder map's per-entry counters
+    /// read from the pins under `pin_dir` at each scrape. `names` maps interface indexes to
+    /// names (the announcer keeps it current).
+    pub fn registry(self: &Arc<Self>, pin_dir: PathBuf, names: InterfaceNames) -> Registry {
+        let mut r = Registry::with_prefix("herald");
+        r.register("membership_rejected", "Membership datagrams dropped, by reason", self.rejected.clone());
+        r.register(
+            "members_alive",
+            "Speakers this one sees alive, itself included",
+            self.members_alive.clone(),
+        );
+        r.register(
+            "ownership_changes",
+            "Addresses this node started or stopped announcing because the election moved them",
+            self.ownership_changes.clone(),
+        );
+        r.register("gratuitous_arp_sent", "Gratuitous ARP frames sent", self.gratuitous_sent.clone());
+        r.register(
+            "takeover_seconds",
+            "From the membership change that made this node an owner to its first gratuitous ARP",
+            self.takeover_seconds.clone(),
+        );
+        r.register(
+            "kube_write_errors",
+            "Status and Event writes to the API server that failed (retried)",
+            self.kube_write_errors.clone(),
+        );
+        r.register_collector(Box::new(Responder { pin_dir, names }));
+        r
+    }
+}
+
+/// Interface names by index, for labels.
+pub type InterfaceNames = Arc<RwLock<BTreeMap<u32, String>>>;
+
+/// The responder map's entries, read at scrape time: what is announced, and how many requests
+/// the XDP program answered for each.
+#[derive(Debug)]
+struct Responder {
+    pin_dir: PathBuf,
+    names: InterfaceNames,
+}
+
+impl Collector for Responder {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // No map (not loaded yet, or gone): no series, rather than a failed scrape.
+        let entries = pinned::entries(&self.pin_dir).unwrap_or_default();
+        let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
+        let labels = |e: &pinned::Entry| {
+            let interface = names.get(&e.ifindex).cloned().unwrap_or_else(|| e.ifindex.to_string());
+            vec![("ip", e.addr.to_string()), ("interface", interface), ("vlan", e.vlan.to_string())]
+        };
+        let mut family = encoder.encode_descriptor(
+            "arp_replies",
+            "ARP requests answered by the XDP program, per announced address and interface",
+            None,
+            MetricType::Counter,
+        )?;
+        for e in &entries {
+            ConstCounter::new(e.replies).encode(family.encode_family(&labels(e))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "announced",
+            "1 for each address and interface this node answers for",
+            None,
+            MetricType::Gauge,
+        )?;
+        for e in &entries {
+            ConstGauge::new(1i64).encode(family.encode_family(&labels(e))?)?;
+        }
+        Ok(())
     }
 }

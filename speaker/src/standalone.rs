@@ -63,7 +63,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut joined: Option<Alive> = None;
     let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     if membership.is_none() {
-        apply(&mut announcer, &wanted, None)?;
+        apply(&mut announcer, &wanted, None, None)?;
     }
     info!(node = wanted.config.node, pin_dir = %opts.pin_dir.display(), "speaker ready");
 
@@ -88,11 +88,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick(&mut refresh) => announcer.refresh(),
             alive = membership_change(&mut membership, joined.is_none().then_some(join_deadline)) => {
-                match apply(&mut announcer, &wanted, Some(&alive)) {
+                // Joining is not a takeover; later views are.
+                let takeover = joined.is_some().then(std::time::Instant::now);
+                match apply(&mut announcer, &wanted, Some(&alive), takeover) {
                     Ok(changed) => {
                         // Joining is not a change of owner; later views are.
                         if joined.is_some() {
-                            Metrics::add(&metrics.ownership_changes, changed as u64);
+                            metrics.ownership_changes.inc_by(changed as u64);
                         }
                         announcer.reannounce(wanted.config.gratuitous);
                     }
@@ -130,28 +132,15 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// The next view of the live members. While joining (until `join_deadline`), waits for a view
-/// with every configured member in it, or for the deadline. Never returns without a cluster.
+/// The next view of the live members (see [`Membership::next_view`]); never, without a cluster.
 async fn membership_change(
     membership: &mut Option<Membership>,
     join_deadline: Option<tokio::time::Instant>,
 ) -> Alive {
-    let Some(m) = membership else { return std::future::pending().await };
-    if let Some(deadline) = join_deadline {
-        let everyone = m.configured;
-        let joined = tokio::time::timeout_at(deadline, m.alive.wait_for(|alive| alive.len() >= everyone))
-            .await
-            .is_ok();
-        if !joined {
-            let seen = m.alive.borrow().len();
-            info!(seen, configured = everyone, "not every member answered; going with those that did");
-        }
-    } else if m.alive.changed().await.is_err() {
-        return std::future::pending().await;
+    match membership {
+        Some(m) => m.next_view(join_deadline).await,
+        None => std::future::pending().await,
     }
-    let alive = m.alive.borrow_and_update().clone();
-    info!(members = ?alive, "membership");
-    alive
 }
 
 fn load(opts: &Options) -> anyhow::Result<Wanted> {
@@ -163,9 +152,14 @@ fn load(opts: &Options) -> anyhow::Result<Wanted> {
 }
 
 /// Applies what this node should announce now.
-fn apply(announcer: &mut Announcer, wanted: &Wanted, alive: Option<&Alive>) -> anyhow::Result<usize> {
+fn apply(
+    announcer: &mut Announcer,
+    wanted: &Wanted,
+    alive: Option<&Alive>,
+    takeover: Option<std::time::Instant>,
+) -> anyhow::Result<usize> {
     let desired = plan::elected(&wanted.config, &wanted.resolved, alive);
-    Ok(announcer.apply(desired, wanted.config.gratuitous)?)
+    Ok(announcer.apply(desired, wanted.config.gratuitous, takeover)?)
 }
 
 /// Applies the file again; on any error keeps the previous config and says why. Membership
@@ -178,7 +172,7 @@ fn reload(opts: &Options, wanted: &mut Wanted, announcer: &mut Announcer, alive:
         );
         let membership_ready = alive.is_some() || new.config.cluster.is_none();
         if membership_ready {
-            apply(announcer, &new, alive)?;
+            apply(announcer, &new, alive, None)?;
         }
         *wanted = new;
         Ok(())

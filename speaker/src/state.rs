@@ -54,7 +54,7 @@ mod tests {
     #[test]
     fn renders() {
         let metrics = Metrics::default();
-        Metrics::add(&metrics.gratuitous_sent, 3);
+        metrics.gratuitous_sent.inc_by(3);
         let owned = BTreeSet::from([Announcement {
             addr: [192, 0, 2, 200].into(),
             ifindex: 2,

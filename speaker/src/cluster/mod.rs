@@ -7,6 +7,7 @@ mod identity;
 
 use std::{
     collections::BTreeSet,
+    net::SocketAddr,
     num::{NonZeroU32, NonZeroUsize},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -36,6 +37,7 @@ pub struct Membership {
     pub alive: watch::Receiver<Alive>,
     /// Members the configuration names, this one included.
     pub configured: usize,
+    peers: watch::Sender<Vec<SocketAddr>>,
     leave: mpsc::Sender<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -50,19 +52,51 @@ impl Membership {
         let foca = Foca::new(me.clone(), foca_config(cluster), rng, PostcardCodec);
         let (alive_tx, alive) = watch::channel(BTreeSet::from([node.to_owned()]));
         let (leave, leave_rx) = mpsc::channel(1);
+        let (peers, peers_rx) = watch::channel(cluster.peers.clone());
         let task = Task {
             foca,
             socket,
             sealer: Sealer::new(&cluster.key, boot),
             opener: Opener::new(&cluster.key),
-            peers: cluster.peers.clone(),
+            peers: peers_rx,
             me,
             alive_tx,
             metrics,
         };
         let task = tokio::spawn(task.run(leave_rx));
         info!(bind = %cluster.bind, peers = cluster.peers.len(), "membership started");
-        Ok(Self { alive, configured: cluster.configured_members(), leave, task })
+        Ok(Self { alive, configured: cluster.configured_members(), peers, leave, task })
+    }
+
+    /// Replaces the peers this speaker announces itself to (in Kubernetes mode they follow the
+    /// Nodes). Members already known stay members until the protocol finds them down.
+    pub fn set_peers(&self, peers: Vec<SocketAddr>) {
+        self.peers.send_if_modified(|current| {
+            let differs = *current != peers;
+            *current = peers;
+            differs
+        });
+    }
+
+    /// The next view of the live members. While joining (until `join_deadline`), waits for a
+    /// view with every configured member in it, or for the deadline.
+    pub async fn next_view(&mut self, join_deadline: Option<tokio::time::Instant>) -> Alive {
+        if let Some(deadline) = join_deadline {
+            let everyone = self.configured;
+            let joined =
+                tokio::time::timeout_at(deadline, self.alive.wait_for(|alive| alive.len() >= everyone))
+                    .await
+                    .is_ok();
+            if !joined {
+                let seen = self.alive.borrow().len();
+                info!(seen, configured = everyone, "not every member answered; going with those that did");
+            }
+        } else if self.alive.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let alive = self.alive.borrow_and_update().clone();
+        info!(members = ?alive, "membership");
+        alive
     }
 
     /// Tells the others this speaker is leaving, so they take over at once, and stops.
@@ -97,7 +131,7 @@ struct Task {
     socket: UdpSocket,
     sealer: Sealer,
     opener: Opener,
-    peers: Vec<std::net::SocketAddr>,
+    peers: watch::Receiver<Vec<SocketAddr>>,
     me: Speaker,
     alive_tx: watch::Sender<Alive>,
     metrics: Arc<Metrics>,
@@ -134,17 +168,12 @@ impl Task {
         }
     }
 
-    fn receive(
-        &mut self,
-        from: std::net::SocketAddr,
-        datagram: &[u8],
-        rt: &mut AccumulatingRuntime<Speaker>,
-    ) {
+    fn receive(&mut self, from: SocketAddr, datagram: &[u8], rt: &mut AccumulatingRuntime<Speaker>) {
         let m = &self.metrics;
         match self.opener.open(from, unix_ms(), datagram) {
             Ok(payload) => {
                 if let Err(e) = self.foca.handle_data(payload, rt) {
-                    Metrics::add(&m.rejected_malformed, 1);
+                    m.rejected_malformed.inc();
                     debug!(%from, error = %e, "membership message refused");
                 }
             }
@@ -154,7 +183,7 @@ impl Task {
                     Reject::Stale => &m.rejected_stale,
                     Reject::Replayed => &m.rejected_replayed,
                 };
-                Metrics::add(counter, 1);
+                counter.inc();
                 debug!(%from, ?reject, "membership datagram dropped");
             }
         }
@@ -164,7 +193,8 @@ impl Task {
     /// and after a partition heals.
     fn announce_to_strangers(&mut self, rt: &mut AccumulatingRuntime<Speaker>) {
         let known: BTreeSet<_> = self.foca.iter_members().map(|m| m.id().addr).collect();
-        for peer in self.peers.iter().filter(|p| !known.contains(p)) {
+        let peers = self.peers.borrow().clone();
+        for peer in peers.iter().filter(|p| !known.contains(p)) {
             if let Err(e) = self.foca.announce(Speaker::at(*peer), &mut *rt) {
                 debug!(%peer, error = %e, "announce");
             }
@@ -206,7 +236,7 @@ impl Task {
         if changed {
             let mut alive: Alive = self.foca.iter_members().map(|m| m.id().name.clone()).collect();
             alive.insert(self.me.name.clone());
-            Metrics::set(&self.metrics.members_alive, alive.len() as u64);
+            self.metrics.members_alive.set(alive.len() as i64);
             self.alive_tx.send_if_modified(|current| {
                 let differs = *current != alive;
                 *current = alive;
