@@ -1,6 +1,7 @@
 //! Herald's speaker: keeps an XDP program answering ARP for the addresses this node announces.
 //!
-//! Pure decisions ([`config`], [`plan`]) over plain data ([`host`]); effects at the edges
+//! Two modes: [`standalone`] (a config file) and [`kubernetes`] (cluster state).
+//! Pure decisions ([`config`], [`plan`], [`election`], [`candidates`]) over plain data ([`host`]); effects at the edges
 //! ([`datapath`] owns the BPF program and maps, [`garp`] sends frames, [`pinned`] reads a running
 //! speaker's maps).
 
@@ -15,7 +16,9 @@ pub mod election;
 pub mod frame;
 pub mod garp;
 pub mod host;
+pub mod kubernetes;
 pub mod metrics;
+pub mod netlink;
 pub mod pinned;
 pub mod plan;
 pub mod standalone;

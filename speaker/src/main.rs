@@ -1,7 +1,8 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use herald_speaker::{datapath::AttachMode, standalone, status};
+use herald_speaker::{datapath::AttachMode, kubernetes, standalone, status};
 
 /// Answers ARP for the addresses this node announces, from an XDP program.
 #[derive(Parser)]
@@ -23,8 +24,33 @@ struct Cli {
     /// Directory of the state file that `status` reads (members, owned addresses, counters).
     #[arg(long, global = true, env = "HERALD_STATE_DIR", default_value = "/run/herald")]
     state_dir: PathBuf,
+    #[command(flatten)]
+    kube: KubeArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Kubernetes mode (without --config): in-cluster config, or KUBECONFIG outside a cluster.
+#[derive(clap::Args)]
+struct KubeArgs {
+    /// This node's name, as its Node object has it (the DaemonSet passes spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// The namespace of the IPAddressPools, L2Advertisements and ServiceL2Statuses.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "metallb-system")]
+    namespace: String,
+    /// Announce Services of this loadBalancerClass only; without it, Services that have none.
+    #[arg(long, env = "HERALD_LB_CLASS")]
+    lb_class: Option<String>,
+    /// The membership key: a file (a mounted Secret) of at least 16 bytes.
+    #[arg(long, env = "HERALD_CLUSTER_KEY_FILE", default_value = "/etc/herald/memberlist/secretkey")]
+    cluster_key_file: PathBuf,
+    /// UDP port of the membership, on the node's InternalIP.
+    #[arg(long, env = "HERALD_MEMBERSHIP_PORT", default_value_t = 7946)]
+    membership_port: u16,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "HERALD_TELEMETRY_ADDR", default_value = "0.0.0.0:7472")]
+    telemetry: std::net::SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -57,15 +83,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Some(config) = cli.config else {
-        anyhow::bail!("no --config given; the Kubernetes mode is not built yet");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let dead_man = Duration::from_millis(cli.dead_man_ms);
+    if let Some(config) = cli.config {
+        let opts = standalone::Options {
+            config,
+            mode: cli.xdp_mode,
+            dead_man,
+            pin_dir: cli.pin_dir,
+            state_dir: cli.state_dir,
+        };
+        return runtime.block_on(standalone::run(opts));
+    }
+    let k = cli.kube;
+    let Some(node) = k.node_name else {
+        anyhow::bail!("give --config FILE (standalone), or NODE_NAME (Kubernetes mode)");
     };
-    let opts = standalone::Options {
-        config,
+    let opts = kubernetes::Options {
+        node,
+        namespace: k.namespace,
+        class: k.lb_class,
+        key_file: k.cluster_key_file,
+        membership_port: k.membership_port,
+        telemetry: k.telemetry,
         mode: cli.xdp_mode,
-        dead_man: Duration::from_millis(cli.dead_man_ms),
+        dead_man,
         pin_dir: cli.pin_dir,
         state_dir: cli.state_dir,
     };
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(standalone::run(opts))
+    runtime.block_on(async {
+        let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+        kubernetes::run(client, opts).await
+    })
 }

@@ -48,7 +48,7 @@ impl Default for Timers {
 }
 
 /// Shortest accepted key, in bytes.
-const MIN_KEY: usize = 16;
+pub(crate) const MIN_KEY: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

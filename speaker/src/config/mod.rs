@@ -10,7 +10,7 @@ use std::{
 
 use serde::Deserialize;
 
-mod cluster;
+pub(crate) mod cluster;
 pub use cluster::{Cluster, Timers};
 
 /// A validated configuration.

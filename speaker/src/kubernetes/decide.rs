@@ -1,0 +1,121 @@
+//! Kubernetes mode's decisions, over plain data: which node announces each Service address
+//! (MetalLB's rules: pools an L2Advertisement covers, its node and service selectors, the
+//! candidate rules of [`crate::candidates`], then the sha256 order), and on which interfaces.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use herald_controller::{crd::L2AdvertisementSpec, pool::Pool, selector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::{candidates, election};
+
+/// What the cluster says, as the decisions need it.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub services: Vec<Service>,
+    pub nodes: Vec<candidates::Node>,
+    /// Valid IPAddressPools, with their labels (L2Advertisements select pools by label).
+    pub pools: Vec<(Pool, selector::Labels)>,
+    /// L2Advertisements by name.
+    pub advertisements: Vec<(String, L2AdvertisementSpec)>,
+}
+
+/// A LoadBalancer Service Herald handles, with the addresses in its status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Service {
+    /// `namespace/name`.
+    pub key: String,
+    pub labels: selector::Labels,
+    pub addresses: Vec<Ipv4Addr>,
+    pub traffic: candidates::Service,
+}
+
+/// Where the owner answers: the interfaces the L2Advertisements name, or (when one of them
+/// names none) every interface whose subnet holds the address.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Interfaces {
+    Subnet,
+    Named(BTreeSet<String>),
+}
+
+/// One Service address and the node that announces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    pub service: String,
+    pub address: Ipv4Addr,
+    pub owner: String,
+    pub interfaces: Interfaces,
+}
+
+/// The owner of every Service address that some L2Advertisement covers, among the `live`
+/// speakers. Addresses outside every pool, not advertised, or without a candidate have none
+/// (and are not in the result): nobody announces them.
+pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
+    let mut out = Vec::new();
+    for svc in &snapshot.services {
+        for &address in &svc.addresses {
+            let Some((pool, pool_labels)) = snapshot.pools.iter().find(|(p, _)| p.contains(address.into()))
+            else {
+                continue;
+            };
+            let ads: Vec<&L2AdvertisementSpec> = snapshot
+                .advertisements
+                .iter()
+                .map(|(_, ad)| ad)
+                .filter(|ad| {
+                    covers_pool(ad, &pool.name, pool_labels)
+                        && any_or_empty(&ad.service_selectors, &svc.labels)
+                })
+                .collect();
+            if ads.is_empty() {
+                continue;
+            }
+            let selects =
+                |node: &candidates::Node| ads.iter().any(|ad| any_or_empty(&ad.node_selectors, &node.labels));
+            let candidates = candidates::candidates(&svc.traffic, &snapshot.nodes, live, selects);
+            let Some(owner) = election::owner(address, candidates) else { continue };
+            let owner_node = snapshot.nodes.iter().find(|n| n.name == owner).expect("a candidate is a node");
+            let on_owner = ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
+            let interfaces = on_owner.fold(Interfaces::Named(BTreeSet::new()), |acc, ad| match acc {
+                Interfaces::Named(mut names) if !ad.interfaces.is_empty() => {
+                    names.extend(ad.interfaces.iter().cloned());
+                    Interfaces::Named(names)
+                }
+                _ => Interfaces::Subnet,
+            });
+            out.push(Assignment { service: svc.key.clone(), address, owner: owner.to_owned(), interfaces });
+        }
+    }
+    out
+}
+
+/// The assignments `node` owns, by Service.
+pub fn owned_by<'a>(assignments: &'a [Assignment], node: &str) -> BTreeMap<&'a str, Vec<&'a Assignment>> {
+    let mut out: BTreeMap<&str, Vec<&Assignment>> = BTreeMap::new();
+    for a in assignments.iter().filter(|a| a.owner == node) {
+        out.entry(a.service.as_str()).or_default().push(a);
+    }
+    out
+}
+
+/// Whether an L2Advertisement covers a pool: by name, by label selector, or (naming and
+/// selecting none) every pool.
+fn covers_pool(ad: &L2AdvertisementSpec, pool: &str, labels: &selector::Labels) -> bool {
+    if ad.ip_address_pools.is_empty() && ad.ip_address_pool_selectors.is_empty() {
+        return true;
+    }
+    ad.ip_address_pools.iter().any(|p| p == pool)
+        || ad.ip_address_pool_selectors.iter().any(|s| selector::matches(s, labels))
+}
+
+/// MetalLB's selector lists: any one matching is enough; an empty list matches everything.
+fn any_or_empty(selectors: &[LabelSelector], labels: &selector::Labels) -> bool {
+    selectors.is_empty() || selectors.iter().any(|s| selector::matches(s, labels))
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,154 @@
+use herald_controller::crd::IPAddressPoolSpec;
+
+use super::*;
+
+const ALL: [&str; 3] = ["node-a", "node-b", "node-c"];
+/// sha256 order for this address: node-c, node-b, node-a (see election_tests.rs).
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+
+fn labels(pairs: &[(&str, &str)]) -> selector::Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector { match_labels: Some(labels(pairs)), ..Default::default() }
+}
+
+fn pool(name: &str, cidr: &str, pool_labels: &[(&str, &str)]) -> (Pool, selector::Labels) {
+    let spec = IPAddressPoolSpec { addresses: vec![cidr.into()], ..Default::default() };
+    (Pool::from_spec(name, &spec).unwrap(), labels(pool_labels))
+}
+
+fn snapshot(ads: Vec<L2AdvertisementSpec>) -> Snapshot {
+    Snapshot {
+        services: vec![Service {
+            key: "default/web".into(),
+            labels: labels(&[("app", "web")]),
+            addresses: vec![VIP],
+            traffic: candidates::Service {
+                local_traffic: false,
+                ready_endpoint_nodes: ["node-a".to_string()].into(),
+            },
+        }],
+        nodes: ALL
+            .iter()
+            .map(|n| candidates::Node {
+                name: n.to_string(),
+                labels: labels(&[("zone", if *n == "node-c" { "b" } else { "a" })]),
+                network_unavailable: false,
+            })
+            .collect(),
+        pools: vec![pool("lan", "192.0.2.0/28", &[("tier", "lan")]), pool("other", "198.51.100.0/28", &[])],
+        advertisements: ads.into_iter().enumerate().map(|(i, ad)| (format!("ad-{i}"), ad)).collect(),
+    }
+}
+
+fn live() -> BTreeSet<String> {
+    ALL.iter().map(|n| n.to_string()).collect()
+}
+
+fn owner_and_interfaces(s: &Snapshot) -> Option<(String, Interfaces)> {
+    let a = assign(s, &live());
+    assert!(a.len() <= 1, "{a:?}");
+    a.into_iter().next().map(|a| (a.owner, a.interfaces))
+}
+
+fn ad() -> L2AdvertisementSpec {
+    L2AdvertisementSpec::default()
+}
+
+#[test]
+fn advertisements_decide_what_is_announced_and_where() {
+    let named = |list: &[&str]| Interfaces::Named(list.iter().map(|n| n.to_string()).collect());
+    // (what, the L2Advertisements, the owner and its interfaces)
+    type Case = (&'static str, Vec<L2AdvertisementSpec>, Option<(&'static str, Interfaces)>);
+    let cases: Vec<Case> = vec![
+        ("no L2Advertisement: not announced", vec![], None),
+        ("an empty one covers every pool", vec![ad()], Some(("node-c", Interfaces::Subnet))),
+        (
+            "pool by name",
+            vec![L2AdvertisementSpec { ip_address_pools: vec!["lan".into()], ..ad() }],
+            Some(("node-c", Interfaces::Subnet)),
+        ),
+        (
+            "another pool by name",
+            vec![L2AdvertisementSpec { ip_address_pools: vec!["other".into()], ..ad() }],
+            None,
+        ),
+        (
+            "pool by label",
+            vec![L2AdvertisementSpec {
+                ip_address_pool_selectors: vec![selector(&[("tier", "lan")])],
+                ..ad()
+            }],
+            Some(("node-c", Interfaces::Subnet)),
+        ),
+        (
+            "nodeSelectors: zone a only",
+            vec![L2AdvertisementSpec { node_selectors: vec![selector(&[("zone", "a")])], ..ad() }],
+            Some(("node-b", Interfaces::Subnet)),
+        ),
+        (
+            "serviceSelectors that do not match",
+            vec![L2AdvertisementSpec { service_selectors: vec![selector(&[("app", "db")])], ..ad() }],
+            None,
+        ),
+        (
+            "serviceSelectors that match",
+            vec![L2AdvertisementSpec { service_selectors: vec![selector(&[("app", "web")])], ..ad() }],
+            Some(("node-c", Interfaces::Subnet)),
+        ),
+        (
+            "interfaces of every advertisement that selects the owner",
+            vec![
+                L2AdvertisementSpec { interfaces: vec!["eth1".into()], ..ad() },
+                L2AdvertisementSpec { interfaces: vec!["eth2".into()], ..ad() },
+                L2AdvertisementSpec {
+                    interfaces: vec!["eth9".into()],
+                    node_selectors: vec![selector(&[("zone", "a")])],
+                    ..ad()
+                },
+            ],
+            Some(("node-c", named(&["eth1", "eth2"]))),
+        ),
+        (
+            "one advertisement without interfaces: every subnet's",
+            vec![L2AdvertisementSpec { interfaces: vec!["eth1".into()], ..ad() }, ad()],
+            Some(("node-c", Interfaces::Subnet)),
+        ),
+    ];
+    for (what, ads, want) in cases {
+        let got = owner_and_interfaces(&snapshot(ads));
+        assert_eq!(got, want.map(|(n, i)| (n.to_string(), i)), "{what}");
+    }
+}
+
+#[test]
+fn addresses_outside_every_pool_are_never_announced() {
+    let mut s = snapshot(vec![ad()]);
+    s.services[0].addresses = vec![Ipv4Addr::new(203, 0, 113, 5)];
+    assert!(assign(&s, &live()).is_empty());
+}
+
+#[test]
+fn candidate_rules_apply() {
+    let mut s = snapshot(vec![ad()]);
+    s.services[0].traffic.local_traffic = true;
+    assert_eq!(owner_and_interfaces(&s).unwrap().0, "node-a", "Local: the endpoint's node");
+    s.services[0].traffic.ready_endpoint_nodes.clear();
+    assert_eq!(owner_and_interfaces(&s), None, "no ready endpoint");
+}
+
+#[test]
+fn owned_by_groups_per_service() {
+    let mut s = snapshot(vec![ad()]);
+    s.services[0].addresses.push(Ipv4Addr::new(192, 0, 2, 11));
+    let all = assign(&s, &live());
+    let owners: BTreeSet<&str> = all.iter().map(|a| a.owner.as_str()).collect();
+    for node in ALL {
+        let mine = owned_by(&all, node);
+        let count: usize = mine.values().map(Vec::len).sum();
+        assert_eq!(count, all.iter().filter(|a| a.owner == node).count());
+        assert_eq!(mine.is_empty(), !owners.contains(node));
+    }
+}

@@ -1,0 +1,282 @@
+//! Kubernetes mode: the addresses come from LoadBalancer Services' status (the controller gives
+//! them out), the candidates from Nodes, endpoints and L2Advertisements, the live speakers from
+//! membership between the nodes. Every speaker decides alone, from the same data, who announces
+//! what; each announces its own share and says so in the API ([`status`]).
+
+mod decide;
+mod interfaces;
+mod status;
+mod watches;
+
+use std::{
+    collections::BTreeSet,
+    net::{SocketAddr, SocketAddrV4},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use herald_controller::telemetry::{self, Scrape};
+use k8s_openapi::api::core::v1::Node;
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+use tracing::{error, info, warn};
+
+pub use self::decide::{Assignment, Interfaces, Snapshot, assign};
+use self::{status::Report, watches::Watches};
+use crate::{
+    announcer::Announcer,
+    cluster::{Alive, Membership},
+    config::{Cluster, Gratuitous, Timers, cluster::MIN_KEY},
+    datapath::{AttachMode, Datapath},
+    garp, host,
+    metrics::Metrics,
+    plan::Announcement,
+    state,
+};
+
+pub struct Options {
+    /// This node's name (the Node object's).
+    pub node: String,
+    /// Where IPAddressPools and L2Advertisements are read and ServiceL2Statuses written.
+    pub namespace: String,
+    /// The loadBalancerClass the controller handles; `None`: Services without one.
+    pub class: Option<String>,
+    /// The membership key, from the Secret mounted as a file.
+    pub key_file: PathBuf,
+    pub membership_port: u16,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub telemetry: SocketAddr,
+    pub mode: AttachMode,
+    pub dead_man: Duration,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+/// Changes that arrive together are handled in one pass.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// A pass without any change this often: the host's interfaces may have changed.
+const RESYNC: Duration = Duration::from_secs(10);
+/// How long to wait for every node's speaker before going with those that answered.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs until SIGTERM or SIGINT; then leaves the membership (the others take over at once),
+/// withdraws and detaches.
+pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let key = read_key(&opts.key_file)?;
+    let me: Node = Api::all(client.clone())
+        .get(&opts.node)
+        .await
+        .with_context(|| format!("reading Node {:?} (NODE_NAME): is it this node's name?", opts.node))?;
+    let my_ip = watches::internal_ip(&me)
+        .with_context(|| format!("Node {:?} has no IPv4 InternalIP to run membership on", opts.node))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let datapath = Datapath::load(opts.dead_man, &opts.pin_dir)?;
+    let sender = garp::Sender::new().context("opening a packet socket for gratuitous ARP")?;
+    let mut announcer = Announcer::new(datapath, opts.mode, sender, metrics.clone());
+    announcer.datapath.beat()?;
+    let endpoint = Arc::new(Telemetry {
+        registry: metrics.registry(opts.pin_dir.clone(), announcer.names.clone()),
+        ready: AtomicBool::new(false),
+    });
+    let listener = tokio::net::TcpListener::bind(opts.telemetry)
+        .await
+        .with_context(|| format!("binding the telemetry address {}", opts.telemetry))?;
+    tokio::spawn(telemetry::serve(listener, endpoint.clone()));
+
+    let (changed_tx, mut changed) = mpsc::channel(1);
+    let watches = Watches::start(&client, &opts.namespace, &changed_tx).await?;
+    watches.ready().await.context("filling the caches")?;
+    let cluster = Cluster {
+        bind: SocketAddrV4::new(my_ip, opts.membership_port).into(),
+        peers: peers(&watches, &opts),
+        key,
+        quorum: false,
+        timers: Timers::default(),
+    };
+    let mut membership = Membership::start(&opts.node, &cluster, metrics.clone())
+        .await
+        .with_context(|| format!("starting membership on {}", cluster.bind))?;
+    let (reports, report_rx) = watch::channel(Report::default());
+    let writer = status::Writer::new(client.clone(), &opts.namespace, &opts.node, metrics.clone());
+    tokio::spawn(writer.run(report_rx));
+    info!(node = opts.node, membership = %cluster.bind, pin_dir = %opts.pin_dir.display(), "speaker ready");
+
+    let gratuitous = Gratuitous::default();
+    let state_path = state::path(&opts.state_dir, &opts.pin_dir);
+    let mut speaker = Here { opts: &opts, watches: &watches, announcer: &mut announcer, reports: &reports };
+    // `None` until the speaker has joined: it announces nothing before.
+    let mut joined: Option<Alive> = None;
+    let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let mut heartbeat = tokio::time::interval(opts.dead_man / 4);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resync = tokio::time::interval(RESYNC);
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                if let Err(e) = speaker.announcer.datapath.beat() {
+                    error!(error = %e, "heartbeat not written");
+                }
+                let report = state::render(&opts.node, joined.as_ref(), speaker.announcer.current(), &metrics);
+                if let Err(e) = state::write(&state_path, &report) {
+                    warn!(path = %state_path.display(), error = %e, "state file not written");
+                }
+            }
+            alive = membership.next_view(joined.is_none().then_some(join_deadline)) => {
+                // Joining is not a takeover; later views are.
+                let takeover = joined.is_some().then(Instant::now);
+                let changed = speaker.pass(&alive, takeover);
+                if takeover.is_some() {
+                    metrics.ownership_changes.inc_by(changed as u64);
+                }
+                speaker.announcer.reannounce(gratuitous);
+                joined = Some(alive);
+                endpoint.ready.store(true, Ordering::Relaxed);
+            }
+            Some(()) = changed.recv() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while changed.try_recv().is_ok() {}
+                membership.set_peers(peers(&watches, &opts));
+                if let Some(alive) = &joined {
+                    speaker.pass(alive, None);
+                }
+            }
+            _ = resync.tick() => if let Some(alive) = &joined {
+                speaker.pass(alive, None);
+            },
+            _ = term.recv() => { info!("SIGTERM: leaving and withdrawing"); break }
+            _ = int.recv() => { info!("SIGINT: leaving and withdrawing"); break }
+        }
+    }
+    endpoint.ready.store(false, Ordering::Relaxed);
+    membership.leave().await;
+    // Keep answering while the others take over, so that clients see no gap.
+    let deadline = tokio::time::Instant::now() + cluster.timers.probe_period * 2;
+    while tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = heartbeat.tick() => drop(announcer.datapath.beat()),
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    announcer.withdraw_all();
+    let _ = std::fs::remove_file(&state_path);
+    Ok(())
+}
+
+/// One node's view: what it reads, what it drives.
+struct Here<'a> {
+    opts: &'a Options,
+    watches: &'a Watches,
+    announcer: &'a mut Announcer,
+    reports: &'a watch::Sender<Report>,
+}
+
+impl Here<'_> {
+    /// Decides from the caches and `alive`, applies this node's share to the datapath and hands
+    /// the report to the status writer. Returns how many entries changed.
+    fn pass(&mut self, alive: &Alive, takeover: Option<Instant>) -> usize {
+        let snapshot = self.watches.snapshot(self.opts.class.as_deref());
+        let host = match host::discover() {
+            Ok(host) => host,
+            Err(e) => {
+                error!(error = %e, "reading the host's interfaces; keeping what is announced");
+                return 0;
+            }
+        };
+        let (desired, report) = here(&snapshot, alive, &host, &self.opts.node);
+        let changed = match self.announcer.apply(desired, Gratuitous::default(), takeover) {
+            Ok(changed) => changed,
+            Err(e) => {
+                error!(error = %e, "could not apply the election; keeping what is announced");
+                0
+            }
+        };
+        self.reports.send_if_modified(|current| {
+            let differs = *current != report;
+            *current = report;
+            differs
+        });
+        changed
+    }
+}
+
+/// What `node` announces on `host`, and the report for the API. Pure.
+pub fn here(
+    snapshot: &Snapshot,
+    alive: &Alive,
+    host: &host::Host,
+    node: &str,
+) -> (BTreeSet<Announcement>, Report) {
+    let assignments = decide::assign(snapshot, alive);
+    let mut desired = BTreeSet::new();
+    let mut report = Report::default();
+    for (service, owned) in decide::owned_by(&assignments, node) {
+        for a in owned {
+            match interfaces::carriers(host, a.address, &a.interfaces) {
+                Ok(carriers) => {
+                    let names = report.announced.entry(service.to_owned()).or_default();
+                    names.extend(carriers.iter().map(|c| c.ifname.clone()));
+                    desired.extend(carriers);
+                }
+                Err(reason) => drop(report.failed.insert(service.to_owned(), reason)),
+            }
+        }
+    }
+    (desired, report)
+}
+
+/// Every other Node's InternalIP, at the membership port.
+fn peers(watches: &Watches, opts: &Options) -> Vec<SocketAddr> {
+    let nodes = watches.nodes.state();
+    let mut out: Vec<SocketAddr> = nodes
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(opts.node.as_str()))
+        .filter_map(|n| watches::internal_ip(n))
+        .map(|ip| SocketAddrV4::new(ip, opts.membership_port).into())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The membership key: the file's text, trimmed; at least [`MIN_KEY`] bytes.
+fn read_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let text =
+        std::fs::read(path).with_context(|| format!("reading the membership key {}", path.display()))?;
+    let key = String::from_utf8_lossy(&text).trim().as_bytes().to_vec();
+    anyhow::ensure!(
+        key.len() >= MIN_KEY,
+        "membership key {}: {} bytes; at least {MIN_KEY} are needed",
+        path.display(),
+        key.len()
+    );
+    Ok(key)
+}
+
+/// /metrics and readiness: ready once the speaker has joined the membership.
+struct Telemetry {
+    registry: Registry,
+    ready: AtomicBool,
+}
+
+impl Scrape for Telemetry {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}

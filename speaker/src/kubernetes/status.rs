@@ -1,0 +1,229 @@
+//! The announcing speaker's word in the API: a ServiceL2Status per Service it announces (node,
+//! interfaces), a `nodeAssigned` Event when it takes a Service, an `announceFailed` Event when
+//! no interface here can carry an address it was given. A task of its own writes them, so
+//! that a slow or absent API server never holds up the datapath; what fails is retried.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use herald_controller::crd::{InterfaceInfo, MetalLBServiceL2Status, ServiceL2Status};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions},
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+
+/// What this node announces and what it could not, by Service key (`namespace/name`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Services this node announces, with the interfaces it answers on.
+    pub announced: BTreeMap<String, BTreeSet<String>>,
+    /// Services with an address given to this node that no interface here can carry, and why.
+    pub failed: BTreeMap<String, String>,
+}
+
+/// Labels every ServiceL2Status carries, as MetalLB's do.
+const NODE_LABEL: &str = "metallb.io/node";
+const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
+const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
+/// How soon failed writes are tried again.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// The ServiceL2Status object of Service `key`. Service and namespace names are DNS labels
+/// (no dots), so the dot keeps names of different Services apart.
+pub fn object_name(key: &str) -> String {
+    format!("l2-{}", key.replacen('/', ".", 1))
+}
+
+pub struct Writer {
+    api: Api<ServiceL2Status>,
+    recorder: Recorder,
+    node: String,
+    metrics: Arc<Metrics>,
+    /// ServiceL2Statuses as last written by this node (Service key to interfaces).
+    written: BTreeMap<String, BTreeSet<String>>,
+    /// announceFailed Events sent, so each reason is told once.
+    told: BTreeMap<String, String>,
+}
+
+impl Writer {
+    pub fn new(client: Client, namespace: &str, node: &str, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter { controller: "herald-speaker".into(), instance: Some(node.to_owned()) };
+        Self {
+            api: Api::namespaced(client.clone(), namespace),
+            recorder: Recorder::new(client, reporter),
+            node: node.to_owned(),
+            metrics,
+            written: BTreeMap::new(),
+            told: BTreeMap::new(),
+        }
+    }
+
+    /// Writes every report as it comes, until the sender is dropped. Starts from the statuses
+    /// this node left behind (a restart), so that stale ones are removed.
+    pub async fn run(mut self, mut reports: watch::Receiver<Report>) {
+        while let Err(e) = self.adopt().await {
+            debug!(error = %e, "listing this node's ServiceL2Statuses; retrying");
+            tokio::time::sleep(RETRY).await;
+        }
+        loop {
+            let report = reports.borrow_and_update().clone();
+            let settled = self.write(&report).await;
+            let wait = if settled { Duration::MAX } else { RETRY };
+            tokio::select! {
+                changed = reports.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn adopt(&mut self) -> kube::Result<()> {
+        let mine = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
+        for s in self.api.list(&mine).await? {
+            let Some(status) = s.status else { continue };
+            let key = format!("{}/{}", status.service_namespace, status.service_name);
+            self.written.insert(key, status.interfaces.into_iter().map(|i| i.name).collect());
+        }
+        Ok(())
+    }
+
+    /// Brings the API in line with `report`; `true` when everything was written.
+    async fn write(&mut self, report: &Report) -> bool {
+        let mut ok = true;
+        for (key, interfaces) in &report.announced {
+            if self.written.get(key) == Some(interfaces) {
+                continue;
+            }
+            let taken = !self.written.contains_key(key);
+            match self.put(key, interfaces).await {
+                Ok(()) => {
+                    info!(service = key, ?interfaces, "ServiceL2Status written");
+                    self.written.insert(key.clone(), interfaces.clone());
+                    if taken {
+                        let note = format!("announcing from node {:?} with protocol \"layer2\"", self.node);
+                        // Events are news, not state: one that is lost is not sent again.
+                        self.tell(key, EventType::Normal, "nodeAssigned", note).await;
+                    }
+                }
+                Err(e) => {
+                    warn!(service = key, error = %e, "ServiceL2Status not written");
+                    self.metrics.kube_write_errors.inc();
+                    ok = false;
+                }
+            }
+        }
+        let gone: Vec<String> =
+            self.written.keys().filter(|k| !report.announced.contains_key(*k)).cloned().collect();
+        for key in gone {
+            match self.remove(&key).await {
+                Ok(()) => drop(self.written.remove(&key)),
+                Err(e) => {
+                    warn!(service = key, error = %e, "ServiceL2Status not removed");
+                    self.metrics.kube_write_errors.inc();
+                    ok = false;
+                }
+            }
+        }
+        self.told.retain(|key, _| report.failed.contains_key(key));
+        for (key, reason) in &report.failed {
+            if self.told.get(key) != Some(reason)
+                && self.tell(key, EventType::Warning, "announceFailed", reason.clone()).await
+            {
+                self.told.insert(key.clone(), reason.clone());
+            }
+        }
+        ok && report.failed.keys().all(|k| self.told.contains_key(k))
+    }
+
+    /// Creates or updates the ServiceL2Status of `key`, naming this node.
+    async fn put(&self, key: &str, interfaces: &BTreeSet<String>) -> kube::Result<()> {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        let object = object_name(key);
+        let params = PatchParams::apply("herald-speaker").force();
+        let body = json!({
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "ServiceL2Status",
+            "metadata": { "name": object, "labels": {
+                NODE_LABEL: self.node, SERVICE_NAME_LABEL: name, SERVICE_NAMESPACE_LABEL: namespace,
+            }},
+        });
+        self.api.patch(&object, &params, &Patch::Apply(&body)).await?;
+        let status = MetalLBServiceL2Status {
+            node: self.node.clone(),
+            service_name: name.to_owned(),
+            service_namespace: namespace.to_owned(),
+            interfaces: interfaces.iter().map(|n| InterfaceInfo { name: n.clone() }).collect(),
+        };
+        let patch = Patch::Merge(json!({ "status": status }));
+        self.api.patch_status(&object, &PatchParams::default(), &patch).await?;
+        Ok(())
+    }
+
+    /// Deletes the ServiceL2Status of `key` if it still names this node (another node that took
+    /// the Service over may have rewritten it already).
+    async fn remove(&self, key: &str) -> kube::Result<()> {
+        let object = object_name(key);
+        let Some(current) = self.api.get_opt(&object).await? else { return Ok(()) };
+        if current.status.as_ref().is_none_or(|s| s.node != self.node) {
+            return Ok(());
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { resource_version: current.resource_version(), uid: None }),
+            ..Default::default()
+        };
+        match self.api.delete(&object, &params).await {
+            Ok(_) => {
+                info!(service = key, "ServiceL2Status removed");
+                Ok(())
+            }
+            // Gone, or changed by the new owner since: either way not this node's to remove.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Publishes an Event about Service `key`; `true` when it was written.
+    async fn tell(&self, key: &str, type_: EventType, reason: &str, note: String) -> bool {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(namespace.into()),
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        match self.recorder.publish(&event, &reference).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(service = key, error = %e, "Event not written");
+                self.metrics.kube_write_errors.inc();
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn object_names_keep_services_apart() {
+        assert_eq!(super::object_name("default/web"), "l2-default.web");
+        assert_ne!(super::object_name("a-b/c"), super::object_name("a/b-c"));
+    }
+}
