@@ -4,7 +4,7 @@
 //! stops both and removes their state.
 
 use std::{
-    net::TcpListener,
+    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -21,7 +21,16 @@ pub struct ApiServer {
     pub url: String,
     pub kubeconfig: PathBuf,
     dir: PathBuf,
-    children: Vec<Child>,
+    /// The network namespace it runs in; `None`: the caller's.
+    netns: Option<String>,
+    /// Running processes, by name, in start order.
+    children: Vec<(String, Child)>,
+}
+
+/// etcd's client and peer ports.
+struct Endpoints {
+    client: u16,
+    peer: u16,
 }
 
 /// Whether the API server binaries are built; without them, tests skip, or fail under CI.
@@ -51,17 +60,40 @@ fn which(program: &str) -> bool {
 impl ApiServer {
     /// Starts etcd and the API server on free loopback ports; returns once /readyz answers.
     pub fn start() -> anyhow::Result<Self> {
+        let etcd = Endpoints { client: free_port()?, peer: free_port()? };
+        Self::start_at(None, Ipv4Addr::LOCALHOST, etcd, free_port()?)
+    }
+
+    /// Starts etcd (on the namespace's loopback) and the API server (on `addr`, port 6443) in
+    /// network namespace `netns`: a control-plane host on a lab LAN, which nodes reach as
+    /// real nodes reach theirs. Clients must run in that namespace or on the LAN.
+    pub fn start_in(netns: &str, addr: Ipv4Addr) -> anyhow::Result<Self> {
+        Self::start_at(Some(netns.to_owned()), addr, Endpoints { client: 2379, peer: 2380 }, 6443)
+    }
+
+    fn start_at(
+        netns: Option<String>,
+        bind: Ipv4Addr,
+        etcd: Endpoints,
+        api_port: u16,
+    ) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("herald-apiserver-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(dir.join("etcd"))?;
-        let mut server =
-            Self { url: String::new(), kubeconfig: dir.join("kubeconfig"), dir, children: Vec::new() };
-        server.certificates()?;
-        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let mut server = Self {
+            url: format!("https://{bind}:{api_port}"),
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            netns,
+            children: Vec::new(),
+        };
+        server.certificates(bind)?;
         let d = server.dir.display().to_string();
+        let (etcd_port, peer_port) = (etcd.client, etcd.peer);
         server.spawn(
             "etcd",
-            Command::new("etcd").args([
+            "etcd",
+            &[
                 "--name=test",
                 &format!("--data-dir={d}/etcd"),
                 &format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
@@ -69,58 +101,121 @@ impl ApiServer {
                 &format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
                 &format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
                 &format!("--initial-cluster=test=http://127.0.0.1:{peer_port}"),
-            ]),
+            ],
         )?;
-        server.spawn(
-            "kube-apiserver",
-            Command::new(Path::new(BIN_DIR).join("kube-apiserver")).args([
-                &format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                &format!("--secure-port={api_port}"),
-                &format!("--tls-cert-file={d}/apiserver.crt"),
-                &format!("--tls-private-key-file={d}/apiserver.key"),
-                &format!("--client-ca-file={d}/ca.crt"),
-                &format!("--token-auth-file={d}/tokens.csv"),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                &format!("--service-account-key-file={d}/sa.pub"),
-                &format!("--service-account-signing-key-file={d}/sa.key"),
-                "--authorization-mode=RBAC",
-                // Dual-stack Services (ipFamilies, ipFamilyPolicy) are alpha in v1.20: on here.
-                "--feature-gates=IPv6DualStack=true",
-                "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
-                "--disable-admission-plugins=ServiceAccount",
-                "--profiling=false",
-            ]),
-        )?;
-        server.url = format!("https://127.0.0.1:{api_port}");
+        let args = [
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            format!("--bind-address={bind}"),
+            format!("--advertise-address={bind}"),
+            format!("--secure-port={api_port}"),
+            format!("--tls-cert-file={d}/apiserver.crt"),
+            format!("--tls-private-key-file={d}/apiserver.key"),
+            format!("--client-ca-file={d}/ca.crt"),
+            format!("--token-auth-file={d}/tokens.csv"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={d}/sa.pub"),
+            format!("--service-account-signing-key-file={d}/sa.key"),
+            "--authorization-mode=RBAC".into(),
+            // Dual-stack Services (ipFamilies, ipFamilyPolicy) are alpha in v1.20: on here.
+            "--feature-gates=IPv6DualStack=true".into(),
+            "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112".into(),
+            "--disable-admission-plugins=ServiceAccount".into(),
+            "--profiling=false".into(),
+        ];
+        std::fs::write(server.dir.join("kube-apiserver.args"), args.join("\n"))?;
+        server.start_apiserver()?;
         server.write_kubeconfig()?;
         server.wait_ready()?;
         Ok(server)
     }
 
-    fn spawn(&mut self, name: &str, cmd: &mut Command) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
-        let child = cmd
+    /// Starts (again) the API server, with the arguments it was first given.
+    fn start_apiserver(&mut self) -> anyhow::Result<()> {
+        let args = std::fs::read_to_string(self.dir.join("kube-apiserver.args"))?;
+        let args: Vec<&str> = args.lines().collect();
+        let bin = Path::new(BIN_DIR).join("kube-apiserver");
+        self.spawn("kube-apiserver", bin.to_str().context("path")?, &args)
+    }
+
+    /// Stops the API server alone (etcd and the rest keep running): an outage.
+    pub fn stop_apiserver(&mut self) -> anyhow::Result<()> {
+        let (name, mut child) = self.take("kube-apiserver").context("the API server is not running")?;
+        drop(name);
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the API server again after [`ApiServer::stop_apiserver`]; returns once ready.
+    pub fn restart_apiserver(&mut self) -> anyhow::Result<()> {
+        self.start_apiserver()?;
+        self.wait_ready()
+    }
+
+    /// Starts kube-controller-manager with the Endpoints and EndpointSlice controllers (and
+    /// garbage collection), nothing that needs a kubelet (no node lifecycle, which would mark
+    /// the lab's Nodes NotReady and their pods unready).
+    pub fn start_controller_manager(&mut self) -> anyhow::Result<()> {
+        let d = self.dir.display().to_string();
+        let bin = Path::new(BIN_DIR).join("kube-controller-manager");
+        self.spawn(
+            "kube-controller-manager",
+            bin.to_str().context("path")?,
+            &[
+                &format!("--kubeconfig={d}/kubeconfig"),
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--port=0",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                &format!("--service-account-private-key-file={d}/sa.key"),
+                &format!("--root-ca-file={d}/ca.crt"),
+                "--controllers=endpoint,endpointslice,garbagecollector",
+            ],
+        )
+    }
+
+    fn take(&mut self, name: &str) -> Option<(String, Child)> {
+        let i = self.children.iter().position(|(n, _)| n == name)?;
+        Some(self.children.remove(i))
+    }
+
+    /// Starts `program` (in the server's namespace, if it has one), logging to `<name>.log`.
+    fn spawn(&mut self, name: &str, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))?;
+        let child = self
+            .command(program)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        self.children.push(child);
+        self.children.push((name.to_owned(), child));
         Ok(())
+    }
+
+    /// A command in the server's network namespace.
+    fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(netns) => crate::lab::netns_command(netns, program),
+            None => Command::new(program),
+        }
     }
 
     /// CA, serving certificate (a leaf with IP SAN 127.0.0.1, as rustls wants), service-account
     /// key pair, and the admin token in system:masters.
-    fn certificates(&self) -> anyhow::Result<()> {
+    fn certificates(&self, bind: Ipv4Addr) -> anyhow::Result<()> {
         let d = self.dir.display().to_string();
         let script = format!(
             "set -e; cd {d}
              openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=herald-test-ca -keyout ca.key -out ca.crt \
                -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign,digitalSignature
              openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver -keyout apiserver.key -out apiserver.csr
-             printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\nsubjectAltName=IP:127.0.0.1,DNS:localhost\\n' > apiserver.ext
+             printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\nsubjectAltName=IP:127.0.0.1,IP:{bind},DNS:localhost\\n' > apiserver.ext
              openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile apiserver.ext -out apiserver.crt
              openssl genrsa -out sa.key 2048; openssl rsa -in sa.key -pubout -out sa.pub
              echo '{TOKEN},admin,admin-uid,\"system:masters\"' > tokens.csv"
@@ -150,7 +245,8 @@ impl ApiServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         let ca = self.dir.join("ca.crt");
         while Instant::now() < deadline {
-            let ready = Command::new("curl")
+            let ready = self
+                .command("curl")
                 .args(["-sf", "--cacert"])
                 .arg(&ca)
                 .args(["-H", &format!("Authorization: Bearer {TOKEN}"), &format!("{}/readyz", self.url)])
@@ -160,9 +256,9 @@ impl ApiServer {
             if ready.success() {
                 return Ok(());
             }
-            for child in &mut self.children {
+            for (_, child) in &mut self.children {
                 if let Some(status) = child.try_wait()? {
-                    let logs = ["etcd", "kube-apiserver"].map(|n| {
+                    let logs = ["etcd", "kube-apiserver", "kube-controller-manager"].map(|n| {
                         std::fs::read_to_string(self.dir.join(format!("{n}.log"))).unwrap_or_default()
                     });
                     bail!("a control-plane process exited ({status}):\n{}", logs.join("\n"));
@@ -175,7 +271,8 @@ impl ApiServer {
 
     /// The sum of the server's `apiserver_request_total` counters (every request it served).
     pub fn requests_served(&self) -> anyhow::Result<u64> {
-        let out = Command::new("curl")
+        let out = self
+            .command("curl")
             .args(["-sf", "--cacert"])
             .arg(self.dir.join("ca.crt"))
             .args(["-H", &format!("Authorization: Bearer {TOKEN}"), &format!("{}/metrics", self.url)])
@@ -200,7 +297,7 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         // The API server first, then its store.
-        for child in self.children.iter_mut().rev() {
+        for (_, child) in self.children.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
         }

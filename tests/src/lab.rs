@@ -108,6 +108,9 @@ pub struct Lab {
     pub client: Host,
     /// Scratch directory for configs and logs, removed on drop.
     pub workdir: std::path::PathBuf,
+    /// Hosts on the LAN that are neither nodes nor the client (a control plane).
+    pub others: Vec<Host>,
+    id: String,
     switch: String,
     children: Vec<Child>,
     _pass: Option<Ebpf>,
@@ -133,6 +136,8 @@ impl Lab {
                 port: String::new(),
             },
             workdir: std::env::temp_dir().join(format!("herald-lab-{id}")),
+            others: Vec::new(),
+            id: id.clone(),
             switch: switch.clone(),
             children: Vec::new(),
             _pass: None,
@@ -150,6 +155,15 @@ impl Lab {
         lab.client = lab.add_host(&id, "client", CLIENT_ADDR, node_names.len())?;
         lab._pass = Some(lab.attach_pass_programs()?);
         Ok(lab)
+    }
+
+    /// Adds a host on the LAN, beside the nodes and the client (a control plane, say).
+    pub fn add_other(&mut self, name: &str, addr: Ipv4Addr) -> anyhow::Result<Host> {
+        let index = self.nodes.len() + 1 + self.others.len();
+        let id = self.id.clone();
+        let host = self.add_host(&id, name, addr, index)?;
+        self.others.push(host.clone());
+        Ok(host)
     }
 
     fn add_host(&mut self, id: &str, name: &str, addr: Ipv4Addr, index: usize) -> anyhow::Result<Host> {
@@ -263,7 +277,7 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for host in self.nodes.iter().chain([&self.client]) {
+        for host in self.nodes.iter().chain([&self.client]).chain(&self.others) {
             if !host.netns.is_empty() {
                 let _ = ip(&["netns", "del", &host.netns]);
                 // Pins and state file of a speaker that was killed (a clean exit removes its own).

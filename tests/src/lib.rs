@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod cluster;
 pub mod failover;
 pub mod keepalived;
+pub mod kube_lab;
 pub mod lab;
 pub mod probe;
 pub mod speaker;

@@ -155,6 +155,7 @@ impl Writer {
             "metadata": { "name": object, "labels": {
                 NODE_LABEL: self.node, SERVICE_NAME_LABEL: name, SERVICE_NAMESPACE_LABEL: namespace,
             }},
+            "spec": {},
         });
         self.api.patch(&object, &params, &Patch::Apply(&body)).await?;
         let status = MetalLBServiceL2Status {

@@ -1,0 +1,214 @@
+//! A whole Kubernetes cluster in the lab: a control-plane host on the LAN runs etcd,
+//! kube-apiserver, kube-controller-manager (Endpoints) and herald-controller; every lab node has
+//! a Node object (InternalIP = its lab address) and runs herald-speaker in Kubernetes mode. No
+//! kubelet: pods are created with a node and their status patched Ready.
+//!
+//! Clients of the API server must be on the LAN: [`KubeLab::enter`] moves the calling thread
+//! into the control-plane namespace (a test's own thread; it ends with the test).
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+use crate::{
+    apiserver::ApiServer,
+    lab::{Host, Lab},
+    workspace_bin,
+};
+
+/// Where Herald's pools, advertisements and statuses live in the lab cluster.
+pub const NAMESPACE: &str = "herald-system";
+/// The control-plane host's address on the lab LAN.
+pub const CONTROL_PLANE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+/// The speakers' dead-man bound: a killed speaker's program goes quiet within it.
+pub const DEAD_MAN_MS: &str = "1000";
+
+pub struct KubeLab {
+    pub lab: Lab,
+    pub control_plane: Host,
+    pub server: ApiServer,
+    key_file: PathBuf,
+    /// Running speakers by node name: (pid, log).
+    speakers: BTreeMap<String, (u32, PathBuf)>,
+}
+
+impl KubeLab {
+    /// The lab, its control plane (API server, controller-manager, herald-controller), and the
+    /// Namespace and Node objects. Speakers are started with [`KubeLab::start_speaker`].
+    pub fn start(nodes: &[&str]) -> anyhow::Result<Self> {
+        let mut lab = Lab::new(nodes)?;
+        let control_plane = lab.add_other("cp", CONTROL_PLANE)?;
+        let mut server = ApiServer::start_in(&control_plane.netns, CONTROL_PLANE)?;
+        server.start_controller_manager()?;
+        let key_file = lab.workdir.join("memberlist-key");
+        std::fs::write(&key_file, "kube-lab-membership-key-0123456789")?;
+        let mut kl = Self { lab, control_plane, server, key_file, speakers: BTreeMap::new() };
+        let controller_log = kl.lab.workdir.join("controller.log");
+        let cp = kl.control_plane.clone();
+        let kubeconfig = format!("KUBECONFIG={}", kl.server.kubeconfig.display());
+        let bin = workspace_bin("herald-controller");
+        kl.lab.spawn(
+            &cp,
+            "env",
+            &[
+                &kubeconfig,
+                bin.to_str().context("path")?,
+                "--pool-namespace",
+                NAMESPACE,
+                "--lease-seconds",
+                "3",
+                "--telemetry",
+                "127.0.0.1:7472",
+            ],
+            Some(&controller_log),
+        )?;
+        Ok(kl)
+    }
+
+    /// Moves the calling thread into the control plane's network namespace, where the API
+    /// server is reachable; returns an admin client. Call it from the test's own thread.
+    pub async fn enter(&self) -> anyhow::Result<Client> {
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.control_plane.netns))?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let client = self.server.client().await?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } }))?,
+            )
+            .await?;
+        for host in &self.lab.nodes {
+            let node: Node = serde_json::from_value(json!({
+                "metadata": { "name": host.name, "labels": { "kubernetes.io/hostname": host.name } },
+            }))?;
+            nodes.create(&PostParams::default(), &node).await?;
+            let status = json!({ "status": { "addresses": [
+                { "type": "InternalIP", "address": host.addr.to_string() },
+                { "type": "Hostname", "address": host.name },
+            ]}});
+            nodes.patch_status(&host.name, &PatchParams::default(), &Patch::Merge(status)).await?;
+        }
+        Ok(client)
+    }
+
+    /// Starts herald-speaker in Kubernetes mode on `node`; waits until it has joined.
+    pub fn start_speaker(&mut self, node: &str) -> anyhow::Result<()> {
+        let host = self.lab.node(node).clone();
+        let log = self.lab.workdir.join(format!("speaker-{node}-{}.log", self.speakers.len()));
+        let pin_dir = self.lab.pin_dir(&host);
+        let kubeconfig = format!("KUBECONFIG={}", self.server.kubeconfig.display());
+        let bin = workspace_bin("herald-speaker");
+        let pid = self.lab.spawn(
+            &host,
+            "env",
+            &[
+                &kubeconfig,
+                "HERALD_LOG=info,herald_speaker=debug",
+                bin.to_str().context("path")?,
+                "--node-name",
+                node,
+                "--namespace",
+                NAMESPACE,
+                "--cluster-key-file",
+                self.key_file.to_str().context("path")?,
+                "--pin-dir",
+                pin_dir.to_str().context("path")?,
+                "--dead-man-ms",
+                DEAD_MAN_MS,
+            ],
+            Some(&log),
+        )?;
+        self.speakers.insert(node.to_owned(), (pid, log.clone()));
+        wait_log(pid, &log, "membership members=", Duration::from_secs(30))
+    }
+
+    /// SIGKILLs `node`'s speaker: the node dies as far as Herald can tell.
+    pub fn kill_speaker(&mut self, node: &str) -> anyhow::Result<()> {
+        let (pid, _) = self.speakers.remove(node).context("no speaker on that node")?;
+        let mut child = self.lab.take_child(pid).context("not a lab child")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Every speaker's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for (node, (_, log)) in &self.speakers {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out += &format!("--- speaker on {node} (last lines)\n");
+            for line in tail.into_iter().rev() {
+                out += line;
+                out.push('\n');
+            }
+        }
+        let controller = std::fs::read_to_string(self.lab.workdir.join("controller.log")).unwrap_or_default();
+        let tail: Vec<&str> = controller.lines().rev().take(20).collect();
+        out += "--- controller (last lines)\n";
+        for line in tail.into_iter().rev() {
+            out += line;
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Creates pod `name` (labels `app: <app>`) on `node` and makes it Running and Ready with
+/// `ip`, as a kubelet would.
+pub async fn ready_pod(
+    client: &Client,
+    name: &str,
+    app: &str,
+    node: &str,
+    ip: Ipv4Addr,
+) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": app } },
+        "spec": { "nodeName": node, "containers": [{ "name": "app", "image": "registry.invalid/app" }] },
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let status = json!({ "status": {
+        "phase": "Running",
+        "podIP": ip.to_string(),
+        "podIPs": [{ "ip": ip.to_string() }],
+        "conditions": [
+            { "type": "Ready", "status": "True" },
+            { "type": "ContainersReady", "status": "True" },
+        ],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await?;
+    Ok(())
+}
+
+fn wait_log(pid: u32, log: &std::path::Path, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "speaker exited before logging {needle:?}:\n{text}"
+        );
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "speaker did not log {needle:?} within {timeout:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

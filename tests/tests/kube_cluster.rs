@@ -1,0 +1,221 @@
+//! The whole product in the lab: a control plane (kube-apiserver, kube-controller-manager for
+//! Endpoints, herald-controller) on the LAN, three nodes running herald-speaker in Kubernetes
+//! mode, and a client that only speaks ARP. Each phase changes the cluster the way a user or a
+//! failure would and asserts what the client sees and what the API says.
+
+use std::{
+    collections::BTreeSet,
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use herald_controller::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
+use herald_tests::{
+    apiserver, cluster,
+    kube_lab::{self, KubeLab, NAMESPACE},
+    root_or_skip,
+};
+use k8s_openapi::api::{
+    core::v1::{Node, Pod, Service},
+    events::v1::Event,
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+/// Membership failover: detection, a 1 s dead-man bound for the killed node's program, and
+/// room for a loaded CI machine (as in lab_cluster.rs).
+const BOUND: Duration = Duration::from_secs(4);
+/// Changes that travel through the API server: watches, a controller pass, the speakers' pass.
+const API_BOUND: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "current_thread")]
+async fn whole_cluster() {
+    if !root_or_skip("whole_cluster") || !apiserver::available_or_skip("whole_cluster") {
+        return;
+    }
+    let mut kl = KubeLab::start(&NODES).expect("lab and control plane");
+    let client = kl.enter().await.expect("control plane reachable");
+    apiserver::apply_crds(&client).await;
+    for node in NODES {
+        kl.start_speaker(node).unwrap_or_else(|e| panic!("speaker on {node}: {e:#}\n{}", kl.logs()));
+    }
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NAMESPACE);
+    let pool = json!({ "metadata": { "name": "lan" }, "spec": { "addresses": ["192.0.2.240/28"] } });
+    pools.create(&PostParams::default(), &serde_json::from_value(pool).unwrap()).await.unwrap();
+    let ads: Api<L2Advertisement> = Api::namespaced(client.clone(), NAMESPACE);
+    let ad = json!({ "metadata": { "name": "lan" }, "spec": { "ipAddressPools": ["lan"] } });
+    ads.create(&PostParams::default(), &serde_json::from_value(ad).unwrap()).await.unwrap();
+    kube_lab::ready_pod(&client, "web-1", "web", "node-a", Ipv4Addr::new(198, 51, 100, 1)).await.unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = json!({ "metadata": { "name": "web" }, "spec": {
+        "type": "LoadBalancer", "selector": { "app": "web" }, "ports": [{ "port": 80 }] } });
+    services.create(&PostParams::default(), &serde_json::from_value(svc).unwrap()).await.unwrap();
+
+    let vip = allocated(&services).await;
+    assert!(vip.octets()[3] >= 240, "{vip} comes from the pool");
+    let owner = cluster::elected(vip, &NODES);
+    let t = answered_by(&kl, vip, owner, API_BOUND);
+    eprintln!("{vip}: {owner} answers {t:?} after allocation");
+    status_names(&kl, &client, owner).await;
+    let assigned = events(&client, "nodeAssigned").await;
+    assert!(
+        assigned.iter().any(|n| n.contains(&format!("{owner:?}"))),
+        "nodeAssigned names {owner}: {assigned:?}"
+    );
+
+    // The owner's speaker dies: the next in the sha256 order takes over, and the status follows.
+    kl.kill_speaker(owner).unwrap();
+    let rest: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
+    let heir = cluster::elected(vip, &rest);
+    let t = answered_by(&kl, vip, heir, BOUND);
+    eprintln!("{vip}: {heir} took over {t:?} after {owner}'s speaker was killed");
+    status_names(&kl, &client, heir).await;
+    kl.start_speaker(owner).unwrap();
+    answered_by(&kl, vip, owner, BOUND);
+    status_names(&kl, &client, owner).await;
+
+    // externalTrafficPolicy: Local: only the endpoint's node, and it follows the endpoint.
+    set_local(&services, true).await;
+    answered_by(&kl, vip, "node-a", API_BOUND);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.delete("web-1", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .await
+        .unwrap();
+    kube_lab::ready_pod(&client, "web-2", "web", "node-b", Ipv4Addr::new(198, 51, 100, 2)).await.unwrap();
+    answered_by(&kl, vip, "node-b", API_BOUND);
+    status_names(&kl, &client, "node-b").await;
+    set_local(&services, false).await;
+    answered_by(&kl, vip, owner, API_BOUND);
+
+    // An L2Advertisement's nodeSelectors keep the address off the nodes they leave out.
+    let without_owner = cluster::elected(vip, &rest);
+    let selector = json!({ "spec": { "nodeSelectors": [{ "matchExpressions": [
+        { "key": "kubernetes.io/hostname", "operator": "NotIn", "values": [owner] }] }] } });
+    ads.patch("lan", &PatchParams::default(), &Patch::Merge(selector)).await.unwrap();
+    answered_by(&kl, vip, without_owner, API_BOUND);
+    ads.patch("lan", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "nodeSelectors": null } })))
+        .await
+        .unwrap();
+    answered_by(&kl, vip, owner, API_BOUND);
+
+    // The exclusion label does the same, whatever the advertisements say.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let label = |value: serde_json::Value| json!({ "metadata": { "labels": { "node.kubernetes.io/exclude-from-external-load-balancers": value } } });
+    nodes.patch(owner, &PatchParams::default(), &Patch::Merge(label(json!("")))).await.unwrap();
+    answered_by(&kl, vip, without_owner, API_BOUND);
+    status_names(&kl, &client, without_owner).await;
+    nodes.patch(owner, &PatchParams::default(), &Patch::Merge(label(serde_json::Value::Null))).await.unwrap();
+    answered_by(&kl, vip, owner, API_BOUND);
+    status_names(&kl, &client, owner).await;
+
+    // Interfaces the owner does not have: nobody answers, and an announceFailed Event says why.
+    let named = |list: serde_json::Value| Patch::Merge(json!({ "spec": { "interfaces": list } }));
+    ads.patch("lan", &PatchParams::default(), &named(json!(["bond7"]))).await.unwrap();
+    silent(&kl, vip);
+    let failed =
+        eventually(async || events(&client, "announceFailed").await.iter().any(|n| n.contains("bond7")))
+            .await;
+    assert!(failed, "no announceFailed Event naming bond7\n{}", kl.logs());
+    ads.patch("lan", &PatchParams::default(), &named(serde_json::Value::Null)).await.unwrap();
+    answered_by(&kl, vip, owner, API_BOUND);
+
+    // The API server goes away and comes back: the client sees the same owner throughout.
+    kl.server.stop_apiserver().unwrap();
+    steady(&kl, vip, owner, Duration::from_secs(6));
+    kl.server.restart_apiserver().unwrap();
+    steady(&kl, vip, owner, Duration::from_secs(6));
+    status_names(&kl, &client, owner).await;
+
+    // Deleting the Service withdraws the address everywhere, and its status with it.
+    services.delete("web", &DeleteParams::default()).await.unwrap();
+    silent(&kl, vip);
+    let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), NAMESPACE);
+    let gone =
+        eventually(async || statuses.list(&ListParams::default()).await.unwrap().items.is_empty()).await;
+    assert!(gone, "ServiceL2Status left behind\n{}", kl.logs());
+}
+
+/// The address the controller gives Service `web`.
+async fn allocated(services: &Api<Service>) -> Ipv4Addr {
+    let deadline = Instant::now() + API_BOUND;
+    loop {
+        let svc = services.get("web").await.unwrap();
+        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+        if let Some(ip) = ingress.iter().find_map(|i| i.ip.as_deref()?.parse().ok()) {
+            return ip;
+        }
+        assert!(Instant::now() < deadline, "no address allocated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `node` alone answers ARP for `vip`; returns how long that took.
+fn answered_by(kl: &KubeLab, vip: Ipv4Addr, node: &str, bound: Duration) -> Duration {
+    let mac = kl.lab.node(node).mac;
+    cluster::wait_for_owner(&kl.lab, vip, mac, bound).unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()))
+}
+
+/// Waits until nobody answers for `vip`.
+fn silent(kl: &KubeLab, vip: Ipv4Addr) {
+    let deadline = Instant::now() + API_BOUND;
+    while !cluster::answering(&kl.lab, vip).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "{vip} still answered after {API_BOUND:?}\n{}", kl.logs());
+    }
+}
+
+/// Asserts that `node` alone answers for `vip` at every probe for `period`.
+fn steady(kl: &KubeLab, vip: Ipv4Addr, node: &str, period: Duration) {
+    let want = BTreeSet::from([kl.lab.node(node).mac]);
+    let end = Instant::now() + period;
+    while Instant::now() < end {
+        let seen = cluster::answering(&kl.lab, vip).unwrap();
+        assert_eq!(seen, want, "{vip}: answered by {seen:02x?}, expected {node} alone\n{}", kl.logs());
+    }
+}
+
+/// Waits until the ServiceL2Status of `default/web` names `node`.
+async fn status_names(kl: &KubeLab, client: &Client, node: &str) {
+    let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), NAMESPACE);
+    let names = eventually(async || {
+        let s = statuses.get_opt("l2-default.web").await.ok()??.status?;
+        Some(s.node == node && s.service_name == "web" && s.interfaces.iter().any(|i| i.name == "eth0"))
+            .filter(|ok| *ok)
+    })
+    .await;
+    let current = statuses.get_opt("l2-default.web").await.ok().flatten().and_then(|s| s.status);
+    assert!(names, "ServiceL2Status does not name {node} on eth0: {current:?}\n{}", kl.logs());
+}
+
+async fn set_local(services: &Api<Service>, local: bool) {
+    let policy = if local { "Local" } else { "Cluster" };
+    let patch = Patch::Merge(json!({ "spec": { "externalTrafficPolicy": policy } }));
+    services.patch("web", &PatchParams::default(), &patch).await.unwrap();
+}
+
+/// The notes of the Events with `reason` about Service `web`.
+async fn events(client: &Client, reason: &str) -> Vec<String> {
+    let list =
+        Api::<Event>::namespaced(client.clone(), "default").list(&ListParams::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web"))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// Polls `check` every 200 ms until it holds, for up to [`API_BOUND`].
+async fn eventually<T: Into<Option<bool>>>(mut check: impl AsyncFnMut() -> T) -> bool {
+    let deadline = Instant::now() + API_BOUND;
+    while Instant::now() < deadline {
+        if check().await.into() == Some(true) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
