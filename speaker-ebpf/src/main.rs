@@ -17,7 +17,10 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "atomic_xadd is the BPF atomic add")]
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::{
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    ptr::read_volatile,
+};
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_PASS, XDP_TX},
@@ -148,8 +151,13 @@ fn answer<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Option<u32> {
         return None;
     }
 
-    // Rewrite the request into the reply (RFC 826): to the requester, from us.
-    let (requester_mac, requester_ip, vip) = (arp.sha, arp.spa, arp.tpa);
+    // Rewrite the request into the reply (RFC 826): to the requester, from us. The fields are
+    // read to the stack with volatile loads: otherwise LLVM turns the packet-to-packet copies
+    // into a memmove, whose pointer subtraction the verifier refuses without CAP_PERFMON (the
+    // speaker runs with CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW only).
+    // SAFETY: plain reads of fields inside the bounds checked above.
+    let (requester_mac, requester_ip, vip) =
+        unsafe { (read_volatile(&arp.sha), read_volatile(&arp.spa), read_volatile(&arp.tpa)) };
     eth.dst = requester_mac;
     eth.src = mac;
     arp.op = ARPOP_REPLY;
@@ -168,7 +176,7 @@ fn answer<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Option<u32> {
 fn heartbeat_fresh() -> bool {
     // SAFETY: read through a volatile load so the value set at load time is used, not the
     // compile-time default.
-    let bound = unsafe { core::ptr::read_volatile(&HERALD_DEAD_MAN_NS) };
+    let bound = unsafe { read_volatile(&HERALD_DEAD_MAN_NS) };
     let Some(beat) = HEARTBEAT.get(0) else {
         return false;
     };
