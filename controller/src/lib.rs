@@ -6,6 +6,7 @@ pub mod lease;
 pub mod plan;
 pub mod pool;
 pub mod run;
+pub mod secret;
 pub mod selector;
 pub mod service;
 pub mod telemetry;

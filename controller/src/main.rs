@@ -19,6 +19,10 @@ struct Cli {
     /// Seconds a leader's Lease lasts without renewal (replicas renew every third of it).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
     lease_seconds: u64,
+    /// The Secret holding the speakers' membership key; created with a random key if missing.
+    /// Empty: the controller leaves the key to the user.
+    #[arg(long, env = "HERALD_MEMBERLIST_SECRET", default_value = "herald-memberlist")]
+    memberlist_secret: String,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "HERALD_TELEMETRY_ADDR", default_value = "0.0.0.0:7472")]
     telemetry: std::net::SocketAddr,
@@ -36,6 +40,13 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         let client = kube::Client::try_default().await?;
+        if !cli.memberlist_secret.is_empty() {
+            herald_controller::secret::ensure(&client, &cli.pool_namespace, &cli.memberlist_secret)
+                .await
+                .map_err(|e| {
+                    e.context(format!("creating the membership key Secret {}", cli.memberlist_secret))
+                })?;
+        }
         let lease = std::time::Duration::from_secs(cli.lease_seconds);
         let opts = Options {
             class: cli.lb_class,
