@@ -16,6 +16,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 /// Where tests/kube/build-apiserver.sh caches the binaries.
 pub const BIN_DIR: &str = "/var/cache/herald-k8s/bin";
 const TOKEN: &str = "herald-test-admin-token";
+/// ServiceAccounts of deploy/ the server knows by static token.
+pub const ACCOUNTS: [&str; 2] = ["herald-controller", "herald-speaker"];
+const ACCOUNT_NAMESPACE: &str = "herald-system";
+
+fn account_token(account: &str) -> String {
+    format!("herald-test-{account}-token")
+}
 
 pub struct ApiServer {
     pub url: String,
@@ -35,7 +42,8 @@ struct Endpoints {
 
 /// Whether the API server binaries are built; without them, tests skip, or fail under CI.
 pub fn available() -> bool {
-    Path::new(BIN_DIR).join("kube-apiserver").is_file() && which("etcd")
+    ["kube-apiserver", "kube-controller-manager"].iter().all(|b| Path::new(BIN_DIR).join(b).is_file())
+        && which("etcd")
 }
 
 /// `true` when a test that needs the API server can run: otherwise it panics under CI and says
@@ -210,6 +218,16 @@ impl ApiServer {
     /// key pair, and the admin token in system:masters.
     fn certificates(&self, bind: Ipv4Addr) -> anyhow::Result<()> {
         let d = self.dir.display().to_string();
+        // The deploy/ ServiceAccounts, as static-token users the RBAC bindings name.
+        let accounts: String = ACCOUNTS
+            .iter()
+            .map(|a| {
+                format!(
+                    "echo '{}',system:serviceaccount:{ACCOUNT_NAMESPACE}:{a},{a}-uid,'\"system:serviceaccounts,system:serviceaccounts:{ACCOUNT_NAMESPACE}\"' >> tokens.csv; ",
+                    account_token(a)
+                )
+            })
+            .collect();
         let script = format!(
             "set -e; cd {d}
              openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=herald-test-ca -keyout ca.key -out ca.crt \
@@ -218,7 +236,8 @@ impl ApiServer {
              printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\nsubjectAltName=IP:127.0.0.1,IP:{bind},DNS:localhost\\n' > apiserver.ext
              openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile apiserver.ext -out apiserver.crt
              openssl genrsa -out sa.key 2048; openssl rsa -in sa.key -pubout -out sa.pub
-             echo '{TOKEN},admin,admin-uid,\"system:masters\"' > tokens.csv"
+             echo '{TOKEN},admin,admin-uid,\"system:masters\"' > tokens.csv
+             {accounts}"
         );
         let out = Command::new("sh").args(["-c", &script]).output()?;
         ensure!(out.status.success(), "making certificates: {}", String::from_utf8_lossy(&out.stderr));
@@ -226,12 +245,26 @@ impl ApiServer {
     }
 
     fn write_kubeconfig(&self) -> anyhow::Result<()> {
+        self.write_kubeconfig_to(&self.kubeconfig, TOKEN)?;
+        for account in ACCOUNTS {
+            self.write_kubeconfig_to(&self.kubeconfig_as(account), &account_token(account))?;
+        }
+        Ok(())
+    }
+
+    /// A kubeconfig that authenticates as ServiceAccount `account` of herald-system (one of
+    /// [`ACCOUNTS`]): what deploy/'s RBAC grants it, and nothing more.
+    pub fn kubeconfig_as(&self, account: &str) -> PathBuf {
+        self.dir.join(format!("kubeconfig-{account}"))
+    }
+
+    fn write_kubeconfig_to(&self, path: &Path, token: &str) -> anyhow::Result<()> {
         let ca = self.dir.join("ca.crt");
         std::fs::write(
-            &self.kubeconfig,
+            path,
             format!(
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    \
-                 certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\n\
+                 certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {token}\n\
                  contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n    namespace: default\n\
                  current-context: test\n",
                 self.url,
@@ -348,4 +381,41 @@ pub async fn apply_crds(client: &kube::Client) {
             .await
             .unwrap_or_else(|_| panic!("{name} not established"));
     }
+}
+
+/// Creates every object in the YAML file at `path`, as `kubectl create -f` would; returns them
+/// as `Kind/name`. Panics, naming the object, on the first one the server refuses.
+pub async fn create_from_file(
+    client: &kube::Client,
+    discovery: &kube::discovery::Discovery,
+    path: &Path,
+) -> Vec<String> {
+    use kube::{
+        Api,
+        api::{DynamicObject, PostParams},
+        core::GroupVersionKind,
+        discovery::Scope,
+    };
+    use serde::Deserialize as _;
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut created = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let obj = DynamicObject::deserialize(doc).unwrap();
+        let types = obj.types.clone().unwrap();
+        let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
+        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+        let (resource, caps) =
+            discovery.resolve_gvk(&gvk).unwrap_or_else(|| panic!("{}: unknown kind {gvk:?}", path.display()));
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), obj.metadata.namespace.as_deref().unwrap(), &resource)
+            }
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| {
+            panic!("{} {}: {e}", types.kind, obj.metadata.name.clone().unwrap_or_default())
+        });
+        created.push(format!("{}/{}", types.kind, obj.metadata.name.unwrap_or_default()));
+    }
+    created
 }

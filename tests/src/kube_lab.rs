@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
@@ -22,7 +22,7 @@ use kube::{
 use serde_json::json;
 
 use crate::{
-    apiserver::ApiServer,
+    apiserver::{self, ApiServer},
     lab::{Host, Lab},
     workspace_bin,
 };
@@ -52,43 +52,25 @@ impl KubeLab {
         let mut server = ApiServer::start_in(&control_plane.netns, CONTROL_PLANE)?;
         server.start_controller_manager()?;
         let key_file = lab.workdir.join("memberlist-key");
-        std::fs::write(&key_file, "kube-lab-membership-key-0123456789")?;
-        let mut kl = Self { lab, control_plane, server, key_file, speakers: BTreeMap::new() };
-        let controller_log = kl.lab.workdir.join("controller.log");
-        let cp = kl.control_plane.clone();
-        let kubeconfig = format!("KUBECONFIG={}", kl.server.kubeconfig.display());
-        let bin = workspace_bin("herald-controller");
-        kl.lab.spawn(
-            &cp,
-            "env",
-            &[
-                &kubeconfig,
-                bin.to_str().context("path")?,
-                "--pool-namespace",
-                NAMESPACE,
-                "--lease-seconds",
-                "3",
-                "--telemetry",
-                "127.0.0.1:7472",
-            ],
-            Some(&controller_log),
-        )?;
-        Ok(kl)
+        Ok(Self { lab, control_plane, server, key_file, speakers: BTreeMap::new() })
     }
 
     /// Moves the calling thread into the control plane's network namespace, where the API
-    /// server is reachable; returns an admin client. Call it from the test's own thread.
-    pub async fn enter(&self) -> anyhow::Result<Client> {
+    /// server is reachable, and sets the cluster up as `kubectl apply -k deploy/` would (CRDs,
+    /// namespace, RBAC) plus a Node object per lab node; starts herald-controller as its
+    /// ServiceAccount and waits for the membership key it creates. Returns an admin client.
+    /// Call it from the test's own thread.
+    pub async fn enter(&mut self) -> anyhow::Result<Client> {
         let ns = std::fs::File::open(format!("/run/netns/{}", self.control_plane.netns))?;
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
         let client = self.server.client().await?;
+        apiserver::apply_crds(&client).await;
+        let discovery = kube::discovery::Discovery::new(client.clone()).run().await?;
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        for file in ["namespace.yaml", "controller-rbac.yaml", "speaker-rbac.yaml"] {
+            apiserver::create_from_file(&client, &discovery, &deploy.join(file)).await;
+        }
         let nodes: Api<Node> = Api::all(client.clone());
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } }))?,
-            )
-            .await?;
         for host in &self.lab.nodes {
             let node: Node = serde_json::from_value(json!({
                 "metadata": { "name": host.name, "labels": { "kubernetes.io/hostname": host.name } },
@@ -100,7 +82,31 @@ impl KubeLab {
             ]}});
             nodes.patch_status(&host.name, &PatchParams::default(), &Patch::Merge(status)).await?;
         }
+        self.start_controller()?;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let key = loop {
+            let key = secrets.get_opt("herald-memberlist").await?.and_then(|s| s.data?.remove("secretkey"));
+            if let Some(key) = key {
+                break key;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no membership key Secret:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        std::fs::write(&self.key_file, key.0)?;
         Ok(client)
+    }
+
+    /// herald-controller in the control plane, as its ServiceAccount.
+    fn start_controller(&mut self) -> anyhow::Result<()> {
+        let log = self.lab.workdir.join("controller.log");
+        let cp = self.control_plane.clone();
+        let kubeconfig = format!("KUBECONFIG={}", self.server.kubeconfig_as("herald-controller").display());
+        let bin = workspace_bin("herald-controller");
+        let args = [&kubeconfig, bin.to_str().context("path")?, "--pool-namespace", NAMESPACE];
+        let args = [&args[..], &["--lease-seconds", "3", "--telemetry", "127.0.0.1:7472"]].concat();
+        self.lab.spawn(&cp, "env", &args, Some(&log))?;
+        Ok(())
     }
 
     /// Starts herald-speaker in Kubernetes mode on `node`; waits until it has joined.
@@ -108,12 +114,16 @@ impl KubeLab {
         let host = self.lab.node(node).clone();
         let log = self.lab.workdir.join(format!("speaker-{node}-{}.log", self.speakers.len()));
         let pin_dir = self.lab.pin_dir(&host);
-        let kubeconfig = format!("KUBECONFIG={}", self.server.kubeconfig.display());
+        let kubeconfig = format!("KUBECONFIG={}", self.server.kubeconfig_as("herald-speaker").display());
         let bin = workspace_bin("herald-speaker");
+        // The DaemonSet's capabilities, and no others.
         let pid = self.lab.spawn(
             &host,
-            "env",
+            "setpriv",
             &[
+                "--bounding-set=-all,+bpf,+net_admin,+net_raw",
+                "--inh-caps=-all",
+                "env",
                 &kubeconfig,
                 "HERALD_LOG=info,herald_speaker=debug",
                 bin.to_str().context("path")?,

@@ -38,8 +38,7 @@ async fn whole_cluster() {
         return;
     }
     let mut kl = KubeLab::start(&NODES).expect("lab and control plane");
-    let client = kl.enter().await.expect("control plane reachable");
-    apiserver::apply_crds(&client).await;
+    let client = kl.enter().await.unwrap_or_else(|e| panic!("control plane: {e:#}\n{}", kl.logs()));
     for node in NODES {
         kl.start_speaker(node).unwrap_or_else(|e| panic!("speaker on {node}: {e:#}\n{}", kl.logs()));
     }

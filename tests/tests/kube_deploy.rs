@@ -2,14 +2,8 @@
 //! created (the server validates each), as `kubectl apply -k deploy/` would.
 
 use herald_tests::apiserver::{self, ApiServer};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::{
-    Api,
-    api::{DynamicObject, PostParams},
-    core::GroupVersionKind,
-    discovery::{Discovery, Scope},
-};
-use serde::Deserialize as _;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use kube::{Api, discovery::Discovery};
 
 #[tokio::test(flavor = "current_thread")]
 async fn kustomization_applies_to_a_real_apiserver() {
@@ -26,29 +20,9 @@ async fn kustomization_applies_to_a_real_apiserver() {
             .unwrap();
     let mut created = Vec::new();
     for file in kustomization["resources"].as_sequence().unwrap() {
-        let path = deploy.join(file.as_str().unwrap());
-        let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let obj = DynamicObject::deserialize(doc).unwrap();
-            let types = obj.types.clone().unwrap();
-            let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
-            let gvk = GroupVersionKind::gvk(group, version, &types.kind);
-            let (resource, caps) = discovery
-                .resolve_gvk(&gvk)
-                .unwrap_or_else(|| panic!("{}: unknown kind {gvk:?}", path.display()));
-            let api: Api<DynamicObject> = match caps.scope {
-                Scope::Namespaced => Api::namespaced_with(
-                    client.clone(),
-                    obj.metadata.namespace.as_deref().unwrap(),
-                    &resource,
-                ),
-                Scope::Cluster => Api::all_with(client.clone(), &resource),
-            };
-            api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| {
-                panic!("{} {}: {e}", types.kind, obj.metadata.name.clone().unwrap_or_default())
-            });
-            created.push(format!("{}/{}", types.kind, obj.metadata.name.unwrap_or_default()));
-        }
+        created.extend(
+            apiserver::create_from_file(&client, &discovery, &deploy.join(file.as_str().unwrap())).await,
+        );
     }
     for expected in [
         "CustomResourceDefinition/ipaddresspools.metallb.io",
@@ -56,9 +30,22 @@ async fn kustomization_applies_to_a_real_apiserver() {
         "ClusterRole/herald-controller",
         "Role/herald-controller",
         "Deployment/herald-controller",
+        "ClusterRole/herald-speaker",
+        "Role/herald-speaker",
+        "DaemonSet/herald-speaker",
     ] {
         assert!(created.iter().any(|c| c == expected), "{expected} not in {created:?}");
     }
+    let speaker =
+        Api::<DaemonSet>::namespaced(client.clone(), "herald-system").get("herald-speaker").await.unwrap();
+    let pod = speaker.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    let security = pod.containers[0].security_context.clone().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    let caps = security.capabilities.unwrap();
+    assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+    // What the whole-cluster test runs the speaker with (tests/src/kube_lab.rs).
+    assert_eq!(caps.add, Some(["BPF", "NET_ADMIN", "NET_RAW"].map(String::from).to_vec()));
     let deployment =
         Api::<Deployment>::namespaced(client, "herald-system").get("herald-controller").await.unwrap();
     let spec = deployment.spec.unwrap();
