@@ -73,6 +73,12 @@ async fn whole_cluster() {
     let t = answered_by(&kl, vip, heir, BOUND);
     eprintln!("{vip}: {heir} took over {t:?} after {owner}'s speaker was killed");
     status_names(&kl, &client, heir).await;
+    let metrics = kl.lab.node(heir).run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
+    let answered =
+        metric(&metrics, &format!("herald_arp_replies_total{{ip=\"{vip}\",interface=\"eth0\",vlan=\"0\"}}"));
+    assert!(answered >= 1.0, "the heir's XDP program answered, and /metrics shows it:\n{metrics}");
+    assert!(metric(&metrics, "herald_takeover_seconds_count") >= 1.0, "a takeover was timed:\n{metrics}");
+    assert_eq!(metric(&metrics, "herald_members_alive"), 2.0, "{metrics}");
     kl.start_speaker(owner).unwrap();
     answered_by(&kl, vip, owner, BOUND);
     status_names(&kl, &client, owner).await;
@@ -217,4 +223,9 @@ async fn eventually<T: Into<Option<bool>>>(mut check: impl AsyncFnMut() -> T) ->
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// The value of the series `name` (with its labels) in Prometheus text; 0 when absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
