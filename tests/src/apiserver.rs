@@ -127,6 +127,8 @@ impl ApiServer {
             // Dual-stack Services (ipFamilies, ipFamilyPolicy) are alpha in v1.20: on here.
             "--feature-gates=IPv6DualStack=true".into(),
             "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112".into(),
+            // Every LoadBalancer Service takes a node port: room for the converge bench's 10,000.
+            "--service-node-port-range=20000-42767".into(),
             "--disable-admission-plugins=ServiceAccount".into(),
             "--profiling=false".into(),
         ];
@@ -179,6 +181,10 @@ impl ApiServer {
                 &format!("--service-account-private-key-file={d}/sa.key"),
                 &format!("--root-ca-file={d}/ca.crt"),
                 "--controllers=endpoint,endpointslice,garbagecollector",
+                // Thousands of Services' Endpoints (the converge bench) in seconds, not minutes.
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--concurrent-endpoint-syncs=10",
             ],
         )
     }

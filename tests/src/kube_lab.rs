@@ -153,6 +153,11 @@ impl KubeLab {
         Ok(())
     }
 
+    /// The process id of `node`'s speaker.
+    pub fn speaker_pid(&self, node: &str) -> Option<u32> {
+        self.speakers.get(node).map(|(pid, _)| *pid)
+    }
+
     /// Every speaker's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();

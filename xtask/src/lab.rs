@@ -14,6 +14,9 @@ pub enum Bench {
     /// The controller: allocator throughput in process, and 1,000 Services through a real API
     /// server (needs `cargo xtask setup --kube`).
     Controller,
+    /// The whole cluster in the lab: Service creation and endpoint moves to the first ARP
+    /// reply, and a speaker with 1,000 and 10,000 addresses (needs `cargo xtask setup --kube`).
+    Converge,
     /// Takeover time when an owner dies, Herald beside keepalived (default and tuned VRRP).
     Failover {
         /// Runs per row.
@@ -23,25 +26,30 @@ pub enum Bench {
 }
 
 pub fn demo() -> anyhow::Result<()> {
-    run_bin("herald-demo", &[], false)
+    run_bin("herald-demo", &[], false, false)
 }
 
 pub fn bench(which: Bench) -> anyhow::Result<()> {
     match which {
-        Bench::Xdp => run_bin("herald-bench", &["xdp"], false),
-        Bench::Controller => run_bin("herald-bench", &["controller"], true),
+        Bench::Xdp => run_bin("herald-bench", &["xdp"], false, false),
+        Bench::Controller => run_bin("herald-bench", &["controller"], true, false),
+        // Memory and CPU figures of a dev build would say little about the product.
+        Bench::Converge => run_bin("herald-bench", &["converge"], true, true),
         Bench::Failover { runs } => {
-            run_bin("herald-bench", &["failover", "--runs", &runs.to_string()], false)
+            run_bin("herald-bench", &["failover", "--runs", &runs.to_string()], false, false)
         }
     }
 }
 
-/// Sets up (with the API server when `kube`), builds, and runs `bin` of the tests crate with
-/// `args`.
-fn run_bin(bin: &str, args: &[&str], kube: bool) -> anyhow::Result<()> {
+/// Sets up (with the API server when `kube`), builds (optimised when `release`), and runs `bin`
+/// of the tests crate with `args`.
+fn run_bin(bin: &str, args: &[&str], kube: bool, release: bool) -> anyhow::Result<()> {
     setup::run(kube)?;
-    build::run(&build::Options { release: false })?;
-    toolchain::run(
-        cargo().args(["run", "--quiet", "--package", "herald-tests", "--bin", bin, "--"]).args(args),
-    )
+    build::run(&build::Options { release })?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--package", "herald-tests", "--bin", bin]);
+    if release {
+        cmd.arg("--release");
+    }
+    toolchain::run(cmd.arg("--").args(args))
 }

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::{StreamExt as _, stream};
 use herald_controller::crd::{InterfaceInfo, MetalLBServiceL2Status, ServiceL2Status};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
@@ -37,6 +38,8 @@ const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
 const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
 /// How soon failed writes are tried again.
 const RETRY: Duration = Duration::from_secs(2);
+/// Writes in flight at once.
+const PARALLEL: usize = 16;
 
 /// The ServiceL2Status object of Service `key`. Service and namespace names are DNS labels
 /// (no dots), so the dot keeps names of different Services apart.
@@ -96,22 +99,34 @@ impl Writer {
         Ok(())
     }
 
-    /// Brings the API in line with `report`; `true` when everything was written.
+    /// Brings the API in line with `report`; `true` when everything was written. Writes go
+    /// [`PARALLEL`] at a time: a node taking over thousands of Services is not held up by
+    /// round trips.
     async fn write(&mut self, report: &Report) -> bool {
         let mut ok = true;
-        for (key, interfaces) in &report.announced {
-            if self.written.get(key) == Some(interfaces) {
-                continue;
-            }
-            let taken = !self.written.contains_key(key);
-            match self.put(key, interfaces).await {
+        // Owned, so that the futures borrow only `this` (and stay Send for the spawned task).
+        let changed: Vec<(String, BTreeSet<String>)> = report
+            .announced
+            .iter()
+            .filter(|(key, ifs)| self.written.get(*key) != Some(*ifs))
+            .map(|(key, ifs)| (key.clone(), ifs.clone()))
+            .collect();
+        let this = &*self;
+        let results: Vec<_> = stream::iter(changed)
+            .map(|(key, interfaces)| async move {
+                let result = this.put(&key, &interfaces).await;
+                (key, interfaces, result)
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut taken = Vec::new();
+        for (key, interfaces, result) in results {
+            match result {
                 Ok(()) => {
-                    info!(service = key, ?interfaces, "ServiceL2Status written");
-                    self.written.insert(key.clone(), interfaces.clone());
-                    if taken {
-                        let note = format!("announcing from node {:?} with protocol \"layer2\"", self.node);
-                        // Events are news, not state: one that is lost is not sent again.
-                        self.tell(key, EventType::Normal, "nodeAssigned", note).await;
+                    debug!(service = key, ?interfaces, "ServiceL2Status written");
+                    if self.written.insert(key.clone(), interfaces).is_none() {
+                        taken.push(key);
                     }
                 }
                 Err(e) => {
@@ -121,10 +136,31 @@ impl Writer {
                 }
             }
         }
+        // Events are news, not state: one that is lost is not sent again.
+        let note = format!("announcing from node {:?} with protocol \"layer2\"", self.node);
+        let this = &*self;
+        stream::iter(taken)
+            .for_each_concurrent(PARALLEL, |key: String| {
+                let note = note.clone();
+                async move {
+                    this.tell(&key, EventType::Normal, "nodeAssigned", note).await;
+                }
+            })
+            .await;
+
         let gone: Vec<String> =
             self.written.keys().filter(|k| !report.announced.contains_key(*k)).cloned().collect();
-        for key in gone {
-            match self.remove(&key).await {
+        let this = &*self;
+        let results: Vec<_> = stream::iter(gone)
+            .map(|key| async move {
+                let result = this.remove(&key).await;
+                (key, result)
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (key, result) in results {
+            match result {
                 Ok(()) => drop(self.written.remove(&key)),
                 Err(e) => {
                     warn!(service = key, error = %e, "ServiceL2Status not removed");
@@ -133,11 +169,12 @@ impl Writer {
                 }
             }
         }
+
         self.told.retain(|key, _| report.failed.contains_key(key));
-        for (key, reason) in &report.failed {
-            if self.told.get(key) != Some(reason)
-                && self.tell(key, EventType::Warning, "announceFailed", reason.clone()).await
-            {
+        let untold: Vec<(&String, &String)> =
+            report.failed.iter().filter(|(key, reason)| self.told.get(*key) != Some(*reason)).collect();
+        for (key, reason) in untold {
+            if self.tell(key, EventType::Warning, "announceFailed", reason.clone()).await {
                 self.told.insert(key.clone(), reason.clone());
             }
         }

@@ -3,6 +3,7 @@
 //! conditions. Figures, not assertions: these machines are shared.
 
 mod controller;
+mod converge;
 mod failover;
 mod xdp;
 
@@ -24,6 +25,9 @@ enum Which {
     /// The controller: allocator throughput in process, and 1,000 Services through a real API
     /// server.
     Controller,
+    /// The whole cluster: Service creation and endpoint moves to the first ARP reply, and a
+    /// speaker with 1,000 and 10,000 addresses.
+    Converge,
     /// Takeover time when an owner dies, Herald beside keepalived.
     Failover {
         /// Runs per row.
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().which {
         Which::Xdp => xdp::run(),
         Which::Controller => controller::run(),
+        Which::Converge => converge::run(),
         Which::Failover { runs } => failover::run(runs),
     };
     match result {
