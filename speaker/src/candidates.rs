@@ -1,7 +1,7 @@
 //! Which nodes may announce a Service's address in Kubernetes mode: MetalLB's rules, over plain
-//! data, so that a cluster behaves as it did under MetalLB. The Kubernetes mode (not built yet)
-//! reads Nodes, EndpointSlices and L2Advertisements into these types; the winner among the
-//! candidates is then [`crate::election::owner`]'s.
+//! data, so that a cluster behaves as it did under MetalLB. The Kubernetes mode
+//! ([`crate::kubernetes`]) reads Nodes, endpoints and L2Advertisements into these types; the
+//! winner among the candidates is then [`crate::election::owner`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -16,7 +16,7 @@ pub use cluster::{Cluster, Timers};
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// This node's name (membership and election use it later).
+    /// This node's name, as membership and the election know it.
     pub node: String,
     pub gratuitous: Gratuitous,
     /// Membership with other speakers; `None`: this speaker announces every address alone.

@@ -65,6 +65,8 @@ pub struct Options {
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// A pass without any change this often: the host's interfaces may have changed.
 const RESYNC: Duration = Duration::from_secs(10);
+/// How often the state file (`herald-speaker status`) is rewritten.
+const STATE_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait for every node's speaker before going with those that answered.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -122,12 +124,16 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let mut heartbeat = tokio::time::interval(opts.dead_man / 4);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut resync = tokio::time::interval(RESYNC);
+    let mut state_every = tokio::time::interval(STATE_EVERY);
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
                 if let Err(e) = speaker.announcer.datapath.beat() {
                     error!(error = %e, "heartbeat not written");
                 }
+            }
+            // Apart from the heartbeat: with thousands of addresses, rendering it is not free.
+            _ = state_every.tick() => {
                 let report = state::render(&opts.node, joined.as_ref(), speaker.announcer.current(), &metrics);
                 if let Err(e) = state::write(&state_path, &report) {
                     warn!(path = %state_path.display(), error = %e, "state file not written");
