@@ -63,7 +63,7 @@ pub struct Options {
 
 /// Changes that arrive together are handled in one pass.
 const DEBOUNCE: Duration = Duration::from_millis(50);
-/// A pass without any change this often: the host's interfaces may have changed.
+/// How often the host's interfaces are checked for changes (a pass follows if they changed).
 const RESYNC: Duration = Duration::from_secs(10);
 /// How often the state file (`herald-speaker status`) is rewritten.
 const STATE_EVERY: Duration = Duration::from_secs(1);
@@ -117,7 +117,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
 
     let gratuitous = Gratuitous::default();
     let state_path = state::path(&opts.state_dir, &opts.pin_dir);
-    let mut speaker = Here { opts: &opts, watches: &watches, announcer: &mut announcer, reports: &reports };
+    let mut speaker =
+        Here { opts: &opts, watches: &watches, announcer: &mut announcer, reports: &reports, host: None };
     // `None` until the speaker has joined: it announces nothing before.
     let mut joined: Option<Alive> = None;
     let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
@@ -159,7 +160,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
                 }
             }
             _ = resync.tick() => if let Some(alive) = &joined {
-                speaker.pass(alive, None);
+                speaker.resync(alive);
             },
             _ = term.recv() => { info!("SIGTERM: leaving and withdrawing"); break }
             _ = int.recv() => { info!("SIGINT: leaving and withdrawing"); break }
@@ -186,9 +187,20 @@ struct Here<'a> {
     watches: &'a Watches,
     announcer: &'a mut Announcer,
     reports: &'a watch::Sender<Report>,
+    /// The host's interfaces as the last pass saw them.
+    host: Option<host::Host>,
 }
 
 impl Here<'_> {
+    /// A pass if the host's interfaces changed since the last one (the watches and membership
+    /// trigger passes for everything else).
+    fn resync(&mut self, alive: &Alive) {
+        match host::discover() {
+            Ok(host) if self.host.as_ref() == Some(&host) => {}
+            _ => drop(self.pass(alive, None)),
+        }
+    }
+
     /// Decides from the caches and `alive`, applies this node's share to the datapath and hands
     /// the report to the status writer. Returns how many entries changed.
     fn pass(&mut self, alive: &Alive, takeover: Option<Instant>) -> usize {
@@ -201,6 +213,7 @@ impl Here<'_> {
             }
         };
         let (desired, report) = here(&snapshot, alive, &host, &self.opts.node);
+        self.host = Some(host);
         let changed = match self.announcer.apply(desired, Gratuitous::default(), takeover) {
             Ok(changed) => changed,
             Err(e) => {

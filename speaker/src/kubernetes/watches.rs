@@ -128,32 +128,40 @@ impl Watches {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         match &self.endpoints {
             EndpointSource::Slices(store) => {
-                for slice in store.state() {
-                    let Some(svc) = slice.labels().get("kubernetes.io/service-name") else { continue };
-                    let key = format!("{}/{svc}", slice.namespace().unwrap_or_default());
-                    let nodes = out.entry(key).or_default();
-                    for ep in &slice.endpoints {
-                        let c = ep.conditions.clone().unwrap_or_default();
-                        // MetalLB's rule: serving counts; an unset `serving` means `ready`; unset
-                        // `ready` means ready.
-                        let serving = c.serving.unwrap_or(c.ready.unwrap_or(true));
-                        if let (true, Some(node)) = (serving, &ep.node_name) {
-                            nodes.insert(node.clone());
-                        }
-                    }
+                for (key, nodes) in store.state().iter().filter_map(|s| slice_nodes(s)) {
+                    out.entry(key).or_default().extend(nodes);
                 }
             }
-            EndpointSource::Endpoints(store) => {
-                for ep in store.state() {
-                    let key = format!("{}/{}", ep.namespace().unwrap_or_default(), ep.name_any());
-                    let nodes = out.entry(key).or_default();
-                    let ready = ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten());
-                    nodes.extend(ready.filter_map(|a| a.node_name.clone()));
-                }
-            }
+            EndpointSource::Endpoints(store) => out.extend(store.state().iter().map(|e| endpoints_nodes(e))),
         }
         out
     }
+}
+
+/// The Service an EndpointSlice belongs to (`namespace/name`), and the nodes of its serving
+/// endpoints. MetalLB's rule: `serving` counts (a terminating endpoint may still serve); unset
+/// `serving` means `ready`; unset `ready` means ready.
+fn slice_nodes(slice: &EndpointSlice) -> Option<(String, BTreeSet<String>)> {
+    let service = slice.labels().get("kubernetes.io/service-name")?;
+    let key = format!("{}/{service}", slice.namespace().unwrap_or_default());
+    let nodes = slice
+        .endpoints
+        .iter()
+        .filter(|ep| {
+            let c = ep.conditions.clone().unwrap_or_default();
+            c.serving.unwrap_or(c.ready.unwrap_or(true))
+        })
+        .filter_map(|ep| ep.node_name.clone())
+        .collect();
+    Some((key, nodes))
+}
+
+/// The Service of a core/v1 Endpoints object (same name), and the nodes of its ready addresses
+/// (`notReadyAddresses` do not count).
+fn endpoints_nodes(ep: &Endpoints) -> (String, BTreeSet<String>) {
+    let key = format!("{}/{}", ep.namespace().unwrap_or_default(), ep.name_any());
+    let ready = ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten());
+    (key, ready.filter_map(|a| a.node_name.clone()).collect())
 }
 
 /// A Node as the candidate rules see it.
@@ -168,4 +176,52 @@ fn candidate(node: &Node) -> candidates::Node {
 pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
     let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
     addresses.into_iter().flatten().filter(|a| a.type_ == "InternalIP").find_map(|a| a.address.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn serving_endpoints_count_by_node() {
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "web-x1", "namespace": "shop",
+                          "labels": { "kubernetes.io/service-name": "web" } },
+            "addressType": "IPv4",
+            "endpoints": [
+                { "addresses": ["198.51.100.1"], "nodeName": "ready", "conditions": { "ready": true } },
+                { "addresses": ["198.51.100.2"], "nodeName": "unready", "conditions": { "ready": false } },
+                { "addresses": ["198.51.100.3"], "nodeName": "unset" },
+                { "addresses": ["198.51.100.4"], "nodeName": "terminating",
+                  "conditions": { "ready": false, "serving": true, "terminating": true } },
+                { "addresses": ["198.51.100.5"], "nodeName": "not-serving",
+                  "conditions": { "ready": true, "serving": false } },
+                { "addresses": ["198.51.100.6"] },
+            ],
+        }))
+        .unwrap();
+        let (key, nodes) = slice_nodes(&slice).unwrap();
+        assert_eq!(key, "shop/web");
+        assert_eq!(nodes, names(&["ready", "terminating", "unset"]));
+        let mut orphan = slice.clone();
+        orphan.metadata.labels = None;
+        assert!(slice_nodes(&orphan).is_none(), "a slice of no Service is ignored");
+    }
+
+    #[test]
+    fn ready_addresses_count_by_node() {
+        let ep: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "web", "namespace": "shop" },
+            "subsets": [{
+                "addresses": [{ "ip": "198.51.100.1", "nodeName": "node-a" }, { "ip": "198.51.100.9" }],
+                "notReadyAddresses": [{ "ip": "198.51.100.2", "nodeName": "node-b" }],
+            }],
+        }))
+        .unwrap();
+        assert_eq!(endpoints_nodes(&ep), ("shop/web".to_string(), names(&["node-a"])));
+    }
 }
