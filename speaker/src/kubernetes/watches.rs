@@ -18,7 +18,7 @@ use k8s_openapi::api::{
 };
 use kube::{Api, Client, ResourceExt as _, api::ListParams, runtime::reflector::Store};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info};
 
 use super::decide::{Service, Snapshot};
 use crate::candidates;
@@ -113,7 +113,8 @@ impl Watches {
             .filter_map(|p| match Pool::from_spec(&p.name_any(), &p.spec) {
                 Ok(pool) => Some((pool, p.labels().clone())),
                 Err(e) => {
-                    warn!(pool = p.name_any(), error = e, "invalid IPAddressPool ignored");
+                    // Every pass sees it; the controller reports it (pool condition, Event).
+                    debug!(pool = p.name_any(), error = e, "invalid IPAddressPool ignored");
                     None
                 }
             })
