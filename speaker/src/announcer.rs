@@ -147,6 +147,22 @@ impl Announcer {
         }
     }
 
+    /// Keeps the program answering for `grace`, beating on `heartbeat`: after this speaker left
+    /// the membership, so that clients see no gap while the others take over.
+    pub async fn keep_answering(
+        &mut self,
+        heartbeat: &mut tokio::time::Interval,
+        grace: std::time::Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = heartbeat.tick() => drop(self.datapath.beat()),
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
     /// Withdraws every announcement and detaches everywhere.
     pub fn withdraw_all(&mut self) {
         for (_, burst) in self.bursts.drain() {

@@ -107,17 +107,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             _ = int.recv() => { info!("SIGINT: leaving and withdrawing"); break }
         }
     }
-    if let Some(membership) = membership {
+    if let (Some(membership), Some(cluster)) = (membership, &wanted.config.cluster) {
         membership.leave().await;
-        // Keep answering while the others take over, so that clients see no gap.
-        let grace = wanted.config.cluster.as_ref().map_or(Duration::ZERO, |c| c.timers.probe_period * 2);
-        let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                _ = heartbeat.tick() => drop(announcer.datapath.beat()),
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
-        }
+        announcer.keep_answering(&mut heartbeat, cluster.timers.probe_period * 2).await;
     }
     announcer.withdraw_all();
     let _ = std::fs::remove_file(&state_path);

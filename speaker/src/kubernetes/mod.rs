@@ -168,14 +168,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     }
     endpoint.ready.store(false, Ordering::Relaxed);
     membership.leave().await;
-    // Keep answering while the others take over, so that clients see no gap.
-    let deadline = tokio::time::Instant::now() + cluster.timers.probe_period * 2;
-    while tokio::time::Instant::now() < deadline {
-        tokio::select! {
-            _ = heartbeat.tick() => drop(announcer.datapath.beat()),
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
-    }
+    announcer.keep_answering(&mut heartbeat, cluster.timers.probe_period * 2).await;
     announcer.withdraw_all();
     let _ = std::fs::remove_file(&state_path);
     Ok(())
