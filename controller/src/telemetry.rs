@@ -101,6 +101,18 @@ impl Metrics {
     }
 }
 
+/// Logs to stderr, filtered by `HERALD_LOG` (default `info`), coloured only on a terminal (tests
+/// and log collectors read plain text). For both Herald binaries.
+pub fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 /// What a telemetry endpoint serves: the metrics text, and whether the process is ready.
 pub trait Scrape: Send + Sync + 'static {
     fn render(&self) -> String;

@@ -77,13 +77,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    herald_controller::telemetry::init_logs();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let dead_man = Duration::from_millis(cli.dead_man_ms);
     if let Some(config) = cli.config {
