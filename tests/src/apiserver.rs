@@ -425,3 +425,23 @@ pub async fn create_from_file(
     }
     created
 }
+
+/// The Events in `default` about Service `name`.
+pub async fn events_about(client: &kube::Client, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "default");
+    let list = api.list(&Default::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// The notes of the Events with `reason` about Service `name` in `default`.
+pub async fn events(client: &kube::Client, name: &str, reason: &str) -> Vec<String> {
+    events_about(client, name)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}

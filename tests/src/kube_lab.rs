@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::{
     apiserver::{self, ApiServer},
     lab::{Host, Lab},
-    workspace_bin,
+    speaker, workspace_bin,
 };
 
 /// Where Herald's pools, advertisements and statuses live in the lab cluster.
@@ -141,7 +141,7 @@ impl KubeLab {
             Some(&log),
         )?;
         self.speakers.insert(node.to_owned(), (pid, log.clone()));
-        wait_log(pid, &log, "membership members=", Duration::from_secs(30))
+        speaker::wait_for_log(pid, &log, "membership members=", Duration::from_secs(30))
     }
 
     /// SIGKILLs `node`'s speaker: the node dies as far as Herald can tell.
@@ -158,27 +158,23 @@ impl KubeLab {
         self.speakers.get(node).map(|(pid, _)| *pid)
     }
 
-    /// Every speaker's log, for failure messages.
+    /// The last lines of every speaker's log and the controller's, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for (node, (_, log)) in &self.speakers {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            out += &format!("--- speaker on {node} (last lines)\n");
-            for line in tail.into_iter().rev() {
-                out += line;
-                out.push('\n');
-            }
+            out += &format!("--- speaker on {node} (last lines)\n{}", tail(log, 40));
         }
-        let controller = std::fs::read_to_string(self.lab.workdir.join("controller.log")).unwrap_or_default();
-        let tail: Vec<&str> = controller.lines().rev().take(20).collect();
-        out += "--- controller (last lines)\n";
-        for line in tail.into_iter().rev() {
-            out += line;
-            out.push('\n');
-        }
+        let controller = self.lab.workdir.join("controller.log");
+        out += &format!("--- controller (last lines)\n{}", tail(&controller, 20));
         out
     }
+}
+
+/// The last `n` lines of the file at `path` (nothing if it cannot be read).
+fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// Creates pod `name` (labels `app: <app>`) on `node` and makes it Running and Ready with
@@ -207,23 +203,4 @@ pub async fn ready_pod(
     }});
     pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await?;
     Ok(())
-}
-
-fn wait_log(pid: u32, log: &std::path::Path, needle: &str, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "speaker exited before logging {needle:?}:\n{text}"
-        );
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "speaker did not log {needle:?} within {timeout:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -50,17 +50,7 @@ impl Speaker {
 
     /// Waits until the log contains `needle`; fails early if the speaker exited.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.log_text().contains(needle) {
-                return Ok(());
-            }
-            if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
-                bail!("speaker exited before logging {needle:?}:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("speaker did not log {needle:?} within {timeout:?}:\n{}", self.log_text())
+        wait_for_log(self.pid, &self.log, needle, timeout)
     }
 
     pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
@@ -100,4 +90,21 @@ impl Speaker {
         let out = self.host.run("ip", &["link", "show", "dev", "eth0"])?;
         Ok(out.split_whitespace().skip_while(|w| *w != "prog/xdp").nth(4).map(str::to_owned))
     }
+}
+
+/// Waits until the log at `log` of speaker process `pid` contains `needle`; fails early, with
+/// the log, if the process exited.
+pub fn wait_for_log(pid: u32, log: &std::path::Path, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+    let text = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if text().contains(needle) {
+            return Ok(());
+        }
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("speaker exited before logging {needle:?}:\n{}", text());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("speaker did not log {needle:?} within {timeout:?}:\n{}", text())
 }

@@ -15,10 +15,7 @@ use herald_tests::{
     kube_lab::{self, KubeLab, NAMESPACE},
     root_or_skip,
 };
-use k8s_openapi::api::{
-    core::v1::{Node, Pod, Service},
-    events::v1::Event,
-};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -60,7 +57,7 @@ async fn whole_cluster() {
     let t = answered_by(&kl, vip, owner, API_BOUND);
     eprintln!("{vip}: {owner} answers {t:?} after allocation");
     status_names(&kl, &client, owner).await;
-    let assigned = events(&client, "nodeAssigned").await;
+    let assigned = apiserver::events(&client, "web", "nodeAssigned").await;
     assert!(
         assigned.iter().any(|n| n.contains(&format!("{owner:?}"))),
         "nodeAssigned names {owner}: {assigned:?}"
@@ -121,9 +118,10 @@ async fn whole_cluster() {
     let named = |list: serde_json::Value| Patch::Merge(json!({ "spec": { "interfaces": list } }));
     ads.patch("lan", &PatchParams::default(), &named(json!(["bond7"]))).await.unwrap();
     silent(&kl, vip);
-    let failed =
-        eventually(async || events(&client, "announceFailed").await.iter().any(|n| n.contains("bond7")))
-            .await;
+    let failed = eventually(async || {
+        apiserver::events(&client, "web", "announceFailed").await.iter().any(|n| n.contains("bond7"))
+    })
+    .await;
     assert!(failed, "no announceFailed Event naming bond7\n{}", kl.logs());
     ads.patch("lan", &PatchParams::default(), &named(serde_json::Value::Null)).await.unwrap();
     answered_by(&kl, vip, owner, API_BOUND);
@@ -199,18 +197,6 @@ async fn set_local(services: &Api<Service>, local: bool) {
     let policy = if local { "Local" } else { "Cluster" };
     let patch = Patch::Merge(json!({ "spec": { "externalTrafficPolicy": policy } }));
     services.patch("web", &PatchParams::default(), &patch).await.unwrap();
-}
-
-/// The notes of the Events with `reason` about Service `web`.
-async fn events(client: &Client, reason: &str) -> Vec<String> {
-    let list =
-        Api::<Event>::namespaced(client.clone(), "default").list(&ListParams::default()).await.unwrap();
-    list.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web"))
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.note)
-        .collect()
 }
 
 /// Polls `check` every 200 ms until it holds, for up to [`API_BOUND`].

@@ -85,26 +85,6 @@ async fn ingress(client: &Client, name: &str) -> Vec<String> {
     ingress.into_iter().filter_map(|i| i.ip).collect()
 }
 
-/// The notes of the Events with `reason` about Service `name`.
-async fn events(client: &Client, name: &str, reason: &str) -> Vec<String> {
-    events_about(client, name)
-        .await
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.note)
-        .collect()
-}
-
-/// The Events in `default` about Service `name`.
-async fn events_about(client: &Client, name: &str) -> Vec<Event> {
-    let list =
-        Api::<Event>::namespaced(client.clone(), "default").list(&ListParams::default()).await.unwrap();
-    list.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn allocates_reports_and_survives_a_restart() {
     if !apiserver::available_or_skip("allocates_reports_and_survives_a_restart") {
@@ -130,12 +110,13 @@ async fn allocates_reports_and_survives_a_restart() {
         Some("first")
     );
 
-    let allocated =
-        eventually(async || Some(events(&client, "web", "IPAllocated").await).filter(|e| !e.is_empty()))
-            .await;
+    let allocated = eventually(async || {
+        Some(apiserver::events(&client, "web", "IPAllocated").await).filter(|e| !e.is_empty())
+    })
+    .await;
     assert_eq!(allocated, Some(vec!["Assigned IP 192.0.2.0 from pool first".to_string()]));
     let failed = eventually(async || {
-        Some(events(&client, "outside", "AllocationFailed").await).filter(|e| !e.is_empty())
+        Some(apiserver::events(&client, "outside", "AllocationFailed").await).filter(|e| !e.is_empty())
     })
     .await;
     assert_eq!(failed.unwrap()[0], "203.0.113.5 is in no pool");
@@ -194,7 +175,8 @@ async fn assigned(client: &Client, name: &str) -> Option<Vec<String>> {
 }
 
 async fn failure(client: &Client, name: &str) -> String {
-    let e = eventually(async || events(client, name, "AllocationFailed").await.into_iter().next()).await;
+    let e = eventually(async || apiserver::events(client, name, "AllocationFailed").await.into_iter().next())
+        .await;
     e.unwrap_or_else(|| panic!("no AllocationFailed Event for {name}"))
 }
 
@@ -290,14 +272,15 @@ async fn a_pool_edit_moves_what_it_dropped() {
         eventually(async || Some(ingress(&client, "move").await).filter(|i| i == &["192.0.2.2"])).await;
     assert!(moved.is_some(), "move: {:?}", ingress(&client, "move").await);
     let cleared =
-        eventually(async || events(&client, "move", "ClearAssignment").await.into_iter().next()).await;
+        eventually(async || apiserver::events(&client, "move", "ClearAssignment").await.into_iter().next())
+            .await;
     assert_eq!(cleared.as_deref(), Some("Released IP 192.0.2.0: no longer valid"));
     assert_eq!(ingress(&client, "keep").await, ["192.0.2.3"]);
 }
 
 /// The reporting instances of the Events about Service `name`.
 async fn reporters(client: &Client, name: &str) -> Vec<String> {
-    events_about(client, name).await.into_iter().filter_map(|e| e.reporting_instance).collect()
+    apiserver::events_about(client, name).await.into_iter().filter_map(|e| e.reporting_instance).collect()
 }
 
 #[tokio::test(flavor = "current_thread")]
