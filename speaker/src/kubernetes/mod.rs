@@ -190,21 +190,26 @@ impl Here<'_> {
     fn resync(&mut self, alive: &Alive) {
         match host::discover() {
             Ok(host) if self.host.as_ref() == Some(&host) => {}
-            _ => drop(self.pass(alive, None)),
+            Ok(host) => drop(self.pass_on(host, alive, None)),
+            Err(e) => error!(error = %e, "reading the host's interfaces; keeping what is announced"),
         }
     }
 
     /// Decides from the caches and `alive`, applies this node's share to the datapath and hands
     /// the report to the status writer. Returns how many entries changed.
     fn pass(&mut self, alive: &Alive, takeover: Option<Instant>) -> usize {
-        let snapshot = self.watches.snapshot(self.opts.class.as_deref());
-        let host = match host::discover() {
-            Ok(host) => host,
+        match host::discover() {
+            Ok(host) => self.pass_on(host, alive, takeover),
             Err(e) => {
                 error!(error = %e, "reading the host's interfaces; keeping what is announced");
-                return 0;
+                0
             }
-        };
+        }
+    }
+
+    /// [`Here::pass`] with the host's interfaces already read.
+    fn pass_on(&mut self, host: host::Host, alive: &Alive, takeover: Option<Instant>) -> usize {
+        let snapshot = self.watches.snapshot(self.opts.class.as_deref());
         let (desired, report) = here(&snapshot, alive, &host, &self.opts.node);
         self.host = Some(host);
         let changed = match self.announcer.apply(desired, Gratuitous::default(), takeover) {
