@@ -1,8 +1,11 @@
 //! /metrics (Prometheus text), /healthz and /readyz, on a small HTTP endpoint.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use prometheus_client::{
@@ -11,7 +14,7 @@ use prometheus_client::{
     registry::Registry,
 };
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::TcpListener,
 };
 use tracing::warn;
@@ -129,10 +132,43 @@ impl Scrape for Metrics {
     }
 }
 
+/// Where [`serve`] takes connections from: a [`TcpListener`], or a test's stand-in.
+pub trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<Self::Stream> {
+        TcpListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
+/// How long accepting pauses after it failed (out of descriptors, say): long enough not to
+/// spin, short enough that probes barely notice.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// Serves /metrics, /healthz and /readyz on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, metrics: Arc<impl Scrape>) {
+pub async fn serve(listener: impl Accept, metrics: Arc<impl Scrape>) {
+    let mut failing = false;
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let mut stream = match listener.accept().await {
+            Ok(stream) => {
+                failing = false;
+                stream
+            }
+            Err(e) => {
+                // Once per run of failures, and never in a tight loop.
+                if !failing {
+                    warn!(error = %e, "telemetry: accepting a connection; pausing before the next try");
+                }
+                failing = true;
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
@@ -159,8 +195,35 @@ pub async fn serve(listener: TcpListener, metrics: Arc<impl Scrape>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
     use crate::crd::IPAddressPoolStatus;
+
+    /// A listener that is always out of descriptors.
+    struct Exhausted(Arc<AtomicUsize>);
+
+    impl Accept for Exhausted {
+        type Stream = tokio::io::DuplexStream;
+
+        async fn accept(&self) -> std::io::Result<Self::Stream> {
+            let tries = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+            // A loop that does not wait never lets the clock below move: stop it here.
+            assert!(tries < 1000, "accept retried {tries} times without pausing");
+            // EMFILE: the process is out of descriptors.
+            Err(std::io::Error::from_raw_os_error(24))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_accepts_pause() {
+        let tries = Arc::new(AtomicUsize::new(0));
+        let server = tokio::spawn(serve(Exhausted(tries.clone()), Arc::new(Metrics::default())));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n = tries.load(Ordering::Relaxed);
+        assert!((10..=12).contains(&n), "{n} tries in one second, one per {ACCEPT_PAUSE:?} expected");
+        server.abort();
+    }
 
     #[test]
     fn renders_what_a_pass_decided() {
