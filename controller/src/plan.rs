@@ -26,6 +26,10 @@ use crate::{
 pub struct Plan {
     /// Services whose addresses change: `None` clears them.
     pub assignments: BTreeMap<String, Option<Assignment>>,
+    /// Services whose addresses stay but whose `metallb.io/ip-allocated-from-pool` annotation
+    /// does not name their pool (its write failed, or someone changed it): the pool to write,
+    /// `None` to remove it.
+    pub annotations: BTreeMap<String, Option<String>>,
     pub events: Vec<Event>,
     /// Pools that are ignored, with the reason (an Event and a condition on each).
     pub invalid_pools: BTreeMap<String, String>,
@@ -82,8 +86,13 @@ where
             namespaces.get(svc.metadata.namespace.as_deref().unwrap_or("")).cloned().unwrap_or_default();
         let result = service::from_kube(svc, &ns_labels)
             .and_then(|req| allocator.allocate(&req, &current).map_err(|e| e.to_string()));
+        let annotated = service::allocated_from(svc);
         match result {
-            Ok(a) if same(&a.ips, &current) => {}
+            Ok(a) if same(&a.ips, &current) => {
+                if annotated != Some(a.pool.as_str()) {
+                    out.annotations.insert(key, Some(a.pool));
+                }
+            }
             Ok(a) => {
                 if !current.is_empty() {
                     out.events.push(clear(&key, &current, "no longer valid"));
@@ -96,6 +105,8 @@ where
                 if !current.is_empty() {
                     out.events.push(clear(&key, &current, &reason));
                     out.assignments.insert(key.clone(), None);
+                } else if annotated.is_some() {
+                    out.annotations.insert(key.clone(), None);
                 }
                 out.events.push(Event { service: key, reason: Reason::AllocationFailed, message: reason });
             }

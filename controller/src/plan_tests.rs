@@ -1,5 +1,5 @@
 use super::*;
-use crate::crd::IPAddressPoolSpec;
+use crate::{crd::IPAddressPoolSpec, service::ALLOCATED_FROM_POOL};
 
 fn pool(name: &str, addresses: &[&str]) -> IPAddressPool {
     let spec = IPAddressPoolSpec {
@@ -21,6 +21,12 @@ fn svc(name: &str, extra: &str, status: &[&str]) -> KubeService {
         }
     }
     serde_yaml_ng::from_str(&yaml).unwrap()
+}
+
+/// `svc` with the pool annotation the controller writes.
+fn annotated(mut svc: KubeService, pool: &str) -> KubeService {
+    svc.metadata.annotations.get_or_insert_default().insert(ALLOCATED_FROM_POOL.into(), pool.into());
+    svc
 }
 
 fn run(pools: &[IPAddressPool], services: &[KubeService]) -> Plan {
@@ -52,15 +58,32 @@ fn new_services_get_addresses_and_an_event() {
 #[test]
 fn a_pass_over_a_settled_cluster_changes_nothing() {
     // Addresses taken in an order that a fresh allocation would not give: kept as they are.
-    let services = [svc("one", "", &["192.0.2.3"]), svc("two", "", &["192.0.2.0"])];
+    let services =
+        [annotated(svc("one", "", &["192.0.2.3"]), "a"), annotated(svc("two", "", &["192.0.2.0"]), "a")];
     let p = run(&[pool("a", &["192.0.2.0/30"])], &services);
-    assert!(p.assignments.is_empty() && p.events.is_empty(), "{p:?}");
+    assert!(p.assignments.is_empty() && p.events.is_empty() && p.annotations.is_empty(), "{p:?}");
     // A new Service beside them takes what is free, and the others stay put.
     let mut more = services.to_vec();
     more.push(svc("three", "", &[]));
     let p = run(&[pool("a", &["192.0.2.0/30"])], &more);
     assert_eq!(p.assignments.len(), 1);
     assert_eq!(given(&p, "default/three"), Some(vec!["192.0.2.1".into()]));
+}
+
+#[test]
+fn an_annotation_that_disagrees_is_written_again() {
+    // Its status is right, but the annotation's write failed (or someone changed it).
+    let pools = [pool("a", &["192.0.2.0/30"])];
+    let p = run(&pools, &[svc("one", "", &["192.0.2.1"])]);
+    assert!(p.assignments.is_empty() && p.events.is_empty(), "{p:?}");
+    assert_eq!(p.annotations, BTreeMap::from([("default/one".to_owned(), Some("a".to_owned()))]));
+    let p = run(&pools, &[annotated(svc("one", "", &["192.0.2.1"]), "b")]);
+    assert_eq!(p.annotations["default/one"], Some("a".to_owned()));
+    // A Service with no address (none to give) keeps no annotation.
+    let full = [pool("a", &["192.0.2.0/32"])];
+    let p =
+        run(&full, &[annotated(svc("one", "", &["192.0.2.0"]), "a"), annotated(svc("two", "", &[]), "a")]);
+    assert_eq!(p.annotations, BTreeMap::from([("default/two".to_owned(), None)]));
 }
 
 #[test]

@@ -202,7 +202,19 @@ impl Writer {
                 continue;
             }
             if let Err(e) = api.patch(&svc.name_any(), &params, &annotation).await {
-                warn!(service = key, error = %e, "annotation not written");
+                warn!(service = key, error = %e, "annotation not written; the next pass writes it");
+                errors += 1;
+            }
+        }
+        // Addresses right, annotation not: written again (or removed).
+        for (key, pool) in &plan.annotations {
+            let Some(svc) = find(key) else { continue };
+            let api: Api<Service> =
+                Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
+            let annotation =
+                Patch::Merge(json!({ "metadata": { "annotations": { ALLOCATED_FROM_POOL: pool } } }));
+            if let Err(e) = api.patch(&svc.name_any(), &PatchParams::default(), &annotation).await {
+                warn!(service = key, error = %e, "annotation not written; the next pass writes it");
                 errors += 1;
             }
         }

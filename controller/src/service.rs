@@ -92,6 +92,11 @@ pub fn key(svc: &KubeService) -> String {
     )
 }
 
+/// The pool the controller last wrote into `metallb.io/ip-allocated-from-pool`, if any.
+pub fn allocated_from(svc: &KubeService) -> Option<&str> {
+    svc.metadata.annotations.as_ref()?.get(ALLOCATED_FROM_POOL).map(String::as_str)
+}
+
 /// The addresses in a Service's status (what it was given before).
 pub fn current(svc: &KubeService) -> Vec<IpAddr> {
     let ingress =
