@@ -7,8 +7,10 @@
 //!
 //! A sender numbers its datagrams from a random boot id; a receiver accepts, per sender
 //! address, only sequence numbers above the last it accepted from that boot, and only datagrams
-//! sent within [`FRESHNESS`] of its own clock (the clocks of the nodes must agree that well). A
-//! recorded datagram is thus useless once a newer one arrived, and useless to anyone after
+//! sent within [`FRESHNESS`] of its own clock (the clocks of the nodes must agree that well).
+//! When a sender restarts (a new boot id, sending later than the boot it replaces), its earlier
+//! boots are retired: their datagrams are refused for as long as they could be fresh. A recorded
+//! datagram is thus useless once a newer one arrived, and useless to anyone after
 //! [`FRESHNESS`].
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
@@ -17,7 +19,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 const MAGIC: &[u8; 4] = b"HRLD";
-const VERSION: u8 = 1;
+/// 2: identities carry their node's MACs.
+const VERSION: u8 = 2;
 const HEADER: usize = 4 + 1 + 8 + 8 + 8;
 const TAG: usize = 32;
 /// How far a datagram's send time may be from the receiver's clock.
@@ -64,13 +67,24 @@ impl Sealer {
 /// Checks incoming datagrams.
 pub struct Opener {
     key: Vec<u8>,
-    /// Per sender address: the boot id and highest sequence accepted.
-    last: HashMap<SocketAddr, (u64, u64)>,
+    senders: HashMap<SocketAddr, Sender>,
+}
+
+/// What a receiver remembers of one sender.
+#[derive(Debug)]
+struct Sender {
+    /// The boot it speaks from now, the send time of the first datagram accepted from it, and
+    /// the highest sequence accepted.
+    boot: u64,
+    first_ms: u64,
+    seq: u64,
+    /// Boots it spoke from before, with the time they were retired (pruned after [`FRESHNESS`]).
+    retired: Vec<(u64, u64)>,
 }
 
 impl Opener {
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec(), last: HashMap::new() }
+        Self { key: key.to_vec(), senders: HashMap::new() }
     }
 
     /// The payload of `datagram` from `from`, if it is authentic, fresh and new.
@@ -91,13 +105,28 @@ impl Opener {
         if now_ms.abs_diff(sent_ms) > FRESHNESS.as_millis() as u64 {
             return Err(Reject::Stale);
         }
-        match self.last.get(&from) {
-            Some(&(last_boot, last_seq)) if last_boot == boot && seq <= last_seq => {
-                return Err(Reject::Replayed);
+        let fresh = Sender { boot, first_ms: sent_ms, seq, retired: Vec::new() };
+        match self.senders.get_mut(&from) {
+            None => drop(self.senders.insert(from, fresh)),
+            Some(s) if s.boot == boot => {
+                if seq <= s.seq {
+                    return Err(Reject::Replayed);
+                }
+                s.seq = seq;
             }
-            _ => {}
+            Some(s) => {
+                // A boot this sender left, or one older than the boot it speaks from now.
+                s.retired.retain(|(_, at)| now_ms.saturating_sub(*at) <= FRESHNESS.as_millis() as u64);
+                if s.retired.iter().any(|(b, _)| *b == boot) || sent_ms <= s.first_ms {
+                    return Err(Reject::Replayed);
+                }
+                // It restarted.
+                let retired = std::mem::take(&mut s.retired);
+                let old = std::mem::replace(s, fresh);
+                s.retired = retired;
+                s.retired.push((old.boot, now_ms));
+            }
         }
-        self.last.insert(from, (boot, seq));
         Ok(&signed[HEADER..])
     }
 }
@@ -158,8 +187,28 @@ mod tests {
         let other: SocketAddr = "192.0.2.3:7946".parse().unwrap();
         assert!(opener.open(other, NOW, &first).is_ok());
         // A restarted sender (new boot id) starts again at 1.
-        let restarted = Sealer::new(KEY, 2).seal(NOW, b"r");
-        assert!(opener.open(from(), NOW, &restarted).is_ok());
+        let restarted = Sealer::new(KEY, 2).seal(NOW + 1, b"r");
+        assert!(opener.open(from(), NOW + 1, &restarted).is_ok());
+    }
+
+    #[test]
+    fn a_restarted_senders_earlier_boot_is_refused() {
+        let mut before = Sealer::new(KEY, 1);
+        let mut opener = Opener::new(KEY);
+        let (first, unseen) = (before.seal(NOW, b"1"), before.seal(NOW + 10, b"2"));
+        assert!(opener.open(from(), NOW, &first).is_ok());
+        let mut after = Sealer::new(KEY, 2);
+        assert!(opener.open(from(), NOW + 1000, &after.seal(NOW + 1000, b"a")).is_ok());
+        // The previous run's datagrams, seen or not, replayed within the freshness window.
+        assert_eq!(opener.open(from(), NOW + 2000, &first), Err(Reject::Replayed));
+        assert_eq!(opener.open(from(), NOW + 2000, &unseen), Err(Reject::Replayed));
+        // A boot older than the current one, never seen: from before the restart too.
+        let older = Sealer::new(KEY, 3).seal(NOW + 500, b"o");
+        assert_eq!(opener.open(from(), NOW + 2000, &older), Err(Reject::Replayed));
+        // The current boot goes on; a later restart is accepted.
+        assert!(opener.open(from(), NOW + 2000, &after.seal(NOW + 2000, b"b")).is_ok());
+        assert!(opener.open(from(), NOW + 3000, &Sealer::new(KEY, 4).seal(NOW + 3000, b"c")).is_ok());
+        assert_eq!(opener.open(from(), NOW + 3001, &after.seal(NOW + 2500, b"d")), Err(Reject::Replayed));
     }
 
     #[test]
