@@ -6,11 +6,22 @@
 //! Addresses are kept in wire order (`[u8; 4]`), so neither side converts byte order.
 #![no_std]
 
-/// The XDP program that answers ARP requests for announced IPv4 addresses.
+/// The XDP program that answers ARP requests for announced IPv4 addresses, for devices that
+/// leave 802.1Q tags in the frames (rx VLAN offload off).
 pub const ARP_PROGRAM: &str = "herald_arp";
+/// The same responder for devices that may strip tags: it asks the driver for a stripped tag
+/// (the XDP RX-metadata kfunc, kernel >= 6.8), so it is loaded bound to one device. It lives in
+/// an object of its own ([`META_OBJECT_NAME`]): a kernel without the kfunc cannot load the
+/// main object otherwise.
+pub const ARP_META_PROGRAM: &str = "herald_arp_meta";
+/// The same responder at TC ingress (clsact), where the kernel shows a stripped tag in
+/// `__sk_buff`: for devices whose driver cannot tell XDP about stripped tags.
+pub const ARP_TC_PROGRAM: &str = "herald_arp_tc";
 /// A program that passes every frame. The lab puts it on the far end of veth pairs (native-mode
 /// XDP_TX on veth needs a program on the peer) and the bench uses it as the baseline.
 pub const PASS_PROGRAM: &str = "herald_pass";
+/// The file name of the object that holds [`ARP_META_PROGRAM`].
+pub const META_OBJECT_NAME: &str = "herald-meta";
 
 /// Responder map for IPv4: [`ArpKey`] -> [`ArpEntry`]. IPv6 NDP will get a map of its own
 /// (keyed by a 16-byte address) and a path of its own in the program.
@@ -19,12 +30,23 @@ pub const ARP_MAP: &str = "HERALD_ARP";
 pub const HEARTBEAT_MAP: &str = "HERALD_HEARTBEAT";
 /// Capacity of [`ARP_MAP`].
 pub const ARP_MAP_CAPACITY: u32 = 65_536;
+/// The MACs of the other Herald speakers of the cluster: [`MacKey`] -> `u32` (unused). Their
+/// gratuitous ARP for an address (a takeover) is not a conflict.
+pub const PEER_MAP: &str = "HERALD_PEERS";
+/// Capacity of [`PEER_MAP`].
+pub const PEER_MAP_CAPACITY: u32 = 1024;
+/// One-slot array: every conflict the program counted on any entry, so that the speaker learns
+/// of new ones by reading one `u64` rather than the whole of [`ARP_MAP`].
+pub const CONFLICT_MAP: &str = "HERALD_CONFLICTS";
 
 /// Load-time global: how old (in ns of `CLOCK_MONOTONIC`) the heartbeat may be before the
 /// program stops answering and passes every frame.
 pub const DEAD_MAN_GLOBAL: &str = "HERALD_DEAD_MAN_NS";
 /// Default dead-man bound: 2 s.
 pub const DEFAULT_DEAD_MAN_NS: u64 = 2_000_000_000;
+/// Load-time global of aya-log: the most verbose level the program logs at (0: nothing, 1:
+/// error, 2: warn, 3: info, 4: debug). Statements above it are pruned by the verifier.
+pub const LOG_LEVEL_GLOBAL: &str = "AYA_LOG_LEVEL";
 
 /// Key of [`ARP_MAP`]: answer for `addr` on frames received on `ifindex` with 802.1Q `vlan`
 /// (0 for untagged frames).
@@ -46,7 +68,8 @@ impl ArpKey {
     }
 }
 
-/// Value of [`ARP_MAP`]: the MAC to answer with, and how many replies the program sent.
+/// Value of [`ARP_MAP`]: the MAC to answer with, how many replies the program sent, and the
+/// claims of other hosts on the address it saw.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArpEntry {
@@ -54,12 +77,44 @@ pub struct ArpEntry {
     pub _pad: [u8; 2],
     /// Replies sent for this key; only the program increments it (atomically).
     pub replies: u64,
+    /// ARP replies and gratuitous ARP on this key's interface and VLAN that give this address
+    /// another MAC than `mac` (and not a Herald peer's): someone else claims it. Only the
+    /// program increments it (atomically).
+    pub conflicts: u64,
+    /// `CLOCK_MONOTONIC` in ns of the last such claim; 0 = none.
+    pub conflict_ns: u64,
+    /// The MAC the last such claim gave.
+    pub conflict_mac: [u8; 6],
+    pub _pad2: [u8; 2],
 }
-const _: () = assert!(size_of::<ArpEntry>() == 16);
+const _: () = assert!(size_of::<ArpEntry>() == 40);
 
 impl ArpEntry {
     pub const fn new(mac: [u8; 6]) -> Self {
-        Self { mac, _pad: [0; 2], replies: 0 }
+        Self {
+            mac,
+            _pad: [0; 2],
+            replies: 0,
+            conflicts: 0,
+            conflict_ns: 0,
+            conflict_mac: [0; 6],
+            _pad2: [0; 2],
+        }
+    }
+}
+
+/// Key of [`PEER_MAP`]: a MAC address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacKey {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<MacKey>() == 8);
+
+impl MacKey {
+    pub const fn new(mac: [u8; 6]) -> Self {
+        Self { mac, _pad: [0; 2] }
     }
 }
 
@@ -85,4 +140,5 @@ mod user {
     unsafe impl aya::Pod for super::ArpKey {}
     unsafe impl aya::Pod for super::ArpEntry {}
     unsafe impl aya::Pod for super::Heartbeat {}
+    unsafe impl aya::Pod for super::MacKey {}
 }

@@ -1,54 +1,212 @@
-//! Applies a desired set of announcements to the datapath: attaches the program where it is
+//! Applies a desired set of announcements to the datapath: attaches the responder where it is
 //! needed, fills and trims the responder map, and sends gratuitous ARP for what is new.
-//! A change is applied whole or not at all.
+//! A change is applied whole or not at all; an entry whose removal failed is kept, and its
+//! removal tried again ([`Announcer::settle`]), never reported as withdrawn.
+//!
+//! The datapath and the frame sender are traits ([`Responder`], [`Frames`]), so that these
+//! rules are tested with in-memory fakes, without root.
 
-use std::{collections::BTreeSet, sync::Arc, time::Instant};
+use std::{collections::BTreeSet, io, sync::Arc, time::Instant};
 
 use speaker_common::ArpKey;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::{
+    clock,
     config::Gratuitous,
-    datapath::{AttachMode, Datapath, DatapathError},
+    conflict::{self, Conflict},
+    datapath::{Datapath, DatapathError, Hook},
     frame::Arp,
     garp,
     metrics::{InterfaceNames, Metrics},
+    pinned::Entry,
     plan::{self, Announcement},
 };
 
-pub struct Announcer {
-    pub datapath: Datapath,
-    mode: AttachMode,
-    sender: Arc<garp::Sender>,
+/// The datapath, as the announcer drives it.
+pub trait Responder {
+    fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError>;
+    fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError>;
+    fn is_attached(&self, ifindex: u32) -> bool;
+    fn hook(&self, ifindex: u32) -> Option<Hook>;
+    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError>;
+    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError>;
+    fn beat(&mut self) -> Result<(), DatapathError>;
+    fn entries(&self) -> Result<Vec<Entry>, DatapathError>;
+    fn conflicts_total(&self) -> Result<u64, DatapathError>;
+}
+
+impl Responder for Datapath {
+    fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError> {
+        Datapath::attach(self, ifindex, ifname)
+    }
+    fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        Datapath::detach(self, ifindex)
+    }
+    fn is_attached(&self, ifindex: u32) -> bool {
+        Datapath::is_attached(self, ifindex)
+    }
+    fn hook(&self, ifindex: u32) -> Option<Hook> {
+        Datapath::hook(self, ifindex)
+    }
+    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError> {
+        Datapath::insert(self, key, mac)
+    }
+    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError> {
+        Datapath::remove(self, key)
+    }
+    fn beat(&mut self) -> Result<(), DatapathError> {
+        Datapath::beat(self)
+    }
+    fn entries(&self) -> Result<Vec<Entry>, DatapathError> {
+        Datapath::entries(self)
+    }
+    fn conflicts_total(&self) -> Result<u64, DatapathError> {
+        Datapath::conflicts_total(self)
+    }
+}
+
+/// Sends whole Ethernet frames out of an interface (gratuitous ARP).
+pub trait Frames: Send + Sync + 'static {
+    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()>;
+}
+
+impl Frames for garp::Sender {
+    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
+        garp::Sender::send(self, ifindex, frame)
+    }
+}
+
+pub struct Announcer<D = Datapath, F = garp::Sender> {
+    pub datapath: D,
+    sender: Arc<F>,
     current: BTreeSet<Announcement>,
+    /// Entries withdrawn from `current` whose removal from the map failed: still answering, to
+    /// be removed by [`Announcer::settle`].
+    stale: BTreeSet<Announcement>,
     bursts: std::collections::HashMap<ArpKey, JoinHandle<()>>,
     metrics: Arc<Metrics>,
     /// Names of the interfaces announced on, for metric labels.
     pub names: InterfaceNames,
+    /// Conflict episodes, and the programs' conflict total as last read.
+    conflicts: conflict::Watch,
+    conflicts_read: u64,
 }
 
-impl Announcer {
-    pub fn new(datapath: Datapath, mode: AttachMode, sender: garp::Sender, metrics: Arc<Metrics>) -> Self {
+impl<D: Responder, F: Frames> Announcer<D, F> {
+    pub fn new(datapath: D, sender: F, metrics: Arc<Metrics>) -> Self {
         Self {
             datapath,
-            mode,
             sender: Arc::new(sender),
             current: BTreeSet::new(),
+            stale: BTreeSet::new(),
             bursts: Default::default(),
             metrics,
             names: Default::default(),
+            conflicts: conflict::Watch::default(),
+            conflicts_read: 0,
         }
+    }
+
+    /// Other hosts' claims on what this node announces: when the programs counted new ones,
+    /// the episodes that start, each logged once as a warning. Cheap when there are none: one
+    /// map read.
+    pub fn poll_conflicts(&mut self) -> Vec<Conflict> {
+        let total = match self.datapath.conflicts_total() {
+            Ok(total) if total == self.conflicts_read => return Vec::new(),
+            Ok(total) => total,
+            Err(e) => {
+                warn!(error = %e, "reading the conflict count");
+                return Vec::new();
+            }
+        };
+        let entries = match self.datapath.entries() {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!(error = %e, "reading the responder map");
+                return Vec::new();
+            }
+        };
+        self.conflicts_read = total;
+        let started = self.conflicts.observe(clock::monotonic_ns(), &entries);
+        let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
+        for c in &started {
+            warn!(
+                address = %c.addr,
+                interface = names.get(&c.ifindex).map_or("?", String::as_str),
+                vlan = c.vlan,
+                claimed_by = crate::frame::format_mac(c.mac),
+                "address conflict: another host claims an address this node announces \
+                 (a MetalLB speaker still running? the address configured on a host?)"
+            );
+        }
+        started
     }
 
     pub fn current(&self) -> &BTreeSet<Announcement> {
         &self.current
     }
 
+    /// The interfaces announced on, with the hook the responder runs at on each.
+    pub fn interfaces(&self) -> Vec<crate::state::InterfaceLine> {
+        plan::interfaces(&self.current)
+            .into_iter()
+            .map(|(index, name)| (index, name, self.datapath.hook(index)))
+            .collect()
+    }
+
+    /// Entries still in the map that should not be: their removal failed.
+    pub fn stale(&self) -> &BTreeSet<Announcement> {
+        &self.stale
+    }
+
+    /// Tries again to remove the entries whose removal failed, and detaches the responder from
+    /// interfaces that no longer carry any entry; `true` when none is left.
+    pub fn settle(&mut self) -> bool {
+        let stale = std::mem::take(&mut self.stale);
+        for a in &stale {
+            // Announced again since: it is wanted after all.
+            if !self.current.contains(a) {
+                self.withdraw(a);
+            }
+        }
+        let in_use: BTreeSet<u32> = self.current.iter().chain(&self.stale).map(|a| a.ifindex).collect();
+        for (ifindex, ifname) in plan::interfaces(&stale) {
+            if !in_use.contains(&ifindex) {
+                match self.datapath.detach(ifindex) {
+                    Ok(()) => info!(interface = ifname, "responder detached"),
+                    Err(e) => warn!(interface = ifname, error = %e, "could not detach"),
+                }
+            }
+        }
+        self.stale.is_empty()
+    }
+
+    /// Removes one entry from the map: `true` when it is gone; kept as stale when not.
+    fn withdraw(&mut self, a: &Announcement) -> bool {
+        match self.datapath.remove(&a.key()) {
+            Ok(()) => {
+                info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "withdrawn");
+                true
+            }
+            Err(e) => {
+                warn!(
+                    address = %a.addr, interface = a.ifname, vlan = a.vlan, error = %e,
+                    "could not withdraw: still answering, trying again"
+                );
+                self.stale.insert(a.clone());
+                false
+            }
+        }
+    }
+
     /// Moves the datapath from the current announcements to `desired`; returns how many entries
     /// were announced or withdrawn. On error nothing has changed: interfaces attached and
     /// entries inserted on the way are undone. `takeover`: when the membership change that
     /// asked for this was seen (the first gratuitous ARP of each new entry is timed from it).
+    /// An entry whose removal fails stays in the map and is kept as stale (see
+    /// [`Announcer::settle`]); its interface stays attached.
     pub fn apply(
         &mut self,
         desired: BTreeSet<Announcement>,
@@ -63,7 +221,7 @@ impl Announcer {
         let result = (|| {
             for (ifindex, ifname) in &wanted {
                 if !self.datapath.is_attached(*ifindex) {
-                    self.datapath.attach(*ifindex, ifname, self.mode)?;
+                    self.datapath.attach(*ifindex, ifname)?;
                     attached.push(*ifindex);
                 }
             }
@@ -94,28 +252,29 @@ impl Announcer {
                 burst.abort();
             }
             // An entry re-announced with a new MAC was overwritten above, not withdrawn.
-            if !announced.contains(&key)
-                && let Err(e) = self.datapath.remove(&key)
-            {
-                warn!(address = %a.addr, interface = a.ifname, error = %e, "could not withdraw");
+            if !announced.contains(&key) {
+                self.withdraw(a);
             }
-            info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "withdrawn");
         }
+        self.stale.retain(|a| !desired.iter().any(|d| d.key() == a.key()));
         for a in &diff.announce {
             info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "announcing");
             self.start_burst(a, gratuitous, takeover);
         }
-        let still_wanted: BTreeSet<u32> = wanted.iter().map(|(i, _)| *i).collect();
+        // Interfaces that carry neither a wanted nor a stale entry: the responder leaves them.
+        let still_used: BTreeSet<(u32, String)> =
+            wanted.union(&plan::interfaces(&self.stale)).cloned().collect();
+        let still_wanted: BTreeSet<u32> = still_used.iter().map(|(i, _)| *i).collect();
         for (ifindex, ifname) in plan::interfaces(&self.current) {
             if !still_wanted.contains(&ifindex) {
                 match self.datapath.detach(ifindex) {
-                    Ok(()) => info!(interface = ifname, "XDP program detached"),
+                    Ok(()) => info!(interface = ifname, "responder detached"),
                     Err(e) => warn!(interface = ifname, error = %e, "could not detach"),
                 }
             }
         }
         if let Ok(mut names) = self.names.write() {
-            *names = wanted.iter().cloned().collect();
+            *names = still_used.into_iter().collect();
         }
         self.current = desired;
         Ok(diff.announce.len() + diff.withdraw.len())
@@ -203,3 +362,7 @@ impl Announcer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "announcer_tests.rs"]
+mod tests;

@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
 };
 
 use sha2::{Digest, Sha256};
@@ -12,11 +12,15 @@ use sha2::{Digest, Sha256};
 use crate::config::Vip;
 
 /// The winner among `candidates` for `address`, if there is any candidate.
-pub fn owner<'a>(address: Ipv4Addr, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn owner<'a>(
+    address: impl Into<IpAddr>,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let address = address.into();
     candidates.into_iter().min_by_key(|node| (rank(node, address), *node))
 }
 
-fn rank(node: &str, address: Ipv4Addr) -> [u8; 32] {
+fn rank(node: &str, address: IpAddr) -> [u8; 32] {
     Sha256::digest(format!("{node}#{address}")).into()
 }
 

@@ -13,7 +13,7 @@ fn metallb_order() {
     // From `printf 'node-a#192.0.2.10' | sha256sum` and so on:
     //   node-c 39f2d7a8..., node-b 6e9fb809..., node-a d4b84135...  => node-c, then node-b.
     let address = Ipv4Addr::new(192, 0, 2, 10);
-    let hex = |n: &str| rank(n, address).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let hex = |n: &str| rank(n, address.into()).iter().map(|b| format!("{b:02x}")).collect::<String>();
     assert_eq!(hex("node-a"), "d4b84135501a6622f43f01422f65d768d1a4637914be8add4e31f107336b8068");
     assert_eq!(hex("node-c"), "39f2d7a8f2401847a848a92e8435873a10a277cabe7bc275e797deb43bd7cd0c");
     assert_eq!(owner(address, ["node-a", "node-b", "node-c"]), Some("node-c"));

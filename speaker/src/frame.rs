@@ -7,6 +7,11 @@ pub const BROADCAST: [u8; 6] = [0xff; 6];
 pub const ARP_REQUEST: u16 = 1;
 pub const ARP_REPLY: u16 = 2;
 
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
 /// The fields of an Ethernet + ARP (IPv4) frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arp {

@@ -41,9 +41,54 @@ pub struct Host {
     pub gateways: Vec<(String, Ipv4Addr)>,
 }
 
+/// Name prefixes of the interfaces container runtimes and CNI plugins make.
+pub const CONTAINER_PREFIXES: &[&str] = &[
+    "veth",
+    "cni",
+    "flannel",
+    "cali",
+    "docker",
+    "kube-ipvs",
+    "kube-bridge",
+    "cilium",
+    "lxc",
+    "vxlan",
+    "tunl",
+    "weave",
+    "genev",
+    "nodelocaldns",
+    "tap",
+    "virbr",
+];
+
+/// At most this many MACs go into the membership identity.
+const MAX_OWN_MACS: usize = 16;
+
+impl Interface {
+    /// An interface a container runtime or CNI plugin made, whatever its subnet.
+    pub fn is_container(&self) -> bool {
+        CONTAINER_PREFIXES.iter().any(|p| self.name.starts_with(p))
+    }
+}
+
 impl Host {
     pub fn interface(&self, name: &str) -> Option<&Interface> {
         self.interfaces.iter().find(|i| i.name == name)
+    }
+
+    /// The MACs this node may answer with: those of its interfaces but loopback and container
+    /// interfaces (at most 16), for the other speakers to know its gratuitous ARP by.
+    pub fn own_macs(&self) -> Vec<[u8; 6]> {
+        let mut macs: Vec<[u8; 6]> = self
+            .interfaces
+            .iter()
+            .filter(|it| !it.loopback && !it.is_container())
+            .filter_map(|it| it.mac)
+            .collect();
+        macs.sort();
+        macs.dedup();
+        macs.truncate(MAX_OWN_MACS);
+        macs
     }
 }
 

@@ -2,7 +2,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use herald_speaker::{datapath::AttachMode, kubernetes, standalone, status};
+use herald_speaker::{
+    datapath::{self, LogLevel, Mode},
+    kubernetes, standalone, status,
+};
 
 /// Answers ARP for the addresses this node announces, from an XDP program.
 #[derive(Parser)]
@@ -11,9 +14,14 @@ struct Cli {
     /// Standalone mode: announce the addresses listed in this TOML file (SIGHUP reloads it).
     #[arg(long, short, env = "HERALD_CONFIG")]
     config: Option<PathBuf>,
-    /// XDP attach mode: native, falling back to generic (auto); or only one of them.
-    #[arg(long, value_enum, default_value = "auto")]
-    xdp_mode: AttachMode,
+    /// Where the responder runs: XDP in the driver where it can know every request's VLAN, TC
+    /// ingress elsewhere (auto); or only one of them.
+    #[arg(long, env = "HERALD_DATAPATH", value_enum, default_value = "auto")]
+    datapath: Mode,
+    /// What the BPF programs log (into the speaker's log, target herald::xdp). Fixed when they
+    /// load; off costs nothing.
+    #[arg(long, env = "HERALD_XDP_LOG", value_enum, default_value = "off")]
+    xdp_log: LogLevel,
     /// Stop answering when the speaker has not proved it is alive for this long (ms). Fixed when
     /// the program loads.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
@@ -24,6 +32,9 @@ struct Cli {
     /// Directory of the state file that `status` reads (members, owned addresses, counters).
     #[arg(long, global = true, env = "HERALD_STATE_DIR", default_value = "/run/herald")]
     state_dir: PathBuf,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "HERALD_TELEMETRY_ADDR", default_value = "0.0.0.0:7472")]
+    telemetry: std::net::SocketAddr,
     #[command(flatten)]
     kube: KubeArgs,
     #[command(subcommand)]
@@ -48,9 +59,6 @@ struct KubeArgs {
     /// UDP port of the membership, on the node's InternalIP.
     #[arg(long, env = "HERALD_MEMBERSHIP_PORT", default_value_t = 7946)]
     membership_port: u16,
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "HERALD_TELEMETRY_ADDR", default_value = "0.0.0.0:7472")]
-    telemetry: std::net::SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -79,15 +87,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     herald_controller::telemetry::init_logs();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let dead_man = Duration::from_millis(cli.dead_man_ms);
+    let datapath = datapath::Options {
+        dead_man: Duration::from_millis(cli.dead_man_ms),
+        pin_dir: cli.pin_dir,
+        state_dir: cli.state_dir,
+        mode: cli.datapath,
+        log: cli.xdp_log,
+    };
     if let Some(config) = cli.config {
-        let opts = standalone::Options {
-            config,
-            mode: cli.xdp_mode,
-            dead_man,
-            pin_dir: cli.pin_dir,
-            state_dir: cli.state_dir,
-        };
+        let opts = standalone::Options { config, datapath, telemetry: cli.telemetry };
         return runtime.block_on(standalone::run(opts));
     }
     let k = cli.kube;
@@ -100,11 +108,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         class: k.lb_class,
         key_file: k.cluster_key_file,
         membership_port: k.membership_port,
-        telemetry: k.telemetry,
-        mode: cli.xdp_mode,
-        dead_man,
-        pin_dir: cli.pin_dir,
-        state_dir: cli.state_dir,
+        telemetry: cli.telemetry,
+        datapath,
     };
     runtime.block_on(async {
         let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;

@@ -3,9 +3,16 @@
 
 use std::{
     collections::BTreeMap,
+    net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
 };
+
+use anyhow::Context as _;
 
 use prometheus_client::{
     collector::Collector,
@@ -17,7 +24,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::pinned;
+use crate::{clock, frame::format_mac, pinned};
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -146,6 +153,67 @@ impl Collector for Responder {
         for e in &entries {
             ConstGauge::new(1i64).encode(family.encode_family(&labels(e))?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "address_conflicts",
+            "ARP replies and gratuitous ARP from another host claiming an announced address",
+            None,
+            MetricType::Counter,
+        )?;
+        for e in &entries {
+            ConstCounter::new(e.conflicts).encode(family.encode_family(&labels(e))?)?;
+        }
+        // The last claim of each, by MAC: when it came, as Unix time.
+        let (now_unix, now_ns) = (
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+            clock::monotonic_ns(),
+        );
+        let mut family = encoder.encode_descriptor(
+            "address_conflict_last_seconds",
+            "When another host last claimed an announced address (Unix time), and the MAC it gave",
+            None,
+            MetricType::Gauge,
+        )?;
+        for e in entries.iter().filter(|e| e.conflicts > 0) {
+            let mut labels = labels(e);
+            labels.push(("mac", format_mac(e.conflict_mac)));
+            let at = now_unix - now_ns.saturating_sub(e.conflict_ns) as f64 / 1e9;
+            ConstGauge::new(at).encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
+    }
+}
+
+/// A speaker's /metrics, /healthz and /readyz: ready once it has joined the membership (at
+/// once, without one).
+pub struct Endpoint {
+    registry: Registry,
+    ready: AtomicBool,
+}
+
+impl Endpoint {
+    /// Serves `registry` on `addr` (in a task of its own) until the process ends.
+    pub async fn serve(addr: SocketAddr, registry: Registry) -> anyhow::Result<Arc<Self>> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the telemetry address {addr} (--telemetry)"))?;
+        let endpoint = Arc::new(Self { registry, ready: AtomicBool::new(false) });
+        tokio::spawn(herald_controller::telemetry::serve(listener, endpoint.clone()));
+        Ok(endpoint)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+}
+
+impl herald_controller::telemetry::Scrape for Endpoint {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 }

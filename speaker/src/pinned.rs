@@ -14,6 +14,35 @@ pub struct Entry {
     pub vlan: u16,
     pub mac: [u8; 6],
     pub replies: u64,
+    /// Claims on the address by another MAC (see [`ArpEntry::conflicts`]).
+    pub conflicts: u64,
+    /// When the last claim was seen (`CLOCK_MONOTONIC` ns; 0 = never), and the MAC it gave.
+    pub conflict_ns: u64,
+    pub conflict_mac: [u8; 6],
+}
+
+impl Entry {
+    pub fn new(key: &ArpKey, value: &ArpEntry) -> Self {
+        Self {
+            addr: key.addr.into(),
+            ifindex: key.ifindex,
+            vlan: key.vlan,
+            mac: value.mac,
+            replies: value.replies,
+            conflicts: value.conflicts,
+            conflict_ns: value.conflict_ns,
+            conflict_mac: value.conflict_mac,
+        }
+    }
+}
+
+/// The entries of a responder map, in address order.
+pub fn entries_of<T: std::borrow::Borrow<MapData>>(
+    map: &HashMap<T, ArpKey, ArpEntry>,
+) -> Result<Vec<Entry>, MapError> {
+    let mut out = map.iter().map(|kv| kv.map(|(k, v)| Entry::new(&k, &v))).collect::<Result<Vec<_>, _>>()?;
+    out.sort_by_key(|e| (e.addr, e.ifindex, e.vlan));
+    Ok(out)
 }
 
 /// Whether the speaker that wrote `beat` still runs (in this PID namespace). A zombie, killed
@@ -38,21 +67,7 @@ pub fn heartbeat(dir: &Path) -> Result<Heartbeat, MapError> {
 
 pub fn entries(dir: &Path) -> Result<Vec<Entry>, MapError> {
     let map = Map::HashMap(MapData::from_pin(dir.join(ARP_MAP))?);
-    let map = HashMap::<_, ArpKey, ArpEntry>::try_from(map)?;
-    let mut out = map
-        .iter()
-        .map(|kv| {
-            kv.map(|(k, v)| Entry {
-                addr: k.addr.into(),
-                ifindex: k.ifindex,
-                vlan: k.vlan,
-                mac: v.mac,
-                replies: v.replies,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    out.sort_by_key(|e| (e.addr, e.ifindex, e.vlan));
-    Ok(out)
+    entries_of(&HashMap::<_, ArpKey, ArpEntry>::try_from(map)?)
 }
 
 #[cfg(test)]

@@ -9,21 +9,21 @@ use tracing::{error, info, warn};
 
 use crate::{
     announcer::Announcer,
-    cluster::{Alive, Membership},
+    cluster::{Alive, Membership, PeerMacs},
     config::{self, Config},
-    datapath::{AttachMode, Datapath},
+    conflict,
+    datapath::{self, Datapath},
     garp, host,
-    metrics::Metrics,
+    metrics::{Endpoint, Metrics},
     plan::{self, Announcement},
     state,
 };
 
 pub struct Options {
     pub config: PathBuf,
-    pub mode: AttachMode,
-    pub dead_man: Duration,
-    pub pin_dir: PathBuf,
-    pub state_dir: PathBuf,
+    pub datapath: datapath::Options,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub telemetry: std::net::SocketAddr,
 }
 
 /// How long a speaker with a cluster waits to see every configured member before it goes with
@@ -46,42 +46,62 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Everything that can be wrong with the file is found before anything is attached.
     let mut wanted = load(&opts)?;
     let metrics = Arc::new(Metrics::default());
-    let datapath = Datapath::load(opts.dead_man, &opts.pin_dir)?;
+    let mut datapath = Datapath::load(&opts.datapath)?;
+    if let Some(logs) = datapath.take_logs() {
+        tokio::spawn(datapath::forward_logs(logs));
+    }
     let sender = garp::Sender::new().context("opening a packet socket for gratuitous ARP")?;
-    let mut announcer = Announcer::new(datapath, opts.mode, sender, metrics.clone());
+    let mut announcer = Announcer::new(datapath, sender, metrics.clone());
     announcer.datapath.beat()?;
+    let registry = metrics.registry(opts.datapath.pin_dir.clone(), announcer.names.clone());
+    let endpoint = Endpoint::serve(opts.telemetry, registry).await?;
     let mut membership = match &wanted.config.cluster {
-        Some(cluster) => Some(
-            Membership::start(&wanted.config.node, cluster, metrics.clone())
-                .await
-                .with_context(|| format!("starting membership on {}", cluster.bind))?,
-        ),
+        Some(cluster) => {
+            let own_macs = host::discover().context("reading the host's interfaces")?.own_macs();
+            Some(
+                Membership::start(&wanted.config.node, own_macs, cluster, metrics.clone())
+                    .await
+                    .with_context(|| format!("starting membership on {}", cluster.bind))?,
+            )
+        }
         None => None,
     };
-    let state_path = state::path(&opts.state_dir, &opts.pin_dir);
+    let mut peer_macs = membership.as_ref().map(|m| m.peer_macs.clone());
+    let state_path = state::path(&opts.datapath.state_dir, &opts.datapath.pin_dir);
     // `None` until the speaker has joined (or found itself alone): announce nothing before.
     let mut joined: Option<Alive> = None;
     let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     if membership.is_none() {
         apply(&mut announcer, &wanted, None, None)?;
+        endpoint.set_ready(true);
     }
-    info!(node = wanted.config.node, pin_dir = %opts.pin_dir.display(), "speaker ready");
+    info!(node = wanted.config.node, pin_dir = %opts.datapath.pin_dir.display(), "speaker ready");
 
     // Beat four times per bound: one late beat never stops the answers.
-    let mut heartbeat = tokio::time::interval(opts.dead_man / 4);
+    let mut heartbeat = tokio::time::interval(opts.datapath.dead_man / 4);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refresh = wanted
         .config
         .gratuitous
         .refresh
         .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+    let mut conflicts = tokio::time::interval(conflict::POLL);
     loop {
         tokio::select! {
+            _ = conflicts.tick() => drop(announcer.poll_conflicts()),
+            Some(macs) = peer_macs_change(&mut peer_macs) => {
+                if let Err(e) = announcer.datapath.add_peers(macs) {
+                    error!(error = %e, "the other speakers' MACs not written");
+                }
+            }
             _ = heartbeat.tick() => {
                 if let Err(e) = announcer.datapath.beat() {
                     error!(error = %e, "heartbeat not written");
                 }
-                let report = state::render(&wanted.config.node, joined.as_ref(), announcer.current(), &metrics);
+                if !announcer.stale().is_empty() {
+                    announcer.settle();
+                }
+                let report = state::render(&wanted.config.node, &announcer.interfaces(), joined.as_ref(), announcer.current(), &metrics);
                 if let Err(e) = state::write(&state_path, &report) {
                     warn!(path = %state_path.display(), error = %e, "state file not written");
                 }
@@ -101,6 +121,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     Err(e) => error!("could not apply the election: {e:#}"),
                 }
                 joined = Some(alive);
+                endpoint.set_ready(true);
             }
             _ = hup.recv() => reload(&opts, &mut wanted, &mut announcer, joined.as_ref()),
             _ = term.recv() => { info!("SIGTERM: leaving and withdrawing"); break }
@@ -111,9 +132,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         membership.leave().await;
         announcer.keep_answering(&mut heartbeat, cluster.timers.probe_period * 2).await;
     }
+    endpoint.set_ready(false);
     announcer.withdraw_all();
     let _ = std::fs::remove_file(&state_path);
     Ok(())
+}
+
+/// The other speakers' MACs, each time more are seen; never, without a cluster.
+async fn peer_macs_change(macs: &mut Option<tokio::sync::watch::Receiver<PeerMacs>>) -> Option<PeerMacs> {
+    match macs {
+        Some(rx) => {
+            rx.changed().await.ok()?;
+            Some(rx.borrow_and_update().clone())
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The next tick of an optional interval; never, without one.

@@ -2,12 +2,12 @@
 //! to a small text file that `herald-speaker status` prints.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     path::{Path, PathBuf},
 };
 
-use crate::{metrics::Metrics, plan::Announcement};
+use crate::{datapath::Hook, metrics::Metrics, plan::Announcement};
 
 /// The state file of the speaker that pins under `pin_dir`.
 pub fn path(state_dir: &Path, pin_dir: &Path) -> PathBuf {
@@ -15,14 +15,23 @@ pub fn path(state_dir: &Path, pin_dir: &Path) -> PathBuf {
     state_dir.join(format!("{name}.state"))
 }
 
-/// The report: this node, the members it sees, what it announces, its counters.
+/// One interface the responder runs on: index (in the speaker's network namespace), name, hook.
+pub type InterfaceLine = (u32, String, Option<Hook>);
+
+/// The report: this node, the interfaces the responder runs on, the members it sees, what it
+/// announces, its counters.
 pub fn render(
     node: &str,
+    interfaces: &[InterfaceLine],
     alive: Option<&BTreeSet<String>>,
     owned: &BTreeSet<Announcement>,
     metrics: &Metrics,
 ) -> String {
     let mut out = format!("node: {node}\n");
+    for (index, name, hook) in interfaces {
+        let at = hook.map_or("not attached".to_owned(), |h| h.to_string());
+        let _ = writeln!(out, "interface {index}: {name} at {at}");
+    }
     match alive {
         Some(alive) => {
             let names: Vec<&str> = alive.iter().map(String::as_str).collect();
@@ -35,6 +44,16 @@ pub fn render(
     let counters: Vec<String> = metrics.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(out, "counters: {}", counters.join(" "));
     out
+}
+
+/// Interface names by index, from the `interface N: NAME ...` lines of a report.
+pub fn interface_names(text: &str) -> BTreeMap<u32, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (index, rest) = line.strip_prefix("interface ")?.split_once(": ")?;
+            Some((index.parse().ok()?, rest.split_whitespace().next()?.to_owned()))
+        })
+        .collect()
 }
 
 /// Replaces the file at `path` with `text` (written aside, then renamed: readers never see half).
@@ -63,15 +82,18 @@ mod tests {
             ifname: "eth0".into(),
         }]);
         let alive = BTreeSet::from(["node-a".to_string(), "node-b".to_string()]);
-        let text = render("node-a", Some(&alive), &owned, &metrics);
+        let interfaces = [(2, "eth0".to_owned(), Some(Hook::Tc)), (7, "eth1".to_owned(), None)];
+        let text = render("node-a", &interfaces, Some(&alive), &owned, &metrics);
         assert_eq!(
             text,
-            "node: node-a\nmembers (2 alive): node-a node-b\nowns: 192.0.2.200 (eth0)\n\
+            "node: node-a\ninterface 2: eth0 at TC ingress\ninterface 7: eth1 at not attached\n\
+             members (2 alive): node-a node-b\nowns: 192.0.2.200 (eth0)\n\
              counters: ownership_changes=0 gratuitous_sent=3 members_alive=0 rejected_unauthenticated=0 \
              rejected_stale=0 rejected_replayed=0 rejected_malformed=0\n"
         );
+        assert_eq!(interface_names(&text), BTreeMap::from([(2, "eth0".into()), (7, "eth1".into())]));
         assert!(
-            render("n", None, &BTreeSet::new(), &metrics)
+            render("n", &[], None, &BTreeSet::new(), &metrics)
                 .contains("members: no cluster configured\nowns: nothing\n")
         );
         assert_eq!(

@@ -1,10 +1,10 @@
 //! `herald-speaker status`: what a running speaker announces, read from its pinned maps.
 
-use std::{fmt::Write, path::Path};
+use std::{collections::BTreeMap, fmt::Write, path::Path};
 
 use speaker_common::Heartbeat;
 
-use crate::{clock, pinned, state};
+use crate::{clock, frame::format_mac, pinned, state};
 
 /// Renders the status report for the speaker that pins under `dir`: its maps, then, while it
 /// runs, what it wrote to its state file under `state_dir`.
@@ -13,24 +13,43 @@ pub fn report(dir: &Path, state_dir: &Path) -> anyhow::Result<String> {
     let beat = pinned::heartbeat(dir)
         .with_context(|| format!("no speaker state under {} (is a speaker running?)", dir.display()))?;
     let entries = pinned::entries(dir).with_context(|| format!("reading {}", dir.display()))?;
-    let mut out = String::new();
     let alive = pinned::speaker_alive(&beat);
-    writeln!(out, "heartbeat: {}", heartbeat_line(&beat, clock::monotonic_ns(), alive))?;
-    writeln!(out, "{:<16} {:<16} {:>4}  {:<17} {:>10}", "ADDRESS", "INTERFACE", "VLAN", "MAC", "REPLIES")?;
-    for e in &entries {
-        let ifname = nix::net::if_::if_indextoname(e.ifindex)
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| format!("#{}", e.ifindex));
-        let mac = e.mac.map(|b| format!("{b:02x}")).join(":");
-        writeln!(out, "{:<16} {:<16} {:>4}  {:<17} {:>10}", e.addr, ifname, e.vlan, mac, e.replies)?;
+    // Interfaces are named from the speaker's own state: indexes mean something only in the
+    // speaker's network namespace, which need not be the caller's.
+    let state = if alive { std::fs::read_to_string(state::path(state_dir, dir)).ok() } else { None };
+    let names = state.as_deref().map(state::interface_names).unwrap_or_default();
+    let now = clock::monotonic_ns();
+    let mut out = format!("heartbeat: {}\n", heartbeat_line(&beat, now, alive));
+    out += &table(&entries, &names, now);
+    out += &state.unwrap_or_default();
+    Ok(out)
+}
+
+/// The entries, one line each, then a line per address another host claims.
+pub fn table(entries: &[pinned::Entry], names: &BTreeMap<u32, String>, now_ns: u64) -> String {
+    let name = |ifindex: u32| names.get(&ifindex).cloned().unwrap_or_else(|| format!("#{ifindex}"));
+    let mut out =
+        format!("{:<16} {:<16} {:>4}  {:<17} {:>10}\n", "ADDRESS", "INTERFACE", "VLAN", "MAC", "REPLIES");
+    for e in entries {
+        let (mac, ifname) = (format_mac(e.mac), name(e.ifindex));
+        let _ = writeln!(out, "{:<16} {:<16} {:>4}  {:<17} {:>10}", e.addr, ifname, e.vlan, mac, e.replies);
     }
     if entries.is_empty() {
-        writeln!(out, "(no addresses announced)")?;
+        out += "(no addresses announced)\n";
     }
-    if alive && let Ok(text) = std::fs::read_to_string(state::path(state_dir, dir)) {
-        out.push_str(&text);
+    for e in entries.iter().filter(|e| e.conflicts > 0) {
+        let ago = now_ns.saturating_sub(e.conflict_ns) / 1_000_000_000;
+        let vlan = if e.vlan == 0 { String::new() } else { format!(" VLAN {}", e.vlan) };
+        let claims = if e.conflicts == 1 { "1 claim".to_owned() } else { format!("{} claims", e.conflicts) };
+        let _ = writeln!(
+            out,
+            "conflict: {} also claimed by {} {ago} s ago ({}{vlan}, {claims})",
+            e.addr,
+            format_mac(e.conflict_mac),
+            name(e.ifindex),
+        );
     }
-    Ok(out)
+    out
 }
 
 /// "0.4 s ago (bound 2.0 s): answering", or why the program is not answering.

@@ -4,7 +4,12 @@
 //!
 //! Every veth end on the switch side carries Herald's pass-through XDP program, because a reply
 //! sent with XDP_TX in native mode on veth is dropped unless the peer has an XDP program.
-//! VLAN offloads are off on every veth end so 802.1Q tags stay in the frames XDP sees.
+//!
+//! The veths keep the kernel's default features, VLAN offloads on, as nearly every real NIC has
+//! them: an 802.1Q tag then travels beside the frame (skb metadata), not in it, and a program
+//! that looks for it in the frame does not see it. [`Lab::with_vlan_offload_off`] turns those
+//! offloads off on every end, so tags travel in the frames: the other configuration a datapath
+//! test must pass in.
 //!
 //! Dropping the [`Lab`] kills the processes it started and deletes its namespaces (which takes
 //! the veths, the bridge and the attached programs with them).
@@ -112,16 +117,40 @@ pub struct Lab {
     pub others: Vec<Host>,
     id: String,
     switch: String,
+    offload: VlanOffload,
     children: Vec<Child>,
     _pass: Option<Ebpf>,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Where an 802.1Q tag travels between the lab's veths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VlanOffload {
+    /// The kernel's default (rx and tx VLAN offload on): beside the frame, in skb metadata.
+    On,
+    /// In the frame.
+    Off,
+}
+
 impl Lab {
     /// A lab with one node namespace per name, nodes at 192.0.2.1, .2, ... and the client at
-    /// 192.0.2.100.
+    /// 192.0.2.100, with the kernel's default NIC features.
     pub fn new(node_names: &[&str]) -> anyhow::Result<Self> {
+        Self::build(node_names, VlanOffload::On)
+    }
+
+    /// [`Lab::new`] with rx and tx VLAN offload off on every veth end: tags stay in the frames.
+    pub fn with_vlan_offload_off(node_names: &[&str]) -> anyhow::Result<Self> {
+        Self::build(node_names, VlanOffload::Off)
+    }
+
+    /// Either lab, by its VLAN offload setting.
+    pub fn with_vlan_offload(node_names: &[&str], offload: VlanOffload) -> anyhow::Result<Self> {
+        Self::build(node_names, offload)
+    }
+
+    fn build(node_names: &[&str], offload: VlanOffload) -> anyhow::Result<Self> {
         crate::require_root()?;
         let id = format!("h{}-{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed));
         let switch = format!("{id}-sw");
@@ -139,6 +168,7 @@ impl Lab {
             others: Vec::new(),
             id: id.clone(),
             switch: switch.clone(),
+            offload,
             children: Vec::new(),
             _pass: None,
         };
@@ -190,8 +220,10 @@ impl Lab {
         ip(&["-n", &netns, "addr", "add", &format!("{addr}/{PREFIX}"), "dev", "eth0"])?;
         ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &netns, "link", "set", "lo", "up"])?;
-        for (ns, dev) in [(netns.as_str(), "eth0"), (self.switch.as_str(), port.as_str())] {
-            run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
+        if self.offload == VlanOffload::Off {
+            for (ns, dev) in [(netns.as_str(), "eth0"), (self.switch.as_str(), port.as_str())] {
+                run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
+            }
         }
         let host = Host { name: name.into(), netns, addr, mac: [0; 6], port };
         // `ip -br link`: "eth0@if3  UP  de:4b:ce:2f:f0:28 <...>"

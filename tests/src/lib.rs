@@ -19,6 +19,13 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// Whether the running kernel is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
 /// Fails unless running as root. Tests use [`root_or_skip`] instead.
 pub fn require_root() -> anyhow::Result<()> {
     anyhow::ensure!(nix::unistd::geteuid().is_root(), "the lab needs root (BPF, network namespaces)");

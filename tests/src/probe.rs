@@ -83,11 +83,22 @@ impl Capture {
         Self::start(host, "in", &["arp", "or", "(vlan", "and", "arp)"])
     }
 
+    /// Incoming ARP as in [`Capture::arp`], each frame also printed whole in hex (read them with
+    /// [`frames`]). A tag that travelled beside the frame is put back in its place, as on a wire.
+    pub fn arp_frames(host: &Host) -> anyhow::Result<Self> {
+        Self::start_with(host, "in", &["-xx"], &["arp", "or", "(vlan", "and", "arp)"])
+    }
+
     /// `direction`: in, out or inout; `filter`: a tcpdump expression.
     pub fn start(host: &Host, direction: &str, filter: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(host, direction, &[], filter)
+    }
+
+    fn start_with(host: &Host, direction: &str, options: &[&str], filter: &[&str]) -> anyhow::Result<Self> {
         let child = host
             .command("tcpdump")
             .args(["-i", "eth0", "-n", "-e", "-l", "--immediate-mode", "-tt", "-Q", direction])
+            .args(options)
             .args(filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -135,6 +146,16 @@ impl Capture {
         done(&self.lines.lock().unwrap())
     }
 
+    /// How many lines tcpdump printed so far.
+    pub fn len(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// The lines printed since the first `from`.
+    pub fn lines_from(&self, from: usize) -> Vec<String> {
+        self.lines.lock().unwrap().get(from..).unwrap_or_default().to_vec()
+    }
+
     /// Stops tcpdump; returns every line it printed.
     pub fn stop(mut self) -> anyhow::Result<Vec<String>> {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -144,6 +165,28 @@ impl Capture {
         std::thread::sleep(Duration::from_millis(50));
         Ok(std::mem::take(&mut *self.lines.lock().unwrap()))
     }
+}
+
+/// The frames in the output of a capture started with `-xx` ([`Capture::arp_frames`]): each is
+/// a summary line followed by lines of `\t0x0010:  0800 0604 ...`.
+pub fn frames(lines: &[String]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for line in lines {
+        let Some(hex) = line.strip_prefix('\t').and_then(|l| l.split_once(":  ")).map(|(_, h)| h) else {
+            out.push(Vec::new());
+            continue;
+        };
+        let Some(frame) = out.last_mut() else { continue };
+        for group in hex.split_whitespace() {
+            for pair in group.as_bytes().chunks(2) {
+                if let Ok(byte) = u8::from_str_radix(std::str::from_utf8(pair).unwrap_or(""), 16) {
+                    frame.push(byte);
+                }
+            }
+        }
+    }
+    out.retain(|f| !f.is_empty());
+    out
 }
 
 /// Sends whole Ethernet frames out of `host`'s eth0 through a packet socket.
@@ -229,6 +272,23 @@ pub fn neighbours(host: &Host) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_hex_frames() {
+        let lines: Vec<String> = [
+            "1.0 02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request",
+            "\t0x0000:  ffff ffff ffff 0200 0000 0001 0806 0001",
+            "\t0x0010:  08",
+            "2.0 02:00:00:00:00:02 > 02:00:00:00:00:01, ethertype 802.1Q (0x8100), length 46: vlan 42",
+            "\t0x0000:  0200 0000 0001 0200 0000 0002 8100 002a",
+        ]
+        .map(String::from)
+        .to_vec();
+        let f = frames(&lines);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 6, 0, 1, 8]);
+        assert_eq!(&f[1][12..], [0x81, 0, 0, 42]);
+    }
 
     #[test]
     fn parses_arping() {

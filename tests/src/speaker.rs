@@ -2,6 +2,7 @@
 
 use std::{
     path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -12,6 +13,21 @@ use crate::{
     lab::{Host, Lab},
     workspace_bin,
 };
+
+/// The program `--datapath auto` puts on a lab veth where the kernel has the RX VLAN kfunc
+/// (Linux 6.8), as [`attached`] lists it.
+pub const XDP_BOUND: &str = "xdp/driver herald_arp_meta";
+/// The TC responder as [`attached`] lists it (`tcx/ingress` from Linux 6.6, `clsact/ingress`
+/// before), to match the end of a line.
+pub const TC: &str = "ingress herald_arp_tc";
+
+/// The `--datapath` values every datapath test runs with, and the program each puts on a lab
+/// veth: XDP bound to the device where the kernel reports stripped VLAN tags, TC ingress
+/// otherwise; and TC asked for.
+pub fn datapaths() -> Vec<(&'static str, &'static str)> {
+    let auto = if crate::kernel_at_least(6, 8) { XDP_BOUND } else { TC };
+    vec![("auto", auto), ("tc", TC)]
+}
 
 pub struct Speaker {
     pub pid: u32,
@@ -34,7 +50,9 @@ impl Speaker {
     pub fn spawn(lab: &mut Lab, node: &Host, config: &str, args: &[&str]) -> anyhow::Result<Self> {
         let config_path = lab.workdir.join(format!("{}.toml", node.name));
         std::fs::write(&config_path, config)?;
-        let log = lab.workdir.join(format!("{}-{}.log", node.name, Instant::now().elapsed().as_nanos()));
+        // A log per speaker: a second one on the node must not write over the first one's.
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let log = lab.workdir.join(format!("{}-{}.log", node.name, STARTED.fetch_add(1, Ordering::Relaxed)));
         let pin_dir = lab.pin_dir(node);
         let bin = workspace_bin("herald-speaker");
         let mut argv =
@@ -85,11 +103,49 @@ impl Speaker {
         self.host.run(bin.to_str().unwrap(), &["status", "--pin-dir", self.pin_dir.to_str().unwrap()])
     }
 
-    /// The XDP program attached to the node's eth0, as `ip link` shows it (`None`: none).
-    pub fn attached(&self) -> anyhow::Result<Option<String>> {
-        let out = self.host.run("ip", &["link", "show", "dev", "eth0"])?;
-        Ok(out.split_whitespace().skip_while(|w| *w != "prog/xdp").nth(4).map(str::to_owned))
+    /// The programs attached to the node's eth0, as bpftool lists them: `xdp/driver NAME`,
+    /// `tcx/ingress NAME` (or `clsact/ingress NAME` before Linux 6.6).
+    pub fn attached(&self) -> anyhow::Result<Vec<String>> {
+        attached(&self.host)
     }
+}
+
+/// The programs attached to `host`'s eth0 (see [`Speaker::attached`]): XDP as `ip link` shows
+/// it, TCX links as the kernel lists them, clsact filters as `tc` shows them. (Debian's bpftool
+/// predates TCX.)
+pub fn attached(host: &Host) -> anyhow::Result<Vec<String>> {
+    let mut found = Vec::new();
+    // "prog/xdp id 7 name herald_arp_meta" (native) or "prog/xdpgeneric id 7 name ..."
+    let link = host.run("ip", &["-d", "link", "show", "dev", "eth0"])?;
+    let words: Vec<&str> = link.split_whitespace().collect();
+    for w in words.windows(5) {
+        if let [kind, "id", _, "name", name] = w
+            && let Some(mode) = kind.strip_prefix("prog/")
+        {
+            found.push(format!("{} {name}", if mode == "xdp" { "xdp/driver" } else { "xdp/generic" }));
+        }
+    }
+    let tcx = host.in_netns(|| {
+        use aya::programs::{SchedClassifier, TcAttachType};
+        match SchedClassifier::query_tcx(c"eth0", TcAttachType::Ingress) {
+            Ok((_, programs)) => Ok(programs
+                .iter()
+                .filter_map(|p| p.name_as_str().map(|n| format!("tcx/ingress {n}")))
+                .collect::<Vec<_>>()),
+            // No TCX on this kernel.
+            Err(_) => Ok(Vec::new()),
+        }
+    })?;
+    found.extend(tcx);
+    // "filter protocol all pref 49152 bpf chain 0 handle 0x1 herald_arp_tc direct-action ..."
+    let filters = host.run("tc", &["filter", "show", "dev", "eth0", "ingress"]).unwrap_or_default();
+    for line in filters.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(i) = words.iter().position(|w| *w == "direct-action") {
+            found.push(format!("clsact/ingress {}", words[i - 1].split(':').next().unwrap_or("?")));
+        }
+    }
+    Ok(found)
 }
 
 /// Waits until the log at `log` of speaker process `pid` contains `needle`; fails early, with

@@ -29,12 +29,16 @@ use crate::{config::Cluster, metrics::Metrics};
 /// Live member names, this speaker's own included.
 pub type Alive = BTreeSet<String>;
 
+/// The MACs of every other speaker seen since the start (the set only grows).
+pub type PeerMacs = BTreeSet<[u8; 6]>;
+
 /// How often configured peers that are not members yet are sent an announce.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 
 /// A running membership.
 pub struct Membership {
     pub alive: watch::Receiver<Alive>,
+    pub peer_macs: watch::Receiver<PeerMacs>,
     /// Members the configuration names, this one included.
     pub configured: usize,
     peers: watch::Sender<Vec<SocketAddr>>,
@@ -43,14 +47,21 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Binds the socket and starts the protocol, announcing this speaker to its peers.
-    pub async fn start(node: &str, cluster: &Cluster, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    /// Binds the socket and starts the protocol, announcing this speaker, whose node has `macs`,
+    /// to its peers.
+    pub async fn start(
+        node: &str,
+        macs: Vec<[u8; 6]>,
+        cluster: &Cluster,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(cluster.bind).await?;
         let mut rng: StdRng = rand::make_rng();
         let boot = rand::RngExt::random::<u64>(&mut rng);
-        let me = Speaker { name: node.to_owned(), addr: cluster.bind, generation: unix_ms() };
+        let me = Speaker { name: node.to_owned(), addr: cluster.bind, generation: unix_ms(), macs };
         let foca = Foca::new(me.clone(), foca_config(cluster), rng, PostcardCodec);
         let (alive_tx, alive) = watch::channel(BTreeSet::from([node.to_owned()]));
+        let (peer_macs_tx, peer_macs) = watch::channel(PeerMacs::new());
         let (leave, leave_rx) = mpsc::channel(1);
         let (peers, peers_rx) = watch::channel(cluster.peers.clone());
         let task = Task {
@@ -61,11 +72,12 @@ impl Membership {
             peers: peers_rx,
             me,
             alive_tx,
+            peer_macs_tx,
             metrics,
         };
         let task = tokio::spawn(task.run(leave_rx));
         info!(bind = %cluster.bind, peers = cluster.peers.len(), "membership started");
-        Ok(Self { alive, configured: cluster.configured_members(), peers, leave, task })
+        Ok(Self { alive, peer_macs, configured: cluster.configured_members(), peers, leave, task })
     }
 
     /// Replaces the peers this speaker announces itself to (in Kubernetes mode they follow the
@@ -134,6 +146,7 @@ struct Task {
     peers: watch::Receiver<Vec<SocketAddr>>,
     me: Speaker,
     alive_tx: watch::Sender<Alive>,
+    peer_macs_tx: watch::Sender<PeerMacs>,
     metrics: Arc<Metrics>,
 }
 
@@ -237,6 +250,12 @@ impl Task {
             let mut alive: Alive = self.foca.iter_members().map(|m| m.id().name.clone()).collect();
             alive.insert(self.me.name.clone());
             self.metrics.members_alive.set(alive.len() as i64);
+            let macs: Vec<[u8; 6]> = self.foca.iter_members().flat_map(|m| m.id().macs.clone()).collect();
+            self.peer_macs_tx.send_if_modified(|seen| {
+                let before = seen.len();
+                seen.extend(macs);
+                seen.len() > before
+            });
             self.alive_tx.send_if_modified(|current| {
                 let differs = *current != alive;
                 *current = alive;

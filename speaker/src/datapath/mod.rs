@@ -1,50 +1,80 @@
-//! The loaded XDP program and its maps: the one place that touches them. The speaker's main task
-//! owns the one [`Datapath`]; dropping it detaches the program and removes the pins.
+//! The loaded responder and its maps: the one place that touches them. The speaker's main task
+//! owns the one [`Datapath`]; dropping it detaches every program, restores what it changed on
+//! the interfaces, and removes the pins.
+//!
+//! Each interface gets the responder at the hook [`hook::plan`] picks: XDP in the driver where
+//! it can know every request's 802.1Q tag, TC ingress elsewhere.
+
+mod bound;
+pub mod hook;
+mod logs;
+mod offload;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap as StdHashMap},
+    os::fd::{AsFd as _, OwnedFd},
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, HashMap, MapData, RingBuf},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
+    },
 };
-use speaker_common::{ARP_MAP, ARP_PROGRAM, ArpEntry, ArpKey, DEAD_MAN_GLOBAL, HEARTBEAT_MAP, Heartbeat};
+use speaker_common::{
+    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
+    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, PEER_MAP,
+};
 use tracing::{info, warn};
 
-use crate::{bpffs, clock};
+use self::{bound::BoundError, offload::OffloadOff};
+pub use self::{
+    hook::{Hook, Mode},
+    logs::{LogLevel, forward as forward_logs},
+};
+use crate::{bpffs, clock, ethtool, netlink, pinned};
 
-/// Herald's BPF object, built by `cargo xtask build`.
+/// Herald's main BPF object, built by `cargo xtask build`: `herald_arp`, `herald_arp_tc`,
+/// `herald_pass`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("HERALD_BPF_OBJECT"));
+/// The object of `herald_arp_meta`, loaded per device where the driver reports stripped tags.
+pub static META_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("HERALD_BPF_META_OBJECT"));
+/// aya-log's ring buffer, which both objects write to.
+const LOG_MAP: &str = "AYA_LOGS";
 
-/// How to attach the program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttachMode {
-    /// Native (driver) mode, falling back to generic mode where the driver refuses.
-    Auto,
-    /// Native (driver) mode only.
-    Native,
-    /// Generic (skb) mode only.
-    Generic,
+/// How the datapath is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The programs stop answering when the heartbeat is older than this.
+    pub dead_man: Duration,
+    /// Where the maps are pinned.
+    pub pin_dir: PathBuf,
+    /// Where the record of the interfaces whose rx VLAN offload this speaker turned off is kept.
+    pub state_dir: PathBuf,
+    pub mode: Mode,
+    /// What the programs log.
+    pub log: LogLevel,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    #[error("loading the XDP object: {0}")]
+    #[error("loading the BPF object: {0}")]
     Load(#[from] aya::EbpfError),
-    #[error("the XDP object has no {0}")]
+    #[error("the BPF object has no {0}")]
     Missing(&'static str),
-    #[error("program {ARP_PROGRAM}: {0}")]
+    #[error("program: {0}")]
     Program(#[from] ProgramError),
     #[error("map: {0}")]
     Map(#[from] aya::maps::MapError),
     #[error("pinning {path}: {source}")]
     Pin { path: PathBuf, source: aya::pin::PinError },
-    #[error("attaching to {ifname} in {mode:?} mode: {source}")]
-    Attach { ifname: String, mode: AttachMode, source: ProgramError },
+    #[error("{ifname}: {why}")]
+    NoHook { ifname: String, why: String },
+    #[error("attaching to {ifname} at {hook}: {source}")]
+    Attach { ifname: String, hook: Hook, source: Box<dyn std::error::Error + Send + Sync> },
     #[error(transparent)]
     Bpffs(#[from] bpffs::BpffsError),
 }
@@ -53,40 +83,99 @@ pub struct Datapath {
     ebpf: Ebpf,
     arp: HashMap<MapData, ArpKey, ArpEntry>,
     heartbeat: Array<MapData, Heartbeat>,
-    dead_man: Duration,
-    links: BTreeMap<u32, XdpLinkId>,
-    // Dropped last: links detach when `ebpf` drops, then the pins go.
+    peers: HashMap<MapData, MacKey, u32>,
+    conflicts: Array<MapData, u64>,
+    /// The log ring buffer, for `herald_arp_meta`'s relocations.
+    log_map: OwnedFd,
+    options: Options,
+    attached: BTreeMap<u32, Attached>,
+    // Dropped last: links detach when `ebpf` drops, then the pins go, then the directory is
+    // let go (so that no speaker that takes it next sees its pins removed under it).
     _pins: Pins,
+    _pin_dir: bpffs::PinDir,
+}
+
+/// The responder on one interface.
+struct Attached {
+    hook: Hook,
+    link: Link,
+}
+
+enum Link {
+    /// `herald_arp`, with rx VLAN offload held off.
+    Xdp(XdpLinkId, Option<OffloadOff>),
+    Bound(bound::Link),
+    Tc(SchedClassifierLinkId),
 }
 
 impl Datapath {
-    /// Loads the program with `dead_man` as its bound and pins its maps under `pin_dir`.
-    pub fn load(dead_man: Duration, pin_dir: &Path) -> Result<Self, DatapathError> {
-        bpffs::prepare(pin_dir)?;
-        let dead_man_ns = dead_man.as_nanos() as u64;
-        let mut ebpf = EbpfLoader::new().override_global(DEAD_MAN_GLOBAL, &dead_man_ns, true).load(OBJECT)?;
-        let program: &mut Xdp =
-            ebpf.program_mut(ARP_PROGRAM).ok_or(DatapathError::Missing("program herald_arp"))?.try_into()?;
-        program.load()?;
+    /// Loads the main object with the bound and log level of `options`, and pins its maps under
+    /// the pin directory. Programs are attached per interface by [`Datapath::attach`].
+    pub fn load(options: &Options) -> Result<Self, DatapathError> {
+        let pin_dir = bpffs::prepare(&options.pin_dir)?;
+        let dead_man_ns = options.dead_man.as_nanos() as u64;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(DEAD_MAN_GLOBAL, &dead_man_ns, true)
+            .override_global(LOG_LEVEL_GLOBAL, &options.log.value(), true)
+            .load(OBJECT)?;
+        for name in [ARP_PROGRAM, ARP_TC_PROGRAM] {
+            let program = ebpf.program_mut(name).ok_or(DatapathError::Missing("a responder program"))?;
+            match program {
+                aya::programs::Program::Xdp(p) => p.load()?,
+                aya::programs::Program::SchedClassifier(p) => p.load()?,
+                _ => return Err(DatapathError::Missing("a responder program of the right type")),
+            }
+        }
 
         let mut pins = Pins(Vec::new());
         let mut take = |name| -> Result<aya::maps::Map, DatapathError> {
-            let map = ebpf.take_map(name).ok_or(DatapathError::Missing("map"))?;
-            let path = pin_dir.join(name);
+            let map = ebpf.take_map(name).ok_or(DatapathError::Missing(name))?;
+            let path = options.pin_dir.join(name);
             map.pin(&path).map_err(|source| DatapathError::Pin { path: path.clone(), source })?;
             pins.0.push(path);
             Ok(map)
         };
         let arp = HashMap::try_from(take(ARP_MAP)?)?;
         let heartbeat = Array::try_from(take(HEARTBEAT_MAP)?)?;
-        Ok(Self { ebpf, arp, heartbeat, dead_man, links: BTreeMap::new(), _pins: pins })
+        let peers = HashMap::try_from(take(PEER_MAP)?)?;
+        let conflicts = Array::try_from(take(CONFLICT_MAP)?)?;
+        let logs = ebpf.map(LOG_MAP).ok_or(DatapathError::Missing("map AYA_LOGS"))?;
+        let log_map =
+            RingBuf::try_from(logs)?.as_fd().try_clone_to_owned().map_err(aya::maps::MapError::from)?;
+        Ok(Self {
+            ebpf,
+            arp,
+            heartbeat,
+            peers,
+            conflicts,
+            log_map,
+            options: options.clone(),
+            attached: BTreeMap::new(),
+            _pins: pins,
+            _pin_dir: pin_dir,
+        })
     }
 
-    /// Tells the program the speaker is alive.
+    /// The reader of the programs' log statements, once (`None` with `--xdp-log off`): hand it
+    /// to [`forward_logs`].
+    pub fn take_logs(&mut self) -> Option<aya_log::EbpfLogger<logs::Tracing>> {
+        if self.options.log == LogLevel::Off {
+            return None;
+        }
+        match aya_log::EbpfLogger::init_with_logger(&mut self.ebpf, logs::Tracing) {
+            Ok(logger) => Some(logger),
+            Err(e) => {
+                warn!(error = %e, "the programs' log statements cannot be read");
+                None
+            }
+        }
+    }
+
+    /// Tells the programs the speaker is alive.
     pub fn beat(&mut self) -> Result<(), DatapathError> {
         let beat = Heartbeat {
             monotonic_ns: clock::monotonic_ns(),
-            dead_man_ns: self.dead_man.as_nanos() as u64,
+            dead_man_ns: self.options.dead_man.as_nanos() as u64,
             pid: std::process::id(),
             _pad: 0,
         };
@@ -94,44 +183,97 @@ impl Datapath {
     }
 
     pub fn is_attached(&self, ifindex: u32) -> bool {
-        self.links.contains_key(&ifindex)
+        self.attached.contains_key(&ifindex)
     }
 
-    /// Attaches the program to `ifindex`; returns the mode that took.
-    pub fn attach(
-        &mut self,
-        ifindex: u32,
-        ifname: &str,
-        mode: AttachMode,
-    ) -> Result<AttachMode, DatapathError> {
-        let program = self.program()?;
-        let try_mode = |program: &mut Xdp, mode: AttachMode| {
-            let xdp_mode = if mode == AttachMode::Generic { XdpMode::Skb } else { XdpMode::Driver };
-            program.attach(ifindex, xdp_mode).map_err(|source| DatapathError::Attach {
-                ifname: ifname.into(),
-                mode,
-                source,
-            })
+    /// The hook the responder runs at on `ifindex`, if attached.
+    pub fn hook(&self, ifindex: u32) -> Option<Hook> {
+        self.attached.get(&ifindex).map(|a| a.hook)
+    }
+
+    /// Attaches the responder to `ifindex` at the best hook [`hook::plan`] allows, falling back
+    /// to the next where the kernel refuses one; returns the hook that took.
+    pub fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError> {
+        let facts = hook::Facts {
+            xdp: netlink::xdp_features(ifindex).ok().flatten(),
+            driver: ethtool::driver(ifname).ok(),
+            rx_vlan_offload: ethtool::rx_vlan_offload(ifname).ok(),
         };
-        let (link, took) = match mode {
-            AttachMode::Auto => match try_mode(program, AttachMode::Native) {
-                Ok(link) => (link, AttachMode::Native),
-                Err(e) => {
-                    warn!(interface = ifname, error = %e, "native XDP refused; falling back to generic mode");
-                    (try_mode(program, AttachMode::Generic)?, AttachMode::Generic)
+        let hooks = hook::plan(self.options.mode, &facts)
+            .map_err(|why| DatapathError::NoHook { ifname: ifname.into(), why })?;
+        let mut error = None;
+        for hook in hooks {
+            if let Some(e) = error.take() {
+                warn!(interface = ifname, error = %e, "trying the next hook");
+            }
+            match self.attach_at(hook, ifindex, ifname) {
+                Ok(link) => {
+                    info!(interface = ifname, hook = %hook, "responder attached");
+                    self.attached.insert(ifindex, Attached { hook, link });
+                    return Ok(hook);
                 }
-            },
-            mode => (try_mode(program, mode)?, mode),
-        };
-        self.links.insert(ifindex, link);
-        info!(interface = ifname, mode = ?took, "XDP program attached");
-        Ok(took)
+                Err(e) => error = Some(e),
+            }
+        }
+        Err(error.expect("plan() gives at least one hook"))
     }
 
-    /// Detaches the program from `ifindex`, if attached.
+    fn attach_at(&mut self, hook: Hook, ifindex: u32, ifname: &str) -> Result<Link, DatapathError> {
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| DatapathError::Attach {
+            ifname: ifname.into(),
+            hook,
+            source,
+        };
+        match hook {
+            Hook::XdpBound => {
+                // The same maps, opened again from their pins.
+                let pinned = [ARP_MAP, HEARTBEAT_MAP, PEER_MAP, CONFLICT_MAP]
+                    .map(|name| MapData::from_pin(self.options.pin_dir.join(name)).map(|m| (name, m)));
+                let pinned = pinned.into_iter().collect::<Result<Vec<_>, _>>()?;
+                let mut maps: StdHashMap<&str, _> =
+                    pinned.iter().map(|(name, map)| (*name, map.fd().as_fd())).collect();
+                maps.insert(LOG_MAP, self.log_map.as_fd());
+                let dead_man_ns = (self.options.dead_man.as_nanos() as u64).to_ne_bytes();
+                let level = [self.options.log.value()];
+                let globals: [(&str, &[u8]); 2] =
+                    [(DEAD_MAN_GLOBAL, &dead_man_ns), (LOG_LEVEL_GLOBAL, &level)];
+                bound::attach(META_OBJECT, ifindex, &maps, &globals)
+                    .map(Link::Bound)
+                    .map_err(|e: BoundError| failed(e.into()))
+            }
+            Hook::XdpInFrame => {
+                let record = offload_record(&self.options.state_dir, &self.options.pin_dir);
+                let offload = OffloadOff::take(ifname, &record).map_err(|e| failed(e.into()))?;
+                let link = self.xdp()?.attach(ifindex, XdpMode::Driver).map_err(|e| failed(e.into()))?;
+                Ok(Link::Xdp(link, offload))
+            }
+            Hook::Tc => {
+                let tc = self.tc()?;
+                let link = match tc.attach(ifindex, TcAttachType::Ingress) {
+                    Ok(link) => link,
+                    // Before TCX (Linux 6.6), a clsact qdisc must hold the filter.
+                    Err(_) => {
+                        if let Err(e) = aya::programs::tc::qdisc_add_clsact(ifindex) {
+                            warn!(interface = ifname, error = %e, "adding a clsact qdisc");
+                        }
+                        tc.attach(ifindex, TcAttachType::Ingress).map_err(|e| failed(e.into()))?
+                    }
+                };
+                Ok(Link::Tc(link))
+            }
+        }
+    }
+
+    /// Detaches the responder from `ifindex`, if attached (and restores its rx VLAN offload).
     pub fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        if let Some(link) = self.links.remove(&ifindex) {
-            self.program()?.detach(link)?;
+        let Some(attached) = self.attached.remove(&ifindex) else { return Ok(()) };
+        match attached.link {
+            Link::Xdp(link, offload) => {
+                self.xdp()?.detach(link)?;
+                drop(offload);
+            }
+            Link::Tc(link) => self.tc()?.detach(link)?,
+            Link::Bound(link) => drop(link),
         }
         Ok(())
     }
@@ -148,11 +290,38 @@ impl Datapath {
         }
     }
 
-    fn program(&mut self) -> Result<&mut Xdp, DatapathError> {
+    /// Every entry of the responder map, with its counters.
+    pub fn entries(&self) -> Result<Vec<pinned::Entry>, DatapathError> {
+        Ok(pinned::entries_of(&self.arp)?)
+    }
+
+    /// The conflicts the programs counted on any entry, ever: when it grows, read the entries.
+    pub fn conflicts_total(&self) -> Result<u64, DatapathError> {
+        Ok(self.conflicts.get(&0, 0)?)
+    }
+
+    /// Adds `macs` to the other speakers' MACs, whose claims on an address are takeovers, not
+    /// conflicts. MACs are never taken out: a speaker that comes back keeps its MACs.
+    pub fn add_peers(&mut self, macs: impl IntoIterator<Item = [u8; 6]>) -> Result<(), DatapathError> {
+        for mac in macs {
+            self.peers.insert(&MacKey::new(mac), &1, 0)?;
+        }
+        Ok(())
+    }
+
+    fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
         Ok(self
             .ebpf
             .program_mut(ARP_PROGRAM)
             .ok_or(DatapathError::Missing("program herald_arp"))?
+            .try_into()?)
+    }
+
+    fn tc(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        Ok(self
+            .ebpf
+            .program_mut(ARP_TC_PROGRAM)
+            .ok_or(DatapathError::Missing("program herald_arp_tc"))?
             .try_into()?)
     }
 }
@@ -168,4 +337,10 @@ impl Drop for Pins {
             }
         }
     }
+}
+
+/// The record file of `pin_dir`'s speaker under `state_dir`.
+pub fn offload_record(state_dir: &Path, pin_dir: &Path) -> PathBuf {
+    let name = pin_dir.file_name().map_or("herald".into(), |n| n.to_string_lossy().into_owned());
+    state_dir.join(format!("{name}.offload"))
 }

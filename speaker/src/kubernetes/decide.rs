@@ -1,10 +1,12 @@
-//! Kubernetes mode's decisions, over plain data: which node announces each Service address
-//! (MetalLB's rules: pools an L2Advertisement covers, its node and service selectors, the
-//! candidate rules of [`crate::candidates`], then the sha256 order), and on which interfaces.
+//! Kubernetes mode's decisions, over plain data: which node announces each Service (MetalLB's
+//! rules: pools an L2Advertisement covers, its node and service selectors, the candidate rules
+//! of [`crate::candidates`], then the sha256 order of the Service's first address), and on
+//! which interfaces. As in MetalLB, all of a Service's addresses go to one node: a dual-stack
+//! Service is answered on both families by the same node.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
 use herald_controller::{crd::L2AdvertisementSpec, pool::Pool, selector};
@@ -29,7 +31,8 @@ pub struct Service {
     /// `namespace/name`.
     pub key: String,
     pub labels: selector::Labels,
-    pub addresses: Vec<Ipv4Addr>,
+    /// In the order of its status: the first decides the owner.
+    pub addresses: Vec<IpAddr>,
     pub traffic: candidates::Service,
 }
 
@@ -45,48 +48,60 @@ pub enum Interfaces {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
     pub service: String,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub owner: String,
     pub interfaces: Interfaces,
 }
 
 /// The owner of every Service address that some L2Advertisement covers, among the `live`
-/// speakers. Addresses outside every pool, not advertised, or without a candidate have none
-/// (and are not in the result): nobody announces them.
+/// speakers. Per Service, as MetalLB decides: the pool of its first address, the
+/// advertisements that cover that pool and select the Service, their candidates, and the
+/// sha256 order of the first address; its other addresses go to the same node, those that lie
+/// in a pool those advertisements cover. Services outside every pool, not advertised, or without
+/// a candidate have no owner (and are not in the result): nobody announces them.
 pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
     let mut out = Vec::new();
     for svc in &snapshot.services {
-        for &address in &svc.addresses {
-            let Some((pool, pool_labels)) = snapshot.pools.iter().find(|(p, _)| p.contains(address.into()))
-            else {
-                continue;
-            };
-            let ads: Vec<&L2AdvertisementSpec> = snapshot
-                .advertisements
-                .iter()
-                .map(|(_, ad)| ad)
-                .filter(|ad| {
-                    covers_pool(ad, &pool.name, pool_labels)
-                        && any_or_empty(&ad.service_selectors, &svc.labels)
-                })
-                .collect();
-            if ads.is_empty() {
-                continue;
+        let Some(&first) = svc.addresses.first() else { continue };
+        let Some((pool, pool_labels)) = snapshot.pools.iter().find(|(p, _)| p.contains(first)) else {
+            continue;
+        };
+        let ads: Vec<&L2AdvertisementSpec> = snapshot
+            .advertisements
+            .iter()
+            .map(|(_, ad)| ad)
+            .filter(|ad| {
+                covers_pool(ad, &pool.name, pool_labels) && any_or_empty(&ad.service_selectors, &svc.labels)
+            })
+            .collect();
+        if ads.is_empty() {
+            continue;
+        }
+        let selects =
+            |node: &candidates::Node| ads.iter().any(|ad| any_or_empty(&ad.node_selectors, &node.labels));
+        let candidates = candidates::candidates(&svc.traffic, &snapshot.nodes, live, selects);
+        let Some(owner) = election::owner(first, candidates) else { continue };
+        let owner_node = snapshot.nodes.iter().find(|n| n.name == owner).expect("a candidate is a node");
+        let on_owner = ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
+        let interfaces = on_owner.fold(Interfaces::Named(BTreeSet::new()), |acc, ad| match acc {
+            Interfaces::Named(mut names) if !ad.interfaces.is_empty() => {
+                names.extend(ad.interfaces.iter().cloned());
+                Interfaces::Named(names)
             }
-            let selects =
-                |node: &candidates::Node| ads.iter().any(|ad| any_or_empty(&ad.node_selectors, &node.labels));
-            let candidates = candidates::candidates(&svc.traffic, &snapshot.nodes, live, selects);
-            let Some(owner) = election::owner(address, candidates) else { continue };
-            let owner_node = snapshot.nodes.iter().find(|n| n.name == owner).expect("a candidate is a node");
-            let on_owner = ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
-            let interfaces = on_owner.fold(Interfaces::Named(BTreeSet::new()), |acc, ad| match acc {
-                Interfaces::Named(mut names) if !ad.interfaces.is_empty() => {
-                    names.extend(ad.interfaces.iter().cloned());
-                    Interfaces::Named(names)
-                }
-                _ => Interfaces::Subnet,
+            _ => Interfaces::Subnet,
+        });
+        let advertised = |address: IpAddr| {
+            snapshot.pools.iter().any(|(p, labels)| {
+                p.contains(address) && ads.iter().any(|ad| covers_pool(ad, &p.name, labels))
+            })
+        };
+        for &address in svc.addresses.iter().filter(|a| advertised(**a)) {
+            out.push(Assignment {
+                service: svc.key.clone(),
+                address,
+                owner: owner.to_owned(),
+                interfaces: interfaces.clone(),
             });
-            out.push(Assignment { service: svc.key.clone(), address, owner: owner.to_owned(), interfaces });
         }
     }
     out

@@ -1,5 +1,7 @@
 use herald_controller::crd::IPAddressPoolSpec;
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use super::*;
 
 const ALL: [&str; 3] = ["node-a", "node-b", "node-c"];
@@ -24,7 +26,7 @@ fn snapshot(ads: Vec<L2AdvertisementSpec>) -> Snapshot {
         services: vec![Service {
             key: "default/web".into(),
             labels: labels(&[("app", "web")]),
-            addresses: vec![VIP],
+            addresses: vec![VIP.into()],
             traffic: candidates::Service {
                 local_traffic: false,
                 ready_endpoint_nodes: ["node-a".to_string()].into(),
@@ -126,7 +128,7 @@ fn advertisements_decide_what_is_announced_and_where() {
 #[test]
 fn addresses_outside_every_pool_are_never_announced() {
     let mut s = snapshot(vec![ad()]);
-    s.services[0].addresses = vec![Ipv4Addr::new(203, 0, 113, 5)];
+    s.services[0].addresses = vec![Ipv4Addr::new(203, 0, 113, 5).into()];
     assert!(assign(&s, &live()).is_empty());
 }
 
@@ -139,10 +141,38 @@ fn candidate_rules_apply() {
     assert_eq!(owner_and_interfaces(&s), None, "no ready endpoint");
 }
 
+/// MetalLB hashes every address of a Service with its first one (`toAnnounce[0]`): a Service's
+/// addresses, whichever families, go to one node, the one its first address elects.
+#[test]
+fn all_of_a_services_addresses_go_where_the_first_one_elects() {
+    let by_itself = |a: IpAddr| election::owner(a, ALL).unwrap();
+    // An address of the pool that, hashed alone, would elect another node than VIP.
+    let second: IpAddr = (1..15)
+        .map(|i| IpAddr::from(Ipv4Addr::new(192, 0, 2, i)))
+        .find(|a| by_itself(*a) != by_itself(VIP.into()))
+        .expect("some address elects another node");
+    let mut s = snapshot(vec![ad()]);
+    s.services[0].addresses = vec![VIP.into(), second];
+    let owners: Vec<(IpAddr, String)> =
+        assign(&s, &live()).into_iter().map(|a| (a.address, a.owner)).collect();
+    let first_owner = by_itself(VIP.into()).to_string();
+    assert_eq!(owners, [(VIP.into(), first_owner.clone()), (second, first_owner)]);
+    // The other order: the other node takes both.
+    s.services[0].addresses = vec![second, VIP.into()];
+    let owners: BTreeSet<String> = assign(&s, &live()).into_iter().map(|a| a.owner).collect();
+    assert_eq!(owners, BTreeSet::from([by_itself(second).to_string()]));
+    // Dual-stack, IPv6 first (in a pool the advertisement covers): its address elects.
+    let v6: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10).into();
+    s.pools.push(pool("lan6", "2001:db8::/120", &[]));
+    s.services[0].addresses = vec![v6, VIP.into()];
+    let owners: BTreeSet<String> = assign(&s, &live()).into_iter().map(|a| a.owner).collect();
+    assert_eq!(owners, BTreeSet::from([by_itself(v6).to_string()]));
+}
+
 #[test]
 fn owned_by_groups_per_service() {
     let mut s = snapshot(vec![ad()]);
-    s.services[0].addresses.push(Ipv4Addr::new(192, 0, 2, 11));
+    s.services[0].addresses.push(Ipv4Addr::new(192, 0, 2, 11).into());
     let all = assign(&s, &live());
     let owners: BTreeSet<&str> = all.iter().map(|a| a.owner.as_str()).collect();
     for node in ALL {

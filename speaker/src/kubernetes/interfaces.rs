@@ -11,26 +11,6 @@ use crate::{
     plan::Announcement,
 };
 
-/// Name prefixes of the interfaces container runtimes and CNI plugins make.
-pub const CONTAINER_PREFIXES: &[&str] = &[
-    "veth",
-    "cni",
-    "flannel",
-    "cali",
-    "docker",
-    "kube-ipvs",
-    "kube-bridge",
-    "cilium",
-    "lxc",
-    "vxlan",
-    "tunl",
-    "weave",
-    "genev",
-    "nodelocaldns",
-    "tap",
-    "virbr",
-];
-
 /// Why `it` cannot answer ARP for a Service address, if it cannot.
 pub fn unusable(it: &Interface) -> Option<&'static str> {
     if it.loopback {
@@ -41,7 +21,7 @@ pub fn unusable(it: &Interface) -> Option<&'static str> {
         Some("a bond or bridge port")
     } else if it.mac.is_none() {
         Some("no Ethernet address")
-    } else if CONTAINER_PREFIXES.iter().any(|p| it.name.starts_with(p)) {
+    } else if it.is_container() {
         Some("a container interface")
     } else {
         None

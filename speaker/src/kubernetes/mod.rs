@@ -12,18 +12,13 @@ use std::{
     collections::BTreeSet,
     net::{SocketAddr, SocketAddrV4},
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
-use herald_controller::telemetry::{self, Scrape};
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
-use prometheus_client::registry::Registry;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
@@ -36,9 +31,10 @@ use crate::{
     announcer::Announcer,
     cluster::{Alive, Membership},
     config::{Cluster, Gratuitous, Timers, cluster::MIN_KEY},
-    datapath::{AttachMode, Datapath},
+    conflict,
+    datapath::{self, Datapath},
     garp, host,
-    metrics::Metrics,
+    metrics::{Endpoint, Metrics},
     plan::Announcement,
     state,
 };
@@ -55,10 +51,7 @@ pub struct Options {
     pub membership_port: u16,
     /// Where /metrics, /healthz and /readyz are served.
     pub telemetry: SocketAddr,
-    pub mode: AttachMode,
-    pub dead_man: Duration,
-    pub pin_dir: PathBuf,
-    pub state_dir: PathBuf,
+    pub datapath: datapath::Options,
 }
 
 /// Changes that arrive together are handled in one pass.
@@ -84,18 +77,15 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("Node {:?} has no IPv4 InternalIP to run membership on", opts.node))?;
 
     let metrics = Arc::new(Metrics::default());
-    let datapath = Datapath::load(opts.dead_man, &opts.pin_dir)?;
+    let mut datapath = Datapath::load(&opts.datapath)?;
+    if let Some(logs) = datapath.take_logs() {
+        tokio::spawn(datapath::forward_logs(logs));
+    }
     let sender = garp::Sender::new().context("opening a packet socket for gratuitous ARP")?;
-    let mut announcer = Announcer::new(datapath, opts.mode, sender, metrics.clone());
+    let mut announcer = Announcer::new(datapath, sender, metrics.clone());
     announcer.datapath.beat()?;
-    let endpoint = Arc::new(Telemetry {
-        registry: metrics.registry(opts.pin_dir.clone(), announcer.names.clone()),
-        ready: AtomicBool::new(false),
-    });
-    let listener = tokio::net::TcpListener::bind(opts.telemetry)
-        .await
-        .with_context(|| format!("binding the telemetry address {}", opts.telemetry))?;
-    tokio::spawn(telemetry::serve(listener, endpoint.clone()));
+    let registry = metrics.registry(opts.datapath.pin_dir.clone(), announcer.names.clone());
+    let endpoint = Endpoint::serve(opts.telemetry, registry).await?;
 
     let (changed_tx, mut changed) = mpsc::channel(1);
     let watches = Watches::start(&client, &opts.namespace, &changed_tx).await?;
@@ -107,35 +97,58 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         quorum: false,
         timers: Timers::default(),
     };
-    let mut membership = Membership::start(&opts.node, &cluster, metrics.clone())
+    let own_macs = host::discover().context("reading the host's interfaces")?.own_macs();
+    let mut membership = Membership::start(&opts.node, own_macs, &cluster, metrics.clone())
         .await
         .with_context(|| format!("starting membership on {}", cluster.bind))?;
     let (reports, report_rx) = watch::channel(Report::default());
+    let (conflicts_tx, conflicts_rx) = mpsc::channel(64);
     let writer = status::Writer::new(client.clone(), &opts.namespace, &opts.node, metrics.clone());
-    tokio::spawn(writer.run(report_rx));
-    info!(node = opts.node, membership = %cluster.bind, pin_dir = %opts.pin_dir.display(), "speaker ready");
+    tokio::spawn(writer.run(report_rx, conflicts_rx));
+    info!(node = opts.node, membership = %cluster.bind, pin_dir = %opts.datapath.pin_dir.display(), "speaker ready");
 
     let gratuitous = Gratuitous::default();
-    let state_path = state::path(&opts.state_dir, &opts.pin_dir);
+    let state_path = state::path(&opts.datapath.state_dir, &opts.datapath.pin_dir);
     let mut speaker =
         Here { opts: &opts, watches: &watches, announcer: &mut announcer, reports: &reports, host: None };
     // `None` until the speaker has joined: it announces nothing before.
     let mut joined: Option<Alive> = None;
     let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    let mut heartbeat = tokio::time::interval(opts.dead_man / 4);
+    let mut heartbeat = tokio::time::interval(opts.datapath.dead_man / 4);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut resync = tokio::time::interval(RESYNC);
     let mut state_every = tokio::time::interval(STATE_EVERY);
+    let mut conflicts = tokio::time::interval(conflict::POLL);
+    let mut peer_macs = membership.peer_macs.clone();
     loop {
         tokio::select! {
+            _ = conflicts.tick() => for conflict in speaker.announcer.poll_conflicts() {
+                // The writer tells the Service; a full queue means it is telling plenty already.
+                let _ = conflicts_tx.try_send(conflict);
+            },
+            Ok(()) = peer_macs.changed() => {
+                let macs = peer_macs.borrow_and_update().clone();
+                if let Err(e) = speaker.announcer.datapath.add_peers(macs) {
+                    error!(error = %e, "the other speakers' MACs not written");
+                }
+            }
             _ = heartbeat.tick() => {
                 if let Err(e) = speaker.announcer.datapath.beat() {
                     error!(error = %e, "heartbeat not written");
                 }
+                if !speaker.announcer.stale().is_empty() {
+                    speaker.announcer.settle();
+                }
             }
             // Apart from the heartbeat: with thousands of addresses, rendering it is not free.
             _ = state_every.tick() => {
-                let report = state::render(&opts.node, joined.as_ref(), speaker.announcer.current(), &metrics);
+                let report = state::render(
+                    &opts.node,
+                    &speaker.announcer.interfaces(),
+                    joined.as_ref(),
+                    speaker.announcer.current(),
+                    &metrics,
+                );
                 if let Err(e) = state::write(&state_path, &report) {
                     warn!(path = %state_path.display(), error = %e, "state file not written");
                 }
@@ -149,7 +162,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
                 }
                 speaker.announcer.reannounce(gratuitous);
                 joined = Some(alive);
-                endpoint.ready.store(true, Ordering::Relaxed);
+                endpoint.set_ready(true);
             }
             Some(()) = changed.recv() => {
                 tokio::time::sleep(DEBOUNCE).await;
@@ -166,7 +179,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
             _ = int.recv() => { info!("SIGINT: leaving and withdrawing"); break }
         }
     }
-    endpoint.ready.store(false, Ordering::Relaxed);
+    endpoint.set_ready(false);
     membership.leave().await;
     announcer.keep_answering(&mut heartbeat, cluster.timers.probe_period * 2).await;
     announcer.withdraw_all();
@@ -240,11 +253,14 @@ pub fn here(
     let mut report = Report::default();
     for (service, owned) in decide::owned_by(&assignments, node) {
         for a in owned {
-            match interfaces::carriers(host, a.address, &a.interfaces) {
+            // NDP comes with the IPv6 datapath; until then IPv6 addresses are not announced.
+            let std::net::IpAddr::V4(address) = a.address else { continue };
+            match interfaces::carriers(host, address, &a.interfaces) {
                 Ok(carriers) => {
                     let names = report.announced.entry(service.to_owned()).or_default();
                     names.extend(carriers.iter().map(|c| c.ifname.clone()));
                     desired.extend(carriers);
+                    report.services.insert(address, service.to_owned());
                 }
                 Err(reason) => drop(report.failed.insert(service.to_owned(), reason)),
             }
@@ -278,22 +294,4 @@ fn read_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         key.len()
     );
     Ok(key)
-}
-
-/// /metrics and readiness: ready once the speaker has joined the membership.
-struct Telemetry {
-    registry: Registry,
-    ready: AtomicBool,
-}
-
-impl Scrape for Telemetry {
-    fn render(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
-        out
-    }
-
-    fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
 }

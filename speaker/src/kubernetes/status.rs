@@ -5,8 +5,9 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures_util::{StreamExt as _, stream};
@@ -18,10 +19,10 @@ use kube::{
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::metrics::Metrics;
+use crate::{conflict::Conflict, frame::format_mac, metrics::Metrics};
 
 /// What this node announces and what it could not, by Service key (`namespace/name`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct Report {
     pub announced: BTreeMap<String, BTreeSet<String>>,
     /// Services with an address given to this node that no interface here can carry, and why.
     pub failed: BTreeMap<String, String>,
+    /// The Service of each address this node announces.
+    pub services: BTreeMap<Ipv4Addr, String>,
 }
 
 /// Labels every ServiceL2Status carries, as MetalLB's do.
@@ -40,6 +43,8 @@ const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
 const RETRY: Duration = Duration::from_secs(2);
 /// Writes in flight at once.
 const PARALLEL: usize = 16;
+/// At most one AddressConflict Event per Service this often (each episode is told once anyway).
+const CONFLICT_EVENT_EVERY: Duration = Duration::from_secs(60);
 
 /// The ServiceL2Status object of Service `key`. Service and namespace names are DNS labels
 /// (no dots), so the dot keeps names of different Services apart.
@@ -56,6 +61,8 @@ pub struct Writer {
     written: BTreeMap<String, BTreeSet<String>>,
     /// announceFailed Events sent, so each reason is told once.
     told: BTreeMap<String, String>,
+    /// When each Service was last told of a conflict.
+    conflicts_told: BTreeMap<String, Instant>,
 }
 
 impl Writer {
@@ -68,12 +75,18 @@ impl Writer {
             metrics,
             written: BTreeMap::new(),
             told: BTreeMap::new(),
+            conflicts_told: BTreeMap::new(),
         }
     }
 
-    /// Writes every report as it comes, until the sender is dropped. Starts from the statuses
-    /// this node left behind (a restart), so that stale ones are removed.
-    pub async fn run(mut self, mut reports: watch::Receiver<Report>) {
+    /// Writes every report as it comes, until the sender is dropped, and tells each Service of
+    /// the `conflicts` on its addresses. Starts from the statuses this node left behind (a
+    /// restart), so that stale ones are removed.
+    pub async fn run(
+        mut self,
+        mut reports: watch::Receiver<Report>,
+        mut conflicts: mpsc::Receiver<Conflict>,
+    ) {
         while let Err(e) = self.adopt().await {
             debug!(error = %e, "listing this node's ServiceL2Statuses; retrying");
             tokio::time::sleep(RETRY).await;
@@ -84,6 +97,12 @@ impl Writer {
             let wait = if settled { Duration::MAX } else { RETRY };
             tokio::select! {
                 changed = reports.changed() => if changed.is_err() { return },
+                Some(conflict) = conflicts.recv() => {
+                    let service = reports.borrow().services.get(&conflict.addr).cloned();
+                    if let Some(service) = service {
+                        self.tell_conflict(&service, &conflict).await;
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -226,6 +245,24 @@ impl Writer {
             // Gone, or changed by the new owner since: either way not this node's to remove.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// An AddressConflict Event on Service `key`, unless one was sent in the last minute.
+    async fn tell_conflict(&mut self, key: &str, conflict: &Conflict) {
+        if self.conflicts_told.get(key).is_some_and(|at| at.elapsed() < CONFLICT_EVENT_EVERY) {
+            return;
+        }
+        let vlan = if conflict.vlan == 0 { String::new() } else { format!(" on VLAN {}", conflict.vlan) };
+        let note = format!(
+            "{} is also claimed by {}{vlan}, seen from node {:?}: another host answers for it \
+             (a MetalLB speaker still running? the address configured on a host?)",
+            conflict.addr,
+            format_mac(conflict.mac),
+            self.node
+        );
+        if self.tell(key, EventType::Warning, "AddressConflict", note).await {
+            self.conflicts_told.insert(key.to_owned(), Instant::now());
         }
     }
 

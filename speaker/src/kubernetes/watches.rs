@@ -84,14 +84,8 @@ impl Watches {
             .filter(|svc| service::handled(svc, class))
             .map(|svc| {
                 let key = service::key(svc);
-                let addresses = service::current(svc)
-                    .into_iter()
-                    .filter_map(|ip| match ip {
-                        std::net::IpAddr::V4(v4) => Some(v4),
-                        // NDP comes with the IPv6 datapath; until then v6 addresses are not announced.
-                        std::net::IpAddr::V6(_) => None,
-                    })
-                    .collect();
+                // All of them, in order: the first decides the owner, as in MetalLB.
+                let addresses = service::current(svc);
                 let local =
                     svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
                 Service {

@@ -1,139 +1,170 @@
-//! The one thing about links that getifaddrs does not tell: which interfaces are ports of a
-//! bond or bridge (they have a master). Read with an RTM_GETLINK dump over rtnetlink, in the
-//! current network namespace (sysfs may show another one).
+//! What the kernel says about links over netlink, in the speaker's own network namespace (sysfs
+//! may show another one): which interfaces are ports of a bond or bridge ([`ports`], rtnetlink)
+//! and what a driver offers XDP programs ([`xdp_features`], the generic netlink family
+//! `netdev`). A request, its answer read to the end, plain parsing: no client library.
 
-use std::{collections::BTreeSet, io};
+mod link;
+mod netdev;
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, OwnedFd},
+};
 
 use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, send, socket,
 };
 
+pub use self::{
+    link::ports,
+    netdev::{XdpFeatures, xdp_features},
+};
+
 const NLMSG_HDR: usize = 16;
-const IFINFOMSG: usize = 16;
-const NLMSG_DONE: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
+const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
-const IFLA_MASTER: u16 = 10;
 
-/// Indexes of the interfaces that have a master (bond, bridge, team ports).
-pub fn ports() -> io::Result<BTreeSet<u32>> {
-    let fd =
-        socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute)?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, 0))?;
-    let mut request = [0u8; NLMSG_HDR + IFINFOMSG];
-    request[0..4].copy_from_slice(&((NLMSG_HDR + IFINFOMSG) as u32).to_ne_bytes());
-    request[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
-    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    send(std::os::fd::AsRawFd::as_raw_fd(&fd), &request, MsgFlags::empty())?;
+/// One netlink socket, bound for requests to the kernel.
+struct Socket(OwnedFd);
 
-    let mut out = BTreeSet::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = recv(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf, MsgFlags::empty())?;
-        match parse(&buf[..n], &mut out) {
-            Parsed::More => continue,
-            Parsed::Done => return Ok(out),
-            Parsed::Error(e) => return Err(e),
+impl Socket {
+    fn open(protocol: SockProtocol) -> io::Result<Self> {
+        let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, protocol)?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+        Ok(Self(fd))
+    }
+
+    /// Sends a request of `kind` with `payload` and hands every message of the answer (type,
+    /// payload) to `each`, until the kernel says it is done: the end of a dump (`dump`), or
+    /// the acknowledgement of a single request.
+    fn request(
+        &self,
+        kind: u16,
+        dump: bool,
+        payload: &[u8],
+        mut each: impl FnMut(u16, &[u8]),
+    ) -> io::Result<()> {
+        let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        let mut msg = Vec::with_capacity(NLMSG_HDR + payload.len());
+        msg.extend_from_slice(&((NLMSG_HDR + payload.len()) as u32).to_ne_bytes());
+        msg.extend_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(&flags.to_ne_bytes());
+        msg.extend_from_slice(&1u32.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(payload);
+        send(self.0.as_raw_fd(), &msg, MsgFlags::empty())?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+            if messages(&buf[..n], &mut each)? {
+                return Ok(());
+            }
         }
     }
 }
 
-enum Parsed {
-    More,
-    Done,
-    Error(io::Error),
-}
-
-/// Adds the indexes of links with a master in one datagram of the dump to `out`.
-fn parse(mut data: &[u8], out: &mut BTreeSet<u32>) -> Parsed {
-    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+/// Hands the messages of one datagram to `each`; `true` once the answer is complete (done, or
+/// acknowledged). An error message is the error.
+fn messages(mut data: &[u8], each: &mut impl FnMut(u16, &[u8])) -> io::Result<bool> {
     while data.len() >= NLMSG_HDR {
         let len = u32_at(data, 0) as usize;
         if len < NLMSG_HDR || len > data.len() {
-            return Parsed::Error(io::Error::new(io::ErrorKind::InvalidData, "truncated netlink message"));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated netlink message"));
         }
-        let msg = &data[..len];
-        match u16_at(msg, 4) {
-            NLMSG_DONE => return Parsed::Done,
+        let (kind, payload) = (u16_at(data, 4), &data[NLMSG_HDR..len]);
+        match kind {
+            NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
-                let errno = if len >= NLMSG_HDR + 4 { -(u32_at(msg, NLMSG_HDR) as i32) } else { 0 };
-                return Parsed::Error(io::Error::from_raw_os_error(errno));
+                let errno = if payload.len() >= 4 { -(u32_at(payload, 0) as i32) } else { 0 };
+                return if errno == 0 { Ok(true) } else { Err(io::Error::from_raw_os_error(errno)) };
             }
-            RTM_NEWLINK if len >= NLMSG_HDR + IFINFOMSG => {
-                let index = u32_at(msg, NLMSG_HDR + 4);
-                let mut attrs = &msg[NLMSG_HDR + IFINFOMSG..];
-                while attrs.len() >= 4 {
-                    let (alen, kind) = (u16_at(attrs, 0) as usize, u16_at(attrs, 2));
-                    if alen < 4 || alen > attrs.len() {
-                        break;
-                    }
-                    if kind == IFLA_MASTER && alen >= 8 && u32_at(attrs, 4) != 0 {
-                        out.insert(index);
-                    }
-                    attrs = &attrs[(alen + 3) & !3..];
-                    if attrs.is_empty() {
-                        break;
-                    }
-                }
-            }
-            _ => {}
+            _ => each(kind, payload),
         }
-        data = &data[((len + 3) & !3).min(data.len())..];
+        data = &data[align(len).min(data.len())..];
     }
-    Parsed::More
+    Ok(false)
+}
+
+/// The attributes (type, value) in `data`, until one is malformed.
+fn attributes(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if data.len() < 4 {
+            return None;
+        }
+        let (len, kind) = (u16_at(data, 0) as usize, u16_at(data, 2));
+        if len < 4 || len > data.len() {
+            return None;
+        }
+        let value = &data[4..len];
+        data = &data[align(len).min(data.len())..];
+        // The top bits flag nesting and byte order; the type is the rest.
+        Some((kind & 0x3fff, value))
+    })
+}
+
+/// An attribute of `kind` holding `value`, padded.
+fn attribute(kind: u16, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(align(4 + value.len()));
+    out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value);
+    out.resize(align(out.len()), 0);
+    out
+}
+
+fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_ne_bytes([b[i], b[i + 1]])
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// One RTM_NEWLINK for index `index`, with an IFLA_MASTER attribute when `master` is set.
-    fn link(index: u32, master: Option<u32>) -> Vec<u8> {
-        let mut attrs = Vec::new();
-        // IFLA_MTU (4), then IFLA_MASTER.
-        attrs.extend_from_slice(&8u16.to_ne_bytes());
-        attrs.extend_from_slice(&4u16.to_ne_bytes());
-        attrs.extend_from_slice(&1500u32.to_ne_bytes());
-        if let Some(m) = master {
-            attrs.extend_from_slice(&8u16.to_ne_bytes());
-            attrs.extend_from_slice(&IFLA_MASTER.to_ne_bytes());
-            attrs.extend_from_slice(&m.to_ne_bytes());
-        }
-        let len = NLMSG_HDR + IFINFOMSG + attrs.len();
-        let mut msg = vec![0u8; NLMSG_HDR + IFINFOMSG];
-        msg[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
-        msg[4..6].copy_from_slice(&RTM_NEWLINK.to_ne_bytes());
-        msg[NLMSG_HDR + 4..NLMSG_HDR + 8].copy_from_slice(&index.to_ne_bytes());
-        msg.extend(attrs);
+    /// A netlink message of `kind` with `payload`.
+    pub(super) fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut msg = vec![0u8; NLMSG_HDR];
+        msg[0..4].copy_from_slice(&((NLMSG_HDR + payload.len()) as u32).to_ne_bytes());
+        msg[4..6].copy_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(payload);
+        msg.resize(align(msg.len()), 0);
         msg
     }
 
     #[test]
-    fn finds_ports() {
-        let mut data = link(2, None);
-        data.extend(link(3, Some(5)));
-        data.extend(link(4, Some(0)));
-        let mut out = BTreeSet::new();
-        assert!(matches!(parse(&data, &mut out), Parsed::More));
-        assert_eq!(out, BTreeSet::from([3]));
-        let mut done = vec![0u8; NLMSG_HDR];
-        done[0..4].copy_from_slice(&(NLMSG_HDR as u32).to_ne_bytes());
-        done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
-        assert!(matches!(parse(&done, &mut out), Parsed::Done));
+    fn messages_until_done_or_error() {
+        let mut seen = Vec::new();
+        let mut data = message(16, b"ab");
+        data.extend(message(16, b"cdef"));
+        assert!(!messages(&data, &mut |k, p| seen.push((k, p.to_vec()))).unwrap());
+        assert_eq!(seen, [(16, b"ab".to_vec()), (16, b"cdef".to_vec())]);
+        assert!(messages(&message(NLMSG_DONE, &[]), &mut |_, _| {}).unwrap());
+        let ack = message(NLMSG_ERROR, &0u32.to_ne_bytes());
+        assert!(messages(&ack, &mut |_, _| {}).unwrap());
+        let refused = message(NLMSG_ERROR, &(-(libc::ENOENT)).to_ne_bytes());
+        assert_eq!(messages(&refused, &mut |_, _| {}).unwrap_err().raw_os_error(), Some(libc::ENOENT));
         // A length that runs past the datagram is an error, not a panic.
-        let mut bad = link(9, Some(1));
-        bad.truncate(20);
-        assert!(matches!(parse(&bad, &mut out), Parsed::Error(_)));
+        let mut cut = message(16, b"abcdefgh");
+        cut.truncate(20);
+        assert!(messages(&cut, &mut |_, _| {}).is_err());
     }
 
     #[test]
-    fn reads_this_namespace() {
-        // Whatever the links here, the dump ends cleanly.
-        ports().expect("an RTM_GETLINK dump");
+    fn attributes_round_trip_and_stop_at_garbage() {
+        let mut data = attribute(1, &7u32.to_ne_bytes());
+        data.extend(attribute(2, b"netdev\0"));
+        data.extend([9, 0, 1]); // too short to be one
+        let attrs: Vec<(u16, Vec<u8>)> = attributes(&data).map(|(k, v)| (k, v.to_vec())).collect();
+        assert_eq!(attrs, [(1, 7u32.to_ne_bytes().to_vec()), (2, b"netdev\0".to_vec())]);
     }
 }

@@ -301,7 +301,14 @@ fn cpu_percent(pid: u32, window: Duration) -> anyhow::Result<f64> {
 /// `n` inserts into a freshly loaded responder map, timed.
 fn bare_inserts(n: usize) -> anyhow::Result<Duration> {
     let pin_dir = std::path::PathBuf::from(format!("/sys/fs/bpf/herald-bench-{}", std::process::id()));
-    let mut datapath = Datapath::load(Duration::from_secs(2), &pin_dir)?;
+    let options = herald_speaker::datapath::Options {
+        dead_man: Duration::from_secs(2),
+        pin_dir: pin_dir.clone(),
+        state_dir: std::env::temp_dir(),
+        mode: herald_speaker::datapath::Mode::Auto,
+        log: herald_speaker::datapath::LogLevel::Off,
+    };
+    let mut datapath = Datapath::load(&options)?;
     let start = Instant::now();
     for i in 0..n {
         let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)) + i as u32);

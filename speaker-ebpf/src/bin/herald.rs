@@ -1,0 +1,58 @@
+//! The main object: the responder at XDP for frames that carry their own tags, the responder at
+//! TC ingress, and the pass-through program.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{
+        TC_ACT_UNSPEC, __sk_buff,
+        xdp_action::{XDP_PASS, XDP_TX},
+    },
+    helpers::bpf_redirect,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use speaker_ebpf::{
+    arp::{self, Tag},
+    frame::{ETH_P_8021Q, Frame},
+};
+
+/// Devices that leave 802.1Q tags in the frames (rx VLAN offload off): the tag, if any, is read
+/// from the frame and stays in the reply.
+#[xdp]
+pub fn herald_arp(ctx: XdpContext) -> u32 {
+    let frame = Frame::new(ctx.data(), ctx.data_end());
+    match arp::decide(&ctx, frame, ctx.ingress_ifindex() as u32, Tag::InFrame) {
+        Some(answer) if arp::reply(frame, &answer).is_some() => XDP_TX,
+        _ => XDP_PASS,
+    }
+}
+
+/// TC ingress (clsact): the kernel has moved a frame's tag into `__sk_buff` by now, so it is
+/// read there, and the reply, sent back out of the same device, keeps it.
+#[classifier]
+pub fn herald_arp_tc(ctx: TcContext) -> i32 {
+    let skb = ctx.as_ptr().cast::<__sk_buff>();
+    // SAFETY: the context of a TC program is its `__sk_buff`.
+    let (present, tci, proto, ifindex) =
+        unsafe { ((*skb).vlan_present, (*skb).vlan_tci, (*skb).vlan_proto, (*skb).ingress_ifindex) };
+    let tag = match (present, proto) {
+        (0, _) => Tag::InFrame,
+        (_, proto) if proto == u32::from(ETH_P_8021Q) => Tag::Beside(tci as u16),
+        // An 802.1ad outer tag: not ours to answer.
+        _ => return TC_ACT_UNSPEC,
+    };
+    let frame = Frame::new(ctx.data(), ctx.data_end());
+    match arp::decide(&ctx, frame, ifindex, tag) {
+        // SAFETY: a helper without preconditions; the kernel sends the skb once we return.
+        Some(answer) if arp::reply(frame, &answer).is_some() => unsafe { bpf_redirect(ifindex, 0) as i32 },
+        // Untouched, on to the next program or the stack.
+        _ => TC_ACT_UNSPEC,
+    }
+}
+
+#[xdp]
+pub fn herald_pass(_ctx: XdpContext) -> u32 {
+    XDP_PASS
+}

@@ -1,0 +1,86 @@
+//! Frames as the programs see them: header layouts, field values in wire order, and the one
+//! bounds check every access goes through.
+
+// Header fields are compared in wire order, against constants swapped at compile time.
+pub const ETH_P_ARP: u16 = 0x0806u16.to_be();
+pub const ETH_P_8021Q: u16 = 0x8100u16.to_be();
+pub const ETH_P_IP: u16 = 0x0800u16.to_be();
+pub const ARPHRD_ETHER: u16 = 1u16.to_be();
+pub const ARPOP_REQUEST: u16 = 1u16.to_be();
+pub const ARPOP_REPLY: u16 = 2u16.to_be();
+/// The VLAN id in a TCI (host order); the rest is priority and DEI.
+pub const VLAN_VID_MASK: u16 = 0x0fff;
+
+#[repr(C)]
+pub struct EthHdr {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    pub proto: u16,
+}
+pub const ETH_HLEN: usize = size_of::<EthHdr>();
+const _: () = assert!(ETH_HLEN == 14);
+
+/// What follows the Ethernet header's EtherType 0x8100.
+#[repr(C)]
+pub struct VlanHdr {
+    pub tci: u16,
+    pub proto: u16,
+}
+pub const VLAN_HLEN: usize = size_of::<VlanHdr>();
+/// Where the ARP body starts behind one 802.1Q tag.
+pub const TAGGED_HLEN: usize = ETH_HLEN + VLAN_HLEN;
+
+/// ARP for Ethernet and IPv4 (RFC 826), as it sits in the frame.
+#[repr(C)]
+pub struct ArpEth {
+    pub htype: u16,
+    pub ptype: u16,
+    pub hlen: u8,
+    pub plen: u8,
+    pub op: u16,
+    pub sha: [u8; 6],
+    pub spa: [u8; 4],
+    pub tha: [u8; 6],
+    pub tpa: [u8; 4],
+}
+const _: () = assert!(size_of::<ArpEth>() == 28);
+
+/// The bytes of one frame, `[start, end)` in the program's address space, as the hook hands
+/// them over (`data`, `data_end`).
+#[derive(Clone, Copy)]
+pub struct Frame {
+    start: usize,
+    end: usize,
+}
+
+impl Frame {
+    #[inline(always)]
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+
+    /// A pointer to a `T` at `offset`, if the whole `T` lies inside the frame.
+    #[inline(always)]
+    pub fn at<T>(&self, offset: usize) -> Option<*mut T> {
+        if self.start + offset + size_of::<T>() > self.end {
+            return None;
+        }
+        Some((self.start + offset) as *mut T)
+    }
+}
+
+#[inline(always)]
+pub fn is_group(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 == 1
+}
+
+#[inline(always)]
+pub fn is_broadcast(mac: &[u8; 6]) -> bool {
+    mac[0] & mac[1] & mac[2] & mac[3] & mac[4] & mac[5] == 0xff
+}
+
+/// Byte-wise comparison: `==` on arrays may become a `bcmp` call, which BPF does not have.
+#[inline(always)]
+pub fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
+    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5]) == 0
+}

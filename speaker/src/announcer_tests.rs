@@ -1,0 +1,144 @@
+//! The announcer's rules over an in-memory datapath and frame sender: no root, no kernel.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Mutex,
+};
+
+use super::*;
+
+/// A datapath in memory, whose operations fail where a test says.
+#[derive(Default)]
+struct FakeDatapath {
+    map: BTreeMap<ArpKey, [u8; 6]>,
+    attached: BTreeSet<u32>,
+    /// Removals of these keys fail this many more times.
+    failing_removes: BTreeMap<ArpKey, u32>,
+    /// Inserts of these keys fail.
+    failing_inserts: BTreeSet<ArpKey>,
+}
+
+fn refused() -> DatapathError {
+    DatapathError::Missing("a test's refusal")
+}
+
+impl Responder for FakeDatapath {
+    fn attach(&mut self, ifindex: u32, _: &str) -> Result<Hook, DatapathError> {
+        self.attached.insert(ifindex);
+        Ok(Hook::Tc)
+    }
+    fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        self.attached.remove(&ifindex);
+        Ok(())
+    }
+    fn is_attached(&self, ifindex: u32) -> bool {
+        self.attached.contains(&ifindex)
+    }
+    fn hook(&self, ifindex: u32) -> Option<Hook> {
+        self.attached.contains(&ifindex).then_some(Hook::Tc)
+    }
+    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError> {
+        if self.failing_inserts.contains(key) {
+            return Err(refused());
+        }
+        self.map.insert(*key, mac);
+        Ok(())
+    }
+    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError> {
+        if let Some(n) = self.failing_removes.get_mut(key).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err(refused());
+        }
+        self.map.remove(key);
+        Ok(())
+    }
+    fn beat(&mut self) -> Result<(), DatapathError> {
+        Ok(())
+    }
+    fn entries(&self) -> Result<Vec<Entry>, DatapathError> {
+        Ok(Vec::new())
+    }
+    fn conflicts_total(&self) -> Result<u64, DatapathError> {
+        Ok(0)
+    }
+}
+
+/// Frames in memory: (interface, frame) in the order sent.
+#[derive(Default)]
+struct FakeFrames(Mutex<Vec<(u32, Vec<u8>)>>);
+
+impl Frames for FakeFrames {
+    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
+        self.0.lock().unwrap().push((ifindex, frame.to_vec()));
+        Ok(())
+    }
+}
+
+const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const QUIET: Gratuitous =
+    Gratuitous { count: 0, interval: std::time::Duration::from_millis(10), refresh: None };
+
+fn a(last: u8, ifindex: u32) -> Announcement {
+    Announcement {
+        addr: [192, 0, 2, last].into(),
+        ifindex,
+        vlan: 0,
+        mac: MAC,
+        ifname: format!("eth{ifindex}"),
+    }
+}
+
+fn set(list: &[Announcement]) -> BTreeSet<Announcement> {
+    list.iter().cloned().collect()
+}
+
+fn announcer() -> Announcer<FakeDatapath, FakeFrames> {
+    Announcer::new(FakeDatapath::default(), FakeFrames::default(), Arc::new(Metrics::default()))
+}
+
+#[tokio::test]
+async fn a_failed_removal_is_kept_and_tried_again() {
+    let mut ann = announcer();
+    ann.apply(set(&[a(10, 2), a(11, 3)]), QUIET, None).unwrap();
+    ann.datapath.failing_removes.insert(a(11, 3).key(), 2);
+
+    // The election gives .11 away, but its entry cannot be removed: it still answers, so it
+    // is not forgotten, and its interface keeps the responder.
+    ann.apply(set(&[a(10, 2)]), QUIET, None).unwrap();
+    assert!(ann.datapath.map.contains_key(&a(11, 3).key()));
+    assert_eq!(ann.stale(), &set(&[a(11, 3)]));
+    assert!(ann.datapath.is_attached(3), "the interface of a stale entry stays attached");
+
+    assert!(!ann.settle(), "the second removal fails too");
+    assert!(ann.datapath.is_attached(3));
+    assert!(ann.settle(), "the third removes it");
+    assert!(!ann.datapath.map.contains_key(&a(11, 3).key()));
+    assert!(ann.stale().is_empty());
+    assert!(!ann.datapath.is_attached(3), "then the responder leaves the interface");
+    assert!(ann.datapath.is_attached(2));
+}
+
+#[tokio::test]
+async fn a_stale_entry_announced_again_is_no_longer_stale() {
+    let mut ann = announcer();
+    ann.apply(set(&[a(10, 2)]), QUIET, None).unwrap();
+    ann.datapath.failing_removes.insert(a(10, 2).key(), 1);
+    ann.apply(set(&[]), QUIET, None).unwrap();
+    assert_eq!(ann.stale().len(), 1);
+    ann.apply(set(&[a(10, 2)]), QUIET, None).unwrap();
+    assert!(ann.stale().is_empty());
+    assert!(ann.settle());
+    assert!(ann.datapath.map.contains_key(&a(10, 2).key()), "settling left the wanted entry alone");
+}
+
+#[tokio::test]
+async fn a_change_is_applied_whole_or_not_at_all() {
+    let mut ann = announcer();
+    ann.apply(set(&[a(10, 2)]), QUIET, None).unwrap();
+    ann.datapath.failing_inserts.insert(a(12, 4).key());
+    let before = ann.datapath.map.clone();
+    assert!(ann.apply(set(&[a(10, 2), a(11, 3), a(12, 4)]), QUIET, None).is_err());
+    assert_eq!(ann.datapath.map, before, "the insert that succeeded was rolled back");
+    assert_eq!(ann.current(), &set(&[a(10, 2)]));
+    assert!(!ann.datapath.is_attached(3) && !ann.datapath.is_attached(4), "attachments rolled back");
+}
