@@ -107,10 +107,20 @@ impl Metrics {
 /// Logs to stderr, filtered by `HERALD_LOG` (default `info`), coloured only on a terminal (tests
 /// and log collectors read plain text). For both Herald binaries.
 pub fn init_logs() {
+    init_logs_with(&[]);
+}
+
+/// [`init_logs`], with filter `directives` (`target=level`) added after `HERALD_LOG`'s.
+pub fn init_logs_with(directives: &[String]) {
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| "info".into());
+    for d in directives {
+        if let Ok(d) = d.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -85,7 +85,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    herald_controller::telemetry::init_logs();
+    // The programs' statements come at the level they were loaded with.
+    let xdp = cli.xdp_log.filter().map(|level| format!("herald::xdp={level}"));
+    herald_controller::telemetry::init_logs_with(&xdp.into_iter().collect::<Vec<_>>());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let datapath = datapath::Options {
         dead_man: Duration::from_millis(cli.dead_man_ms),

@@ -11,6 +11,7 @@ pub mod kube_lab;
 pub mod lab;
 pub mod probe;
 pub mod speaker;
+pub mod test_run;
 
 use std::path::PathBuf;
 
@@ -53,4 +54,17 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let bin = dir.join(name);
     assert!(bin.is_file(), "{} is not built: run `cargo xtask build`", bin.display());
     bin
+}
+
+/// A small deterministic generator (xorshift64), so a randomized test's failure is reproducible.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// A number below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
 }

@@ -146,8 +146,8 @@ impl Capture {
         done(&self.lines.lock().unwrap())
     }
 
-    /// How many lines tcpdump printed so far.
-    pub fn len(&self) -> usize {
+    /// How many lines tcpdump printed so far: a mark for [`Capture::lines_from`].
+    pub fn mark(&self) -> usize {
         self.lines.lock().unwrap().len()
     }
 

@@ -133,6 +133,17 @@ async fn whole_cluster() {
     steady(&kl, vip, owner, Duration::from_secs(6));
     status_names(&kl, &client, owner).await;
 
+    // Another host claims the address: the owner tells the Service, naming that host's MAC.
+    let claim = herald_speaker::frame::Arp::gratuitous(kl.lab.client.mac, vip, 0).to_bytes();
+    herald_tests::probe::send_frames(&kl.lab.client, vec![claim]).unwrap();
+    let intruder = herald_tests::lab::format_mac(kl.lab.client.mac);
+    let told = eventually(async || {
+        apiserver::events(&client, "web", "AddressConflict").await.iter().any(|n| n.contains(&intruder))
+    })
+    .await;
+    assert!(told, "no AddressConflict Event naming {intruder}\n{}", kl.logs());
+    steady(&kl, vip, owner, Duration::from_secs(2));
+
     // Deleting the Service withdraws the address everywhere, and its status with it.
     services.delete("web", &DeleteParams::default()).await.unwrap();
     silent(&kl, vip);

@@ -119,6 +119,10 @@ fn owner_hangs_then_rejoins() {
     }
     let status = hung.status().unwrap();
     assert!(status.contains("members (3 alive)"), "{status}");
+    // While it hung, its entries stayed in its map, and the heir's gratuitous ARP for them came
+    // in: a Herald peer taking over, not a conflict.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!status.contains("conflict:") && !hung.log_text().contains("address conflict"), "{status}");
 }
 
 #[test]
@@ -257,6 +261,16 @@ fn restarted_node_gets_its_addresses_back_without_flapping() {
         }
     }
     assert_eq!(changes(), before, "ownership changed while the cluster was settled");
+    // Taking back its addresses, the restarted node sent gratuitous ARP for them while the
+    // others still had them: a takeover by a Herald peer, not a conflict.
+    for s in speakers.iter().filter(|s| s.host.name != old.name).chain([&restarted]) {
+        let status = s.status().unwrap();
+        assert!(
+            !status.contains("conflict:"),
+            "{}: a peer's takeover counted as a conflict:\n{status}",
+            s.host.name
+        );
+    }
 }
 
 #[test]

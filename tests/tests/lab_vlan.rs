@@ -81,7 +81,7 @@ fn run(offload: VlanOffload, mode: &str, program: &str) -> Vec<String> {
         // A requester address per row, so a late reply cannot pass for another row's.
         let asker = Ipv4Addr::new(203, 0, 113, 1 + i as u8);
         let request = Arp { vlan: row.tag, ..Arp::request(lab.client.mac, asker, row.target) };
-        let seen = capture.len();
+        let seen = capture.mark();
         probe::send_frames(&lab.client, vec![request.to_bytes()]).expect("send");
         std::thread::sleep(Duration::from_millis(200));
         let replies: Vec<Vec<u8>> =

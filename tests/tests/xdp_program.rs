@@ -1,28 +1,18 @@
-//! Herald's XDP program, run by the kernel on frames we hand it (BPF_PROG_TEST_RUN): each case
-//! states the exact verdict and the exact bytes that come out. Needs root (CI runs it as root).
-//!
-//! Without a context the kernel runs the program as if the frame came in on `lo` (ifindex 1),
-//! so the map entries here are for ifindex 1.
+//! Herald's responder, run by the kernel on frames we hand it (BPF_PROG_TEST_RUN), at both of
+//! its hooks (XDP and TC ingress): each case states the exact verdict and the exact bytes that
+//! come out. Needs root (CI runs it as root).
 
 use std::net::Ipv4Addr;
 
-use aya::{
-    Ebpf, EbpfLoader,
-    maps::{Array, HashMap},
-    programs::{TestRun, TestRunOptions, Xdp},
-};
 use herald_speaker::{
     clock::monotonic_ns,
-    datapath::OBJECT,
     frame::{ARP_REPLY, Arp, BROADCAST},
 };
-use herald_tests::root_or_skip;
-use speaker_common::{ARP_MAP, ARP_PROGRAM, ArpEntry, ArpKey, DEAD_MAN_GLOBAL, HEARTBEAT_MAP, Heartbeat};
-
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-const LO: u32 = 1;
-const BOUND_NS: u64 = 2_000_000_000;
+use herald_tests::{
+    XorShift, root_or_skip,
+    test_run::{BOUND_NS, Fixture, Hook, LO, Verdict},
+};
+use speaker_common::ArpKey;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
 const VIP_VLAN: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 200);
@@ -31,66 +21,12 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0x1e, 0x47, 0x00, 0x01];
 const OTHER_MAC: [u8; 6] = [0x02, 0x07, 0x07, 0x07, 0x07, 0x07];
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 
-struct Fixture {
-    ebpf: Ebpf,
-}
-
-impl Fixture {
-    /// The program loaded with a 2 s bound, VIP answered untagged and VIP_VLAN on VLAN 42, and
-    /// a fresh heartbeat.
-    fn new() -> Self {
-        let mut ebpf =
-            EbpfLoader::new().override_global(DEAD_MAN_GLOBAL, &BOUND_NS, true).load(OBJECT).unwrap();
-        let program: &mut Xdp = ebpf.program_mut(ARP_PROGRAM).unwrap().try_into().unwrap();
-        program.load().unwrap();
-        let mut f = Self { ebpf };
-        f.insert(ArpKey::new(VIP.octets(), LO, 0));
-        f.insert(ArpKey::new(VIP_VLAN.octets(), LO, 42));
-        f.beat(monotonic_ns());
-        f
-    }
-
-    fn insert(&mut self, key: ArpKey) {
-        let mut map: HashMap<_, ArpKey, ArpEntry> =
-            HashMap::try_from(self.ebpf.map_mut(ARP_MAP).unwrap()).unwrap();
-        map.insert(&key, &ArpEntry::new(NODE_MAC), 0).unwrap();
-    }
-
-    fn beat(&mut self, monotonic_ns: u64) {
-        let mut map: Array<_, Heartbeat> =
-            Array::try_from(self.ebpf.map_mut(HEARTBEAT_MAP).unwrap()).unwrap();
-        map.set(0, &Heartbeat { monotonic_ns, dead_man_ns: BOUND_NS, pid: 0, _pad: 0 }, 0).unwrap();
-    }
-
-    fn replies(&self, key: ArpKey) -> u64 {
-        let map: HashMap<_, ArpKey, ArpEntry> = HashMap::try_from(self.ebpf.map(ARP_MAP).unwrap()).unwrap();
-        map.get(&key, 0).unwrap().replies
-    }
-
-    /// The verdict and the frame as the program left it.
-    fn run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), aya::programs::ProgramError> {
-        let program: &Xdp = self.ebpf.program(ARP_PROGRAM).unwrap().try_into().unwrap();
-        let mut out = vec![0u8; frame.len() + 64];
-        let result = program.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })?;
-        out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
-    }
-
-    fn assert_pass(&self, name: &str, frame: &[u8]) {
-        let (verdict, out) = self.run(frame).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(verdict, XDP_PASS, "{name}: verdict");
-        assert_eq!(out, frame, "{name}: a passed frame must be unchanged");
-    }
-
-    fn assert_tx(&self, name: &str, frame: &[u8], reply: &[u8]) {
-        let (verdict, out) = self.run(frame).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(verdict, XDP_TX, "{name}: verdict");
-        assert_eq!(out, reply, "{name}: reply bytes");
-    }
+/// Both programs, VIP answered untagged and VIP_VLAN on VLAN 42, with a fresh heartbeat.
+fn fixture() -> Fixture {
+    let mut f = Fixture::new();
+    f.insert(ArpKey::new(VIP.octets(), LO, 0), NODE_MAC);
+    f.insert(ArpKey::new(VIP_VLAN.octets(), LO, 42), NODE_MAC);
+    f
 }
 
 fn request(target: Ipv4Addr) -> Arp {
@@ -122,29 +58,42 @@ fn answers_requests_for_announced_addresses() {
     if !root_or_skip("answers_requests_for_announced_addresses") {
         return;
     }
-    let f = Fixture::new();
-    let req = request(VIP);
-    f.assert_tx("broadcast request", &req.to_bytes(), &reply_to(&req).to_bytes());
+    for hook in Hook::ALL {
+        let f = fixture();
+        let req = request(VIP);
+        f.assert_answer(hook, "broadcast request", &req.to_bytes(), &reply_to(&req).to_bytes());
 
-    let unicast = Arp { eth_dst: NODE_MAC, ..req };
-    f.assert_tx("request unicast to our MAC", &unicast.to_bytes(), &reply_to(&unicast).to_bytes());
+        let unicast = Arp { eth_dst: NODE_MAC, ..req };
+        f.assert_answer(
+            hook,
+            "request unicast to our MAC",
+            &unicast.to_bytes(),
+            &reply_to(&unicast).to_bytes(),
+        );
 
-    // An ARP probe (RFC 5227, sender 0.0.0.0) is answered too: it defends the address.
-    let probe = Arp { spa: Ipv4Addr::UNSPECIFIED, ..req };
-    f.assert_tx("ARP probe", &probe.to_bytes(), &reply_to(&probe).to_bytes());
+        // An ARP probe (RFC 5227, sender 0.0.0.0) is answered too: it defends the address.
+        let probe = Arp { spa: Ipv4Addr::UNSPECIFIED, ..req };
+        f.assert_answer(hook, "ARP probe", &probe.to_bytes(), &reply_to(&probe).to_bytes());
 
-    // Ethernet padding to 60 bytes stays as it was.
-    let mut padded = req.to_bytes();
-    padded.resize(60, 0xaa);
-    let mut padded_reply = reply_to(&req).to_bytes();
-    padded_reply.resize(60, 0xaa);
-    f.assert_tx("padded request", &padded, &padded_reply);
+        // Ethernet padding to 60 bytes stays as it was.
+        let mut padded = req.to_bytes();
+        padded.resize(60, 0xaa);
+        let mut padded_reply = reply_to(&req).to_bytes();
+        padded_reply.resize(60, 0xaa);
+        f.assert_answer(hook, "padded request", &padded, &padded_reply);
 
-    let tagged = Arp { vlan: Some(42), ..request(VIP_VLAN) };
-    f.assert_tx("request on VLAN 42, tag kept", &tagged.to_bytes(), &reply_to(&tagged).to_bytes());
+        let tagged = Arp { vlan: Some(42), ..request(VIP_VLAN) };
+        f.assert_answer(
+            hook,
+            "request on VLAN 42, tag kept",
+            &tagged.to_bytes(),
+            &reply_to(&tagged).to_bytes(),
+        );
 
-    assert_eq!(f.replies(ArpKey::new(VIP.octets(), LO, 0)), 4, "each reply is counted on its entry");
-    assert_eq!(f.replies(ArpKey::new(VIP_VLAN.octets(), LO, 42)), 1);
+        let replies = |key: ArpKey| f.entry(key).replies;
+        assert_eq!(replies(ArpKey::new(VIP.octets(), LO, 0)), 4, "{hook:?}: each reply counted on its entry");
+        assert_eq!(replies(ArpKey::new(VIP_VLAN.octets(), LO, 42)), 1, "{hook:?}");
+    }
 }
 
 #[test]
@@ -152,7 +101,7 @@ fn passes_everything_else_unchanged() {
     if !root_or_skip("passes_everything_else_unchanged") {
         return;
     }
-    let f = Fixture::new();
+    let f = fixture();
     let req = request(VIP);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("IPv4 EtherType", with(|b| b[12..14].copy_from_slice(&[0x08, 0x00]))),
@@ -182,10 +131,12 @@ fn passes_everything_else_unchanged() {
             b
         }),
     ];
-    for (name, frame) in &cases {
-        f.assert_pass(name, frame);
+    for hook in Hook::ALL {
+        for (name, frame) in &cases {
+            f.assert_pass(hook, name, frame);
+        }
     }
-    assert_eq!(f.replies(ArpKey::new(VIP.octets(), LO, 0)), 0, "nothing passed was counted");
+    assert_eq!(f.entry(ArpKey::new(VIP.octets(), LO, 0)).replies, 0, "nothing passed was counted");
 }
 
 /// A request for VIP_VLAN behind two tags: outer `outer_tpid` VLAN 7, inner 802.1Q VLAN 42.
@@ -203,20 +154,22 @@ fn truncated_frames_pass_at_every_length() {
     if !root_or_skip("truncated_frames_pass_at_every_length") {
         return;
     }
-    let f = Fixture::new();
-    for full in [request(VIP).to_bytes(), Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes()] {
-        for len in 0..full.len() {
-            let frame = &full[..len];
-            if len < 14 {
-                // The kernel refuses to run XDP on less than an Ethernet header (a driver never
-                // delivers such a frame), so there is no verdict to check.
-                assert!(f.run(frame).is_err(), "the kernel ran a {len}-byte frame");
-            } else {
-                f.assert_pass(&format!("{len} of {} bytes", full.len()), frame);
+    let f = fixture();
+    for hook in Hook::ALL {
+        for full in [request(VIP).to_bytes(), Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes()] {
+            for len in 0..full.len() {
+                let frame = &full[..len];
+                if len < 14 {
+                    // The kernel refuses to run a program on less than an Ethernet header (a
+                    // driver never delivers such a frame), so there is no verdict to check.
+                    assert!(f.run(hook, frame).is_err(), "{hook:?}: the kernel ran a {len}-byte frame");
+                } else {
+                    f.assert_pass(hook, &format!("{len} of {} bytes", full.len()), frame);
+                }
             }
+            // The whole frame is answered: the cut-off points above were the only reason to pass.
+            assert_eq!(f.run(hook, &full).unwrap().0, Verdict::Answer, "{hook:?}");
         }
-        // The whole frame is answered: the cut-off points above were the only reason to pass.
-        assert_eq!(f.run(&full).unwrap().0, XDP_TX);
     }
 }
 
@@ -225,17 +178,19 @@ fn stale_heartbeat_stops_answers() {
     if !root_or_skip("stale_heartbeat_stops_answers") {
         return;
     }
-    let mut f = Fixture::new();
+    let mut f = fixture();
     let req = request(VIP);
-    let now = monotonic_ns();
-    f.beat(now - BOUND_NS - 100_000_000);
-    f.assert_pass("heartbeat older than the bound", &req.to_bytes());
-    f.beat(0);
-    f.assert_pass("no heartbeat ever", &req.to_bytes());
-    f.beat(now + 60_000_000_000);
-    f.assert_pass("heartbeat from the future", &req.to_bytes());
-    f.beat(now - BOUND_NS / 2);
-    f.assert_tx("heartbeat within the bound", &req.to_bytes(), &reply_to(&req).to_bytes());
+    for hook in Hook::ALL {
+        let now = monotonic_ns();
+        f.beat(now - BOUND_NS - 100_000_000);
+        f.assert_pass(hook, "heartbeat older than the bound", &req.to_bytes());
+        f.beat(0);
+        f.assert_pass(hook, "no heartbeat ever", &req.to_bytes());
+        f.beat(now + 60_000_000_000);
+        f.assert_pass(hook, "heartbeat from the future", &req.to_bytes());
+        f.beat(now - BOUND_NS / 2);
+        f.assert_answer(hook, "heartbeat within the bound", &req.to_bytes(), &reply_to(&req).to_bytes());
+    }
 }
 
 /// The program against an independent model of what it must do, over frames mutated at random
@@ -246,7 +201,7 @@ fn mutated_frames_match_the_model() {
     if !root_or_skip("mutated_frames_match_the_model") {
         return;
     }
-    let f = Fixture::new();
+    let f = fixture();
     let seeds = [
         request(VIP).to_bytes(),
         Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes(),
@@ -271,13 +226,15 @@ fn mutated_frames_match_the_model() {
             frame.truncate(14 + rng.below(frame.len() as u64 - 13) as usize);
         }
         let expected = model(&frame);
+        // Alternately through each hook: both must agree with the model.
+        let hook = Hook::ALL[i % 2];
         match &expected {
             Some(reply) => {
-                f.assert_tx(&format!("frame {i} {frame:02x?}"), &frame, reply);
+                f.assert_answer(hook, &format!("frame {i} {frame:02x?}"), &frame, reply);
                 answered += 1;
             }
             None => {
-                f.assert_pass(&format!("frame {i} {frame:02x?}"), &frame);
+                f.assert_pass(hook, &format!("frame {i} {frame:02x?}"), &frame);
                 passed += 1;
             }
         }
@@ -316,16 +273,4 @@ fn model(frame: &[u8]) -> Option<Vec<u8>> {
     out[a + 18..a + 24].copy_from_slice(sha);
     out[a + 24..a + 28].copy_from_slice(spa);
     Some(out)
-}
-
-/// A small deterministic generator, so a failure is reproducible.
-struct XorShift(u64);
-
-impl XorShift {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }

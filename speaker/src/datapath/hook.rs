@@ -120,11 +120,13 @@ mod tests {
         }
     }
 
-    /// (what, facts, mode, hooks or the start of the error)
+    /// What, the facts, the mode, and the hooks or the start of the error.
+    type Row = (&'static str, Facts, Mode, Result<Vec<Hook>, &'static str>);
+
     #[test]
     fn table() {
         use Hook::*;
-        let rows: Vec<(&str, Facts, Mode, Result<Vec<Hook>, &str>)> = vec![
+        let rows: Vec<Row> = vec![
             ("veth on 6.8+", facts(Some(true), true, "", Some(true)), Mode::Auto, Ok(vec![XdpBound, Tc])),
             (
                 "mlx5 on 6.8+",

@@ -20,6 +20,16 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// The tracing level that shows every statement the programs make at this level.
+    pub fn filter(self) -> Option<&'static str> {
+        match self {
+            LogLevel::Off => None,
+            LogLevel::Error => Some("error"),
+            LogLevel::Info => Some("info"),
+            LogLevel::Debug => Some("debug"),
+        }
+    }
+
     /// aya-log's level number, the highest the programs log at.
     pub fn value(self) -> u8 {
         match self {

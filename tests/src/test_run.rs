@@ -1,0 +1,182 @@
+//! The responder programs, run by the kernel on frames a test hands them (BPF_PROG_TEST_RUN):
+//! the XDP one and the TC one, both from the speaker's own object, with maps a test fills.
+//!
+//! The kernel runs them as if the frame came in on `lo` (ifindex 1), so map entries are for
+//! ifindex 1. The frames carry their tags: a test run cannot put a tag beside a frame (that is
+//! for the lab, `lab_vlan.rs`).
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap},
+    programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
+use herald_speaker::{clock::monotonic_ns, datapath::OBJECT};
+use speaker_common::{
+    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
+    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, PEER_MAP,
+};
+
+/// Where the kernel runs test frames in.
+pub const LO: u32 = 1;
+/// The dead-man bound the programs are loaded with.
+pub const BOUND_NS: u64 = 2_000_000_000;
+
+/// One of the responder programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Xdp,
+    Tc,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 2] = [Hook::Xdp, Hook::Tc];
+
+    pub fn program(self) -> &'static str {
+        match self {
+            Hook::Xdp => ARP_PROGRAM,
+            Hook::Tc => ARP_TC_PROGRAM,
+        }
+    }
+}
+
+/// What a program did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Sent back out: XDP_TX, or TC_ACT_REDIRECT to the interface it came in on.
+    Answer,
+    /// Passed on: XDP_PASS, or TC_ACT_UNSPEC (on to the next program or the stack).
+    Pass,
+    /// Not run: for a TC run the kernel builds a socket buffer, and refuses a frame whose
+    /// EtherType says IPv4 or IPv6 but whose header is cut short. On a real interface such a
+    /// frame reaches the program, which passes every frame that is not ARP.
+    Refused,
+    Other(u32),
+}
+
+impl Verdict {
+    fn of(hook: Hook, code: u32) -> Self {
+        match (hook, code) {
+            (Hook::Xdp, 3) | (Hook::Tc, 7) => Verdict::Answer,
+            (Hook::Xdp, 2) | (Hook::Tc, u32::MAX) => Verdict::Pass,
+            (_, other) => Verdict::Other(other),
+        }
+    }
+}
+
+/// Both programs loaded, with maps a test fills and a fresh heartbeat.
+pub struct Fixture {
+    ebpf: Ebpf,
+}
+
+impl Fixture {
+    /// Loaded with `--xdp-log off`.
+    pub fn new() -> Self {
+        Self::with_log_level(0)
+    }
+
+    /// Loaded with aya-log's level `level` (0: off ... 4: debug).
+    pub fn with_log_level(level: u8) -> Self {
+        let mut ebpf = EbpfLoader::new()
+            .override_global(DEAD_MAN_GLOBAL, &BOUND_NS, true)
+            .override_global(LOG_LEVEL_GLOBAL, &level, true)
+            .load(OBJECT)
+            .expect("the object loads");
+        let xdp: &mut Xdp = ebpf.program_mut(ARP_PROGRAM).unwrap().try_into().unwrap();
+        xdp.load().expect("the XDP program verifies");
+        let tc: &mut SchedClassifier = ebpf.program_mut(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
+        tc.load().expect("the TC program verifies");
+        let mut f = Self { ebpf };
+        f.beat(monotonic_ns());
+        f
+    }
+
+    /// Answers for `key` with `mac`.
+    pub fn insert(&mut self, key: ArpKey, mac: [u8; 6]) {
+        let mut map: HashMap<_, ArpKey, ArpEntry> =
+            HashMap::try_from(self.ebpf.map_mut(ARP_MAP).unwrap()).unwrap();
+        map.insert(&key, &ArpEntry::new(mac), 0).unwrap();
+    }
+
+    /// Another Herald speaker's MAC.
+    pub fn add_peer(&mut self, mac: [u8; 6]) {
+        let mut map: HashMap<_, MacKey, u32> =
+            HashMap::try_from(self.ebpf.map_mut(PEER_MAP).unwrap()).unwrap();
+        map.insert(&MacKey::new(mac), &1, 0).unwrap();
+    }
+
+    pub fn beat(&mut self, monotonic_ns: u64) {
+        let mut map: Array<_, Heartbeat> =
+            Array::try_from(self.ebpf.map_mut(HEARTBEAT_MAP).unwrap()).unwrap();
+        map.set(0, &Heartbeat { monotonic_ns, dead_man_ns: BOUND_NS, pid: 0, _pad: 0 }, 0).unwrap();
+    }
+
+    pub fn entry(&self, key: ArpKey) -> ArpEntry {
+        let map: HashMap<_, ArpKey, ArpEntry> = HashMap::try_from(self.ebpf.map(ARP_MAP).unwrap()).unwrap();
+        map.get(&key, 0).unwrap()
+    }
+
+    /// The conflicts counted on any entry.
+    pub fn conflicts_total(&self) -> u64 {
+        let map: Array<_, u64> = Array::try_from(self.ebpf.map(CONFLICT_MAP).unwrap()).unwrap();
+        map.get(&0, 0).unwrap()
+    }
+
+    /// The bytes of `hook`'s program as the verifier left it (dead code removed).
+    pub fn translated_len(&self, hook: Hook) -> u32 {
+        let program = self.ebpf.program(hook.program()).unwrap();
+        program.info().unwrap().size_translated().unwrap_or(0)
+    }
+
+    /// The verdict and the frame as `hook`'s program left it.
+    pub fn run(&self, hook: Hook, frame: &[u8]) -> Result<(Verdict, Vec<u8>), ProgramError> {
+        let mut out = vec![0u8; frame.len() + 64];
+        // __sk_buff: ingress_ifindex (offset 36) and ifindex (40) as an XDP run gets them.
+        let mut ctx = [0u8; 192];
+        ctx[36..40].copy_from_slice(&LO.to_ne_bytes());
+        ctx[40..44].copy_from_slice(&LO.to_ne_bytes());
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: (hook == Hook::Tc).then_some(&ctx[..]),
+            ..Default::default()
+        };
+        let result = match hook {
+            Hook::Xdp => {
+                let p: &Xdp = self.ebpf.program(ARP_PROGRAM).unwrap().try_into().unwrap();
+                p.test_run(options)?
+            }
+            Hook::Tc => {
+                let p: &SchedClassifier = self.ebpf.program(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
+                match p.test_run(options) {
+                    Err(ProgramError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(22)
+                            && matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd])) =>
+                    {
+                        return Ok((Verdict::Refused, frame.to_vec()));
+                    }
+                    result => result?,
+                }
+            }
+        };
+        out.truncate(result.data_size_out as usize);
+        Ok((Verdict::of(hook, result.return_value), out))
+    }
+
+    pub fn assert_pass(&self, hook: Hook, name: &str, frame: &[u8]) {
+        let (verdict, out) = self.run(hook, frame).unwrap_or_else(|e| panic!("{hook:?} {name}: {e:?}"));
+        assert!(matches!(verdict, Verdict::Pass | Verdict::Refused), "{hook:?} {name}: verdict {verdict:?}");
+        assert_eq!(out, frame, "{hook:?} {name}: a passed frame must be unchanged");
+    }
+
+    pub fn assert_answer(&self, hook: Hook, name: &str, frame: &[u8], reply: &[u8]) {
+        let (verdict, out) = self.run(hook, frame).unwrap_or_else(|e| panic!("{hook:?} {name}: {e:?}"));
+        assert_eq!(verdict, Verdict::Answer, "{hook:?} {name}: verdict");
+        assert_eq!(out, reply, "{hook:?} {name}: reply bytes");
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}

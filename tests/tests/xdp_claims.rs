@@ -1,0 +1,100 @@
+//! What the responder does besides answering, at both hooks (BPF_PROG_TEST_RUN): counting other
+//! hosts' claims on announced addresses, and logging only at the level it was loaded with.
+//! Needs root.
+
+use std::net::Ipv4Addr;
+
+use herald_speaker::{
+    clock::monotonic_ns,
+    frame::{ARP_REPLY, Arp, BROADCAST},
+};
+use herald_tests::{
+    root_or_skip,
+    test_run::{Fixture, Hook, LO},
+};
+use speaker_common::ArpKey;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+const NODE_MAC: [u8; 6] = [0x02, 0x4e, 0x4f, 0x44, 0x45, 0x01];
+const FOREIGN_MAC: [u8; 6] = [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
+const PEER_MAC: [u8; 6] = [0x02, 0x4e, 0x4f, 0x44, 0x45, 0x02];
+const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0x1e, 0x47, 0x00, 0x01];
+
+/// A gratuitous ARP from `mac` for `ip`, on `vlan`.
+fn gratuitous(mac: [u8; 6], ip: Ipv4Addr, vlan: Option<u16>) -> Vec<u8> {
+    Arp { vlan, ..Arp::gratuitous(mac, ip, 0) }.to_bytes()
+}
+
+/// A reply from `mac` saying it has `ip`, to the client.
+fn reply(mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
+    Arp {
+        eth_dst: CLIENT_MAC,
+        eth_src: mac,
+        vlan: None,
+        op: ARP_REPLY,
+        sha: mac,
+        spa: ip,
+        tha: CLIENT_MAC,
+        tpa: Ipv4Addr::new(192, 0, 2, 100),
+    }
+    .to_bytes()
+}
+
+#[test]
+fn claims_by_other_hosts_are_counted_on_the_entry() {
+    if !root_or_skip("claims_by_other_hosts_are_counted_on_the_entry") {
+        return;
+    }
+    for hook in Hook::ALL {
+        let mut f = Fixture::new();
+        let key = ArpKey::new(VIP.octets(), LO, 0);
+        f.insert(key, NODE_MAC);
+        f.add_peer(PEER_MAC);
+        let not_counted: [(&str, Vec<u8>); 5] = [
+            ("our own gratuitous ARP", gratuitous(NODE_MAC, VIP, None)),
+            ("a Herald peer's gratuitous ARP (a takeover)", gratuitous(PEER_MAC, VIP, None)),
+            ("a claim on another VLAN than the entry's", gratuitous(FOREIGN_MAC, VIP, Some(42))),
+            (
+                "a claim on an address not announced",
+                gratuitous(FOREIGN_MAC, Ipv4Addr::new(192, 0, 2, 7), None),
+            ),
+            (
+                "a broadcast reply from us",
+                Arp { eth_dst: BROADCAST, ..Arp::request(NODE_MAC, VIP, VIP) }.to_bytes(),
+            ),
+        ];
+        for (what, frame) in &not_counted {
+            f.assert_pass(hook, what, frame);
+        }
+        assert_eq!(f.entry(key).conflicts, 0, "{hook:?}");
+        assert_eq!(f.conflicts_total(), 0, "{hook:?}");
+
+        let before = monotonic_ns();
+        // Claims pass on untouched: the kernel and the other host sort out their own traffic.
+        f.assert_pass(hook, "a foreign gratuitous ARP", &gratuitous(FOREIGN_MAC, VIP, None));
+        let mut other = FOREIGN_MAC;
+        other[5] = 0x01;
+        f.assert_pass(hook, "a foreign host's reply", &reply(other, VIP));
+        let entry = f.entry(key);
+        assert_eq!(entry.conflicts, 2, "{hook:?}");
+        assert_eq!(entry.conflict_mac, other, "{hook:?}: the last claim's MAC");
+        assert!(entry.conflict_ns >= before && entry.conflict_ns <= monotonic_ns(), "{hook:?}: its time");
+        assert_eq!(f.conflicts_total(), 2, "{hook:?}");
+        assert_eq!(entry.replies, 0, "{hook:?}: nothing was answered");
+    }
+}
+
+/// The log statements above the level the programs load with are pruned by the verifier: the
+/// programs it leaves are shorter with logging off than with debug.
+#[test]
+fn log_statements_off_are_pruned() {
+    if !root_or_skip("log_statements_off_are_pruned") {
+        return;
+    }
+    let (off, debug) = (Fixture::with_log_level(0), Fixture::with_log_level(4));
+    for hook in Hook::ALL {
+        let (quiet, verbose) = (off.translated_len(hook), debug.translated_len(hook));
+        eprintln!("{hook:?}: {quiet} bytes of instructions with logging off, {verbose} with debug");
+        assert!(quiet > 0 && quiet * 3 < verbose, "{hook:?}: {quiet} bytes off, {verbose} with debug");
+    }
+}
