@@ -31,12 +31,12 @@ pub enum Tag {
     Beside(u16),
 }
 
-/// A request this node answers.
+/// A request this node answers: only [`decide`] makes one.
 pub struct Answer {
-    /// The entry it asked for.
-    pub entry: *mut ArpEntry,
+    /// The entry it asked for: a live map value.
+    entry: *mut ArpEntry,
     /// Where its ARP body starts: [`ETH_HLEN`], or [`TAGGED_HLEN`] behind a tag in the frame.
-    pub l2: usize,
+    l2: usize,
 }
 
 /// What to do with `frame`, received on `ifindex` with its tag where `tag` says: `None` passes
@@ -164,9 +164,9 @@ pub fn reply(frame: Frame, answer: &Answer) -> Option<()> {
     }
 }
 
-/// [`reply`] with the ARP body at `L2`.
+/// [`reply`] with the ARP body at `L2`; `entry` is the answer's (a live map value).
 #[inline(always)]
-pub fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> Option<()> {
+fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> Option<()> {
     let arp = frame.at::<ArpEth>(L2)?;
     let eth = frame.at::<EthHdr>(0)?;
     // SAFETY: `at` checked that both lie inside the packet; they do not overlap. Map values stay
@@ -196,11 +196,11 @@ pub fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> Option<(
 /// anyway, so only the EtherType 0x8100 and the TCI go in between. Nothing is written unless the
 /// whole tagged reply fits.
 #[inline(always)]
-pub fn reply_tagged(frame: Frame, entry: *mut ArpEntry, tci: u16) -> Option<()> {
+pub fn reply_tagged(frame: Frame, answer: &Answer, tci: u16) -> Option<()> {
     let eth = frame.at::<EthHdr>(0)?;
     let vlan = frame.at::<VlanHdr>(ETH_HLEN)?;
     frame.at::<ArpEth>(TAGGED_HLEN)?;
-    reply_at::<TAGGED_HLEN>(frame, entry)?;
+    reply_at::<TAGGED_HLEN>(frame, answer.entry)?;
     // SAFETY: `at` checked the bounds.
     unsafe {
         (*eth).proto = ETH_P_8021Q;

@@ -66,8 +66,3 @@ pub fn wait_for_owner(lab: &Lab, vip: Ipv4Addr, mac: [u8; 6], timeout: Duration)
         }
     }
 }
-
-/// The lab node with `mac`.
-pub fn node_with_mac(lab: &Lab, mac: [u8; 6]) -> Option<&Host> {
-    lab.nodes.iter().find(|n| n.mac == mac)
-}

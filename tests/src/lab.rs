@@ -292,11 +292,6 @@ impl Lab {
     pub fn set_port(&self, host: &Host, up: bool) -> anyhow::Result<()> {
         ip(&["-n", &self.switch, "link", "set", &host.port, if up { "up" } else { "down" }])
     }
-
-    /// Runs `program` in the switch namespace (captures on the bridge, for one).
-    pub fn switch_command(&self, program: &str) -> Command {
-        netns_command(&self.switch, program)
-    }
 }
 
 impl Drop for Lab {
@@ -340,6 +335,4 @@ pub fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
     bytes.try_into().map_err(|_| anyhow::anyhow!("not a MAC address: {s}"))
 }
 
-pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
-}
+pub use herald_speaker::frame::format_mac;

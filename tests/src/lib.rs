@@ -1,6 +1,6 @@
 //! Herald's lab and the helpers its integration tests, benches and demo share.
 //!
-//! Tests that need root, BPF or network namespaces call [`require_root`]: without root they
+//! Tests that need root, BPF or network namespaces call [`root_or_skip`]: without root they
 //! say loudly that they did not run, except under `CI=true`, where they fail.
 
 pub mod apiserver;

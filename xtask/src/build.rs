@@ -1,6 +1,6 @@
 //! Builds the XDP object with the eBPF toolchain, then the workspace with the host toolchain.
 
-use crate::toolchain::{self, BPF_TOOLCHAIN, cargo, root};
+use crate::toolchain::{self, bpf_toolchain, cargo, root};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -9,17 +9,28 @@ pub struct Options {
     pub release: bool,
 }
 
-/// Builds target/bpf/bpfel-unknown-none/release/herald, where speaker/build.rs looks for it.
+/// Builds the objects herald and herald-meta in target/bpf/bpfel-unknown-none/release, where
+/// speaker/build.rs looks for them.
 pub fn bpf() -> anyhow::Result<()> {
-    toolchain::run(
-        cargo()
-            .current_dir(root().join("speaker-ebpf"))
-            .arg(format!("+{BPF_TOOLCHAIN}"))
-            .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
-            .env("CARGO_TARGET_DIR", root().join("target/bpf"))
-            // BTF for the maps (readable bpftool dumps) and for the verifier's messages.
-            .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf"),
-    )
+    toolchain::run(&mut bpf_cargo("build")?)
+}
+
+/// Lints the BPF programs with the eBPF toolchain's clippy.
+pub fn bpf_clippy() -> anyhow::Result<()> {
+    toolchain::run(bpf_cargo("clippy")?.args(["--", "-D", "warnings"]))
+}
+
+/// `cargo <command>` for the BPF programs: the eBPF toolchain, its target, core built from
+/// source.
+fn bpf_cargo(command: &str) -> anyhow::Result<std::process::Command> {
+    let mut cmd = cargo();
+    cmd.current_dir(root().join("speaker-ebpf"))
+        .arg(format!("+{}", bpf_toolchain()?))
+        .args([command, "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
+        .env("CARGO_TARGET_DIR", root().join("target/bpf"))
+        // BTF for the maps (readable bpftool dumps) and for the verifier's messages.
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf");
+    Ok(cmd)
 }
 
 pub fn run(opts: &Options) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::toolchain::{self, BPF_LINKER_VERSION, BPF_TOOLCHAIN, host_toolchain, output};
+use crate::toolchain::{self, BPF_LINKER_VERSION, bpf_toolchain, host_toolchain, output};
 
 /// Debian packages the build, the lab, the tests and the benches use.
 const PACKAGES: &[&str] = &[
@@ -89,23 +89,21 @@ fn toolchains() -> anyhow::Result<()> {
         // With no argument, rustup installs what rust-toolchain.toml names (with its components).
         toolchain::run(Command::new("rustup").args(["toolchain", "install"]).current_dir(toolchain::root()))?;
     }
-    if !has(BPF_TOOLCHAIN) {
-        toolchain::run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            BPF_TOOLCHAIN,
-            "--profile",
-            "minimal",
-        ]))?;
+    let bpf = bpf_toolchain()?;
+    if !has(&bpf) {
+        toolchain::run(Command::new("rustup").args(["toolchain", "install", &bpf, "--profile", "minimal"]))?;
     }
-    if !sysroot(BPF_TOOLCHAIN)?.join("lib/rustlib/src/rust/library/core").is_dir() {
-        toolchain::run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            BPF_TOOLCHAIN,
-        ]))?;
+    // rust-src for -Z build-std; clippy to lint the BPF programs.
+    let sysroot = sysroot(&bpf)?;
+    let missing = [
+        ("rust-src", sysroot.join("lib/rustlib/src/rust/library/core")),
+        ("clippy", sysroot.join("bin/cargo-clippy")),
+    ]
+    .into_iter()
+    .filter(|(_, path)| !path.exists())
+    .map(|(component, _)| component);
+    for component in missing {
+        toolchain::run(Command::new("rustup").args(["component", "add", component, "--toolchain", &bpf]))?;
     }
     Ok(())
 }
@@ -117,7 +115,7 @@ fn sysroot(toolchain: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
-    let lib_dir = sysroot(BPF_TOOLCHAIN)?.join("lib");
+    let lib_dir = sysroot(&bpf_toolchain()?)?.join("lib");
     let libllvm = std::fs::read_dir(&lib_dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))

@@ -13,6 +13,7 @@ pub fn run() -> anyhow::Result<()> {
     toolchain::run(cargo().args(["fmt", "--check", "--manifest-path", "speaker-ebpf/Cargo.toml"]))?;
     build::run(&build::Options { release: false })?;
     toolchain::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    build::bpf_clippy()?;
     // The lab tests share the host's bpffs and spawn processes: one at a time.
     toolchain::run(cargo().args(["test", "--workspace", "--", "--test-threads=1"]))
 }

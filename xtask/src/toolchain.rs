@@ -7,9 +7,12 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-/// The nightly that builds the XDP program (it needs `-Z build-std`). Its LLVM (23) is the one
-/// bpf-linker is linked against. Keep in step with speaker-ebpf/rust-toolchain.toml.
-pub const BPF_TOOLCHAIN: &str = "nightly-2026-10-30";
+/// The nightly that builds the BPF programs (they need `-Z build-std`), as
+/// speaker-ebpf/rust-toolchain.toml names it: the one place it is written. Its LLVM is the one
+/// bpf-linker is linked against.
+pub fn bpf_toolchain() -> anyhow::Result<String> {
+    channel(&root().join("speaker-ebpf/rust-toolchain.toml"))
+}
 /// bpf-linker release built by `setup`.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -20,10 +23,15 @@ pub fn root() -> PathBuf {
 
 /// The host toolchain named by rust-toolchain.toml.
 pub fn host_toolchain() -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(root().join("rust-toolchain.toml"))?;
+    channel(&root().join("rust-toolchain.toml"))
+}
+
+/// The `channel` a rust-toolchain.toml names.
+fn channel(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     text.lines()
         .find_map(|l| l.strip_prefix("channel = ").map(|v| v.trim_matches('"').to_owned()))
-        .context("no channel in rust-toolchain.toml")
+        .with_context(|| format!("no channel in {}", file.display()))
 }
 
 /// Runs `cmd`, failing with its description when it does not succeed.

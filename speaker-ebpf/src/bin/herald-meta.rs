@@ -54,7 +54,7 @@ pub fn herald_arp_meta(ctx: XdpContext) -> u32 {
         return XDP_PASS;
     }
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    if arp::reply_tagged(frame, answer.entry, tci).is_some() {
+    if arp::reply_tagged(frame, &answer, tci).is_some() {
         return XDP_TX;
     }
     // verifier: the frame only grew, so the check above holds; undo the room all the same.

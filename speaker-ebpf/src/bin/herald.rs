@@ -2,11 +2,14 @@
 //! TC ingress, and the pass-through program.
 #![no_std]
 #![no_main]
+// The entry point aya's #[classifier] generates takes the kernel's context pointer as a plain
+// argument (the lint cannot be set on the generated function alone).
+#![expect(clippy::not_unsafe_ptr_arg_deref, reason = "aya's #[classifier] entry point")]
 
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        TC_ACT_UNSPEC, __sk_buff,
+        __sk_buff, TC_ACT_UNSPEC,
         xdp_action::{XDP_PASS, XDP_TX},
     },
     helpers::bpf_redirect,
