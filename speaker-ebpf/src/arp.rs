@@ -39,6 +39,14 @@ pub struct Answer {
     l2: usize,
 }
 
+/// Whether `frame` may be an ARP request, whatever became of its tag: its EtherType is ARP
+/// (untagged, or its tag stripped) or 802.1Q. Everything else passes at once.
+#[inline(always)]
+pub fn may_be_arp(frame: Frame) -> bool {
+    // SAFETY: `at` checked the bounds; packet data is at least 2-byte aligned.
+    frame.at::<EthHdr>(0).is_some_and(|eth| matches!(unsafe { (*eth).proto }, ETH_P_ARP | ETH_P_8021Q))
+}
+
 /// What to do with `frame`, received on `ifindex` with its tag where `tag` says: `None` passes
 /// it on untouched.
 #[inline(always)]

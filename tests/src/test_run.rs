@@ -7,13 +7,13 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap},
-    programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
+    maps::{Array, HashMap, RingBuf},
+    programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use herald_speaker::{clock::monotonic_ns, datapath::OBJECT};
 use speaker_common::{
     ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
-    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, PEER_MAP,
+    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, PASS_PROGRAM, PEER_MAP,
 };
 
 /// Where the kernel runs test frames in.
@@ -21,20 +21,24 @@ pub const LO: u32 = 1;
 /// The dead-man bound the programs are loaded with.
 pub const BOUND_NS: u64 = 2_000_000_000;
 
-/// One of the responder programs.
+/// One of the responder programs, or the trivial one beside them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     Xdp,
     Tc,
+    /// `herald_pass`: passes everything (the baseline of the benches).
+    Pass,
 }
 
 impl Hook {
+    /// The responders.
     pub const ALL: [Hook; 2] = [Hook::Xdp, Hook::Tc];
 
     pub fn program(self) -> &'static str {
         match self {
             Hook::Xdp => ARP_PROGRAM,
             Hook::Tc => ARP_TC_PROGRAM,
+            Hook::Pass => PASS_PROGRAM,
         }
     }
 }
@@ -57,7 +61,7 @@ impl Verdict {
     fn of(hook: Hook, code: u32) -> Self {
         match (hook, code) {
             (Hook::Xdp, 3) | (Hook::Tc, 7) => Verdict::Answer,
-            (Hook::Xdp, 2) | (Hook::Tc, u32::MAX) => Verdict::Pass,
+            (Hook::Xdp | Hook::Pass, 2) | (Hook::Tc, u32::MAX) => Verdict::Pass,
             (_, other) => Verdict::Other(other),
         }
     }
@@ -81,8 +85,10 @@ impl Fixture {
             .override_global(LOG_LEVEL_GLOBAL, &level, true)
             .load(OBJECT)
             .expect("the object loads");
-        let xdp: &mut Xdp = ebpf.program_mut(ARP_PROGRAM).unwrap().try_into().unwrap();
-        xdp.load().expect("the XDP program verifies");
+        for name in [ARP_PROGRAM, PASS_PROGRAM] {
+            let xdp: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
+            xdp.load().expect("the XDP program verifies");
+        }
         let tc: &mut SchedClassifier = ebpf.program_mut(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
         tc.load().expect("the TC program verifies");
         let mut f = Self { ebpf };
@@ -127,13 +133,47 @@ impl Fixture {
         program.info().unwrap().size_translated().unwrap_or(0)
     }
 
+    /// Runs `hook`'s program `repeat` times on `frame` (which an answer rewrites, so repeat
+    /// only paths that pass); the kernel's result, with its mean time per run.
+    pub fn time(&self, hook: Hook, frame: &[u8], repeat: u32) -> Result<TestRunResult, ProgramError> {
+        let ctx = tc_context();
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: (hook == Hook::Tc).then_some(&ctx[..]),
+            repeat,
+            ..Default::default()
+        };
+        self.test_run(hook, options)
+    }
+
+    /// Empties the log ring buffer (statements the programs made; nobody else reads it here).
+    pub fn drain_logs(&mut self) -> usize {
+        let Some(map) = self.ebpf.map_mut("AYA_LOGS") else { return 0 };
+        let Ok(mut ring) = RingBuf::try_from(map) else { return 0 };
+        let mut n = 0;
+        while ring.next().is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    fn test_run(&self, hook: Hook, options: TestRunOptions<'_>) -> Result<TestRunResult, ProgramError> {
+        match hook {
+            Hook::Xdp | Hook::Pass => {
+                let p: &Xdp = self.ebpf.program(hook.program()).unwrap().try_into().unwrap();
+                p.test_run(options)
+            }
+            Hook::Tc => {
+                let p: &SchedClassifier = self.ebpf.program(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
+                p.test_run(options)
+            }
+        }
+    }
+
     /// The verdict and the frame as `hook`'s program left it.
     pub fn run(&self, hook: Hook, frame: &[u8]) -> Result<(Verdict, Vec<u8>), ProgramError> {
         let mut out = vec![0u8; frame.len() + 64];
-        // __sk_buff: ingress_ifindex (offset 36) and ifindex (40) as an XDP run gets them.
-        let mut ctx = [0u8; 192];
-        ctx[36..40].copy_from_slice(&LO.to_ne_bytes());
-        ctx[40..44].copy_from_slice(&LO.to_ne_bytes());
+        let ctx = tc_context();
         let options = TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
@@ -141,10 +181,7 @@ impl Fixture {
             ..Default::default()
         };
         let result = match hook {
-            Hook::Xdp => {
-                let p: &Xdp = self.ebpf.program(ARP_PROGRAM).unwrap().try_into().unwrap();
-                p.test_run(options)?
-            }
+            Hook::Xdp | Hook::Pass => self.test_run(hook, options)?,
             Hook::Tc => {
                 let p: &SchedClassifier = self.ebpf.program(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
                 match p.test_run(options) {
@@ -173,6 +210,15 @@ impl Fixture {
         assert_eq!(verdict, Verdict::Answer, "{hook:?} {name}: verdict");
         assert_eq!(out, reply, "{hook:?} {name}: reply bytes");
     }
+}
+
+/// An `__sk_buff` for a TC run: ingress_ifindex (offset 36) and ifindex (40) `lo`, as an XDP
+/// run gets them.
+fn tc_context() -> [u8; 192] {
+    let mut ctx = [0u8; 192];
+    ctx[36..40].copy_from_slice(&LO.to_ne_bytes());
+    ctx[40..44].copy_from_slice(&LO.to_ne_bytes());
+    ctx
 }
 
 impl Default for Fixture {

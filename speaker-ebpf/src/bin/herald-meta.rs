@@ -30,6 +30,10 @@ const ENODATA: i32 = 61;
 
 #[xdp]
 pub fn herald_arp_meta(ctx: XdpContext) -> u32 {
+    // Frames that cannot be ARP (IPv4, IPv6, ...) pass before the driver is asked anything.
+    if !arp::may_be_arp(Frame::new(ctx.data(), ctx.data_end())) {
+        return XDP_PASS;
+    }
     let (mut proto, mut tci) = (0u16, 0u16);
     // SAFETY: the kfunc writes the two values and reads nothing else.
     let stripped = unsafe { bpf_xdp_metadata_rx_vlan_tag(ctx.ctx, &mut proto, &mut tci) };

@@ -6,6 +6,7 @@ mod controller;
 mod converge;
 mod failover;
 mod xdp;
+mod xdp_lab;
 
 use std::process::ExitCode;
 
