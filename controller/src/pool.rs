@@ -15,7 +15,9 @@ pub struct Range {
 }
 
 impl Range {
-    /// A CIDR (`192.0.2.0/28`) or an inclusive range (`192.0.2.10-192.0.2.20`).
+    /// A CIDR (`192.0.2.0/28`) or an inclusive range (`192.0.2.10-192.0.2.20`). A CIDR with
+    /// host bits set (`198.51.100.10/24`) stands for its network, as in MetalLB (Go's
+    /// `net.ParseCIDR`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if let Some((a, b)) = text.split_once('-') {
@@ -30,9 +32,6 @@ impl Range {
             return Ok(Self { first, last });
         }
         let net: IpNet = text.parse().map_err(|_| "neither a CIDR nor a first-last range".to_owned())?;
-        if net.network() != net.addr() {
-            return Err(format!("host bits set; did you mean {}?", net.trunc()));
-        }
         Ok(Self { first: net.network(), last: net.broadcast() })
     }
 
@@ -109,9 +108,10 @@ impl Pool {
         Ok(Self {
             name: name.to_owned(),
             ranges,
-            auto_assign: spec.auto_assign(),
+            auto_assign: spec.auto_assign,
             avoid_buggy_ips: spec.avoid_buggy_ips,
-            priority: allocation.priority,
+            // MetalLB's priority is a plain int: 0 is "none set".
+            priority: allocation.priority.filter(|p| *p != 0),
             namespaces: allocation.namespaces,
             namespace_selectors: allocation.namespace_selectors,
             service_selectors: allocation.service_selectors,
@@ -196,11 +196,13 @@ mod tests {
         assert_eq!(Range::parse("192.0.2.7/32").unwrap().size(), 1);
         assert_eq!(Range::parse("2001:db8::/126").unwrap().iter().count(), 4);
         assert_eq!(Range::parse("2001:db8::/64").unwrap().size(), 1 << 64);
+        // Host bits set: the network, as MetalLB reads it.
+        assert_eq!(Range::parse("198.51.100.10/24").unwrap(), Range::parse("198.51.100.0/24").unwrap());
+        assert_eq!(Range::parse("2001:db8::5/126").unwrap(), Range::parse("2001:db8::4/126").unwrap());
     }
 
     #[test]
     fn refuses_bad_entries() {
-        assert_eq!(Range::parse("192.0.2.1/24").unwrap_err(), "host bits set; did you mean 192.0.2.0/24?");
         assert_eq!(Range::parse("192.0.2.9-192.0.2.1").unwrap_err(), "192.0.2.9 comes after 192.0.2.1");
         assert_eq!(Range::parse("192.0.2.1-2001:db8::1").unwrap_err(), "a range cannot mix IPv4 and IPv6");
         assert_eq!(Range::parse("192.0.2.300/32").unwrap_err(), "neither a CIDR nor a first-last range");
@@ -214,6 +216,19 @@ mod tests {
             "spec.addresses[1] = \"192.0.2.10-192.0.2.20\" overlaps spec.addresses[0]"
         );
         assert_eq!(Pool::from_spec("p", &spec(&[])).unwrap_err(), "spec.addresses is empty");
+    }
+
+    #[test]
+    fn priority_zero_is_none_as_in_metallb() {
+        let with = |priority| IPAddressPoolSpec {
+            addresses: vec!["192.0.2.0/30".into()],
+            service_allocation: Some(crate::crd::ServiceAllocation { priority, ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(Pool::from_spec("p", &with(Some(0))).unwrap().priority, None);
+        assert_eq!(Pool::from_spec("p", &with(None)).unwrap().priority, None);
+        assert_eq!(Pool::from_spec("p", &with(Some(-3))).unwrap().priority, Some(-3));
+        assert_eq!(Pool::from_spec("p", &with(Some(5))).unwrap().priority, Some(5));
     }
 
     #[test]
