@@ -16,8 +16,20 @@ pub fn owner<'a>(
     address: impl Into<IpAddr>,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    owner_preferring(address, candidates.into_iter().map(|node| (node, 0)))
+}
+
+/// The winner among `candidates` (with their preference scores) for `address`: the highest
+/// score first, then the sha256 order (MetalLB's `preferredNodeSelectors`).
+pub fn owner_preferring<'a>(
+    address: impl Into<IpAddr>,
+    candidates: impl IntoIterator<Item = (&'a str, i64)>,
+) -> Option<&'a str> {
     let address = address.into();
-    candidates.into_iter().min_by_key(|node| (rank(node, address), *node))
+    candidates
+        .into_iter()
+        .min_by_key(|(node, score)| (std::cmp::Reverse(*score), rank(node, address), *node))
+        .map(|(node, _)| node)
 }
 
 fn rank(node: &str, address: IpAddr) -> [u8; 32] {

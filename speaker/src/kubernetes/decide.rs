@@ -80,7 +80,8 @@ pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
         let selects =
             |node: &candidates::Node| ads.iter().any(|ad| any_or_empty(&ad.node_selectors, &node.labels));
         let candidates = candidates::candidates(&svc.traffic, &snapshot.nodes, live, selects);
-        let Some(owner) = election::owner(first, candidates) else { continue };
+        let scored = candidates.into_iter().map(|name| (name, preference(&ads, snapshot.node(name))));
+        let Some(owner) = election::owner_preferring(first, scored) else { continue };
         let owner_node = snapshot.nodes.iter().find(|n| n.name == owner).expect("a candidate is a node");
         let on_owner = ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
         let interfaces = on_owner.fold(Interfaces::Named(BTreeSet::new()), |acc, ad| match acc {
@@ -105,6 +106,25 @@ pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
         }
     }
     out
+}
+
+/// A node's score from the advertisements' `preferredNodeSelectors`, as MetalLB sums it: each
+/// advertisement adds the weights of its preferences that match the node, if its own
+/// `nodeSelectors` select the node.
+fn preference(ads: &[&L2AdvertisementSpec], node: Option<&candidates::Node>) -> i64 {
+    let Some(node) = node else { return 0 };
+    ads.iter()
+        .filter(|ad| any_or_empty(&ad.node_selectors, &node.labels))
+        .flat_map(|ad| &ad.preferred_node_selectors)
+        .filter(|p| selector::matches(&p.preference, &node.labels))
+        .map(|p| i64::from(p.weight))
+        .sum()
+}
+
+impl Snapshot {
+    fn node(&self, name: &str) -> Option<&candidates::Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
 }
 
 /// The assignments `node` owns, by Service.

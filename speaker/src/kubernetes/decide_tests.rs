@@ -1,4 +1,4 @@
-use herald_controller::crd::IPAddressPoolSpec;
+use herald_controller::crd::{IPAddressPoolSpec, PreferredNodeSelector};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -36,7 +36,10 @@ fn snapshot(ads: Vec<L2AdvertisementSpec>) -> Snapshot {
             .iter()
             .map(|n| candidates::Node {
                 name: n.to_string(),
-                labels: labels(&[("zone", if *n == "node-c" { "b" } else { "a" })]),
+                labels: labels(&[
+                    ("zone", if *n == "node-c" { "b" } else { "a" }),
+                    ("kubernetes.io/hostname", n),
+                ]),
                 network_unavailable: false,
             })
             .collect(),
@@ -122,6 +125,76 @@ fn advertisements_decide_what_is_announced_and_where() {
     for (what, ads, want) in cases {
         let got = owner_and_interfaces(&snapshot(ads));
         assert_eq!(got, want.map(|(n, i)| (n.to_string(), i)), "{what}");
+    }
+}
+
+/// `preferredNodeSelectors`, as MetalLB's design has them: weights summed per node, each
+/// advertisement scoring only the nodes its own `nodeSelectors` select; the highest score wins,
+/// then the sha256 order (for 192.0.2.10: node-c, node-b, node-a).
+#[test]
+fn preferred_nodes_win_then_the_sha256_order() {
+    let prefer = |pairs: &[(i32, &[(&str, &str)])]| -> Vec<PreferredNodeSelector> {
+        pairs
+            .iter()
+            .map(|(weight, l)| PreferredNodeSelector { weight: *weight, preference: selector(l) })
+            .collect()
+    };
+    let with = |p: Vec<PreferredNodeSelector>, nodes: Vec<LabelSelector>| L2AdvertisementSpec {
+        preferred_node_selectors: p,
+        node_selectors: nodes,
+        ..ad()
+    };
+    // (what, advertisements, live nodes, owner)
+    type Case = (&'static str, Vec<L2AdvertisementSpec>, &'static [&'static str], Option<&'static str>);
+    let cases: Vec<Case> = vec![
+        ("no preference: the sha256 order", vec![ad()], &ALL, Some("node-c")),
+        (
+            "zone a preferred: the first of a and b",
+            vec![with(prefer(&[(100, &[("zone", "a")])]), vec![])],
+            &ALL,
+            Some("node-b"),
+        ),
+        (
+            "weights add up: a 60 + 50 beats b's 60",
+            vec![with(
+                prefer(&[(60, &[("zone", "a")]), (50, &[("kubernetes.io/hostname", "node-a")])]),
+                vec![],
+            )],
+            &ALL,
+            Some("node-a"),
+        ),
+        (
+            "and across advertisements",
+            vec![
+                with(prefer(&[(60, &[("zone", "a")])]), vec![]),
+                with(prefer(&[(50, &[("kubernetes.io/hostname", "node-a")])]), vec![]),
+            ],
+            &ALL,
+            Some("node-a"),
+        ),
+        (
+            "a preferred node that is down: the next",
+            vec![with(prefer(&[(100, &[("kubernetes.io/hostname", "node-a")])]), vec![])],
+            &["node-b", "node-c"],
+            Some("node-c"),
+        ),
+        (
+            "an advertisement scores only the nodes it selects",
+            vec![ad(), with(prefer(&[(100, &[("zone", "a")])]), vec![selector(&[("zone", "b")])])],
+            &ALL,
+            Some("node-c"),
+        ),
+        (
+            "a preference is no selection: the others still stand in",
+            vec![with(prefer(&[(100, &[("zone", "z")])]), vec![])],
+            &["node-a"],
+            Some("node-a"),
+        ),
+    ];
+    for (what, ads, alive, want) in cases {
+        let live: BTreeSet<String> = alive.iter().map(|n| n.to_string()).collect();
+        let owner = assign(&snapshot(ads), &live).into_iter().next().map(|a| a.owner);
+        assert_eq!(owner.as_deref(), want, "{what}");
     }
 }
 
