@@ -11,7 +11,6 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 /// Where tests/kube/build-apiserver.sh caches the binaries.
 pub const BIN_DIR: &str = "/var/cache/herald-k8s/bin";
@@ -353,95 +352,6 @@ fn free_port() -> anyhow::Result<u16> {
 pub async fn start_with_crds() -> (ApiServer, kube::Client) {
     let server = ApiServer::start().expect("API server");
     let client = server.client().await.expect("client");
-    apply_crds(&client).await;
+    crate::objects::apply_crds(&client).await;
     (server, client)
-}
-
-/// Applies every CRD in deploy/crds and waits until the server serves them.
-pub async fn apply_crds(client: &kube::Client) {
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let crd: CustomResourceDefinition =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        names.push(crd.metadata.name.clone().unwrap());
-        crds.create(&kube::api::PostParams::default(), &crd)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
-    assert_eq!(names.len(), 3, "{names:?}");
-    for name in names {
-        let established = async {
-            loop {
-                let crd = crds.get(&name).await.unwrap();
-                let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-                if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .unwrap_or_else(|_| panic!("{name} not established"));
-    }
-}
-
-/// Creates every object in the YAML file at `path`, as `kubectl create -f` would; returns them
-/// as `Kind/name`. Panics, naming the object, on the first one the server refuses.
-pub async fn create_from_file(
-    client: &kube::Client,
-    discovery: &kube::discovery::Discovery,
-    path: &Path,
-) -> Vec<String> {
-    use kube::{
-        Api,
-        api::{DynamicObject, PostParams},
-        core::GroupVersionKind,
-        discovery::Scope,
-    };
-    use serde::Deserialize as _;
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut created = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let obj = DynamicObject::deserialize(doc).unwrap();
-        let types = obj.types.clone().unwrap();
-        let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
-        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
-        let (resource, caps) =
-            discovery.resolve_gvk(&gvk).unwrap_or_else(|| panic!("{}: unknown kind {gvk:?}", path.display()));
-        let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => {
-                Api::namespaced_with(client.clone(), obj.metadata.namespace.as_deref().unwrap(), &resource)
-            }
-            Scope::Cluster => Api::all_with(client.clone(), &resource),
-        };
-        api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| {
-            panic!("{} {}: {e}", types.kind, obj.metadata.name.clone().unwrap_or_default())
-        });
-        created.push(format!("{}/{}", types.kind, obj.metadata.name.unwrap_or_default()));
-    }
-    created
-}
-
-/// The Events in `default` about Service `name`.
-pub async fn events_about(client: &kube::Client, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
-    let api = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "default");
-    let list = api.list(&Default::default()).await.unwrap();
-    list.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
-/// The notes of the Events with `reason` about Service `name` in `default`.
-pub async fn events(client: &kube::Client, name: &str, reason: &str) -> Vec<String> {
-    events_about(client, name)
-        .await
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.note)
-        .collect()
 }

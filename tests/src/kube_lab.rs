@@ -22,9 +22,9 @@ use kube::{
 use serde_json::json;
 
 use crate::{
-    apiserver::{self, ApiServer},
+    apiserver::ApiServer,
     lab::{Host, Lab},
-    speaker, workspace_bin,
+    objects, speaker, workspace_bin,
 };
 
 /// Where Herald's pools, advertisements and statuses live in the lab cluster.
@@ -95,11 +95,11 @@ impl KubeLab {
         let ns = std::fs::File::open(format!("/run/netns/{}", self.control_plane.netns))?;
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
         let client = self.server.client().await?;
-        apiserver::apply_crds(&client).await;
+        objects::apply_crds(&client).await;
         let discovery = kube::discovery::Discovery::new(client.clone()).run().await?;
         let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
         for file in ["namespace.yaml", "controller-rbac.yaml", "speaker-rbac.yaml"] {
-            apiserver::create_from_file(&client, &discovery, &deploy.join(file)).await;
+            objects::create_from_file(&client, &discovery, &deploy.join(file)).await;
         }
         let nodes: Api<Node> = Api::all(client.clone());
         for host in &self.lab.nodes {

@@ -13,7 +13,7 @@ use herald_controller::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
 use herald_tests::{
     apiserver, cluster,
     kube_lab::{self, KubeLab, NAMESPACE},
-    root_or_skip,
+    objects, root_or_skip,
 };
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::{
@@ -57,7 +57,7 @@ async fn whole_cluster() {
     let t = answered_by(&kl, vip, owner, API_BOUND);
     eprintln!("{vip}: {owner} answers {t:?} after allocation");
     status_names(&kl, &client, owner).await;
-    let assigned = apiserver::events(&client, "web", "nodeAssigned").await;
+    let assigned = objects::events(&client, "web", "nodeAssigned").await;
     assert!(
         assigned.iter().any(|n| n.contains(&format!("{owner:?}"))),
         "nodeAssigned names {owner}: {assigned:?}"
@@ -119,7 +119,7 @@ async fn whole_cluster() {
     ads.patch("lan", &PatchParams::default(), &named(json!(["bond7"]))).await.unwrap();
     silent(&kl, vip);
     let failed = eventually(async || {
-        apiserver::events(&client, "web", "announceFailed").await.iter().any(|n| n.contains("bond7"))
+        objects::events(&client, "web", "announceFailed").await.iter().any(|n| n.contains("bond7"))
     })
     .await;
     assert!(failed, "no announceFailed Event naming bond7\n{}", kl.logs());
@@ -138,7 +138,7 @@ async fn whole_cluster() {
     herald_tests::probe::send_frames(&kl.lab.client, vec![claim]).unwrap();
     let intruder = herald_tests::lab::format_mac(kl.lab.client.mac);
     let told = eventually(async || {
-        apiserver::events(&client, "web", "AddressConflict").await.iter().any(|n| n.contains(&intruder))
+        objects::events(&client, "web", "AddressConflict").await.iter().any(|n| n.contains(&intruder))
     })
     .await;
     assert!(told, "no AddressConflict Event naming {intruder}\n{}", kl.logs());

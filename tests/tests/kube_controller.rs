@@ -6,7 +6,7 @@ use std::time::Duration;
 use herald_controller::crd::IPAddressPool;
 use herald_tests::{
     apiserver::{self, ApiServer},
-    workspace_bin,
+    objects, workspace_bin,
 };
 use k8s_openapi::api::{core::v1::Namespace, core::v1::Service, events::v1::Event};
 use kube::{
@@ -111,12 +111,12 @@ async fn allocates_reports_and_survives_a_restart() {
     );
 
     let allocated = eventually(async || {
-        Some(apiserver::events(&client, "web", "IPAllocated").await).filter(|e| !e.is_empty())
+        Some(objects::events(&client, "web", "IPAllocated").await).filter(|e| !e.is_empty())
     })
     .await;
     assert_eq!(allocated, Some(vec!["Assigned IP 192.0.2.0 from pool first".to_string()]));
     let failed = eventually(async || {
-        Some(apiserver::events(&client, "outside", "AllocationFailed").await).filter(|e| !e.is_empty())
+        Some(objects::events(&client, "outside", "AllocationFailed").await).filter(|e| !e.is_empty())
     })
     .await;
     assert_eq!(failed.unwrap()[0], "203.0.113.5 is in no pool");
@@ -175,8 +175,8 @@ async fn assigned(client: &Client, name: &str) -> Option<Vec<String>> {
 }
 
 async fn failure(client: &Client, name: &str) -> String {
-    let e = eventually(async || apiserver::events(client, name, "AllocationFailed").await.into_iter().next())
-        .await;
+    let e =
+        eventually(async || objects::events(client, name, "AllocationFailed").await.into_iter().next()).await;
     e.unwrap_or_else(|| panic!("no AllocationFailed Event for {name}"))
 }
 
@@ -272,7 +272,7 @@ async fn a_pool_edit_moves_what_it_dropped() {
         eventually(async || Some(ingress(&client, "move").await).filter(|i| i == &["192.0.2.2"])).await;
     assert!(moved.is_some(), "move: {:?}", ingress(&client, "move").await);
     let cleared =
-        eventually(async || apiserver::events(&client, "move", "ClearAssignment").await.into_iter().next())
+        eventually(async || objects::events(&client, "move", "ClearAssignment").await.into_iter().next())
             .await;
     assert_eq!(cleared.as_deref(), Some("Released IP 192.0.2.0: no longer valid"));
     assert_eq!(ingress(&client, "keep").await, ["192.0.2.3"]);
@@ -280,7 +280,7 @@ async fn a_pool_edit_moves_what_it_dropped() {
 
 /// The reporting instances of the Events about Service `name`.
 async fn reporters(client: &Client, name: &str) -> Vec<String> {
-    apiserver::events_about(client, name).await.into_iter().filter_map(|e| e.reporting_instance).collect()
+    objects::events_about(client, name).await.into_iter().filter_map(|e| e.reporting_instance).collect()
 }
 
 #[tokio::test(flavor = "current_thread")]

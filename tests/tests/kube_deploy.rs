@@ -1,7 +1,10 @@
 //! deploy/ against a real kube-apiserver: every manifest that kustomization.yaml lists is
 //! created (the server validates each), as `kubectl apply -k deploy/` would.
 
-use herald_tests::apiserver::{self, ApiServer};
+use herald_tests::{
+    apiserver::{self, ApiServer},
+    objects,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::{Api, discovery::Discovery};
 
@@ -21,7 +24,7 @@ async fn kustomization_applies_to_a_real_apiserver() {
     let mut created = Vec::new();
     for file in kustomization["resources"].as_sequence().unwrap() {
         created.extend(
-            apiserver::create_from_file(&client, &discovery, &deploy.join(file.as_str().unwrap())).await,
+            objects::create_from_file(&client, &discovery, &deploy.join(file.as_str().unwrap())).await,
         );
     }
     for expected in [

@@ -25,7 +25,10 @@ use tokio::{
 };
 use tracing::{error, info, warn};
 
-pub use self::decide::{Assignment, Interfaces, Snapshot, assign};
+pub use self::{
+    decide::{Assignment, Interfaces, Snapshot, assign},
+    watches::snapshot_of,
+};
 use self::{status::Report, watches::Watches};
 use crate::{
     announcer::Announcer,

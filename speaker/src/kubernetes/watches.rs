@@ -2,6 +2,7 @@
 //! decisions read.
 
 use std::{
+    borrow::Borrow,
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
 };
@@ -73,49 +74,16 @@ impl Watches {
         Ok(())
     }
 
-    /// The cluster as the decisions see it: Services Herald handles (`class` as the
-    /// controller's), their ready endpoints' nodes, Nodes, valid pools, advertisements.
+    /// The cluster as the decisions see it, from the caches (see [`snapshot_of`]).
     pub fn snapshot(&self, class: Option<&str>) -> Snapshot {
-        let ready = self.ready_endpoint_nodes();
-        let services = self
-            .services
-            .state()
-            .iter()
-            .filter(|svc| service::handled(svc, class))
-            .map(|svc| {
-                let key = service::key(svc);
-                // All of them, in order: the first decides the owner, as in MetalLB.
-                let addresses = service::current(svc);
-                let local =
-                    svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
-                Service {
-                    traffic: candidates::Service {
-                        local_traffic: local,
-                        ready_endpoint_nodes: ready.get(&key).cloned().unwrap_or_default(),
-                    },
-                    labels: svc.labels().clone(),
-                    addresses,
-                    key,
-                }
-            })
-            .collect();
-        let nodes = self.nodes.state().iter().map(|n| candidate(n)).collect();
-        let pools = self
-            .pools
-            .state()
-            .iter()
-            .filter_map(|p| match Pool::from_spec(&p.name_any(), &p.spec) {
-                Ok(pool) => Some((pool, p.labels().clone())),
-                Err(e) => {
-                    // Every pass sees it; the controller reports it (pool condition, Event).
-                    debug!(pool = p.name_any(), error = e, "invalid IPAddressPool ignored");
-                    None
-                }
-            })
-            .collect();
-        let advertisements =
-            self.advertisements.state().iter().map(|a| (a.name_any(), a.spec.clone())).collect();
-        Snapshot { services, nodes, pools, advertisements }
+        snapshot_of(
+            &self.services.state(),
+            &self.ready_endpoint_nodes(),
+            &self.nodes.state(),
+            &self.pools.state(),
+            &self.advertisements.state(),
+            class,
+        )
     }
 
     /// Nodes with a ready (or, while terminating, still serving) endpoint, by Service key.
@@ -131,6 +99,61 @@ impl Watches {
         }
         out
     }
+}
+
+/// The cluster as the decisions see it: the Services Herald handles (`class` as the
+/// controller's) with their addresses and the nodes of their `ready` endpoints (by Service key),
+/// the Nodes, the valid pools, the advertisements. Pure, over the objects as the API serves them.
+pub fn snapshot_of<S, N, P, A>(
+    services: &[S],
+    ready: &BTreeMap<String, BTreeSet<String>>,
+    nodes: &[N],
+    pools: &[P],
+    advertisements: &[A],
+    class: Option<&str>,
+) -> Snapshot
+where
+    S: Borrow<KubeService>,
+    N: Borrow<Node>,
+    P: Borrow<IPAddressPool>,
+    A: Borrow<L2Advertisement>,
+{
+    let services = services
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|svc| service::handled(svc, class))
+        .map(|svc| {
+            let key = service::key(svc);
+            // All of them, in order: the first decides the owner, as in MetalLB.
+            let addresses = service::current(svc);
+            let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+            Service {
+                traffic: candidates::Service {
+                    local_traffic: local,
+                    ready_endpoint_nodes: ready.get(&key).cloned().unwrap_or_default(),
+                },
+                labels: svc.labels().clone(),
+                addresses,
+                key,
+            }
+        })
+        .collect();
+    let nodes = nodes.iter().map(|n| candidate(n.borrow())).collect();
+    let pools = pools
+        .iter()
+        .map(Borrow::borrow)
+        .filter_map(|p| match Pool::from_spec(&p.name_any(), &p.spec) {
+            Ok(pool) => Some((pool, p.labels().clone())),
+            Err(e) => {
+                // Every pass sees it; the controller reports it (pool condition, Event).
+                debug!(pool = p.name_any(), error = e, "invalid IPAddressPool ignored");
+                None
+            }
+        })
+        .collect();
+    let advertisements =
+        advertisements.iter().map(Borrow::borrow).map(|a| (a.name_any(), a.spec.clone())).collect();
+    Snapshot { services, nodes, pools, advertisements }
 }
 
 /// The Service an EndpointSlice belongs to (`namespace/name`), and the nodes of its serving

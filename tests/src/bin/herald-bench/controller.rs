@@ -73,7 +73,7 @@ fn through_the_api() -> anyhow::Result<()> {
     let server = ApiServer::start()?;
     runtime.block_on(async {
         let client = server.client().await?;
-        herald_tests::apiserver::apply_crds(&client).await;
+        herald_tests::objects::apply_crds(&client).await;
         let ns: Namespace = serde_yaml_ng::from_str("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: herald-system\n")?;
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
         let spec = IPAddressPoolSpec { addresses: vec![POOL.into()], ..Default::default() };
