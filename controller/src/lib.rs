@@ -3,6 +3,7 @@ pub mod allocator;
 pub mod cache;
 pub mod crd;
 pub mod lease;
+pub mod migrate;
 pub mod plan;
 pub mod pool;
 pub mod run;

@@ -1,12 +1,35 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use herald_controller::run::{self, Options};
 
 /// Gives LoadBalancer Services addresses from MetalLB-compatible IPAddressPools.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Run,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prints MetalLB's IPAddressPools and L2Advertisements as YAML to create in Herald's
+    /// namespace, without the fields the API server wrote (run it before removing MetalLB).
+    Migrate {
+        /// MetalLB's namespace.
+        #[arg(long, default_value = "metallb-system")]
+        from: String,
+        /// Herald's namespace.
+        #[arg(long, default_value = "herald-system")]
+        to: String,
+    },
+}
+
+/// Runs the controller (the default).
+#[derive(clap::Args)]
+struct Run {
     /// Handle Services of this loadBalancerClass only; without it, Services that have none.
     #[arg(long, env = "HERALD_LB_CLASS")]
     lb_class: Option<String>,
@@ -33,23 +56,10 @@ fn main() -> ExitCode {
     herald_controller::telemetry::init_logs();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
-        let client = kube::Client::try_default().await?;
-        if !cli.memberlist_secret.is_empty() {
-            herald_controller::secret::ensure(&client, &cli.pool_namespace, &cli.memberlist_secret)
-                .await
-                .map_err(|e| {
-                    e.context(format!("creating the membership key Secret {}", cli.memberlist_secret))
-                })?;
+        match cli.command {
+            Some(Command::Migrate { from, to }) => migrate(&from, &to).await,
+            None => run(cli.run).await,
         }
-        let lease = std::time::Duration::from_secs(cli.lease_seconds);
-        let opts = Options {
-            class: cli.lb_class,
-            pool_namespace: cli.pool_namespace,
-            instance: cli.instance,
-            lease,
-            telemetry: cli.telemetry,
-        };
-        run::run(client, opts).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,4 +68,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(cli: Run) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    if !cli.memberlist_secret.is_empty() {
+        herald_controller::secret::ensure(&client, &cli.pool_namespace, &cli.memberlist_secret)
+            .await
+            .map_err(|e| {
+                e.context(format!("creating the membership key Secret {}", cli.memberlist_secret))
+            })?;
+    }
+    let lease = std::time::Duration::from_secs(cli.lease_seconds);
+    let opts = Options {
+        class: cli.lb_class,
+        pool_namespace: cli.pool_namespace,
+        instance: cli.instance,
+        lease,
+        telemetry: cli.telemetry,
+    };
+    run::run(client, opts).await
+}
+
+async fn migrate(from: &str, to: &str) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let export = herald_controller::migrate::export(&client, from, to).await?;
+    for note in &export.notes {
+        eprintln!("herald-controller migrate: {note}");
+    }
+    print!("{}", export.yaml);
+    Ok(())
 }
