@@ -6,6 +6,7 @@ pub mod lease;
 pub mod migrate;
 pub mod plan;
 pub mod pool;
+pub mod report;
 pub mod run;
 pub mod secret;
 pub mod selector;

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("herald-controller: {e:#}");
+            eprintln!("herald-controller: {}", herald_controller::report::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -8,6 +8,7 @@
 
 use std::{collections::BTreeSet, io, sync::Arc, time::Instant};
 
+use herald_controller::report::Chain;
 use speaker_common::ArpKey;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -117,14 +118,14 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             Ok(total) if total == self.conflicts_read => return Vec::new(),
             Ok(total) => total,
             Err(e) => {
-                warn!(error = %e, "reading the conflict count");
+                warn!(error = %Chain(&e), "reading the conflict count");
                 return Vec::new();
             }
         };
         let entries = match self.datapath.entries() {
             Ok(entries) => entries,
             Err(e) => {
-                warn!(error = %e, "reading the responder map");
+                warn!(error = %Chain(&e), "reading the responder map");
                 return Vec::new();
             }
         };
@@ -176,7 +177,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             if !in_use.contains(&ifindex) {
                 match self.datapath.detach(ifindex) {
                     Ok(()) => info!(interface = ifname, "responder detached"),
-                    Err(e) => warn!(interface = ifname, error = %e, "could not detach"),
+                    Err(e) => warn!(interface = ifname, error = %Chain(&e), "could not detach"),
                 }
             }
         }
@@ -192,7 +193,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             }
             Err(e) => {
                 warn!(
-                    address = %a.addr, interface = a.ifname, vlan = a.vlan, error = %e,
+                    address = %a.addr, interface = a.ifname, vlan = a.vlan, error = %Chain(&e),
                     "could not withdraw: still answering, trying again"
                 );
                 self.stale.insert(a.clone());
@@ -269,7 +270,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             if !still_wanted.contains(&ifindex) {
                 match self.datapath.detach(ifindex) {
                     Ok(()) => info!(interface = ifname, "responder detached"),
-                    Err(e) => warn!(interface = ifname, error = %e, "could not detach"),
+                    Err(e) => warn!(interface = ifname, error = %Chain(&e), "could not detach"),
                 }
             }
         }
@@ -300,7 +301,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
                     self.metrics.gratuitous_sent.inc();
                 }
                 Err(e) => {
-                    warn!(address = %a.addr, interface = a.ifname, error = %e, "gratuitous ARP not sent")
+                    warn!(address = %a.addr, interface = a.ifname, error = %Chain(&e), "gratuitous ARP not sent")
                 }
             }
         }
@@ -328,7 +329,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             burst.abort();
         }
         if let Err(e) = self.apply(BTreeSet::new(), Gratuitous::default(), None) {
-            warn!(error = %e, "could not withdraw everything");
+            warn!(error = %Chain(&e), "could not withdraw everything");
         }
     }
 
@@ -352,7 +353,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
                         }
                     }
                     Err(e) => {
-                        warn!(address = %addr, interface = ifname, error = %e, "gratuitous ARP not sent")
+                        warn!(address = %addr, interface = ifname, error = %Chain(&e), "gratuitous ARP not sent")
                     }
                 }
             }

@@ -4,6 +4,7 @@
 use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use herald_controller::report;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -118,7 +119,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                         }
                         announcer.reannounce(wanted.config.gratuitous);
                     }
-                    Err(e) => error!("could not apply the election: {e:#}"),
+                    Err(e) => error!("could not apply the election: {}", report::chain(&e)),
                 }
                 joined = Some(alive);
                 endpoint.set_ready(true);
@@ -204,6 +205,6 @@ fn reload(opts: &Options, wanted: &mut Wanted, announcer: &mut Announcer, alive:
     });
     match result {
         Ok(()) => info!(addresses = announcer.current().len(), "SIGHUP: config reloaded"),
-        Err(e) => error!("SIGHUP: config not applied, keeping the previous one: {e:#}"),
+        Err(e) => error!("SIGHUP: config not applied, keeping the previous one: {}", report::chain(&e)),
     }
 }

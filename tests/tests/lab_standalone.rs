@@ -288,6 +288,9 @@ fn bad_config_attaches_nothing() {
         let log = speaker.log_text();
         assert!(!exit.success(), "accepted:\n{text}");
         assert!(log.contains(expected), "for\n{text}\nexpected {expected:?} in:\n{log}");
+        assert_eq!(log.matches(expected).count(), 1, "said once:\n{log}");
+        let error = log.lines().filter(|l| l.starts_with("herald-speaker: ")).count();
+        assert_eq!(error, 1, "one line says what is wrong:\n{log}");
         assert!(log.contains(&speaker.config.display().to_string()), "the error names the file:\n{log}");
         assert!(speaker.attached().unwrap().is_empty(), "attached after a bad config");
     }

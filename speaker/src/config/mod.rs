@@ -54,8 +54,8 @@ impl Default for Gratuitous {
 /// What is wrong with a configuration, naming the field and its value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    /// TOML syntax, a missing or unknown key, or a value of the wrong type. The message comes
-    /// from the TOML parser and names the line, column and key.
+    /// TOML syntax, a missing or unknown key, or a value of the wrong type, on one line: where
+    /// (line, column, the line's text) and the TOML parser's message.
     #[error("{0}")]
     Syntax(String),
     #[error("{field} = {value}: {reason}")]
@@ -122,8 +122,7 @@ pub fn parse_with(
     text: &str,
     read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
 ) -> Result<Config, ConfigError> {
-    let raw: RawConfig =
-        toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().trim_end().into()))?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| syntax(text, &e))?;
 
     let node = raw.node.trim();
     if node.is_empty() {
@@ -219,6 +218,19 @@ fn field(name: &str, value: impl std::fmt::Display, reason: &str) -> ConfigError
 
 fn quoted(s: &str) -> String {
     format!("{s:?}")
+}
+
+/// The TOML parser's error on one line, with where it is and that line's text, which names the
+/// key (the parser's own rendering quotes the file over several lines).
+fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim().replace('\n', "; ");
+    let Some(span) = e.span() else { return ConfigError::Syntax(message) };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |at| at + 1);
+    let column = before.len() - start + 1;
+    let source = text[start..].lines().next().unwrap_or_default().trim();
+    ConfigError::Syntax(format!("line {line}, column {column} (`{source}`): {message}"))
 }
 
 #[cfg(test)]

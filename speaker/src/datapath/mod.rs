@@ -24,6 +24,7 @@ use aya::{
         ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
     },
 };
+use herald_controller::report::Chain;
 use speaker_common::{
     ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
     Heartbeat, LOG_LEVEL_GLOBAL, MacKey, PEER_MAP,
@@ -204,7 +205,7 @@ impl Datapath {
         let mut error = None;
         for hook in hooks {
             if let Some(e) = error.take() {
-                warn!(interface = ifname, error = %e, "trying the next hook");
+                warn!(interface = ifname, error = %Chain(&e), "trying the next hook");
             }
             match self.attach_at(hook, ifindex, ifname) {
                 Ok(link) => {

@@ -17,6 +17,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use herald_controller::report::Chain;
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use tokio::{
@@ -231,7 +232,7 @@ impl Here<'_> {
         let changed = match self.announcer.apply(desired, Gratuitous::default(), takeover) {
             Ok(changed) => changed,
             Err(e) => {
-                error!(error = %e, "could not apply the election; keeping what is announced");
+                error!(error = %Chain(&e), "could not apply the election; keeping what is announced");
                 0
             }
         };
