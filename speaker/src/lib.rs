@@ -8,6 +8,7 @@
 pub mod announcer;
 pub mod bpffs;
 pub mod candidates;
+pub mod check;
 pub mod clock;
 pub mod cluster;
 pub mod config;

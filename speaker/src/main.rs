@@ -3,6 +3,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use herald_speaker::{
+    check,
     datapath::{self, LogLevel, Mode},
     kubernetes, standalone, status,
 };
@@ -12,11 +13,11 @@ use herald_speaker::{
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Standalone mode: announce the addresses listed in this TOML file (SIGHUP reloads it).
-    #[arg(long, short, env = "HERALD_CONFIG")]
+    #[arg(long, short, global = true, env = "HERALD_CONFIG")]
     config: Option<PathBuf>,
     /// Where the responder runs: XDP in the driver where it can know every request's VLAN, TC
     /// ingress elsewhere (auto); or only one of them.
-    #[arg(long, env = "HERALD_DATAPATH", value_enum, default_value = "auto")]
+    #[arg(long, global = true, env = "HERALD_DATAPATH", value_enum, default_value = "auto")]
     datapath: Mode,
     /// What the BPF programs log (into the speaker's log, target herald::xdp). Fixed when they
     /// load; off costs nothing.
@@ -57,7 +58,7 @@ struct KubeArgs {
     #[arg(long, env = "HERALD_CLUSTER_KEY_FILE", default_value = "/etc/herald/memberlist/secretkey")]
     cluster_key_file: PathBuf,
     /// UDP port of the membership, on the node's InternalIP.
-    #[arg(long, env = "HERALD_MEMBERSHIP_PORT", default_value_t = 7946)]
+    #[arg(long, global = true, env = "HERALD_MEMBERSHIP_PORT", default_value_t = 7946)]
     membership_port: u16,
 }
 
@@ -65,6 +66,14 @@ struct KubeArgs {
 enum Command {
     /// Print what the running speaker announces, its reply counters and heartbeat age.
     Status,
+    /// Check what this node gives Herald (kernel, capabilities, seccomp, bpffs, each
+    /// interface's hook, IPv6, the membership port, the API server); exit 1 if something is
+    /// missing.
+    Check {
+        /// Judge this interface (repeatable); default: every one Herald could announce on.
+        #[arg(long = "interface", value_name = "NAME")]
+        interfaces: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,21 +82,65 @@ fn main() -> ExitCode {
         Some(Command::Status) => {
             status::report(&cli.pin_dir, &cli.state_dir).map(|report| print!("{report}"))
         }
+        Some(Command::Check { ref interfaces }) => check(&cli, interfaces),
         None => run(cli),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<SomethingMissing>() => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("herald-speaker: {e:#}");
+            eprintln!("herald-speaker: {}", herald_controller::report::chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `check` found a requirement missing (the report says which): exit 1 without more words.
+#[derive(Debug, thiserror::Error)]
+#[error("a requirement is missing")]
+struct SomethingMissing;
+
+fn check(cli: &Cli, interfaces: &[String]) -> anyhow::Result<()> {
+    let kubernetes = cli.config.is_none();
+    let membership_port = match &cli.config {
+        Some(path) => herald_speaker::config::load(path)?.cluster.map(|c| c.bind.port()),
+        None => Some(cli.kube.membership_port),
+    };
+    let probe = check::Probe {
+        pin_dir: &cli.pin_dir,
+        mode: cli.datapath,
+        interfaces: (!interfaces.is_empty()).then(|| interfaces.to_vec()),
+        membership_port,
+    };
+    let mut facts = check::probe(&probe);
+    if kubernetes {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        facts.api_server = Some(runtime.block_on(async {
+            match kube::Client::try_default().await {
+                Ok(client) => check::api_server(&client).await,
+                Err(e) => Err(herald_controller::report::Chain(&e).to_string()),
+            }
+        }));
+    }
+    let verdicts = check::verdicts(&facts);
+    println!("herald-speaker check ({} mode)", if kubernetes { "Kubernetes" } else { "standalone" });
+    print!("{}", check::Report(&verdicts));
+    if check::any_missing(&verdicts) {
+        return Err(SomethingMissing.into());
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     // The programs' statements come at the level they were loaded with.
     let xdp = cli.xdp_log.filter().map(|level| format!("herald::xdp={level}"));
     herald_controller::telemetry::init_logs_with(&xdp.into_iter().collect::<Vec<_>>());
+    check::at_start(&check::Probe {
+        pin_dir: &cli.pin_dir,
+        mode: cli.datapath,
+        interfaces: None,
+        membership_port: None,
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let datapath = datapath::Options {
         dead_man: Duration::from_millis(cli.dead_man_ms),
