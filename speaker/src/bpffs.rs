@@ -47,14 +47,21 @@ pub struct PinDir {
 pub fn prepare(dir: &Path) -> Result<PinDir, BpffsError> {
     let name = dir.display().to_string();
     let parent = dir.parent().ok_or_else(|| BpffsError::NoParent { dir: name.clone() })?;
+    let io = |source| BpffsError::Io { dir: name.clone(), source };
     if !is_bpffs(parent) {
         if !parent.is_dir() {
             return Err(BpffsError::NoParent { dir: name });
         }
-        mount(Some("bpf"), parent, Some("bpf"), MsFlags::empty(), None::<&str>)
-            .map_err(|source| BpffsError::Mount { dir: parent.display().to_string(), source })?;
+        // Two speakers starting together would both mount one, the second hiding the first's
+        // pins: the directory's lock makes the second one look again after the first mounted.
+        let fd = open(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| io(e.into()))?;
+        let _mounting = Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| io(e.into()))?;
+        if !is_bpffs(parent) {
+            mount(Some("bpf"), parent, Some("bpf"), MsFlags::empty(), None::<&str>)
+                .map_err(|source| BpffsError::Mount { dir: parent.display().to_string(), source })?;
+        }
     }
-    let io = |source| BpffsError::Io { dir: name.clone(), source };
     std::fs::create_dir_all(dir).map_err(io)?;
     let fd = open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| io(e.into()))?;

@@ -41,49 +41,18 @@ pub struct KubeLab {
     key_file: PathBuf,
     /// Running speakers by node name: (pid, log).
     speakers: BTreeMap<String, (u32, PathBuf)>,
-    // Dropped after the lab, whose drop stops the speakers that pin there.
-    _bpffs: HostBpffs,
-}
-
-/// The host's bpffs at /sys/fs/bpf, as every node has it (its init system mounts it; the
-/// DaemonSet mounts it into the speaker's pod, which has no CAP_SYS_ADMIN to mount one itself).
-/// Mounted here when the machine has none, and unmounted on drop.
-struct HostBpffs {
-    mounted_here: bool,
-}
-
-impl HostBpffs {
-    const PATH: &str = "/sys/fs/bpf";
-
-    fn ensure() -> anyhow::Result<Self> {
-        if herald_speaker::bpffs::is_bpffs(std::path::Path::new(Self::PATH)) {
-            return Ok(Self { mounted_here: false });
-        }
-        nix::mount::mount(Some("bpf"), Self::PATH, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .with_context(|| format!("mounting a bpffs on {}", Self::PATH))?;
-        Ok(Self { mounted_here: true })
-    }
-}
-
-impl Drop for HostBpffs {
-    fn drop(&mut self) {
-        if self.mounted_here {
-            let _ = nix::mount::umount2(Self::PATH, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
 }
 
 impl KubeLab {
     /// The lab, its control plane (API server, controller-manager, herald-controller), and the
     /// Namespace and Node objects. Speakers are started with [`KubeLab::start_speaker`].
     pub fn start(nodes: &[&str]) -> anyhow::Result<Self> {
-        let bpffs = HostBpffs::ensure()?;
         let mut lab = Lab::new(nodes)?;
         let control_plane = lab.add_other("cp", CONTROL_PLANE)?;
         let mut server = ApiServer::start_in(&control_plane.netns, CONTROL_PLANE)?;
         server.start_controller_manager()?;
         let key_file = lab.workdir.join("memberlist-key");
-        Ok(Self { lab, control_plane, server, key_file, speakers: BTreeMap::new(), _bpffs: bpffs })
+        Ok(Self { lab, control_plane, server, key_file, speakers: BTreeMap::new() })
     }
 
     /// Moves the calling thread into the control plane's network namespace, where the API

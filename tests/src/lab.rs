@@ -120,6 +120,37 @@ pub struct Lab {
     offload: VlanOffload,
     children: Vec<Child>,
     _pass: Option<Ebpf>,
+    // Dropped last: the lab's drop stops the speakers that pin there.
+    _bpffs: HostBpffs,
+}
+
+/// The host's bpffs at /sys/fs/bpf, as every node has it (its init system mounts it; the
+/// DaemonSet mounts it into the speaker's pod, which has no CAP_SYS_ADMIN to mount one itself).
+/// Mounted here when the machine has none, and unmounted on drop: the lab's speakers would
+/// otherwise mount one themselves and leave it behind.
+pub struct HostBpffs {
+    mounted_here: bool,
+}
+
+impl HostBpffs {
+    const PATH: &str = "/sys/fs/bpf";
+
+    pub fn ensure() -> anyhow::Result<Self> {
+        if herald_speaker::bpffs::is_bpffs(std::path::Path::new(Self::PATH)) {
+            return Ok(Self { mounted_here: false });
+        }
+        nix::mount::mount(Some("bpf"), Self::PATH, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .with_context(|| format!("mounting a bpffs on {}", Self::PATH))?;
+        Ok(Self { mounted_here: true })
+    }
+}
+
+impl Drop for HostBpffs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = nix::mount::umount2(Self::PATH, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -171,6 +202,7 @@ impl Lab {
             offload,
             children: Vec::new(),
             _pass: None,
+            _bpffs: HostBpffs::ensure()?,
         };
         std::fs::create_dir_all(&lab.workdir)?;
         ip(&["netns", "add", &switch])?;
