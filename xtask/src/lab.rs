@@ -44,7 +44,7 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
 /// Sets up (with the API server when `kube`), builds (optimised when `release`), and runs `bin`
 /// of the tests crate with `args`.
 fn run_bin(bin: &str, args: &[&str], kube: bool, release: bool) -> anyhow::Result<()> {
-    setup::run(kube)?;
+    setup::run(setup::Extras { kube, ..Default::default() })?;
     build::run(&build::Options { release })?;
     let mut cmd = cargo();
     cmd.args(["run", "--quiet", "--package", "herald-tests", "--bin", bin]);

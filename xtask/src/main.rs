@@ -1,6 +1,7 @@
 //! Herald's project tasks. `cargo xtask <command>`; every command sets up what it needs first.
 
 mod build;
+mod kernels;
 mod lab;
 mod setup;
 mod test;
@@ -20,15 +21,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Install the pinned toolchains, bpf-linker and the Debian packages (idempotent).
-    Setup {
-        /// Also build and cache the Kubernetes API server the controller's tests run against.
-        #[arg(long)]
-        kube: bool,
-    },
+    Setup(setup::Extras),
     /// Build the XDP object, then the userspace binaries.
     Build(build::Options),
-    /// Set up, build, and run every test: lints, unit, BPF_PROG_TEST_RUN and lab tests.
+    /// Set up, build, and run every test: lints, unit, BPF_PROG_TEST_RUN and lab tests, and the
+    /// XDP and standalone lab suites again on Debian 12's kernel in a VM.
     Test,
+    /// Run the XDP and standalone lab suites on the other kernels of the matrix (in a VM).
+    Kernels,
     /// Set up, build, and run the demo: three nodes share addresses, one owner dies.
     Demo,
     /// Regenerate the CRDs in deploy/crds from controller/src/crd.rs.
@@ -42,9 +42,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Setup { kube } => setup::run(kube),
+        Command::Setup(extras) => setup::run(extras),
         Command::Build(opts) => build::run(&opts),
         Command::Test => test::run(),
+        Command::Kernels => setup::run(setup::Extras { kernels: true, ..Default::default() })
+            .and_then(|()| build::run(&build::Options { release: false }))
+            .and_then(|()| kernels::run()),
         Command::Demo => lab::demo(),
         Command::Crds => toolchain::run(toolchain::cargo().args([
             "run",

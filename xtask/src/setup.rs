@@ -5,7 +5,11 @@
 //! Debian LLVM is that new: it is built against the nightly's own libLLVM, copied to a private
 //! prefix so that toolchain updates cannot break it.
 
-use std::{path::PathBuf, process::Command, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
 
 use anyhow::{Context as _, bail};
 
@@ -29,16 +33,44 @@ const PACKAGES: &[&str] = &[
 /// Debian packages only the Kubernetes tests use: the API server's store and its set-up.
 const KUBE_PACKAGES: &[&str] = &["etcd-server", "openssl", "curl"];
 
-/// Everything for the build, the lab and the demo; with `kube`, also the API server for the
-/// Kubernetes tests (built from Debian's source package the first time: a few minutes).
-pub fn run(kube: bool) -> anyhow::Result<()> {
+/// Debian packages of the kernel matrix (`kernels.rs`): another kernel and a VM to boot it.
+const VM_PACKAGES: &[&str] = &[
+    "linux-image-amd64", // Debian 12's kernel (6.1), the guest
+    "qemu-system-x86",   // the VM
+    "busybox-static",    // virtme-ng's initramfs
+    "python3-venv",      // a private Python environment for virtme-ng
+];
+
+/// Where virtme-ng lives (a venv: PyPI's package, not the system's Python).
+pub const VM_DIR: &str = "/var/cache/herald-vm";
+/// virtme-ng boots a kernel with the host's root filesystem shared: no image to build.
+const VIRTME_NG: &str = "virtme-ng==1.42";
+
+/// What `setup` installs beyond the build, the lab and the demo.
+#[derive(Clone, Copy, Default, clap::Args)]
+pub struct Extras {
+    /// The Kubernetes API server the controller's tests run against (built from Debian's
+    /// source package the first time: a few minutes).
+    #[arg(long)]
+    pub kube: bool,
+    /// The kernel matrix: Debian 12's kernel, qemu and virtme-ng.
+    #[arg(long)]
+    pub kernels: bool,
+}
+
+/// Everything for the build, the lab and the demo, and the `extras` asked for.
+pub fn run(extras: Extras) -> anyhow::Result<()> {
     let start = Instant::now();
     packages(PACKAGES)?;
     toolchains()?;
     bpf_linker()?;
-    if kube {
+    if extras.kube {
         packages(KUBE_PACKAGES)?;
         apiserver()?;
+    }
+    if extras.kernels {
+        packages(VM_PACKAGES)?;
+        virtme_ng()?;
     }
     eprintln!("setup: everything in place ({:.2} s)", start.elapsed().as_secs_f64());
     Ok(())
@@ -55,6 +87,22 @@ fn apiserver() -> anyhow::Result<()> {
         bail!("tests/kube/build-apiserver.sh printed no binary path: {out}");
     }
     Ok(())
+}
+
+/// virtme-ng in a venv under [`VM_DIR`], at the pinned version.
+fn virtme_ng() -> anyhow::Result<()> {
+    let venv = Path::new(VM_DIR).join("venv");
+    let pip = venv.join("bin/pip");
+    let has = Command::new(&pip).args(["show", "virtme-ng"]).output();
+    let version = VIRTME_NG.split_once("==").map_or("", |(_, v)| v);
+    if has
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l == format!("Version: {version}")))
+    {
+        return Ok(());
+    }
+    eprintln!("setup: installing {VIRTME_NG} into {}", venv.display());
+    toolchain::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    toolchain::run(Command::new(&pip).args(["install", "--quiet", VIRTME_NG]))
 }
 
 fn packages(wanted: &[&'static str]) -> anyhow::Result<()> {
