@@ -57,6 +57,7 @@ async fn whole_cluster() {
     let t = answered_by(&kl, vip, owner, API_BOUND);
     eprintln!("{vip}: {owner} answers {t:?} after allocation");
     status_names(&kl, &client, owner).await;
+    preflight_in_kubernetes_mode(&kl, owner);
     let assigned = objects::events(&client, "web", "nodeAssigned").await;
     assert!(
         assigned.iter().any(|n| n.contains(&format!("{owner:?}"))),
@@ -220,6 +221,32 @@ async fn set_local(services: &Api<Service>, local: bool) {
 }
 
 /// Polls `check` every 200 ms until it holds, for up to [`API_BOUND`].
+/// `herald-speaker check` beside a running speaker, as the speaker's ServiceAccount: the API
+/// server answers, and the membership port is the speaker's own.
+fn preflight_in_kubernetes_mode(kl: &KubeLab, node: &str) {
+    let host = kl.lab.node(node);
+    let kubeconfig = format!("KUBECONFIG={}", kl.server.kubeconfig_as("herald-speaker").display());
+    let bin = herald_tests::workspace_bin("herald-speaker");
+    let pin_dir = kl.lab.pin_dir(host);
+    let args = [
+        &kubeconfig,
+        bin.to_str().unwrap(),
+        "check",
+        "--interface",
+        "eth0",
+        "--pin-dir",
+        pin_dir.to_str().unwrap(),
+    ];
+    let out = host.output("env", &args).unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("(Kubernetes mode)"), "{report}");
+    let line =
+        |what: &str| report.lines().find(|l| l[9..].starts_with(what)).unwrap_or_else(|| panic!("{report}"));
+    assert!(line("API server").starts_with("ok ") && line("API server").contains("v1.20.2"), "{report}");
+    assert!(line("membership port").contains("held by the running speaker"), "{report}");
+}
+
 async fn eventually<T: Into<Option<bool>>>(mut check: impl AsyncFnMut() -> T) -> bool {
     let deadline = Instant::now() + API_BOUND;
     while Instant::now() < deadline {

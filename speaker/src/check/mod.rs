@@ -38,10 +38,19 @@ pub struct Facts {
     pub pin_dir: PinDir,
     pub mode: Mode,
     pub interfaces: Vec<Interface>,
-    /// The membership's UDP port and whether it could be bound.
-    pub membership: Option<(u16, Result<(), String>)>,
+    pub membership: Option<Membership>,
     /// Kubernetes mode: the API server's version, or why it could not be asked.
     pub api_server: Option<Result<String, String>>,
+}
+
+/// The membership's UDP port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub port: u16,
+    /// Whether it could be bound, and why not.
+    pub bound: Result<(), String>,
+    /// The pid of a live speaker on this pin directory, which holds the port itself.
+    pub speaker: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,12 +129,8 @@ pub fn verdicts(facts: &Facts) -> Vec<Verdict> {
             out.push(ipv6(it));
         }
     }
-    if let Some((port, bound)) = &facts.membership {
-        out.push(match bound {
-            Ok(()) => Verdict::new("membership port", State::Ok, format!("UDP {port} is free")),
-            Err(e) => Verdict::new("membership port", State::Missing, format!("UDP {port}: {e}"))
-                .fix("stop what holds it (another speaker? MetalLB's memberlist?), or choose another port on every node"),
-        });
+    if let Some(m) = &facts.membership {
+        out.push(membership(m));
     }
     if let Some(api) = &facts.api_server {
         out.push(match api {
@@ -300,6 +305,20 @@ fn why_tc(facts: &hook::Facts, btf: bool) -> String {
             "the driver does not report the VLAN tags it strips (bpf_xdp_metadata_rx_vlan_tag, Linux 6.8)"
                 .into()
         }
+    }
+}
+
+fn membership(m: &Membership) -> Verdict {
+    const WHAT: &str = "membership port";
+    match (&m.bound, m.speaker) {
+        (Ok(()), _) => Verdict::new(WHAT, State::Ok, format!("UDP {} is free", m.port)),
+        (Err(_), Some(pid)) => Verdict::new(
+            WHAT,
+            State::Ok,
+            format!("UDP {} is held by the running speaker (pid {pid})", m.port),
+        ),
+        (Err(e), None) => Verdict::new(WHAT, State::Missing, format!("UDP {}: {e}", m.port))
+            .fix("stop what holds it (MetalLB's memberlist?), or choose another port on every node"),
     }
 }
 

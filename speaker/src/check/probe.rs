@@ -7,8 +7,8 @@ use std::{
     time::Duration,
 };
 
-use super::{Facts, Interface, PinDir};
-use crate::{bpffs, datapath::hook, ethtool, host, netlink};
+use super::{Facts, Interface, Membership, PinDir};
+use crate::{bpffs, datapath::hook, ethtool, host, netlink, pinned};
 
 /// What to look at.
 pub struct Probe<'a> {
@@ -57,9 +57,11 @@ pub fn probe(p: &Probe) -> Facts {
         pin_dir: pin_dir(p.pin_dir),
         mode: p.mode,
         interfaces,
-        membership: p
-            .membership_port
-            .map(|port| (port, UdpSocket::bind(("0.0.0.0", port)).map(drop).map_err(|e| e.to_string()))),
+        membership: p.membership_port.map(|port| Membership {
+            port,
+            bound: UdpSocket::bind(("0.0.0.0", port)).map(drop).map_err(|e| e.to_string()),
+            speaker: running_speaker(p.pin_dir),
+        }),
         api_server: None,
     }
 }
@@ -71,6 +73,12 @@ pub async fn api_server(client: &kube::Client) -> Result<String, String> {
         Ok(Err(e)) => Err(herald_controller::report::Chain(&e).to_string()),
         Err(_) => Err("no answer within 5 s".into()),
     }
+}
+
+/// The pid of a live speaker that pins in `dir` (its heartbeat names it).
+fn running_speaker(dir: &Path) -> Option<u32> {
+    let pid = pinned::heartbeat(dir).ok()?.pid;
+    (pid != 0 && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
 }
 
 fn pin_dir(dir: &Path) -> PinDir {

@@ -37,6 +37,10 @@ fn facts() -> Facts {
     }
 }
 
+fn port(bound: Result<(), String>, speaker: Option<u32>) -> Membership {
+    Membership { port: 7946, bound, speaker }
+}
+
 /// The verdict on `what` among `facts`' verdicts.
 fn verdict(facts: &Facts, what: &str) -> Verdict {
     verdicts(facts).into_iter().find(|v| v.what == what).unwrap_or_else(|| panic!("no verdict on {what}"))
@@ -169,7 +173,7 @@ fn each_requirement_judged() {
         ),
         (
             "port free",
-            |f| f.membership = Some((7946, Ok(()))),
+            |f| f.membership = Some(port(Ok(()), None)),
             "membership port",
             State::Ok,
             "UDP 7946 is free",
@@ -177,10 +181,18 @@ fn each_requirement_judged() {
         ),
         (
             "port taken",
-            |f| f.membership = Some((7946, Err("Address in use (os error 98)".into()))),
+            |f| f.membership = Some(port(Err("Address in use (os error 98)".into()), None)),
             "membership port",
             State::Missing,
             "in use",
+            false,
+        ),
+        (
+            "port of the running speaker",
+            |f| f.membership = Some(port(Err("Address in use (os error 98)".into()), Some(42))),
+            "membership port",
+            State::Ok,
+            "held by the running speaker (pid 42)",
             false,
         ),
         (
