@@ -4,6 +4,7 @@
 
 use std::{
     net::Ipv4Addr,
+    os::unix::process::CommandExt as _,
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
@@ -182,7 +183,8 @@ fn trafgen_config(frame: &[u8], random_at: Option<usize>) -> String {
     format!("{{ {} }}\n", bytes.join(", "))
 }
 
-/// A running trafgen; killed on drop.
+/// A running trafgen in a process group of its own, killed whole on drop: it forks a sender per
+/// CPU, which outlives a kill of the parent alone.
 struct Trafgen(Child);
 
 impl Trafgen {
@@ -196,6 +198,7 @@ impl Trafgen {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .context("starting trafgen")?;
         Ok(Self(child))
@@ -204,7 +207,8 @@ impl Trafgen {
 
 impl Drop for Trafgen {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.0.wait();
     }
 }
