@@ -1,6 +1,7 @@
-# Herald's two images, from one build:
-#   docker build --target speaker    -t herald-speaker:dev .
-#   docker build --target controller -t herald-controller:dev .
+# Herald's two images, from one build, for docker users (`cargo xtask image` builds the same
+# images without a container engine: same paths, entrypoints and users):
+#   docker build --target speaker    -t herald-speaker:0.1.0 .
+#   docker build --target controller -t herald-controller:0.1.0 .
 # deploy/ refers to them by these names; push them to your registry and set the names with
 # `kustomize edit set image` (see the README).
 

@@ -43,6 +43,9 @@ async fn kustomization_applies_to_a_real_apiserver() {
         Api::<DaemonSet>::namespaced(client.clone(), "herald-system").get("herald-speaker").await.unwrap();
     let pod = speaker.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.host_network, Some(true));
+    // The names `cargo xtask image` gives the images: the workspace's version.
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(pod.containers[0].image.as_deref(), Some(format!("herald-speaker:{version}").as_str()));
     let security = pod.containers[0].security_context.clone().unwrap();
     assert_eq!(security.read_only_root_filesystem, Some(true));
     let caps = security.capabilities.unwrap();
@@ -54,6 +57,7 @@ async fn kustomization_applies_to_a_real_apiserver() {
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     let container = &spec.template.spec.unwrap().containers[0];
+    assert_eq!(container.image.as_deref(), Some(format!("herald-controller:{version}").as_str()));
     let security = container.security_context.clone().unwrap();
     assert_eq!(security.read_only_root_filesystem, Some(true));
     assert_eq!(security.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));

@@ -1,6 +1,7 @@
 //! Herald's project tasks. `cargo xtask <command>`; every command sets up what it needs first.
 
 mod build;
+mod image;
 mod kernels;
 mod lab;
 mod setup;
@@ -31,6 +32,8 @@ enum Command {
     Kernels,
     /// Set up, build, and run the demo: three nodes share addresses, one owner dies.
     Demo,
+    /// Build both images as OCI image archives (target/images), from the binaries `build` makes.
+    Image(image::Options),
     /// Regenerate the CRDs in deploy/crds from controller/src/crd.rs.
     Crds,
     /// Benchmarks; each prints a table of figures beside a baseline from the same run.
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
             .and_then(|()| build::run(&build::Options { release: false }))
             .and_then(|()| kernels::run()),
         Command::Demo => lab::demo(),
+        Command::Image(opts) => image::run(&opts),
         Command::Crds => toolchain::run(toolchain::cargo().args([
             "run",
             "--quiet",

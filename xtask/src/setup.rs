@@ -30,8 +30,17 @@ const PACKAGES: &[&str] = &[
     "keepalived",     // the failover bench's baseline (VRRP)
 ];
 
-/// Debian packages only the Kubernetes tests use: the API server's store and its set-up.
-const KUBE_PACKAGES: &[&str] = &["etcd-server", "openssl", "curl"];
+/// Debian packages only the Kubernetes tests use.
+const KUBE_PACKAGES: &[&str] = &[
+    "etcd-server",                 // the API server's store
+    "openssl",                     // its throwaway CA
+    "curl",                        // its readiness
+    "containerd",                  // the lab nodes' container runtime (with runc)
+    "runc",                        //
+    "containernetworking-plugins", // their pods' network (bridge, host-local, loopback)
+    "iptables",                    // the bridge plugin's masquerade
+    "podman",                      // loads the images as users do (tests/tests/images.rs)
+];
 
 /// Debian packages of the kernel matrix (`kernels.rs`): another kernel and a VM to boot it.
 const VM_PACKAGES: &[&str] = &[
