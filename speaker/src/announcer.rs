@@ -19,7 +19,7 @@ use crate::{
     conflict::{self, Conflict},
     datapath::{Datapath, DatapathError, Hook},
     frame::Arp,
-    garp,
+    garp, handback,
     metrics::{InterfaceNames, Metrics},
     pinned::Entry,
     plan::{self, Announcement},
@@ -93,6 +93,11 @@ pub struct Announcer<D = Datapath, F = garp::Sender> {
     /// Conflict episodes, and the programs' conflict total as last read.
     conflicts: conflict::Watch,
     conflicts_read: u64,
+    /// Until when gains wait (a member joined: see [`handback`]), and when the join was seen.
+    held: Option<(tokio::time::Instant, Instant)>,
+    /// Interfaces the responder stays on while nothing there is announced (see
+    /// [`Announcer::stand_by`]).
+    standby: BTreeSet<(u32, String)>,
 }
 
 impl<D: Responder, F: Frames> Announcer<D, F> {
@@ -107,7 +112,61 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             names: Default::default(),
             conflicts: conflict::Watch::default(),
             conflicts_read: 0,
+            held: None,
+            standby: BTreeSet::new(),
         }
+    }
+
+    /// Keeps the responder on `interfaces` while nothing there is announced: where this node may
+    /// have to take an address over, so that taking it is one map insert, not a program load
+    /// (tens of milliseconds for the driver-bound program). Best effort: an interface that cannot
+    /// take it now gets it when an address needs it. Interfaces that leave the set lose it once
+    /// nothing on them is announced.
+    pub fn stand_by(&mut self, interfaces: BTreeSet<(u32, String)>) {
+        for (ifindex, ifname) in interfaces.difference(&self.standby) {
+            if !self.datapath.is_attached(*ifindex) {
+                match self.datapath.attach(*ifindex, ifname) {
+                    Ok(hook) => info!(interface = ifname, %hook, "responder standing by"),
+                    Err(e) => warn!(interface = ifname, error = %Chain(&e), "responder not standing by"),
+                }
+            }
+        }
+        let in_use: BTreeSet<u32> =
+            plan::interfaces(&self.current).union(&plan::interfaces(&self.stale)).map(|(i, _)| *i).collect();
+        for (ifindex, ifname) in self.standby.difference(&interfaces) {
+            if !in_use.contains(ifindex) && self.datapath.is_attached(*ifindex) {
+                match self.datapath.detach(*ifindex) {
+                    Ok(()) => info!(interface = ifname, "responder detached"),
+                    Err(e) => warn!(interface = ifname, error = %Chain(&e), "could not detach"),
+                }
+            }
+        }
+        self.standby = interfaces;
+        self.update_names();
+    }
+
+    /// Interface names for the metrics' labels: those announced on and those standing by.
+    fn update_names(&self) {
+        let used = plan::interfaces(&self.current).into_iter().chain(plan::interfaces(&self.stale));
+        if let Ok(mut names) = self.names.write() {
+            *names = used.chain(self.standby.iter().cloned()).collect();
+        }
+    }
+
+    /// For `hold` from now, [`Announcer::apply`] lets go of what it loses and takes nothing new:
+    /// a member joined (`seen`), and what this node gains, another live one still answers for.
+    pub fn hold_gains(&mut self, hold: std::time::Duration, seen: Instant) {
+        self.held = Some((tokio::time::Instant::now() + hold, seen));
+    }
+
+    /// When the current hold ends, if there is one.
+    pub fn hold_deadline(&self) -> Option<tokio::time::Instant> {
+        self.held.map(|(until, _)| until)
+    }
+
+    /// Ends the hold; returns when its join was seen (what the takeover is timed from).
+    pub fn end_hold(&mut self) -> Option<Instant> {
+        self.held.take().map(|(_, seen)| seen)
     }
 
     /// Other hosts' claims on what this node announces: when the programs counted new ones,
@@ -214,6 +273,12 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         gratuitous: Gratuitous,
         takeover: Option<Instant>,
     ) -> Result<usize, DatapathError> {
+        let desired = match self.held {
+            Some((until, _)) if tokio::time::Instant::now() < until => {
+                handback::holding(&self.current, desired)
+            }
+            _ => desired,
+        };
         let diff = plan::diff(&self.current, &desired);
         let wanted = plan::interfaces(&desired);
 
@@ -262,10 +327,14 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "announcing");
             self.start_burst(a, gratuitous, takeover);
         }
-        // Interfaces that carry neither a wanted nor a stale entry: the responder leaves them.
-        let still_used: BTreeSet<(u32, String)> =
-            wanted.union(&plan::interfaces(&self.stale)).cloned().collect();
-        let still_wanted: BTreeSet<u32> = still_used.iter().map(|(i, _)| *i).collect();
+        // Interfaces that carry neither a wanted nor a stale entry, and do not stand by: the
+        // responder leaves them.
+        let still_wanted: BTreeSet<u32> = wanted
+            .iter()
+            .chain(&plan::interfaces(&self.stale))
+            .chain(&self.standby)
+            .map(|(i, _)| *i)
+            .collect();
         for (ifindex, ifname) in plan::interfaces(&self.current) {
             if !still_wanted.contains(&ifindex) {
                 match self.datapath.detach(ifindex) {
@@ -274,10 +343,8 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
                 }
             }
         }
-        if let Ok(mut names) = self.names.write() {
-            *names = still_used.into_iter().collect();
-        }
         self.current = desired;
+        self.update_names();
         Ok(diff.announce.len() + diff.withdraw.len())
     }
 
@@ -307,30 +374,21 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         }
     }
 
-    /// Keeps the program answering for `grace`, beating on `heartbeat`: after this speaker left
-    /// the membership, so that clients see no gap while the others take over.
-    pub async fn keep_answering(
-        &mut self,
-        heartbeat: &mut tokio::time::Interval,
-        grace: std::time::Duration,
-    ) {
-        let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                _ = heartbeat.tick() => drop(self.datapath.beat()),
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
-        }
-    }
-
-    /// Withdraws every announcement and detaches everywhere.
-    pub fn withdraw_all(&mut self) {
+    /// Withdraws every announcement; the responder stays where it stands by. The program
+    /// answers nothing more from here.
+    pub fn silence(&mut self) {
         for (_, burst) in self.bursts.drain() {
             burst.abort();
         }
         if let Err(e) = self.apply(BTreeSet::new(), Gratuitous::default(), None) {
             warn!(error = %Chain(&e), "could not withdraw everything");
         }
+    }
+
+    /// Withdraws every announcement and detaches everywhere.
+    pub fn withdraw_all(&mut self) {
+        self.silence();
+        self.stand_by(BTreeSet::new());
     }
 
     fn start_burst(&mut self, a: &Announcement, gratuitous: Gratuitous, takeover: Option<Instant>) {

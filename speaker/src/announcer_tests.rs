@@ -142,3 +142,43 @@ async fn a_change_is_applied_whole_or_not_at_all() {
     assert_eq!(ann.current(), &set(&[a(10, 2)]));
     assert!(!ann.datapath.is_attached(3) && !ann.datapath.is_attached(4), "attachments rolled back");
 }
+
+/// A member joined: during the hold, what this node loses goes at once and what it gains waits
+/// (the giver still answers); when the hold ends, the same election takes the gains.
+#[tokio::test]
+async fn gains_wait_out_a_hold_and_losses_do_not() {
+    let mut ann = announcer();
+    ann.apply(set(&[a(10, 2), a(11, 2)]), QUIET, None).unwrap();
+    let seen = Instant::now();
+    ann.hold_gains(std::time::Duration::from_millis(60), seen);
+    ann.apply(set(&[a(11, 2), a(12, 2)]), QUIET, None).unwrap();
+    assert_eq!(ann.current(), &set(&[a(11, 2)]));
+    assert!(!ann.datapath.map.contains_key(&a(10, 2).key()), "a loss is let go at once");
+    assert!(!ann.datapath.map.contains_key(&a(12, 2).key()), "a gain waits");
+
+    tokio::time::sleep_until(ann.hold_deadline().unwrap()).await;
+    assert_eq!(ann.end_hold(), Some(seen));
+    assert_eq!(ann.hold_deadline(), None);
+    ann.apply(set(&[a(11, 2), a(12, 2)]), QUIET, None).unwrap();
+    assert!(ann.datapath.map.contains_key(&a(12, 2).key()));
+}
+
+/// Where the node may take an address over, the responder is there before it has to answer:
+/// announcing and withdrawing leave it, silence leaves it, and only leaving the set (or
+/// withdrawing all) takes it away.
+#[tokio::test]
+async fn the_responder_stands_by_where_addresses_may_come() {
+    let mut ann = announcer();
+    ann.stand_by(BTreeSet::from([(2, "eth2".to_owned()), (3, "eth3".to_owned())]));
+    assert!(ann.datapath.is_attached(2) && ann.datapath.is_attached(3));
+    assert!(ann.datapath.map.is_empty());
+    ann.apply(set(&[a(10, 2), a(11, 4)]), QUIET, None).unwrap();
+    ann.silence();
+    assert!(ann.datapath.map.is_empty(), "silence withdraws every entry");
+    assert!(ann.datapath.is_attached(2) && ann.datapath.is_attached(3), "standing by still");
+    assert!(!ann.datapath.is_attached(4), "eth4 only carried an address");
+    ann.stand_by(BTreeSet::from([(2, "eth2".to_owned())]));
+    assert!(!ann.datapath.is_attached(3));
+    ann.withdraw_all();
+    assert!(ann.datapath.attached.is_empty());
+}

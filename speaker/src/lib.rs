@@ -18,6 +18,7 @@ pub mod election;
 pub mod ethtool;
 pub mod frame;
 pub mod garp;
+pub mod handback;
 pub mod host;
 pub mod kubernetes;
 pub mod metrics;

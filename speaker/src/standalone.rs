@@ -14,7 +14,7 @@ use crate::{
     config::{self, Config},
     conflict,
     datapath::{self, Datapath},
-    garp, host,
+    garp, handback, host,
     metrics::{Endpoint, Metrics},
     plan::{self, Announcement},
     state,
@@ -37,8 +37,8 @@ struct Wanted {
     resolved: BTreeSet<Announcement>,
 }
 
-/// Runs until SIGTERM or SIGINT; then leaves the cluster (so the others take over at once),
-/// withdraws everything and detaches.
+/// Runs until SIGTERM or SIGINT; then withdraws everything, detaches, and leaves the cluster
+/// (so the others take over at once).
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -54,6 +54,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let sender = garp::Sender::new().context("opening a packet socket for gratuitous ARP")?;
     let mut announcer = Announcer::new(datapath, sender, metrics.clone());
     announcer.datapath.beat()?;
+    // Ready on every interface an address may need, before any is taken over.
+    announcer.stand_by(plan::interfaces(&wanted.resolved));
     let registry = metrics.registry(opts.datapath.pin_dir.clone(), announcer.names.clone());
     let endpoint = Endpoint::serve(opts.telemetry, registry).await?;
     let mut membership = match &wanted.config.cluster {
@@ -88,6 +90,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
     let mut conflicts = tokio::time::interval(conflict::POLL);
     loop {
+        let hold = announcer.hold_deadline();
         tokio::select! {
             _ = conflicts.tick() => drop(announcer.poll_conflicts()),
             Some(macs) = peer_macs_change(&mut peer_macs) => {
@@ -109,6 +112,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick(&mut refresh) => announcer.refresh(),
             alive = membership_change(&mut membership, joined.is_none().then_some(join_deadline)) => {
+                if let Some(cluster) = &wanted.config.cluster
+                    && handback::is_join(joined.as_ref(), &alive)
+                {
+                    announcer.hold_gains(handback::hold(&cluster.timers), std::time::Instant::now());
+                }
                 // Joining is not a takeover; later views are.
                 let takeover = joined.is_some().then(std::time::Instant::now);
                 match apply(&mut announcer, &wanted, Some(&alive), takeover) {
@@ -124,19 +132,39 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 joined = Some(alive);
                 endpoint.set_ready(true);
             }
+            _ = until(hold), if hold.is_some() => {
+                let seen = announcer.end_hold();
+                match apply(&mut announcer, &wanted, joined.as_ref(), seen.filter(|_| joined.is_some())) {
+                    Ok(changed) => {
+                        metrics.ownership_changes.inc_by(changed as u64);
+                        announcer.reannounce(wanted.config.gratuitous);
+                    }
+                    Err(e) => error!("could not apply the election: {}", report::chain(&e)),
+                }
+            }
             _ = hup.recv() => reload(&opts, &mut wanted, &mut announcer, joined.as_ref()),
             _ = term.recv() => { info!("SIGTERM: leaving and withdrawing"); break }
             _ = int.recv() => { info!("SIGINT: leaving and withdrawing"); break }
         }
     }
-    if let (Some(membership), Some(cluster)) = (membership, &wanted.config.cluster) {
-        membership.leave().await;
-        announcer.keep_answering(&mut heartbeat, cluster.timers.probe_period * 2).await;
-    }
+    // Silent first, then gone: the others take over when they hear this one leave, and never
+    // answer beside it.
     endpoint.set_ready(false);
+    announcer.silence();
+    if let Some(membership) = membership {
+        membership.leave().await;
+    }
     announcer.withdraw_all();
     let _ = std::fs::remove_file(&state_path);
     Ok(())
+}
+
+/// Resolves at `deadline`; never without one.
+pub(crate) async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The other speakers' MACs, each time more are seen; never, without a cluster.
@@ -200,6 +228,7 @@ fn reload(opts: &Options, wanted: &mut Wanted, announcer: &mut Announcer, alive:
         if membership_ready {
             apply(announcer, &new, alive, None)?;
         }
+        announcer.stand_by(plan::interfaces(&new.resolved));
         *wanted = new;
         Ok(())
     });

@@ -187,6 +187,8 @@ fn partition_and_heal_with_quorum() {
     }
 }
 
+/// SIGTERM hands the address over with neither a gap nor two answers: the heir's responder
+/// already stands by, and the leaver goes silent before it says it leaves.
 #[test]
 fn graceful_shutdown_leaves_no_gap() {
     if !root_or_skip("graceful_shutdown_leaves_no_gap") {
@@ -209,10 +211,17 @@ fn graceful_shutdown_leaves_no_gap() {
     let unanswered: Vec<f64> = probes.iter().filter(|p| p.replies.is_empty()).map(|p| p.sent).collect();
     assert!(
         unanswered.is_empty(),
-        "{} of {} requests unanswered, at {unanswered:?}",
+        "{} of {} requests unanswered, at {unanswered:?}\nleaving:\n{}\nheir:\n{}",
         unanswered.len(),
-        probes.len()
+        probes.len(),
+        leaving.log_text(),
+        speaker_of(&speakers, &new.name).log_text()
     );
+    // Never both: the leaver is silent before the others hear it leave.
+    for p in &probes {
+        let macs: std::collections::BTreeSet<[u8; 6]> = p.replies.iter().map(|r| r.1).collect();
+        assert!(macs.len() == 1, "the request at {:.3} was answered by {macs:02x?}", p.sent);
+    }
     let first = probes.first().unwrap().replies.iter().map(|r| r.1).collect::<Vec<_>>();
     let last = probes.last().unwrap().replies.iter().map(|r| r.1).collect::<Vec<_>>();
     assert_eq!(

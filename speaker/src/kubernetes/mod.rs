@@ -37,7 +37,7 @@ use crate::{
     config::{Cluster, Gratuitous, Timers, cluster::MIN_KEY},
     conflict,
     datapath::{self, Datapath},
-    garp, host,
+    garp, handback, host,
     metrics::{Endpoint, Metrics},
     plan::Announcement,
     state,
@@ -67,8 +67,8 @@ const STATE_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait for every node's speaker before going with those that answered.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Runs until SIGTERM or SIGINT; then leaves the membership (the others take over at once),
-/// withdraws and detaches.
+/// Runs until SIGTERM or SIGINT; then withdraws, detaches, and leaves the membership (the
+/// others take over at once).
 pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -113,8 +113,14 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
 
     let gratuitous = Gratuitous::default();
     let state_path = state::path(&opts.datapath.state_dir, &opts.datapath.pin_dir);
-    let mut speaker =
-        Here { opts: &opts, watches: &watches, announcer: &mut announcer, reports: &reports, host: None };
+    let mut speaker = Here {
+        opts: &opts,
+        watches: &watches,
+        announcer: &mut announcer,
+        reports: &reports,
+        host: None,
+        standby_at: None,
+    };
     // `None` until the speaker has joined: it announces nothing before.
     let mut joined: Option<Alive> = None;
     let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
@@ -125,6 +131,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let mut conflicts = tokio::time::interval(conflict::POLL);
     let mut peer_macs = membership.peer_macs.clone();
     loop {
+        let hold = speaker.announcer.hold_deadline();
         tokio::select! {
             _ = conflicts.tick() => for conflict in speaker.announcer.poll_conflicts() {
                 // The writer tells the Service; a full queue means it is telling plenty already.
@@ -158,6 +165,9 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
                 }
             }
             alive = membership.next_view(joined.is_none().then_some(join_deadline)) => {
+                if handback::is_join(joined.as_ref(), &alive) {
+                    speaker.announcer.hold_gains(handback::hold(&cluster.timers), Instant::now());
+                }
                 // Joining is not a takeover; later views are.
                 let takeover = joined.is_some().then(Instant::now);
                 let changed = speaker.pass(&alive, takeover);
@@ -176,6 +186,14 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
                     speaker.pass(alive, None);
                 }
             }
+            _ = crate::standalone::until(hold), if hold.is_some() => {
+                let seen = speaker.announcer.end_hold();
+                if let Some(alive) = &joined {
+                    let changed = speaker.pass(alive, seen);
+                    metrics.ownership_changes.inc_by(changed as u64);
+                    speaker.announcer.reannounce(gratuitous);
+                }
+            }
             _ = resync.tick() => if let Some(alive) = &joined {
                 speaker.resync(alive);
             },
@@ -183,9 +201,11 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
             _ = int.recv() => { info!("SIGINT: leaving and withdrawing"); break }
         }
     }
+    // Silent first, then gone: the others take over when they hear this one leave, and never
+    // answer beside it.
     endpoint.set_ready(false);
+    announcer.silence();
     membership.leave().await;
-    announcer.keep_answering(&mut heartbeat, cluster.timers.probe_period * 2).await;
     announcer.withdraw_all();
     let _ = std::fs::remove_file(&state_path);
     Ok(())
@@ -199,6 +219,8 @@ struct Here<'a> {
     reports: &'a watch::Sender<Report>,
     /// The host's interfaces as the last pass saw them.
     host: Option<host::Host>,
+    /// When the interfaces the responder stands by on were last worked out.
+    standby_at: Option<Instant>,
 }
 
 impl Here<'_> {
@@ -228,6 +250,14 @@ impl Here<'_> {
     fn pass_on(&mut self, host: host::Host, alive: &Alive, takeover: Option<Instant>) -> usize {
         let snapshot = self.watches.snapshot(self.opts.class.as_deref());
         let (desired, report) = here(&snapshot, alive, &host, &self.opts.node);
+        if self.standby_at.is_none_or(|at| at.elapsed() >= RESYNC) {
+            // Every interface this node would announce on were it the only one alive: where it
+            // may take addresses over.
+            let me = BTreeSet::from([self.opts.node.clone()]);
+            let (could, _) = here(&snapshot, &me, &host, &self.opts.node);
+            self.announcer.stand_by(crate::plan::interfaces(&could));
+            self.standby_at = Some(Instant::now());
+        }
         self.host = Some(host);
         let changed = match self.announcer.apply(desired, Gratuitous::default(), takeover) {
             Ok(changed) => changed,
