@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Build kube-apiserver v1.20.2 on a fresh Debian bookworm machine using ONLY Debian packages:
+# Build Kubernetes v1.20.2 for the tests on a fresh Debian bookworm machine using ONLY Debian
+# packages: the control plane (kube-apiserver, kube-controller-manager, kube-scheduler), the
+# lab nodes' kubelet, and kubectl.
 #   - source: Debian's `kubernetes` source package (orig tarball = upstream v1.20.2 incl. vendor/)
 #   - toolchain: golang-go (1.19), rsync, make
 #   - fix for Go >= 1.18: swap vendored github.com/modern-go/reflect2 v1.0.1 for Debian's 1.0.2
 # No host names: deb-src entries are derived from the machine's own apt sources.
 #
-#   OUT=/var/cache/herald-k8s/bin tests/kube/build-apiserver.sh   # prints the kube-apiserver path
+#   OUT=/var/cache/herald-k8s/bin tests/kube/build-kubernetes.sh   # prints the kube-apiserver path
 # Run by `cargo xtask setup --kube` (and so by `cargo xtask test`); a no-op once the binaries
 # are cached.
 set -euo pipefail
 OUT=${OUT:-/var/cache/herald-k8s/bin}
 WORK=${WORK:-/var/cache/herald-k8s/work}
 TAGS=${TAGS:-providerless}          # drop in-tree cloud providers: smaller, faster build
-if [[ -x "$OUT/kube-apiserver" && -x "$OUT/kube-controller-manager" ]] && "$OUT/kube-apiserver" --version 2>/dev/null | grep -q v1.20.2; then
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+built() { for b in "${BINARIES[@]}"; do [[ -x "$OUT/$b" ]] || return 1; done; }
+if built && "$OUT/kube-apiserver" --version 2>/dev/null | grep -q v1.20.2; then
   echo "$OUT/kube-apiserver"; exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -53,8 +57,7 @@ sed -i 's#github.com/modern-go/reflect2 v1.0.1#github.com/modern-go/reflect2 v1.
 
 cd "$SRC"
 # GOFLAGS' -tags=... is picked up by hack/lib/golang.sh; vendor mode is the default (go.mod says go 1.15)
-CGO_ENABLED=0 GOPROXY=off GOFLAGS="-tags=$TAGS" make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2
-install -m 0755 _output/local/bin/linux/amd64/kube-apiserver "$OUT/kube-apiserver"
-install -m 0755 _output/local/bin/linux/amd64/kube-controller-manager "$OUT/kube-controller-manager"
+CGO_ENABLED=0 GOPROXY=off GOFLAGS="-tags=$TAGS" make WHAT="${BINARIES[*]/#/cmd/}" >&2
+for b in "${BINARIES[@]}"; do install -m 0755 "_output/local/bin/linux/amd64/$b" "$OUT/$b"; done
 "$OUT/kube-apiserver" --version >&2
 echo "$OUT/kube-apiserver"

@@ -1,5 +1,5 @@
 //! A real Kubernetes control plane for tests: etcd and kube-apiserver v1.20.2 (built from
-//! Debian's source package by tests/kube/build-apiserver.sh, cached under /var/cache/herald-k8s)
+//! Debian's source package by tests/kube/build-kubernetes.sh, cached under /var/cache/herald-k8s)
 //! on loopback, with a self-made CA, a static admin token and RBAC. Dropping the [`ApiServer`]
 //! stops both and removes their state.
 
@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-/// Where tests/kube/build-apiserver.sh caches the binaries.
+/// Where tests/kube/build-kubernetes.sh caches the binaries.
 pub const BIN_DIR: &str = "/var/cache/herald-k8s/bin";
 const TOKEN: &str = "herald-test-admin-token";
 /// ServiceAccounts of deploy/ the server knows by static token.
@@ -31,6 +31,13 @@ pub struct ApiServer {
     netns: Option<String>,
     /// Running processes, by name, in start order.
     children: Vec<(String, Child)>,
+}
+
+/// Who runs the pods: nobody (tests create them and set their status), or kubelets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pods {
+    Fake,
+    Real,
 }
 
 /// etcd's client and peer ports.
@@ -68,14 +75,21 @@ impl ApiServer {
     /// Starts etcd and the API server on free loopback ports; returns once /readyz answers.
     pub fn start() -> anyhow::Result<Self> {
         let etcd = Endpoints { client: free_port()?, peer: free_port()? };
-        Self::start_at(None, Ipv4Addr::LOCALHOST, etcd, free_port()?)
+        Self::start_at(None, Ipv4Addr::LOCALHOST, etcd, free_port()?, Pods::Fake)
     }
 
     /// Starts etcd (on the namespace's loopback) and the API server (on `addr`, port 6443) in
     /// network namespace `netns`: a control-plane host on a lab LAN, which nodes reach as
     /// real nodes reach theirs. Clients must run in that namespace or on the LAN.
     pub fn start_in(netns: &str, addr: Ipv4Addr) -> anyhow::Result<Self> {
-        Self::start_at(Some(netns.to_owned()), addr, Endpoints { client: 2379, peer: 2380 }, 6443)
+        Self::start_at(Some(netns.to_owned()), addr, Endpoints { client: 2379, peer: 2380 }, 6443, Pods::Fake)
+    }
+
+    /// [`ApiServer::start_in`] for a cluster whose pods kubelets run: pods get their
+    /// ServiceAccount's token (the ServiceAccount admission plugin, which the other tests turn
+    /// off to create pods without tokens). See [`ApiServer::start_node_controllers`].
+    pub fn start_for_kubelets(netns: &str, addr: Ipv4Addr) -> anyhow::Result<Self> {
+        Self::start_at(Some(netns.to_owned()), addr, Endpoints { client: 2379, peer: 2380 }, 6443, Pods::Real)
     }
 
     fn start_at(
@@ -83,6 +97,7 @@ impl ApiServer {
         bind: Ipv4Addr,
         etcd: Endpoints,
         api_port: u16,
+        pods: Pods,
     ) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("herald-apiserver-{}-{}", std::process::id(), free_port()?));
@@ -128,9 +143,14 @@ impl ApiServer {
             "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112".into(),
             // Every LoadBalancer Service takes a node port: room for the converge bench's 10,000.
             "--service-node-port-range=20000-42767".into(),
-            "--disable-admission-plugins=ServiceAccount".into(),
             "--profiling=false".into(),
         ];
+        let args: Vec<String> = match pods {
+            Pods::Fake => {
+                args.into_iter().chain(["--disable-admission-plugins=ServiceAccount".into()]).collect()
+            }
+            Pods::Real => args.into(),
+        };
         std::fs::write(server.dir.join("kube-apiserver.args"), args.join("\n"))?;
         server.start_apiserver()?;
         server.write_kubeconfig()?;
@@ -184,6 +204,40 @@ impl ApiServer {
                 "--kube-api-qps=500",
                 "--kube-api-burst=1000",
                 "--concurrent-endpoint-syncs=10",
+            ],
+        )
+    }
+
+    /// What a cluster with kubelets needs beside the API server: kube-controller-manager with
+    /// every controller that runs without a cloud (workloads, ServiceAccount tokens, Endpoints,
+    /// node lifecycle, garbage collection) and kube-scheduler.
+    pub fn start_node_controllers(&mut self) -> anyhow::Result<()> {
+        let d = self.dir.display().to_string();
+        let kcm = Path::new(BIN_DIR).join("kube-controller-manager");
+        self.spawn(
+            "kube-controller-manager",
+            kcm.to_str().context("path")?,
+            &[
+                &format!("--kubeconfig={d}/kubeconfig"),
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--port=0",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                &format!("--service-account-private-key-file={d}/sa.key"),
+                &format!("--root-ca-file={d}/ca.crt"),
+                "--controllers=*,-nodeipam,-route,-cloud-node-lifecycle,-service,-bootstrapsigner,-tokencleaner",
+            ],
+        )?;
+        let scheduler = Path::new(BIN_DIR).join("kube-scheduler");
+        self.spawn(
+            "kube-scheduler",
+            scheduler.to_str().context("path")?,
+            &[
+                &format!("--kubeconfig={d}/kubeconfig"),
+                "--bind-address=127.0.0.1",
+                "--port=0",
+                "--leader-elect=false",
             ],
         )
     }

@@ -219,16 +219,44 @@ pub fn series(
     every: Duration,
     during: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Probe>> {
+    probes(host, target, Some(count), every, during)
+}
+
+/// Like [`series`], for as long as `during` runs (and half a second more).
+pub fn series_during(
+    host: &Host,
+    target: Ipv4Addr,
+    every: Duration,
+    during: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Probe>> {
+    probes(host, target, None, every, during)
+}
+
+fn probes(
+    host: &Host,
+    target: Ipv4Addr,
+    count: Option<usize>,
+    every: Duration,
+    during: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Probe>> {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
     let capture = Capture::start(host, "inout", &["arp", "and", "host", &target.to_string()])?;
     let request = herald_speaker::frame::Arp::request(host.mac, host.addr, target).to_bytes();
     let ifindex = host.ifindex()?;
+    let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     let sender = std::thread::spawn({
         let netns = host.netns.clone();
+        let (stop, sent) = (stop.clone(), sent.clone());
         move || {
             crate::lab::in_netns(&netns, move || {
                 let socket = herald_speaker::garp::Sender::new()?;
-                for _ in 0..count {
+                while count.is_none_or(|c| sent.load(Ordering::Relaxed) < c) && !stop.load(Ordering::Relaxed)
+                {
                     socket.send(ifindex, &request)?;
+                    sent.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(every);
                 }
                 Ok(())
@@ -236,8 +264,13 @@ pub fn series(
         }
     });
     let during = during();
+    if count.is_none() {
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+    }
     sender.join().map_err(|_| anyhow::anyhow!("prober panicked"))??;
     during?;
+    let count = sent.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(200));
     let lines = capture.stop()?;
     let mut probes: Vec<Probe> = Vec::new();

@@ -89,11 +89,11 @@ pub fn run(extras: Extras) -> anyhow::Result<()> {
 fn apiserver() -> anyhow::Result<()> {
     // Its progress (stderr) shows; stdout is the binary's path.
     let out = toolchain::output(
-        Command::new(toolchain::root().join("tests/kube/build-apiserver.sh"))
+        Command::new(toolchain::root().join("tests/kube/build-kubernetes.sh"))
             .stderr(std::process::Stdio::inherit()),
     )?;
     if !out.trim().ends_with("kube-apiserver") {
-        bail!("tests/kube/build-apiserver.sh printed no binary path: {out}");
+        bail!("tests/kube/build-kubernetes.sh printed no binary path: {out}");
     }
     Ok(())
 }
