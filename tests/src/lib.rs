@@ -14,6 +14,7 @@ pub mod objects;
 pub mod probe;
 pub mod speaker;
 pub mod test_run;
+pub mod workload;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! they are built after it, by `build::run`).
 
 use crate::{
-    build, setup,
+    build, image, setup,
     toolchain::{self, cargo},
 };
 
@@ -23,6 +23,13 @@ pub enum Bench {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Herald on real lab nodes (kubelet, containerd), from its release images: apply -k to the
+    /// first answer, the speaker pods' memory and CPU, rolling restarts as the client sees them.
+    Nodes {
+        /// Rolling restarts.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 pub fn demo() -> anyhow::Result<()> {
@@ -37,6 +44,15 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
         Bench::Converge => run_bin("herald-bench", &["converge"], true, true),
         Bench::Failover { runs } => {
             run_bin("herald-bench", &["failover", "--runs", &runs.to_string()], false, false)
+        }
+        Bench::Nodes { runs } => {
+            // The images from the release build: what users run.
+            setup::run(setup::Extras { kube: true, ..Default::default() })?;
+            build::run(&build::Options { release: true })?;
+            let opts = image::Options { release: true, out: "target/images".into(), lab: true };
+            image::build(&opts, &image::PRODUCT)?;
+            image::build(&opts, std::slice::from_ref(&image::LAB_PAUSE))?;
+            run_bin("herald-bench", &["nodes", "--runs", &runs.to_string()], true, true)
         }
     }
 }

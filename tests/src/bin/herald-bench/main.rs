@@ -5,6 +5,7 @@
 mod controller;
 mod converge;
 mod failover;
+mod nodes;
 mod xdp;
 mod xdp_lab;
 
@@ -35,6 +36,13 @@ enum Which {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Herald on real lab nodes: apply -k to the first answer, the speaker pods' memory and
+    /// CPU, and rolling restarts as the client sees them.
+    Nodes {
+        /// Rolling restarts.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,7 @@ fn main() -> ExitCode {
         Which::Controller => controller::run(),
         Which::Converge => converge::run(),
         Which::Failover { runs } => failover::run(runs),
+        Which::Nodes { runs } => nodes::run(runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
