@@ -149,7 +149,10 @@ impl ApiServer {
             Pods::Fake => {
                 args.into_iter().chain(["--disable-admission-plugins=ServiceAccount".into()]).collect()
             }
-            Pods::Real => args.into(),
+            // The kubelets by address: the lab has no DNS for node names.
+            Pods::Real => {
+                args.into_iter().chain(["--kubelet-preferred-address-types=InternalIP".into()]).collect()
+            }
         };
         std::fs::write(server.dir.join("kube-apiserver.args"), args.join("\n"))?;
         server.start_apiserver()?;
