@@ -9,7 +9,7 @@ use std::{
     net::IpAddr,
 };
 
-use crate::{pool::Pool, selector::Labels};
+use herald_kube::{pool::Pool, selector::Labels};
 
 /// A Service, as the allocator needs to see it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

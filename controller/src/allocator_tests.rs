@@ -1,7 +1,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::*;
-use crate::crd::{IPAddressPoolSpec, ServiceAllocation};
+use herald_kube::crd::{IPAddressPoolSpec, ServiceAllocation};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -157,8 +157,7 @@ fn dual_stack() {
 
 #[test]
 fn namespaces_and_selectors() {
-    let mut restricted = pool("team", &["198.51.100.0/30"]);
-    restricted.service_allocation_for_test(ServiceAllocation {
+    let allocation = ServiceAllocation {
         priority: Some(1),
         namespaces: vec!["team".into()],
         service_selectors: vec![LabelSelector {
@@ -166,7 +165,13 @@ fn namespaces_and_selectors() {
             ..Default::default()
         }],
         ..Default::default()
-    });
+    };
+    let spec = IPAddressPoolSpec {
+        addresses: vec!["198.51.100.0/30".into()],
+        service_allocation: Some(allocation),
+        ..Default::default()
+    };
+    let restricted = Pool::from_spec("team", &spec).unwrap();
     let mut a = Allocator::new(vec![restricted, pool("rest", &["192.0.2.0/30"])]);
     let web = Labels::from([("app".to_string(), "web".to_string())]);
     let in_team = |name: &str, labels: Labels| Service { namespace: "team".into(), labels, ..svc(name) };
@@ -197,15 +202,6 @@ fn keeps_valid_current_addresses_and_replaces_invalid_ones() {
     let moved = Service { requested: vec![ip("192.0.2.3")], ..svc("one") };
     assert_eq!(ips(&a.allocate(&moved, &[ip("192.0.2.6")]).unwrap()), ["192.0.2.3"]);
     assert_eq!(ips(&a.allocate(&svc("three"), &[]).unwrap()), ["192.0.2.1"]);
-}
-
-impl Pool {
-    fn service_allocation_for_test(&mut self, allocation: ServiceAllocation) {
-        self.priority = allocation.priority;
-        self.namespaces = allocation.namespaces;
-        self.namespace_selectors = allocation.namespace_selectors;
-        self.service_selectors = allocation.service_selectors;
-    }
 }
 
 /// A small deterministic generator: failures reproduce.

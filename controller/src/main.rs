@@ -53,7 +53,7 @@ struct Run {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    herald_controller::telemetry::init_logs();
+    herald_kube::telemetry::init_logs();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("herald-controller: {}", herald_controller::report::chain(&e));
+            eprintln!("herald-controller: {}", herald_kube::report::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -13,12 +13,16 @@ use std::{
 
 use k8s_openapi::api::core::v1::Service as KubeService;
 
-use crate::{
-    allocator::{Allocator, Assignment},
+use herald_kube::{
     crd::{IPAddressPool, IPAddressPoolStatus},
     pool::Pool,
     selector::Labels,
     service,
+};
+
+use crate::{
+    allocator::{Allocator, Assignment},
+    request,
 };
 
 /// What one pass decided.
@@ -84,7 +88,7 @@ where
         let key = service::key(svc);
         let ns_labels =
             namespaces.get(svc.metadata.namespace.as_deref().unwrap_or("")).cloned().unwrap_or_default();
-        let result = service::from_kube(svc, &ns_labels)
+        let result = request::from_kube(svc, &ns_labels)
             .and_then(|req| allocator.allocate(&req, &current).map_err(|e| e.to_string()));
         let annotated = service::allocated_from(svc);
         match result {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::{crd::IPAddressPoolSpec, service::ALLOCATED_FROM_POOL};
+use herald_kube::{crd::IPAddressPoolSpec, service::ALLOCATED_FROM_POOL};
 
 fn pool(name: &str, addresses: &[&str]) -> IPAddressPool {
     let spec = IPAddressPoolSpec {

@@ -17,13 +17,17 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::{
+use herald_kube::{
     cache::watch,
     crd::{IPAddressPool, IPAddressPoolStatus},
-    lease::Elector,
-    plan::{self, Cluster, Plan, Reason},
     service::{self, ALLOCATED_FROM_POOL},
-    telemetry::{self, Metrics},
+    telemetry,
+};
+
+use crate::{
+    lease::Elector,
+    metrics::Metrics,
+    plan::{self, Cluster, Plan, Reason},
 };
 
 /// How often a pass runs without any change.

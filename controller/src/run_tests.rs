@@ -16,7 +16,8 @@ fn service(yaml_spec: &str) -> Service {
 }
 
 fn pool() -> IPAddressPool {
-    let spec = crate::crd::IPAddressPoolSpec { addresses: vec!["192.0.2.0/30".into()], ..Default::default() };
+    let spec =
+        herald_kube::crd::IPAddressPoolSpec { addresses: vec!["192.0.2.0/30".into()], ..Default::default() };
     let mut pool = IPAddressPool::new("first", spec);
     pool.metadata.namespace = Some("herald-system".into());
     pool

@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeSet, io, sync::Arc, time::Instant};
 
-use herald_controller::report::Chain;
+use herald_kube::report::Chain;
 use speaker_common::ArpKey;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};

@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<SomethingMissing>() => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("herald-speaker: {}", herald_controller::report::chain(&e));
+            eprintln!("herald-speaker: {}", herald_kube::report::chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -118,7 +118,7 @@ fn check(cli: &Cli, interfaces: &[String]) -> anyhow::Result<()> {
         facts.api_server = Some(runtime.block_on(async {
             match kube::Client::try_default().await {
                 Ok(client) => check::api_server(&client).await,
-                Err(e) => Err(herald_controller::report::Chain(&e).to_string()),
+                Err(e) => Err(herald_kube::report::Chain(&e).to_string()),
             }
         }));
     }
@@ -134,7 +134,7 @@ fn check(cli: &Cli, interfaces: &[String]) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     // The programs' statements come at the level they were loaded with.
     let xdp = cli.xdp_log.filter().map(|level| format!("herald::xdp={level}"));
-    herald_controller::telemetry::init_logs_with(&xdp.into_iter().collect::<Vec<_>>());
+    herald_kube::telemetry::init_logs_with(&xdp.into_iter().collect::<Vec<_>>());
     check::at_start(&check::Probe {
         pin_dir: &cli.pin_dir,
         mode: cli.datapath,

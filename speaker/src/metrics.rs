@@ -197,7 +197,7 @@ impl Endpoint {
             .await
             .with_context(|| format!("binding the telemetry address {addr} (--telemetry)"))?;
         let endpoint = Arc::new(Self { registry, ready: AtomicBool::new(false) });
-        tokio::spawn(herald_controller::telemetry::serve(listener, endpoint.clone()));
+        tokio::spawn(herald_kube::telemetry::serve(listener, endpoint.clone()));
         Ok(endpoint)
     }
 
@@ -206,7 +206,7 @@ impl Endpoint {
     }
 }
 
-impl herald_controller::telemetry::Scrape for Endpoint {
+impl herald_kube::telemetry::Scrape for Endpoint {
     fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");

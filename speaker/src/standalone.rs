@@ -4,7 +4,7 @@
 use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use herald_controller::report;
+use herald_kube::report;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 

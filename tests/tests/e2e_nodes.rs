@@ -7,7 +7,7 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use herald_controller::crd::ServiceL2Status;
+use herald_kube::crd::ServiceL2Status;
 use herald_tests::{
     apiserver, cluster,
     lab::format_mac,

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herald_controller::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
+use herald_kube::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
 use herald_tests::{
     apiserver, cluster,
     kube_lab::{self, KubeLab, NAMESPACE},

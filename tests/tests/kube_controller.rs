@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use herald_controller::crd::IPAddressPool;
+use herald_kube::crd::IPAddressPool;
 use herald_tests::{
     apiserver::{self, ApiServer},
     objects, workspace_bin,

@@ -1,7 +1,7 @@
 //! deploy/'s CRDs against a real kube-apiserver: the server accepts them, serves MetalLB's
 //! kinds from them, and its schema validation refuses malformed objects.
 
-use herald_controller::crd::{IPAddressPool, L2Advertisement};
+use herald_kube::crd::{IPAddressPool, L2Advertisement};
 use herald_tests::apiserver;
 use kube::{
     Api,

@@ -10,10 +10,8 @@ use std::{
     path::Path,
 };
 
-use herald_controller::{
-    crd::{IPAddressPool, L2Advertisement},
-    plan::{self, Cluster},
-};
+use herald_controller::plan::{self, Cluster};
+use herald_kube::crd::{IPAddressPool, L2Advertisement};
 use herald_speaker::kubernetes::{Interfaces, assign, snapshot_of};
 use herald_tests::{apiserver, objects};
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};

@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use herald_controller::crd::{IPAddressPool, L2Advertisement};
+use herald_kube::crd::{IPAddressPool, L2Advertisement};
 use herald_tests::{apiserver, objects, workspace_bin};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{

@@ -34,7 +34,7 @@ enum Command {
     Demo,
     /// Build both images as OCI image archives (target/images), from the binaries `build` makes.
     Image(image::Options),
-    /// Regenerate the CRDs in deploy/crds from controller/src/crd.rs.
+    /// Regenerate the CRDs in deploy/crds from kube/src/crd.rs.
     Crds,
     /// Benchmarks; each prints a table of figures beside a baseline from the same run.
     Bench {

@@ -8,9 +8,9 @@ fn main() -> ExitCode {
         eprintln!("usage: herald-crdgen DIR");
         return ExitCode::FAILURE;
     };
-    for (file, crd) in herald_controller::crd::definitions() {
+    for (file, crd) in herald_kube::crd::definitions() {
         let path = dir.join(file);
-        if let Err(e) = std::fs::write(&path, herald_controller::crd::to_yaml(&crd)) {
+        if let Err(e) = std::fs::write(&path, herald_kube::crd::to_yaml(&crd)) {
             eprintln!("herald-crdgen: {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

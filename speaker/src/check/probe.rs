@@ -70,7 +70,7 @@ pub fn probe(p: &Probe) -> Facts {
 pub async fn api_server(client: &kube::Client) -> Result<String, String> {
     match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
         Ok(Ok(info)) => Ok(info.git_version),
-        Ok(Err(e)) => Err(herald_controller::report::Chain(&e).to_string()),
+        Ok(Err(e)) => Err(herald_kube::report::Chain(&e).to_string()),
         Err(_) => Err("no answer within 5 s".into()),
     }
 }

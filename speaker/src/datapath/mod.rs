@@ -24,7 +24,7 @@ use aya::{
         ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
     },
 };
-use herald_controller::report::Chain;
+use herald_kube::report::Chain;
 use speaker_common::{
     ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
     Heartbeat, LOG_LEVEL_GLOBAL, MacKey, PEER_MAP,

@@ -9,7 +9,7 @@ use std::{
     net::IpAddr,
 };
 
-use herald_controller::{crd::L2AdvertisementSpec, pool::Pool, selector};
+use herald_kube::{crd::L2AdvertisementSpec, pool::Pool, selector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::{candidates, election};

@@ -1,4 +1,4 @@
-use herald_controller::crd::{IPAddressPoolSpec, PreferredNodeSelector};
+use herald_kube::crd::{IPAddressPoolSpec, PreferredNodeSelector};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

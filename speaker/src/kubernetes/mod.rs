@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use herald_controller::report::Chain;
+use herald_kube::report::Chain;
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use tokio::{

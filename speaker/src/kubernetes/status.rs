@@ -11,7 +11,7 @@ use std::{
 };
 
 use futures_util::{StreamExt as _, stream};
-use herald_controller::crd::{InterfaceInfo, MetalLBServiceL2Status, ServiceL2Status};
+use herald_kube::crd::{InterfaceInfo, MetalLBServiceL2Status, ServiceL2Status};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Api, Client, ResourceExt as _,

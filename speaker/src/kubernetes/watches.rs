@@ -7,7 +7,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use herald_controller::{
+use herald_kube::{
     cache::watch,
     crd::{IPAddressPool, L2Advertisement},
     pool::Pool,

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use herald_controller::{
     allocator::{Allocator, Service},
-    crd::{IPAddressPool, IPAddressPoolSpec},
     plan::{self, Cluster},
+};
+use herald_kube::{
+    crd::{IPAddressPool, IPAddressPoolSpec},
     pool::Pool,
 };
 use herald_tests::{apiserver::ApiServer, workspace_bin};
@@ -101,7 +103,7 @@ fn through_the_api() -> anyhow::Result<()> {
         let created = start.elapsed();
         let all_given = loop {
             let list = services.list(&ListParams::default()).await?;
-            let with = list.items.iter().filter(|s| !herald_controller::service::current(s).is_empty()).count();
+            let with = list.items.iter().filter(|s| !herald_kube::service::current(s).is_empty()).count();
             if with == THROUGH_API {
                 break start.elapsed();
             }

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::Context as _;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use herald_controller::crd::ServiceL2Status;
+use herald_kube::crd::ServiceL2Status;
 use herald_speaker::datapath::Datapath;
 use herald_tests::{
     kube_lab::{self, KubeLab, NAMESPACE},
@@ -73,8 +73,8 @@ fn row(what: &str, values: &mut [f64]) {
 }
 
 async fn setup(client: &Client) -> anyhow::Result<()> {
-    let pools = Api::<herald_controller::crd::IPAddressPool>::namespaced(client.clone(), NAMESPACE);
-    let ads = Api::<herald_controller::crd::L2Advertisement>::namespaced(client.clone(), NAMESPACE);
+    let pools = Api::<herald_kube::crd::IPAddressPool>::namespaced(client.clone(), NAMESPACE);
+    let ads = Api::<herald_kube::crd::L2Advertisement>::namespaced(client.clone(), NAMESPACE);
     for (name, cidr, ad) in [
         ("lan", "192.0.2.240/28", json!({ "ipAddressPools": ["lan"] })),
         ("scale", SCALE_POOL, json!({ "ipAddressPools": ["scale"], "interfaces": ["eth0"] })),
@@ -121,7 +121,7 @@ fn service_to_reply(
             services.create(&PostParams::default(), &service_json(name, vip, "web", false)?).await?;
             loop {
                 let svc = services.get(name).await?;
-                if !herald_controller::service::current(&svc).is_empty() {
+                if !herald_kube::service::current(&svc).is_empty() {
                     in_status = epoch();
                     return Ok(());
                 }

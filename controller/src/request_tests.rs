@@ -12,16 +12,6 @@ fn ips(list: &[&str]) -> Vec<IpAddr> {
 }
 
 #[test]
-fn class_rule() {
-    assert!(handled(&svc(LB), None));
-    let classed = svc(&format!("{LB}  loadBalancerClass: herald\n"));
-    assert!(!handled(&classed, None), "a class Herald was not given");
-    assert!(handled(&classed, Some("herald")));
-    assert!(!handled(&svc(LB), Some("herald")), "with --lb-class, only that class");
-    assert!(!handled(&svc("metadata:\n  name: web\nspec:\n  type: ClusterIP\n"), None));
-}
-
-#[test]
 fn plain_service() {
     let s = from_kube(
         &svc(&format!("{LB}  ports:\n  - port: 80\n  - port: 53\n    protocol: UDP\n")),
@@ -99,13 +89,4 @@ fn families_traffic_and_labels() {
     );
     assert_eq!(s.local_traffic, Some(Labels::from([("app".to_string(), "web".to_string())])));
     assert_eq!(s.namespace_labels, ns);
-}
-
-#[test]
-fn current_addresses_from_status() {
-    let with_status = svc(&format!(
-        "{LB}status:\n  loadBalancer:\n    ingress:\n    - ip: 192.0.2.10\n    - hostname: lb.example\n    - ip: 2001:db8::10\n"
-    ));
-    assert_eq!(current(&with_status), ips(&["192.0.2.10", "2001:db8::10"]));
-    assert!(current(&svc(LB)).is_empty());
 }

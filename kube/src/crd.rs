@@ -227,7 +227,7 @@ fn spec_optional(
 /// A CRD as the YAML file in `deploy/crds/`.
 pub fn to_yaml(crd: &impl Serialize) -> String {
     let body = serde_yaml_ng::to_string(crd).expect("a CRD serialises");
-    format!("# Generated from controller/src/crd.rs by `cargo xtask crds`; do not edit.\n{body}")
+    format!("# Generated from kube/src/crd.rs by `cargo xtask crds`; do not edit.\n{body}")
 }
 
 #[cfg(test)]

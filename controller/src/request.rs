@@ -1,28 +1,17 @@
-//! Kubernetes Services as the allocator sees them: which ones Herald handles, and what they ask
-//! for through MetalLB's annotations (the current `metallb.io/` names and the deprecated
-//! `metallb.universe.tf/` ones) and their spec.
+//! What a Service asks the allocator for, through MetalLB's annotations (the current
+//! `metallb.io/` names and the deprecated `metallb.universe.tf/` ones) and its spec.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service as KubeService;
 
-use crate::{
-    allocator::{Families, Family, FamilyPolicy, Port, Service},
-    selector::Labels,
-};
+use herald_kube::selector::Labels;
+
+use crate::allocator::{Families, Family, FamilyPolicy, Port, Service};
 
 const LOADBALANCER_IPS: [&str; 2] = ["metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs"];
 const ADDRESS_POOL: [&str; 2] = ["metallb.io/address-pool", "metallb.universe.tf/address-pool"];
 const ALLOW_SHARED_IP: [&str; 2] = ["metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"];
-/// Written by the controller: the pool a Service's addresses come from.
-pub const ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
-
-/// Whether Herald handles `svc`: type LoadBalancer, and no loadBalancerClass, or exactly
-/// `class` when one is configured.
-pub fn handled(svc: &KubeService, class: Option<&str>) -> bool {
-    let Some(spec) = &svc.spec else { return false };
-    spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == class
-}
 
 /// A Service's request, or what is wrong with its annotations (for an AllocationFailed Event).
 pub fn from_kube(svc: &KubeService, namespace_labels: &Labels) -> Result<Service, String> {
@@ -83,27 +72,6 @@ pub fn from_kube(svc: &KubeService, namespace_labels: &Labels) -> Result<Service
     })
 }
 
-/// A Service's `namespace/name`, the key plans and Events use (as [`Service::key`]).
-pub fn key(svc: &KubeService) -> String {
-    format!(
-        "{}/{}",
-        svc.metadata.namespace.as_deref().unwrap_or(""),
-        svc.metadata.name.as_deref().unwrap_or("")
-    )
-}
-
-/// The pool the controller last wrote into `metallb.io/ip-allocated-from-pool`, if any.
-pub fn allocated_from(svc: &KubeService) -> Option<&str> {
-    svc.metadata.annotations.as_ref()?.get(ALLOCATED_FROM_POOL).map(String::as_str)
-}
-
-/// The addresses in a Service's status (what it was given before).
-pub fn current(svc: &KubeService) -> Vec<IpAddr> {
-    let ingress =
-        svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
-    ingress.into_iter().flatten().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect()
-}
-
 #[cfg(test)]
-#[path = "service_tests.rs"]
+#[path = "request_tests.rs"]
 mod tests;

@@ -1,108 +1,13 @@
-//! /metrics (Prometheus text), /healthz and /readyz, on a small HTTP endpoint.
+//! What both binaries serve and log the same way: /metrics (Prometheus text), /healthz and
+//! /readyz on a small HTTP endpoint, and logs on stderr.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::Registry,
-};
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::TcpListener,
 };
 use tracing::warn;
-
-use crate::plan::Plan;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PoolLabels {
-    pub pool: String,
-    pub family: String,
-}
-
-/// The controller's metrics.
-pub struct Metrics {
-    registry: Registry,
-    pub addresses_in_use: Family<PoolLabels, Gauge>,
-    pub addresses_total: Family<PoolLabels, Gauge>,
-    pub allocation_failures: Counter,
-    pub reconcile_errors: Counter,
-    pub reconcile_seconds: Histogram,
-    pub leader: Gauge,
-    /// The caches are filled: /readyz answers 200.
-    pub ready: AtomicBool,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("herald_controller");
-        let m = Self {
-            addresses_in_use: Family::default(),
-            addresses_total: Family::default(),
-            allocation_failures: Counter::default(),
-            reconcile_errors: Counter::default(),
-            reconcile_seconds: Histogram::new([0.001, 0.005, 0.02, 0.1, 0.5, 2.0]),
-            leader: Gauge::default(),
-            ready: AtomicBool::new(false),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "addresses_in_use",
-            "Addresses given out, per pool and family",
-            m.addresses_in_use.clone(),
-        );
-        registry.register("addresses", "Usable addresses, per pool and family", m.addresses_total.clone());
-        registry.register(
-            "allocation_failures",
-            "Services that could not be given an address",
-            m.allocation_failures.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Writes to the API server that failed",
-            m.reconcile_errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time of one pass, plan and writes",
-            m.reconcile_seconds.clone(),
-        );
-        registry.register("leader", "1 while this replica holds the Lease", m.leader.clone());
-        Self { registry, ..m }
-    }
-}
-
-impl Metrics {
-    /// Records what a pass decided.
-    pub fn observe(&self, plan: &Plan) {
-        for (pool, status) in &plan.pool_status {
-            for (family, used, available) in [
-                ("ipv4", status.assigned_ipv4, status.available_ipv4),
-                ("ipv6", status.assigned_ipv6, status.available_ipv6),
-            ] {
-                let labels = PoolLabels { pool: pool.clone(), family: family.into() };
-                self.addresses_in_use.get_or_create(&labels).set(used);
-                self.addresses_total.get_or_create(&labels).set(used.saturating_add(available));
-            }
-        }
-        let failures =
-            plan.events.iter().filter(|e| e.reason == crate::plan::Reason::AllocationFailed).count();
-        self.allocation_failures.inc_by(failures as u64);
-    }
-
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String");
-        out
-    }
-}
 
 /// Logs to stderr, filtered by `HERALD_LOG` (default `info`), coloured only on a terminal (tests
 /// and log collectors read plain text). For both Herald binaries.
@@ -130,16 +35,6 @@ pub fn init_logs_with(directives: &[String]) {
 pub trait Scrape: Send + Sync + 'static {
     fn render(&self) -> String;
     fn ready(&self) -> bool;
-}
-
-impl Scrape for Metrics {
-    fn render(&self) -> String {
-        Metrics::render(self)
-    }
-
-    fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
 }
 
 /// Where [`serve`] takes connections from: a [`TcpListener`], or a test's stand-in.
@@ -205,10 +100,20 @@ pub async fn serve(listener: impl Accept, metrics: Arc<impl Scrape>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::crd::IPAddressPoolStatus;
+
+    struct Nothing;
+
+    impl Scrape for Nothing {
+        fn render(&self) -> String {
+            String::new()
+        }
+        fn ready(&self) -> bool {
+            false
+        }
+    }
 
     /// A listener that is always out of descriptors.
     struct Exhausted(Arc<AtomicUsize>);
@@ -228,28 +133,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failed_accepts_pause() {
         let tries = Arc::new(AtomicUsize::new(0));
-        let server = tokio::spawn(serve(Exhausted(tries.clone()), Arc::new(Metrics::default())));
+        let server = tokio::spawn(serve(Exhausted(tries.clone()), Arc::new(Nothing)));
         tokio::time::sleep(Duration::from_secs(1)).await;
         let n = tries.load(Ordering::Relaxed);
         assert!((10..=12).contains(&n), "{n} tries in one second, one per {ACCEPT_PAUSE:?} expected");
         server.abort();
-    }
-
-    #[test]
-    fn renders_what_a_pass_decided() {
-        let m = Metrics::default();
-        let mut plan = Plan::default();
-        plan.pool_status.insert(
-            "first".into(),
-            IPAddressPoolStatus { assigned_ipv4: 2, available_ipv4: 2, ..Default::default() },
-        );
-        m.observe(&plan);
-        let text = m.render();
-        assert!(
-            text.contains("herald_controller_addresses_in_use{pool=\"first\",family=\"ipv4\"} 2"),
-            "{text}"
-        );
-        assert!(text.contains("herald_controller_addresses{pool=\"first\",family=\"ipv4\"} 4"), "{text}");
-        assert!(text.contains("herald_controller_allocation_failures_total 0"), "{text}");
     }
 }
