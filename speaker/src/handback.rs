@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use crate::{cluster::Alive, config::Timers, plan::Announcement};
+use crate::{announcement::Announcement, cluster::Alive, config::Timers};
 
 /// Whether the view `after` only adds members to `before` (`None`: the speaker's first view,
 /// whose other members were there before it).

@@ -1,13 +1,17 @@
 //! Herald's speaker: keeps an XDP program answering ARP for the addresses this node announces.
 //!
-//! Two modes: [`standalone`] (a config file) and [`kubernetes`] (cluster state).
-//! Pure decisions ([`config`], [`plan`], [`election`], [`candidates`]) over plain data ([`host`]); effects at the edges
-//! ([`datapath`] owns the BPF program and maps, [`garp`] sends frames, [`pinned`] reads a running
-//! speaker's maps).
+//! One [`runtime`] (datapath, announcer, membership, heartbeat, telemetry, shutdown) runs either
+//! mode, each a source of what to announce: [`standalone`] (a config file and the election) or
+//! [`kubernetes`] (the cluster's objects and MetalLB's rules). Pure decisions ([`config`],
+//! [`election`], [`candidates`], [`carriers`], [`announcement`]) over plain data ([`host`]);
+//! effects at the edges ([`datapath`] owns the BPF program and maps, [`garp`] sends frames,
+//! [`pinned`] reads a running speaker's maps).
 
+pub mod announcement;
 pub mod announcer;
 pub mod bpffs;
 pub mod candidates;
+pub mod carriers;
 pub mod check;
 pub mod clock;
 pub mod cluster;
@@ -24,7 +28,7 @@ pub mod kubernetes;
 pub mod metrics;
 pub mod netlink;
 pub mod pinned;
-pub mod plan;
+pub mod runtime;
 pub mod standalone;
 pub mod state;
 pub mod status;

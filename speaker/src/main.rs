@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use herald_speaker::{
     check,
     datapath::{self, LogLevel, Mode},
-    kubernetes, standalone, status,
+    kubernetes, runtime, standalone, status,
 };
 
 /// Answers ARP for the addresses this node announces, from an XDP program.
@@ -114,8 +114,8 @@ fn check(cli: &Cli, interfaces: &[String]) -> anyhow::Result<()> {
     };
     let mut facts = check::probe(&probe);
     if kubernetes {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        facts.api_server = Some(runtime.block_on(async {
+        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        facts.api_server = Some(tokio.block_on(async {
             match kube::Client::try_default().await {
                 Ok(client) => check::api_server(&client).await,
                 Err(e) => Err(herald_kube::report::Chain(&e).to_string()),
@@ -141,7 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         interfaces: None,
         membership_port: None,
     })?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let datapath = datapath::Options {
         dead_man: Duration::from_millis(cli.dead_man_ms),
         pin_dir: cli.pin_dir,
@@ -149,9 +149,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         mode: cli.datapath,
         log: cli.xdp_log,
     };
+    let run_opts = runtime::Options { datapath, telemetry: cli.telemetry };
     if let Some(config) = cli.config {
-        let opts = standalone::Options { config, datapath, telemetry: cli.telemetry };
-        return runtime.block_on(standalone::run(opts));
+        let opts = standalone::Options { config, runtime: run_opts };
+        return tokio.block_on(standalone::run(opts));
     }
     let k = cli.kube;
     let Some(node) = k.node_name else {
@@ -163,10 +164,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         class: k.lb_class,
         key_file: k.cluster_key_file,
         membership_port: k.membership_port,
-        telemetry: cli.telemetry,
-        datapath,
+        runtime: run_opts,
     };
-    runtime.block_on(async {
+    tokio.block_on(async {
         let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
         kubernetes::run(client, opts).await
     })

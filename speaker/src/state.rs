@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{datapath::Hook, metrics::Metrics, plan::Announcement};
+use crate::{announcement::Announcement, datapath::Hook, metrics::Metrics};
 
 /// The state file of the speaker that pins under `pin_dir`.
 pub fn path(state_dir: &Path, pin_dir: &Path) -> PathBuf {

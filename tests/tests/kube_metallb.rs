@@ -12,7 +12,10 @@ use std::{
 
 use herald_controller::plan::{self, Cluster};
 use herald_kube::crd::{IPAddressPool, L2Advertisement};
-use herald_speaker::kubernetes::{Interfaces, assign, snapshot_of};
+use herald_speaker::{
+    carriers::Interfaces,
+    kubernetes::{assign, snapshot_of},
+};
 use herald_tests::{apiserver, objects};
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube::{

@@ -273,15 +273,15 @@ fn bad_config_attaches_nothing() {
         ("node = \"a\"\n[[vip]\n", "line 2"),
         (
             "node = \"a\"\n[[vip]]\naddress = \"192.0.2.200\"\ninterface = \"eth7\"\n",
-            "vip[0].interface = \"eth7\": no such interface on this host",
+            "vip[0].address = 192.0.2.200: none of the interfaces eth7 can carry it (eth7 does not exist)",
         ),
         (
             "node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\n",
-            "vip[0].address = 192.0.2.1: is configured on interface eth0",
+            "vip[0].address = 192.0.2.1: it is configured on interface eth0",
         ),
         (
             "node = \"a\"\n[[vip]]\naddress = \"192.0.2.254\"\n",
-            "vip[0].address = 192.0.2.254: is a gateway of interface eth0",
+            "vip[0].address = 192.0.2.254: it is a gateway of interface eth0",
         ),
         ("node = \"a\"\n[[vip]]\naddress = \"203.0.113.9\"\n", "no interface has a subnet that holds it"),
     ];

@@ -12,7 +12,7 @@ use std::{
 use herald_kube::{crd::L2AdvertisementSpec, pool::Pool, selector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::{candidates, election};
+use crate::{candidates, carriers::Interfaces, election};
 
 /// What the cluster says, as the decisions need it.
 #[derive(Clone, Debug, Default)]
@@ -34,14 +34,6 @@ pub struct Service {
     /// In the order of its status: the first decides the owner.
     pub addresses: Vec<IpAddr>,
     pub traffic: candidates::Service,
-}
-
-/// Where the owner answers: the interfaces the L2Advertisements name, or (when one of them
-/// names none) every interface whose subnet holds the address.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Interfaces {
-    Subnet,
-    Named(BTreeSet<String>),
 }
 
 /// One Service address and the node that announces it.

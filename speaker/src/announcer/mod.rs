@@ -6,81 +6,30 @@
 //! The datapath and the frame sender are traits ([`Responder`], [`Frames`]), so that these
 //! rules are tested with in-memory fakes, without root.
 
-use std::{collections::BTreeSet, io, sync::Arc, time::Instant};
+mod ports;
+
+use std::{collections::BTreeSet, sync::Arc, time::Instant};
 
 use herald_kube::report::Chain;
 use speaker_common::ArpKey;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub use self::ports::{Frames, Responder};
 use crate::{
+    announcement::{self, Announcement},
     clock,
+    cluster::PeerMacs,
     config::Gratuitous,
     conflict::{self, Conflict},
-    datapath::{Datapath, DatapathError, Hook},
+    datapath::{Datapath, DatapathError},
     frame::Arp,
     garp, handback,
     metrics::{InterfaceNames, Metrics},
-    pinned::Entry,
-    plan::{self, Announcement},
 };
 
-/// The datapath, as the announcer drives it.
-pub trait Responder {
-    fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError>;
-    fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError>;
-    fn is_attached(&self, ifindex: u32) -> bool;
-    fn hook(&self, ifindex: u32) -> Option<Hook>;
-    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError>;
-    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError>;
-    fn beat(&mut self) -> Result<(), DatapathError>;
-    fn entries(&self) -> Result<Vec<Entry>, DatapathError>;
-    fn conflicts_total(&self) -> Result<u64, DatapathError>;
-}
-
-impl Responder for Datapath {
-    fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError> {
-        Datapath::attach(self, ifindex, ifname)
-    }
-    fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        Datapath::detach(self, ifindex)
-    }
-    fn is_attached(&self, ifindex: u32) -> bool {
-        Datapath::is_attached(self, ifindex)
-    }
-    fn hook(&self, ifindex: u32) -> Option<Hook> {
-        Datapath::hook(self, ifindex)
-    }
-    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError> {
-        Datapath::insert(self, key, mac)
-    }
-    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError> {
-        Datapath::remove(self, key)
-    }
-    fn beat(&mut self) -> Result<(), DatapathError> {
-        Datapath::beat(self)
-    }
-    fn entries(&self) -> Result<Vec<Entry>, DatapathError> {
-        Datapath::entries(self)
-    }
-    fn conflicts_total(&self) -> Result<u64, DatapathError> {
-        Datapath::conflicts_total(self)
-    }
-}
-
-/// Sends whole Ethernet frames out of an interface (gratuitous ARP).
-pub trait Frames: Send + Sync + 'static {
-    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()>;
-}
-
-impl Frames for garp::Sender {
-    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
-        garp::Sender::send(self, ifindex, frame)
-    }
-}
-
 pub struct Announcer<D = Datapath, F = garp::Sender> {
-    pub datapath: D,
+    datapath: D,
     sender: Arc<F>,
     current: BTreeSet<Announcement>,
     /// Entries withdrawn from `current` whose removal from the map failed: still answering, to
@@ -89,7 +38,7 @@ pub struct Announcer<D = Datapath, F = garp::Sender> {
     bursts: std::collections::HashMap<ArpKey, JoinHandle<()>>,
     metrics: Arc<Metrics>,
     /// Names of the interfaces announced on, for metric labels.
-    pub names: InterfaceNames,
+    names: InterfaceNames,
     /// Conflict episodes, and the programs' conflict total as last read.
     conflicts: conflict::Watch,
     conflicts_read: u64,
@@ -117,6 +66,21 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         }
     }
 
+    /// Proves the speaker alive to the programs (their dead man's switch).
+    pub fn beat(&mut self) -> Result<(), DatapathError> {
+        self.datapath.beat()
+    }
+
+    /// The other speakers' MACs: gratuitous ARP from them is no conflict.
+    pub fn add_peers(&mut self, macs: PeerMacs) -> Result<(), DatapathError> {
+        self.datapath.add_peers(macs.into_iter().collect())
+    }
+
+    /// Names of the interfaces announced on, for metric labels.
+    pub fn names(&self) -> InterfaceNames {
+        self.names.clone()
+    }
+
     /// Keeps the responder on `interfaces` while nothing there is announced: where this node may
     /// have to take an address over, so that taking it is one map insert, not a program load
     /// (tens of milliseconds for the driver-bound program). Best effort: an interface that cannot
@@ -131,8 +95,10 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
                 }
             }
         }
-        let in_use: BTreeSet<u32> =
-            plan::interfaces(&self.current).union(&plan::interfaces(&self.stale)).map(|(i, _)| *i).collect();
+        let in_use: BTreeSet<u32> = announcement::interfaces(&self.current)
+            .union(&announcement::interfaces(&self.stale))
+            .map(|(i, _)| *i)
+            .collect();
         for (ifindex, ifname) in self.standby.difference(&interfaces) {
             if !in_use.contains(ifindex) && self.datapath.is_attached(*ifindex) {
                 match self.datapath.detach(*ifindex) {
@@ -147,7 +113,8 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
 
     /// Interface names for the metrics' labels: those announced on and those standing by.
     fn update_names(&self) {
-        let used = plan::interfaces(&self.current).into_iter().chain(plan::interfaces(&self.stale));
+        let used =
+            announcement::interfaces(&self.current).into_iter().chain(announcement::interfaces(&self.stale));
         if let Ok(mut names) = self.names.write() {
             *names = used.chain(self.standby.iter().cloned()).collect();
         }
@@ -210,7 +177,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
 
     /// The interfaces announced on, with the hook the responder runs at on each.
     pub fn interfaces(&self) -> Vec<crate::state::InterfaceLine> {
-        plan::interfaces(&self.current)
+        announcement::interfaces(&self.current)
             .into_iter()
             .map(|(index, name)| (index, name, self.datapath.hook(index)))
             .collect()
@@ -232,7 +199,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             }
         }
         let in_use: BTreeSet<u32> = self.current.iter().chain(&self.stale).map(|a| a.ifindex).collect();
-        for (ifindex, ifname) in plan::interfaces(&stale) {
+        for (ifindex, ifname) in announcement::interfaces(&stale) {
             if !in_use.contains(&ifindex) {
                 match self.datapath.detach(ifindex) {
                     Ok(()) => info!(interface = ifname, "responder detached"),
@@ -279,8 +246,8 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             }
             _ => desired,
         };
-        let diff = plan::diff(&self.current, &desired);
-        let wanted = plan::interfaces(&desired);
+        let diff = announcement::diff(&self.current, &desired);
+        let wanted = announcement::interfaces(&desired);
 
         let mut attached = Vec::new();
         let mut inserted = Vec::new();
@@ -331,11 +298,11 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         // responder leaves them.
         let still_wanted: BTreeSet<u32> = wanted
             .iter()
-            .chain(&plan::interfaces(&self.stale))
+            .chain(&announcement::interfaces(&self.stale))
             .chain(&self.standby)
             .map(|(i, _)| *i)
             .collect();
-        for (ifindex, ifname) in plan::interfaces(&self.current) {
+        for (ifindex, ifname) in announcement::interfaces(&self.current) {
             if !still_wanted.contains(&ifindex) {
                 match self.datapath.detach(ifindex) {
                     Ok(()) => info!(interface = ifname, "responder detached"),
@@ -423,5 +390,4 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
 }
 
 #[cfg(test)]
-#[path = "announcer_tests.rs"]
 mod tests;

@@ -2,10 +2,13 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    io,
     sync::Mutex,
+    time::Duration,
 };
 
 use super::*;
+use crate::{datapath::Hook, pinned::Entry};
 
 /// A datapath in memory, whose operations fail where a test says.
 #[derive(Default)]
@@ -16,6 +19,9 @@ struct FakeDatapath {
     failing_removes: BTreeMap<ArpKey, u32>,
     /// Inserts of these keys fail.
     failing_inserts: BTreeSet<ArpKey>,
+    /// Every key removed, in order.
+    removed: Vec<ArpKey>,
+    peers: BTreeSet<[u8; 6]>,
 }
 
 fn refused() -> DatapathError {
@@ -50,9 +56,14 @@ impl Responder for FakeDatapath {
             return Err(refused());
         }
         self.map.remove(key);
+        self.removed.push(*key);
         Ok(())
     }
     fn beat(&mut self) -> Result<(), DatapathError> {
+        Ok(())
+    }
+    fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError> {
+        self.peers.extend(macs);
         Ok(())
     }
     fn entries(&self) -> Result<Vec<Entry>, DatapathError> {
@@ -75,6 +86,7 @@ impl Frames for FakeFrames {
 }
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const OTHER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const QUIET: Gratuitous =
     Gratuitous { count: 0, interval: std::time::Duration::from_millis(10), refresh: None };
 
@@ -181,4 +193,68 @@ async fn the_responder_stands_by_where_addresses_may_come() {
     assert!(!ann.datapath.is_attached(3));
     ann.withdraw_all();
     assert!(ann.datapath.attached.is_empty());
+}
+
+/// An interface whose MAC changed (replaced, or a bond's new active port): the entry is
+/// overwritten in place, never absent, and a failed overwrite leaves the old MAC answering.
+#[tokio::test]
+async fn a_mac_change_overwrites_the_entry_in_place() {
+    let mut ann = announcer();
+    ann.apply(set(&[a(10, 2)]), QUIET, None).unwrap();
+    let moved = Announcement { mac: OTHER_MAC, ..a(10, 2) };
+    assert_eq!(
+        ann.apply(set(std::slice::from_ref(&moved)), QUIET, None).unwrap(),
+        2,
+        "a withdraw and an announce"
+    );
+    assert_eq!(ann.datapath.map.get(&a(10, 2).key()), Some(&OTHER_MAC));
+    assert!(ann.datapath.removed.is_empty(), "the entry was never removed");
+    assert_eq!(ann.current(), &set(std::slice::from_ref(&moved)));
+
+    ann.datapath.failing_inserts.insert(a(10, 2).key());
+    assert!(ann.apply(set(&[a(10, 2)]), QUIET, None).is_err());
+    assert_eq!(ann.datapath.map.get(&a(10, 2).key()), Some(&OTHER_MAC), "the old entry still answers");
+    assert_eq!(ann.current(), &set(&[moved]));
+}
+
+/// A failed insert after a successful one: the first is taken out again, and what was
+/// announced before is untouched.
+#[tokio::test]
+async fn a_failed_insert_is_rolled_back() {
+    let mut ann = announcer();
+    ann.apply(set(&[a(10, 2)]), QUIET, None).unwrap();
+    ann.datapath.failing_inserts.insert(a(12, 2).key());
+    assert!(ann.apply(set(&[a(11, 2), a(12, 2)]), QUIET, None).is_err());
+    assert_eq!(ann.datapath.map.keys().copied().collect::<Vec<_>>(), [a(10, 2).key()]);
+    assert_eq!(ann.datapath.removed, [a(11, 2).key()], "the insert that succeeded, removed");
+    assert_eq!(ann.current(), &set(&[a(10, 2)]), "what was announced stays announced");
+}
+
+/// Ownership lost in the middle of a gratuitous burst: the burst stops, so this node never
+/// claims an address another node now announces.
+#[tokio::test(start_paused = true)]
+async fn a_burst_stops_when_the_address_is_lost() {
+    let mut ann = announcer();
+    let burst = Gratuitous { count: 5, interval: Duration::from_millis(100), refresh: None };
+    ann.apply(set(&[a(10, 2)]), burst, None).unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let sent = |ann: &Announcer<FakeDatapath, FakeFrames>| ann.sender.0.lock().unwrap().len();
+    assert_eq!(sent(&ann), 2, "at 0 and 100 ms");
+    ann.apply(set(&[]), burst, None).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sent(&ann), 2, "nothing after the loss");
+
+    // One that is kept runs to its end.
+    ann.apply(set(&[a(11, 2)]), burst, None).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sent(&ann), 7);
+    assert!(ann.sender.0.lock().unwrap().iter().all(|(ifindex, _)| *ifindex == 2));
+}
+
+/// The other speakers' MACs go to the datapath.
+#[tokio::test]
+async fn peers_reach_the_datapath() {
+    let mut ann = announcer();
+    ann.add_peers(BTreeSet::from([OTHER_MAC])).unwrap();
+    assert_eq!(ann.datapath.peers, BTreeSet::from([OTHER_MAC]));
 }

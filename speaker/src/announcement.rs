@@ -1,0 +1,47 @@
+//! The entries of the responder map, as both modes want them, and what must change to get from
+//! those in the map to those wanted.
+
+use std::{collections::BTreeSet, net::Ipv4Addr};
+
+use speaker_common::ArpKey;
+
+/// One entry of the responder map: answer for `addr` on `ifindex` (VLAN `vlan`) with `mac`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Announcement {
+    pub addr: Ipv4Addr,
+    pub ifindex: u32,
+    pub vlan: u16,
+    pub mac: [u8; 6],
+    pub ifname: String,
+}
+
+impl Announcement {
+    pub fn key(&self) -> ArpKey {
+        ArpKey::new(self.addr.octets(), self.ifindex, self.vlan)
+    }
+}
+
+/// What to change to get from `current` to `desired`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub withdraw: Vec<Announcement>,
+    pub announce: Vec<Announcement>,
+}
+
+/// Entries to withdraw and to announce; entries in both sets are left alone (their counters
+/// and their place in the map are kept).
+pub fn diff(current: &BTreeSet<Announcement>, desired: &BTreeSet<Announcement>) -> Diff {
+    Diff {
+        withdraw: current.difference(desired).cloned().collect(),
+        announce: desired.difference(current).cloned().collect(),
+    }
+}
+
+/// The interfaces (index, name) that carry at least one announcement.
+pub fn interfaces(announcements: &BTreeSet<Announcement>) -> BTreeSet<(u32, String)> {
+    announcements.iter().map(|a| (a.ifindex, a.ifname.clone())).collect()
+}
+
+#[cfg(test)]
+#[path = "announcement_tests.rs"]
+mod tests;

@@ -1,0 +1,70 @@
+//! What the announcer drives, as traits: the datapath ([`Responder`]) and the frame sender
+//! ([`Frames`]); the real ones here, in-memory fakes in the tests.
+
+use std::io;
+
+use speaker_common::ArpKey;
+
+use crate::{
+    datapath::{Datapath, DatapathError, Hook},
+    garp,
+    pinned::Entry,
+};
+
+/// The datapath, as the announcer drives it.
+pub trait Responder {
+    fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError>;
+    fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError>;
+    fn is_attached(&self, ifindex: u32) -> bool;
+    fn hook(&self, ifindex: u32) -> Option<Hook>;
+    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError>;
+    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError>;
+    fn beat(&mut self) -> Result<(), DatapathError>;
+    fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError>;
+    fn entries(&self) -> Result<Vec<Entry>, DatapathError>;
+    fn conflicts_total(&self) -> Result<u64, DatapathError>;
+}
+
+impl Responder for Datapath {
+    fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError> {
+        Datapath::attach(self, ifindex, ifname)
+    }
+    fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        Datapath::detach(self, ifindex)
+    }
+    fn is_attached(&self, ifindex: u32) -> bool {
+        Datapath::is_attached(self, ifindex)
+    }
+    fn hook(&self, ifindex: u32) -> Option<Hook> {
+        Datapath::hook(self, ifindex)
+    }
+    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError> {
+        Datapath::insert(self, key, mac)
+    }
+    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError> {
+        Datapath::remove(self, key)
+    }
+    fn beat(&mut self) -> Result<(), DatapathError> {
+        Datapath::beat(self)
+    }
+    fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError> {
+        Datapath::add_peers(self, macs)
+    }
+    fn entries(&self) -> Result<Vec<Entry>, DatapathError> {
+        Datapath::entries(self)
+    }
+    fn conflicts_total(&self) -> Result<u64, DatapathError> {
+        Datapath::conflicts_total(self)
+    }
+}
+
+/// Sends whole Ethernet frames out of an interface (gratuitous ARP).
+pub trait Frames: Send + Sync + 'static {
+    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()>;
+}
+
+impl Frames for garp::Sender {
+    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
+        garp::Sender::send(self, ifindex, frame)
+    }
+}

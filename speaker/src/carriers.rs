@@ -1,0 +1,131 @@
+//! Which of this host's interfaces may carry an address, in both modes: those asked for by name,
+//! or those whose subnet holds it; never a bond or bridge port, a NOARP interface, loopback, an
+//! interface without an Ethernet address, or a container interface (whatever it is named, its
+//! subnet is not the LAN's). An address the host has configured, or that is a gateway of any of
+//! its interfaces, is refused: the kernel or a router already answers for it.
+
+use std::{collections::BTreeSet, fmt, net::Ipv4Addr};
+
+use crate::{
+    announcement::Announcement,
+    host::{Host, Interface},
+};
+
+/// Where an address is to be answered for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Interfaces {
+    /// Every interface whose subnet holds the address.
+    Subnet,
+    /// These interfaces, whatever their subnets.
+    Named(BTreeSet<String>),
+}
+
+/// Why no interface of the host carries an address; says it of "it", the address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The host has the address on `0`: the kernel answers for it.
+    Local(String),
+    /// The address is a gateway of interface `0`.
+    Gateway(String),
+    /// Nothing carries it; each interface that was considered, with why it cannot.
+    NoCarrier { wanted: Interfaces, refused: Vec<(String, &'static str)> },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Local(it) => {
+                write!(f, "it is configured on interface {it}; the kernel answers for it, Herald will not")
+            }
+            Refusal::Gateway(it) => {
+                write!(f, "it is a gateway of interface {it}; Herald will not answer for it")
+            }
+            Refusal::NoCarrier { wanted, refused } => {
+                match wanted {
+                    Interfaces::Subnet => f.write_str("no interface has a subnet that holds it")?,
+                    Interfaces::Named(names) => {
+                        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                        write!(f, "none of the interfaces {} can carry it", names.join(", "))?
+                    }
+                }
+                if !refused.is_empty() {
+                    let why: Vec<String> =
+                        refused.iter().map(|(name, why)| format!("{name} {why}")).collect();
+                    write!(f, " ({})", why.join(", "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why `it` cannot answer ARP for an address, if it cannot.
+pub fn unusable(it: &Interface) -> Option<&'static str> {
+    if it.loopback {
+        Some("is loopback")
+    } else if it.noarp {
+        Some("is NOARP")
+    } else if it.port {
+        Some("is a bond or bridge port")
+    } else if it.mac.is_none() {
+        Some("has no Ethernet address")
+    } else if it.is_container() {
+        Some("is a container interface")
+    } else {
+        None
+    }
+}
+
+/// The announcements that carry `address` (VLAN `vlan`) on `host`, or why there are none.
+pub fn carriers(
+    host: &Host,
+    address: Ipv4Addr,
+    vlan: u16,
+    wanted: &Interfaces,
+) -> Result<BTreeSet<Announcement>, Refusal> {
+    if let Some(it) = host.interfaces.iter().find(|it| it.addrs.iter().any(|n| n.addr == address)) {
+        return Err(Refusal::Local(it.name.clone()));
+    }
+    if let Some((ifname, _)) = host.gateways.iter().find(|(_, gw)| *gw == address) {
+        return Err(Refusal::Gateway(ifname.clone()));
+    }
+    let mut refused = Vec::new();
+    let chosen: Vec<&Interface> = match wanted {
+        Interfaces::Named(names) => names
+            .iter()
+            .filter_map(|name| {
+                let it = host.interface(name);
+                if it.is_none() {
+                    refused.push((name.clone(), "does not exist"));
+                }
+                it
+            })
+            .collect(),
+        Interfaces::Subnet => {
+            host.interfaces.iter().filter(|it| it.addrs.iter().any(|n| n.contains(address))).collect()
+        }
+    };
+    let mut out = BTreeSet::new();
+    for it in chosen {
+        match (unusable(it), it.mac) {
+            (None, Some(mac)) => {
+                out.insert(Announcement {
+                    addr: address,
+                    ifindex: it.index,
+                    vlan,
+                    mac,
+                    ifname: it.name.clone(),
+                });
+            }
+            (why, _) => refused.push((it.name.clone(), why.unwrap_or("has no Ethernet address"))),
+        }
+    }
+    if out.is_empty() {
+        return Err(Refusal::NoCarrier { wanted: wanted.clone(), refused });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "carriers_tests.rs"]
+mod tests;

@@ -1,0 +1,119 @@
+use super::*;
+use crate::host::Ipv4Net;
+
+fn iface(name: &str, index: u32, net: Option<([u8; 4], u8)>) -> Interface {
+    Interface {
+        name: name.into(),
+        index,
+        mac: Some([2, 0, 0, 0, 0, index as u8]),
+        addrs: net.map(|(a, p)| Ipv4Net { addr: a.into(), prefix: p }).into_iter().collect(),
+        loopback: false,
+        noarp: false,
+        port: false,
+    }
+}
+
+/// A node with one of each kind of interface.
+fn host() -> Host {
+    let lo = Interface { loopback: true, mac: None, ..iface("lo", 1, Some(([127, 0, 0, 1], 8))) };
+    let bond_port = Interface { port: true, ..iface("eno2", 3, None) };
+    let noarp = Interface { noarp: true, ..iface("wg0", 5, Some(([198, 51, 100, 1], 24))) };
+    let no_mac = Interface { mac: None, ..iface("ipip0", 8, Some(([100, 64, 0, 1], 24))) };
+    Host {
+        interfaces: vec![
+            lo,
+            iface("eth0", 2, Some(([192, 0, 2, 1], 24))),
+            bond_port,
+            iface("cali1234", 4, Some(([192, 0, 2, 77], 24))),
+            noarp,
+            iface("br0", 6, Some(([203, 0, 113, 1], 24))),
+            iface("eth1", 7, Some(([198, 18, 0, 1], 24))),
+            no_mac,
+        ],
+        gateways: vec![("eth0".into(), [192, 0, 2, 254].into()), ("eth1".into(), [198, 18, 0, 254].into())],
+    }
+}
+
+fn names(result: Result<BTreeSet<Announcement>, Refusal>) -> Vec<String> {
+    result.unwrap().into_iter().map(|a| a.ifname).collect()
+}
+
+fn named(list: &[&str]) -> Interfaces {
+    Interfaces::Named(list.iter().map(|n| n.to_string()).collect())
+}
+
+#[test]
+fn by_subnet_skips_container_interfaces() {
+    assert_eq!(names(carriers(&host(), [192, 0, 2, 10].into(), 0, &Interfaces::Subnet)), ["eth0"]);
+    assert_eq!(names(carriers(&host(), [203, 0, 113, 10].into(), 0, &Interfaces::Subnet)), ["br0"]);
+}
+
+#[test]
+fn named_interfaces_whatever_their_subnet() {
+    assert_eq!(names(carriers(&host(), [203, 0, 113, 10].into(), 0, &named(&["eth0", "absent"]))), ["eth0"]);
+}
+
+#[test]
+fn the_entry_says_where_and_how() {
+    let got = carriers(&host(), [203, 0, 113, 10].into(), 9, &named(&["eth1"])).unwrap();
+    let want = Announcement {
+        addr: [203, 0, 113, 10].into(),
+        ifindex: 7,
+        vlan: 9,
+        mac: [2, 0, 0, 0, 0, 7],
+        ifname: "eth1".into(),
+    };
+    assert_eq!(got, BTreeSet::from([want]));
+}
+
+#[test]
+fn refusals_say_why() {
+    let h = host();
+    let err =
+        |addr: [u8; 4], wanted: &Interfaces| carriers(&h, addr.into(), 0, wanted).unwrap_err().to_string();
+    let cases = [
+        ([198, 51, 100, 9], Interfaces::Subnet, "no interface has a subnet that holds it (wg0 is NOARP)"),
+        (
+            [192, 0, 2, 10],
+            named(&["eno2", "lo", "eth9"]),
+            "none of the interfaces eno2, eth9, lo can carry it \
+             (eth9 does not exist, eno2 is a bond or bridge port, lo is loopback)",
+        ),
+        (
+            [100, 64, 0, 9],
+            Interfaces::Subnet,
+            "no interface has a subnet that holds it (ipip0 has no Ethernet address)",
+        ),
+        (
+            [192, 0, 2, 10],
+            named(&["cali1234"]),
+            "none of the interfaces cali1234 can carry it (cali1234 is a container interface)",
+        ),
+        ([198, 18, 1, 1], Interfaces::Subnet, "no interface has a subnet that holds it"),
+        (
+            [192, 0, 2, 1],
+            Interfaces::Subnet,
+            "it is configured on interface eth0; the kernel answers for it, Herald will not",
+        ),
+        // Wherever it is asked for: the host's own address on another interface.
+        (
+            [198, 18, 0, 1],
+            named(&["eth0"]),
+            "it is configured on interface eth1; the kernel answers for it, Herald will not",
+        ),
+        (
+            [192, 0, 2, 254],
+            Interfaces::Subnet,
+            "it is a gateway of interface eth0; Herald will not answer for it",
+        ),
+        // A gateway of any interface, not only of the one it would be announced on.
+        (
+            [198, 18, 0, 254],
+            named(&["eth0"]),
+            "it is a gateway of interface eth1; Herald will not answer for it",
+        ),
+    ];
+    for (addr, wanted, want) in cases {
+        assert_eq!(err(addr, &wanted), want, "{addr:?} on {wanted:?}");
+    }
+}

@@ -1,0 +1,284 @@
+//! The speaker's one run loop, for both modes. It owns the datapath and the announcer, the
+//! heartbeat, the state file, membership, telemetry and shutdown; a [`Source`] (the config file
+//! and the election, or the cluster's objects and the decisions) says what to announce.
+
+use std::{collections::BTreeSet, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use herald_kube::report::Chain;
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    time::{Instant, Interval, MissedTickBehavior},
+};
+use tracing::{error, info, warn};
+
+use crate::{
+    announcement::Announcement,
+    announcer::Announcer,
+    cluster::{Alive, Membership},
+    config::{Cluster, Gratuitous},
+    conflict::{self, Conflict},
+    datapath::{self, Datapath},
+    garp, handback, host,
+    metrics::{Endpoint, Metrics},
+    state,
+};
+
+/// How long a speaker with a cluster waits to see every member before it goes with the members
+/// it sees (alone, if none answered).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the state file (`herald-speaker status`) is rewritten. Apart from the heartbeat:
+/// with thousands of addresses, rendering it is not free.
+const STATE_EVERY: Duration = Duration::from_secs(1);
+
+/// What this node should announce, as a source sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// The entries to have in the responder map.
+    pub announce: BTreeSet<Announcement>,
+    /// Every interface this node may have to announce on (where the responder stands by, so a
+    /// takeover is one map insert); `None`: as before.
+    pub stand_by: Option<BTreeSet<(u32, String)>>,
+}
+
+/// A change in what a source says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// The membership peers, when they changed.
+    pub peers: Option<Vec<SocketAddr>>,
+}
+
+/// Where the addresses come from: a mode of the speaker.
+pub trait Source {
+    /// This node's name in the membership and the state file.
+    fn node(&self) -> &str;
+    /// How gratuitous ARP is sent for new and reannounced addresses.
+    fn gratuitous(&self) -> Gratuitous;
+    /// Every interface this node may have to announce on, before it knows the live members.
+    fn stand_by(&mut self) -> BTreeSet<(u32, String)>;
+    /// What this node announces with `alive` the live members (`None`: without a cluster).
+    /// `None` keeps what is announced (the source could not tell; it has said why).
+    fn desired(&mut self, alive: Option<&Alive>) -> Option<Desired>;
+    /// Resolves when what the source says may have changed. Cancel-safe: the run loop drops it
+    /// whenever something else happens first.
+    fn changed(&mut self) -> impl Future<Output = Changed>;
+    /// Another MAC answered for addresses this node announces.
+    fn conflicts(&mut self, found: Vec<Conflict>);
+}
+
+pub struct Options {
+    pub datapath: datapath::Options,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub telemetry: SocketAddr,
+}
+
+/// The parts both modes run on, started before the source so that /healthz answers while the
+/// source gets ready.
+pub struct Runtime {
+    opts: datapath::Options,
+    metrics: Arc<Metrics>,
+    announcer: Announcer,
+    endpoint: Arc<Endpoint>,
+    term: Signal,
+    int: Signal,
+}
+
+impl Runtime {
+    /// Loads the datapath (nothing attached yet) and serves telemetry, not ready.
+    pub async fn start(opts: Options) -> anyhow::Result<Self> {
+        let term = signal(SignalKind::terminate())?;
+        let int = signal(SignalKind::interrupt())?;
+        let metrics = Arc::new(Metrics::default());
+        let mut datapath = Datapath::load(&opts.datapath)?;
+        if let Some(logs) = datapath.take_logs() {
+            tokio::spawn(datapath::forward_logs(logs));
+        }
+        let sender = garp::Sender::new().context("opening a packet socket for gratuitous ARP")?;
+        let mut announcer = Announcer::new(datapath, sender, metrics.clone());
+        announcer.beat()?;
+        let registry = metrics.registry(opts.datapath.pin_dir.clone(), announcer.names());
+        let endpoint = Endpoint::serve(opts.telemetry, registry).await?;
+        Ok(Self { opts: opts.datapath, metrics, announcer, endpoint, term, int })
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs `source` until SIGTERM or SIGINT, with membership in `cluster` if there is one;
+    /// then silences this node, leaves the cluster (the others take over when they hear it)
+    /// and detaches.
+    pub async fn run(mut self, mut source: impl Source, cluster: Option<Cluster>) -> anyhow::Result<()> {
+        let node = source.node().to_owned();
+        let gratuitous = source.gratuitous();
+        let mut membership = match &cluster {
+            Some(cluster) => {
+                let own_macs = host::discover().context("reading the host's interfaces")?.own_macs();
+                Some(
+                    Membership::start(&node, own_macs, cluster, self.metrics.clone())
+                        .await
+                        .with_context(|| format!("starting membership on {}", cluster.bind))?,
+                )
+            }
+            None => None,
+        };
+        let mut peer_macs = membership.as_ref().map(|m| m.peer_macs.clone());
+        let state_path = state::path(&self.opts.state_dir, &self.opts.pin_dir);
+        let announcer = &mut self.announcer;
+        // Ready on every interface an address may need, before any is taken over.
+        announcer.stand_by(source.stand_by());
+        // `None` until the speaker has joined (or found itself alone): it announces nothing
+        // before. Without a cluster there is nothing to join.
+        let mut joined: Option<Alive> = None;
+        let join_deadline = Instant::now() + JOIN_TIMEOUT;
+        if membership.is_none() {
+            pass(announcer, &mut source, None, None, gratuitous);
+            self.endpoint.set_ready(true);
+        }
+        info!(node, pin_dir = %self.opts.pin_dir.display(), membership = ?cluster.as_ref().map(|c| c.bind), "speaker ready");
+
+        // Beat four times per bound: one late beat never stops the answers.
+        let mut heartbeat = every(self.opts.dead_man / 4);
+        let mut state_every = every(STATE_EVERY);
+        let mut conflicts = every(conflict::POLL);
+        let mut refresh =
+            gratuitous.refresh.map(|every| tokio::time::interval_at(Instant::now() + every, every));
+        loop {
+            let hold = announcer.hold_deadline();
+            // What membership says, once joined (or without a cluster).
+            let view = joined.as_ref();
+            let settled = membership.is_none() || joined.is_some();
+            tokio::select! {
+                _ = conflicts.tick() => source.conflicts(announcer.poll_conflicts()),
+                Some(macs) = changed(&mut peer_macs) => {
+                    if let Err(e) = announcer.add_peers(macs) {
+                        error!(error = %Chain(&e), "the other speakers' MACs not written");
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if let Err(e) = announcer.beat() {
+                        error!(error = %Chain(&e), "heartbeat not written");
+                    }
+                    if !announcer.stale().is_empty() {
+                        announcer.settle();
+                    }
+                }
+                _ = state_every.tick() => {
+                    let report = state::render(&node, &announcer.interfaces(), view, announcer.current(), &self.metrics);
+                    if let Err(e) = state::write(&state_path, &report) {
+                        warn!(path = %state_path.display(), error = %e, "state file not written");
+                    }
+                }
+                _ = tick(&mut refresh) => announcer.refresh(),
+                alive = next_view(&mut membership, joined.is_none().then_some(join_deadline)) => {
+                    if let Some(cluster) = &cluster
+                        && handback::is_join(view, &alive)
+                    {
+                        announcer.hold_gains(handback::hold(&cluster.timers), std::time::Instant::now());
+                    }
+                    // Joining is not a takeover, nor a change of owner; later views are.
+                    let takeover = joined.is_some().then(std::time::Instant::now);
+                    let changed = pass(announcer, &mut source, Some(&alive), takeover, gratuitous);
+                    if takeover.is_some() {
+                        self.metrics.ownership_changes.inc_by(changed as u64);
+                    }
+                    announcer.reannounce(gratuitous);
+                    joined = Some(alive);
+                    self.endpoint.set_ready(true);
+                }
+                _ = until(hold), if hold.is_some() => {
+                    let seen = announcer.end_hold();
+                    if settled {
+                        let changed = pass(announcer, &mut source, view, seen.filter(|_| view.is_some()), gratuitous);
+                        self.metrics.ownership_changes.inc_by(changed as u64);
+                        announcer.reannounce(gratuitous);
+                    }
+                }
+                change = source.changed() => {
+                    if let (Some(peers), Some(membership)) = (change.peers, &membership) {
+                        membership.set_peers(peers);
+                    }
+                    if settled {
+                        pass(announcer, &mut source, view, None, gratuitous);
+                    } else {
+                        announcer.stand_by(source.stand_by());
+                    }
+                }
+                _ = self.term.recv() => { info!("SIGTERM: leaving and withdrawing"); break }
+                _ = self.int.recv() => { info!("SIGINT: leaving and withdrawing"); break }
+            }
+        }
+        // Silent first, then gone: the others take over when they hear this one leave, and
+        // never answer beside it.
+        self.endpoint.set_ready(false);
+        announcer.silence();
+        if let Some(membership) = membership {
+            membership.leave().await;
+        }
+        announcer.withdraw_all();
+        let _ = std::fs::remove_file(&state_path);
+        Ok(())
+    }
+}
+
+/// Applies what `source` says this node announces now. Returns how many entries changed.
+fn pass(
+    announcer: &mut Announcer,
+    source: &mut impl Source,
+    alive: Option<&Alive>,
+    takeover: Option<std::time::Instant>,
+    gratuitous: Gratuitous,
+) -> usize {
+    let Some(desired) = source.desired(alive) else { return 0 };
+    if let Some(interfaces) = desired.stand_by {
+        announcer.stand_by(interfaces);
+    }
+    match announcer.apply(desired.announce, gratuitous, takeover) {
+        Ok(changed) => changed,
+        Err(e) => {
+            error!(error = %Chain(&e), "could not apply what this node announces; keeping what is announced");
+            0
+        }
+    }
+}
+
+fn every(period: Duration) -> Interval {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
+/// Resolves at `deadline`; never without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next value of an optional watch; never, without one.
+async fn changed<T: Clone>(rx: &mut Option<tokio::sync::watch::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => {
+            rx.changed().await.ok()?;
+            Some(rx.borrow_and_update().clone())
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next tick of an optional interval; never, without one.
+async fn tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(interval) => drop(interval.tick().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// The next view of the live members (see [`Membership::next_view`]); never, without a cluster.
+async fn next_view(membership: &mut Option<Membership>, join_deadline: Option<Instant>) -> Alive {
+    match membership {
+        Some(m) => m.next_view(join_deadline).await,
+        None => std::future::pending().await,
+    }
+}

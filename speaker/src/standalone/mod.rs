@@ -1,0 +1,113 @@
+//! Standalone mode: the addresses come from a config file (reloaded on SIGHUP), and, with a
+//! `[cluster]` section, each is announced by the one live speaker the election picks.
+
+mod desired;
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+use anyhow::Context as _;
+use herald_kube::report;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing::{error, info};
+
+pub use self::desired::{elected, resolve};
+use crate::{
+    announcement::{self, Announcement},
+    cluster::Alive,
+    config::{self, Config, Gratuitous},
+    conflict::Conflict,
+    host,
+    runtime::{self, Changed, Desired, Runtime},
+};
+
+pub struct Options {
+    pub config: PathBuf,
+    pub runtime: runtime::Options,
+}
+
+/// Runs until SIGTERM or SIGINT (see [`Runtime::run`]).
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    // Everything that can be wrong with the file is found before anything is attached.
+    let source = ConfigFile::load(opts.config)?;
+    let cluster = source.wanted.config.cluster.clone();
+    Runtime::start(opts.runtime).await?.run(source, cluster).await
+}
+
+/// The config file, as a source of what to announce.
+struct ConfigFile {
+    path: PathBuf,
+    wanted: Wanted,
+    hup: Signal,
+}
+
+/// What the speaker works from: the config and what it asks of this host.
+struct Wanted {
+    config: Config,
+    resolved: BTreeSet<Announcement>,
+}
+
+impl ConfigFile {
+    fn load(path: PathBuf) -> anyhow::Result<Self> {
+        let hup = signal(SignalKind::hangup())?;
+        let wanted = read(&path)?;
+        Ok(Self { path, wanted, hup })
+    }
+
+    /// Reads the file again; on any error keeps the previous config and says why. Membership
+    /// settings need a restart: a changed `node` or `[cluster]` section is refused.
+    fn reload(&mut self) {
+        let result = read(&self.path).and_then(|new| {
+            anyhow::ensure!(
+                new.config.cluster == self.wanted.config.cluster
+                    && new.config.node == self.wanted.config.node,
+                "`node` and the [cluster] section change only with a restart"
+            );
+            Ok(new)
+        });
+        match result {
+            Ok(new) => {
+                info!(addresses = new.resolved.len(), "SIGHUP: config reloaded");
+                self.wanted = new;
+            }
+            Err(e) => error!("SIGHUP: config not applied, keeping the previous one: {}", report::chain(&e)),
+        }
+    }
+}
+
+impl runtime::Source for ConfigFile {
+    fn node(&self) -> &str {
+        &self.wanted.config.node
+    }
+
+    fn gratuitous(&self) -> Gratuitous {
+        self.wanted.config.gratuitous
+    }
+
+    fn stand_by(&mut self) -> BTreeSet<(u32, String)> {
+        announcement::interfaces(&self.wanted.resolved)
+    }
+
+    fn desired(&mut self, alive: Option<&Alive>) -> Option<Desired> {
+        Some(Desired {
+            announce: elected(&self.wanted.config, &self.wanted.resolved, alive),
+            stand_by: Some(self.stand_by()),
+        })
+    }
+
+    async fn changed(&mut self) -> Changed {
+        self.hup.recv().await;
+        self.reload();
+        Changed::default()
+    }
+
+    /// The announcer's warning is all a config file's user gets.
+    fn conflicts(&mut self, _: Vec<Conflict>) {}
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Wanted> {
+    let config = config::load(path)?;
+    let host = host::discover().context("reading the host's interfaces")?;
+    let resolved = desired::resolve(&config, &host)
+        .map_err(|source| config::LoadError::Invalid { path: path.to_owned(), source })?;
+    Ok(Wanted { config, resolved })
+}
