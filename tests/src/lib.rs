@@ -11,6 +11,7 @@ pub mod kube_lab;
 pub mod lab;
 pub mod nodes;
 pub mod objects;
+pub mod poll;
 pub mod probe;
 pub mod speaker;
 pub mod test_run;
@@ -59,15 +60,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// A small deterministic generator (xorshift64), so a randomized test's failure is reproducible.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    /// A number below `n` (0 for `n` = 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
+/// The generator of randomized tests: seeded, so that a failure reproduces.
+pub fn seeded(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
 }

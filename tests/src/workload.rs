@@ -2,11 +2,7 @@
 //! does, wait for Herald to run, give it addresses and a Service to announce, and read what the
 //! client and the kubelets see.
 
-use std::{
-    collections::BTreeSet,
-    net::Ipv4Addr,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::{
@@ -21,6 +17,7 @@ use serde_json::json;
 
 use crate::{
     nodes::{self, NodeLab},
+    poll,
     probe::Probe,
 };
 
@@ -42,21 +39,21 @@ pub fn apply_deploy(nl: &NodeLab) -> anyhow::Result<()> {
 /// Waits until a speaker pod is Ready on each of `count` nodes and a controller holds the lease.
 pub async fn wait_for_herald(client: &Client, count: usize) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let ready = eventually(Duration::from_secs(120), async || {
+    let ready = poll::until_async(Duration::from_secs(120), async || {
         let list = pods.list(&speakers()).await.map(|l| l.items).unwrap_or_default();
         list.len() == count && list.iter().all(is_ready)
     })
     .await;
-    if !ready {
+    if ready.is_none() {
         bail!("the speakers are not Ready on {count} nodes after 120 s");
     }
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
-    let led = eventually(Duration::from_secs(60), async || {
+    let led = poll::until_async(Duration::from_secs(60), async || {
         let lease = leases.get_opt("herald-controller").await.ok().flatten();
         lease.and_then(|l| l.spec?.holder_identity).is_some()
     })
     .await;
-    if !led {
+    if led.is_none() {
         bail!("no controller holds the lease after 60 s");
     }
     Ok(())
@@ -98,7 +95,7 @@ pub async fn serve(client: &Client, node: &str) -> anyhow::Result<Ipv4Addr> {
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     services.create(&PostParams::default(), &svc).await?;
     let mut vip = None;
-    eventually(Duration::from_secs(60), async || {
+    poll::until_async(Duration::from_secs(60), async || {
         let svc = services.get("web").await.ok();
         let ingress = svc.and_then(|s| s.status?.load_balancer?.ingress).unwrap_or_default();
         vip = ingress.first().and_then(|i| i.ip.as_ref()).and_then(|ip| ip.parse().ok());
@@ -164,16 +161,4 @@ pub fn double_answers(probes: &[Probe]) -> Vec<(f64, BTreeSet<[u8; 6]>)> {
         .map(|p| (p.sent, p.replies.iter().map(|(_, m)| *m).collect::<BTreeSet<_>>()))
         .filter(|(_, macs)| macs.len() > 1)
         .collect()
-}
-
-/// Polls `check` every 250 ms until it holds or `timeout` passes.
-pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    false
 }

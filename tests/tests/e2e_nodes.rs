@@ -12,8 +12,8 @@ use herald_tests::{
     apiserver, cluster,
     lab::format_mac,
     nodes::{self, NodeLab},
-    probe, root_or_skip,
-    workload::{self, NAMESPACE, eventually},
+    poll, probe, root_or_skip,
+    workload::{self, NAMESPACE},
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
@@ -67,13 +67,13 @@ async fn deploy_on_real_nodes() {
     eprintln!("speaker pod of {owner} deleted: {heir} answers after {moved:?}");
     assert!(moved.is_some_and(|t| t < Duration::from_secs(1)), "{heir} took over after {moved:?}");
     assert_one_answer_each(&probes);
-    let back = eventually(Duration::from_secs(90), async || {
+    let back = poll::until_async(Duration::from_secs(90), async || {
         let new = workload::speaker_on(&client, owner).await.ok();
         let list = pods.list(&workload::speakers()).await.map(|l| l.items).unwrap_or_default();
         new.is_some_and(|n| n != pod) && list.len() == NODES.len() && list.iter().all(workload::is_ready)
     })
     .await;
-    assert!(back, "the DaemonSet did not bring {owner}'s speaker back: {}", describe(&nl));
+    assert!(back.is_some(), "the DaemonSet did not bring {owner}'s speaker back: {}", describe(&nl));
     cluster::wait_for_owner(&nl.lab, vip, nl.lab.node(owner).mac, Duration::from_secs(30)).unwrap();
 
     // A rolling restart, as every upgrade is: the client asks every 10 ms throughout.
@@ -139,7 +139,7 @@ fn assert_one_answer_each(probes: &[probe::Probe]) {
 async fn status_names(client: &Client, node: &str) -> Option<String> {
     let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), NAMESPACE);
     let mut named = None;
-    eventually(Duration::from_secs(30), async || {
+    poll::until_async(Duration::from_secs(30), async || {
         named =
             statuses.get_opt("l2-default.web").await.ok().flatten().and_then(|s| s.status).map(|s| s.node);
         named.as_deref() == Some(node)

@@ -13,7 +13,7 @@ use herald_kube::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
 use herald_tests::{
     apiserver, cluster,
     kube_lab::{self, KubeLab, NAMESPACE},
-    objects, root_or_skip,
+    objects, poll, root_or_skip,
 };
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::{
@@ -247,15 +247,9 @@ fn preflight_in_kubernetes_mode(kl: &KubeLab, node: &str) {
     assert!(line("membership port").contains("held by the running speaker"), "{report}");
 }
 
-async fn eventually<T: Into<Option<bool>>>(mut check: impl AsyncFnMut() -> T) -> bool {
-    let deadline = Instant::now() + API_BOUND;
-    while Instant::now() < deadline {
-        if check().await.into() == Some(true) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
+/// Whether `check` answers within [`API_BOUND`].
+async fn eventually<A: poll::Answer>(check: impl AsyncFnMut() -> A) -> bool {
+    poll::until_async(API_BOUND, check).await.is_some()
 }
 
 /// The value of the series `name` (with its labels) in Prometheus text; 0 when absent.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use herald_kube::crd::IPAddressPool;
 use herald_tests::{
     apiserver::{self, ApiServer},
-    objects, workspace_bin,
+    objects, poll, workspace_bin,
 };
 use k8s_openapi::api::{core::v1::Namespace, core::v1::Service, events::v1::Event};
 use kube::{
@@ -68,15 +68,9 @@ async fn create_service(client: &Client, name: &str, extra: &str) {
     Api::<Service>::namespaced(client.clone(), "default").create(&PostParams::default(), &svc).await.unwrap();
 }
 
-/// Polls `check` every 100 ms for up to 20 s; returns its last answer.
-async fn eventually<T>(mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    for _ in 0..200 {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
+/// `check`'s first answer within 20 s.
+async fn eventually<T>(check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    poll::until_async(Duration::from_secs(20), check).await
 }
 
 async fn ingress(client: &Client, name: &str) -> Vec<String> {
@@ -310,7 +304,9 @@ async fn two_replicas_only_the_leader_writes() {
     assert!(taken.is_some(), "the Lease did not move to {other}");
     create_service(&client, "two", "").await;
     assert_eq!(assigned(&client, "two").await, Some(vec!["192.0.2.1".to_string()]));
-    assert_eq!(reporters(&client, "two").await, [other]);
+    // The Event follows the status write: wait for it, then for who wrote it.
+    let reported = eventually(async || Some(reporters(&client, "two").await).filter(|r| !r.is_empty())).await;
+    assert_eq!(reported, Some(vec![other]));
     assert_eq!(ingress(&client, "one").await, ["192.0.2.0"], "the new leader kept what was given");
 }
 

@@ -13,7 +13,7 @@ use std::{net::Ipv4Addr, time::Duration};
 use herald_tests::{
     cluster::{self, VIPS},
     lab::{Host, Lab, format_mac},
-    probe, root_or_skip,
+    poll, probe, root_or_skip,
     speaker::Speaker,
 };
 use nix::sys::signal::Signal;
@@ -326,14 +326,7 @@ fn forged_corrupt_and_replayed_messages_are_dropped_and_counted() {
     assert!(node_a.status().unwrap().contains("members (3 alive)"));
 }
 
-/// Polls `check` for up to `BOUND`.
+/// Whether `check` holds within `BOUND`.
 fn wait_until(check: impl Fn() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + BOUND;
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    check()
+    poll::until(BOUND, check).is_some()
 }

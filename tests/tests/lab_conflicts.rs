@@ -10,7 +10,7 @@ use std::{
 use herald_speaker::frame::Arp;
 use herald_tests::{
     lab::{Lab, format_mac},
-    probe, root_or_skip,
+    poll, probe, root_or_skip,
     speaker::Speaker,
 };
 
@@ -38,10 +38,8 @@ fn a_foreign_claim_shows_in_status_metrics_and_the_log() {
     let sent = Instant::now();
     probe::send_frames(&lab.client, vec![claim.clone()]).unwrap();
     let wanted = format!("conflict: {VIP} also claimed by {intruder}");
-    while !speaker.status().unwrap().contains(&wanted) {
-        assert!(sent.elapsed() < BOUND, "no conflict in status:\n{}", speaker.status().unwrap());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let shown = poll::until(BOUND, || speaker.status().unwrap().contains(&wanted));
+    assert!(shown.is_some(), "no conflict in status:\n{}", speaker.status().unwrap());
     eprintln!("the claim showed in status {:?} after it was sent", sent.elapsed());
     speaker.wait_log("address conflict", BOUND).unwrap();
 
@@ -49,11 +47,8 @@ fn a_foreign_claim_shows_in_status_metrics_and_the_log() {
     probe::send_frames(&lab.client, vec![claim.clone(), claim.clone(), claim]).unwrap();
     let metrics = || node.run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
     let counter = format!("herald_address_conflicts_total{{ip=\"{VIP}\",interface=\"eth0\",vlan=\"0\"}} 4");
-    let deadline = Instant::now() + BOUND;
-    while !metrics().contains(&counter) {
-        assert!(Instant::now() < deadline, "expected {counter}:\n{}", metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let counted = poll::until(BOUND, || metrics().contains(&counter));
+    assert!(counted.is_some(), "expected {counter}:\n{}", metrics());
     let last = format!(
         "herald_address_conflict_last_seconds{{ip=\"{VIP}\",interface=\"eth0\",vlan=\"0\",mac=\"{intruder}\"}}"
     );

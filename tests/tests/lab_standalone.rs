@@ -5,6 +5,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use herald_tests::{
     lab::{Host, Lab, format_mac},
+    poll,
     probe::{self, Capture},
     root_or_skip,
     speaker::{self, Speaker},
@@ -244,10 +245,7 @@ fn two_speakers_one_pin_directory() {
     let second = Speaker::spawn(&mut lab, &node, &config(&[VIP_A]), &[]).unwrap();
     // Whichever takes the directory first runs; the other stops, whenever it gets there.
     let ready = |s: &Speaker| s.log_text().contains("speaker ready");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !ready(&first) && !ready(&second) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll::until(Duration::from_secs(30), || ready(&first) || ready(&second));
     let (winner, loser) = if ready(&first) { (&first, &second) } else { (&second, &first) };
     let exit = lab.take_child(loser.pid).unwrap().wait().unwrap();
     assert!(!exit.success());
