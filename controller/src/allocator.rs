@@ -11,9 +11,9 @@ use std::{
 
 use herald_kube::{pool::Pool, selector::Labels};
 
-/// A Service, as the allocator needs to see it.
+/// What a Service asks for, as the allocator needs to see it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Service {
+pub struct Request {
     pub namespace: String,
     pub name: String,
     pub labels: Labels,
@@ -30,7 +30,7 @@ pub struct Service {
     pub local_traffic: Option<Labels>,
 }
 
-impl Service {
+impl Request {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
@@ -115,7 +115,7 @@ struct Holder {
 }
 
 impl Holder {
-    fn of(svc: &Service) -> Self {
+    fn of(svc: &Request) -> Self {
         Self {
             service: svc.key(),
             sharing_key: svc.sharing_key.clone(),
@@ -167,7 +167,7 @@ impl Allocator {
     /// Gives `svc` its addresses. Its `current` ones (from its status) are kept when they are
     /// still valid, so a restart changes nothing; otherwise it gets what it asks for, or what
     /// the pools give it. On error it holds nothing.
-    pub fn allocate(&mut self, svc: &Service, current: &[IpAddr]) -> Result<Assignment, AllocError> {
+    pub fn allocate(&mut self, svc: &Request, current: &[IpAddr]) -> Result<Assignment, AllocError> {
         self.release(&svc.key());
         let keep = !current.is_empty() && (svc.requested.is_empty() || same_set(current, &svc.requested));
         if keep && let Ok(a) = self.check(svc, current) {
@@ -207,7 +207,7 @@ impl Allocator {
     }
 
     /// Whether `ips` (asked for, or held from before) can be `svc`'s.
-    fn check(&self, svc: &Service, ips: &[IpAddr]) -> Result<Assignment, AllocError> {
+    fn check(&self, svc: &Request, ips: &[IpAddr]) -> Result<Assignment, AllocError> {
         let pool = match &svc.pool {
             Some(name) => self.pool(name)?,
             None => {
@@ -243,7 +243,7 @@ impl Allocator {
 
     /// Picks addresses from the pools that admit `svc`, in order; within a pool, an address
     /// already shared under `svc`'s sharing key first, then the first free one.
-    fn pick(&self, svc: &Service) -> Result<Assignment, AllocError> {
+    fn pick(&self, svc: &Request) -> Result<Assignment, AllocError> {
         let candidates: Vec<&Pool> = match &svc.pool {
             Some(name) => vec![self.pool(name)?],
             None => self
@@ -273,7 +273,7 @@ impl Allocator {
         Err(AllocError::NoAddress("every admitting pool is full for its IP families".into()))
     }
 
-    fn free_in(&self, pool: &Pool, family: Family, svc: &Service) -> Option<IpAddr> {
+    fn free_in(&self, pool: &Pool, family: Family, svc: &Request) -> Option<IpAddr> {
         let v4 = family == Family::V4;
         if svc.sharing_key.is_some() {
             let shared = self.holders.keys().filter(|ip| ip.is_ipv4() == v4 && pool.usable(**ip));
@@ -285,7 +285,7 @@ impl Allocator {
         pool.addresses_from(v4, from).find(|ip| !self.holders.contains_key(ip))
     }
 
-    fn shareable(&self, svc: &Service, ip: IpAddr) -> Result<(), AllocError> {
+    fn shareable(&self, svc: &Request, ip: IpAddr) -> Result<(), AllocError> {
         let me = Holder::of(svc);
         for h in self.holders.get(&ip).into_iter().flatten() {
             if let Some(why) = me.conflict(h) {
@@ -299,7 +299,7 @@ impl Allocator {
         self.pools.iter().find(|p| p.name == name).ok_or_else(|| AllocError::UnknownPool(name.to_owned()))
     }
 
-    fn record(&mut self, svc: &Service, assignment: Assignment) -> Assignment {
+    fn record(&mut self, svc: &Request, assignment: Assignment) -> Assignment {
         for ip in &assignment.ips {
             self.holders.entry(*ip).or_default().push(Holder::of(svc));
         }

@@ -16,8 +16,8 @@ fn pool(name: &str, addresses: &[&str]) -> Pool {
     Pool::from_spec(name, &spec).unwrap()
 }
 
-fn svc(name: &str) -> Service {
-    Service { namespace: "default".into(), name: name.into(), ..Default::default() }
+fn svc(name: &str) -> Request {
+    Request { namespace: "default".into(), name: name.into(), ..Default::default() }
 }
 
 fn port(p: u16) -> Port {
@@ -66,16 +66,16 @@ fn auto_assign_false_only_on_request() {
     manual.auto_assign = false;
     let mut a = Allocator::new(vec![manual, pool("auto", &["192.0.2.0/30"])]);
     assert_eq!(a.allocate(&svc("one"), &[]).unwrap().pool, "auto");
-    let by_pool = Service { pool: Some("manual".into()), ..svc("two") };
+    let by_pool = Request { pool: Some("manual".into()), ..svc("two") };
     assert_eq!(a.allocate(&by_pool, &[]).unwrap().pool, "manual");
-    let by_ip = Service { requested: vec![ip("198.51.100.3")], ..svc("three") };
+    let by_ip = Request { requested: vec![ip("198.51.100.3")], ..svc("three") };
     assert_eq!(ips(&a.allocate(&by_ip, &[]).unwrap()), ["198.51.100.3"]);
 }
 
 #[test]
 fn requested_addresses() {
     let mut a = Allocator::new(vec![pool("a", &["192.0.2.0/29"]), pool("b", &["198.51.100.0/29"])]);
-    let want = |name: &str, addr: &str| Service { requested: vec![ip(addr)], ..svc(name) };
+    let want = |name: &str, addr: &str| Request { requested: vec![ip(addr)], ..svc(name) };
     assert_eq!(ips(&a.allocate(&want("one", "192.0.2.5"), &[]).unwrap()), ["192.0.2.5"]);
     assert_eq!(
         a.allocate(&want("two", "203.0.113.1"), &[]).unwrap_err(),
@@ -85,9 +85,9 @@ fn requested_addresses() {
         a.allocate(&want("three", "192.0.2.5"), &[]).unwrap_err().to_string(),
         "192.0.2.5 is in use by default/one, and may not be shared with it (no common sharing key)"
     );
-    let wrong_pool = Service { pool: Some("b".into()), ..want("four", "192.0.2.6") };
+    let wrong_pool = Request { pool: Some("b".into()), ..want("four", "192.0.2.6") };
     assert_eq!(a.allocate(&wrong_pool, &[]).unwrap_err().to_string(), "192.0.2.6 is not in pool \"b\"");
-    let unknown = Service { pool: Some("nope".into()), ..svc("five") };
+    let unknown = Request { pool: Some("nope".into()), ..svc("five") };
     assert_eq!(a.allocate(&unknown, &[]).unwrap_err(), AllocError::UnknownPool("nope".into()));
     let mut buggy = pool("c", &["203.0.113.0/24"]);
     buggy.avoid_buggy_ips = true;
@@ -102,7 +102,7 @@ fn requested_addresses() {
 #[test]
 fn sharing() {
     let mut a = Allocator::new(vec![pool("a", &["192.0.2.0/30"])]);
-    let shared = |name: &str, key: &str, p: u16| Service {
+    let shared = |name: &str, key: &str, p: u16| Request {
         sharing_key: Some(key.into()),
         ports: vec![port(p)],
         ..svc(name)
@@ -115,12 +115,12 @@ fn sharing() {
     );
     let other_key = a.allocate(&shared("mail", "other", 25), &[]).unwrap();
     assert_ne!(other_key.ips, first.ips, "another key gets its own address");
-    let clash = Service { requested: first.ips.clone(), ..shared("web2", "k", 80) };
+    let clash = Request { requested: first.ips.clone(), ..shared("web2", "k", 80) };
     assert_eq!(
         a.allocate(&clash, &[]).unwrap_err().to_string(),
         "192.0.2.0 is in use by default/web, and may not be shared with it (both use TCP/80)"
     );
-    let local = Service {
+    let local = Request {
         requested: first.ips.clone(),
         local_traffic: Some(Labels::new()),
         ..shared("x", "k", 8080)
@@ -135,24 +135,24 @@ fn dual_stack() {
         pool("dual", &["198.51.100.0/30", "2001:db8::/126"]),
     ]);
     let require = Families { order: vec![Family::V6, Family::V4], policy: FamilyPolicy::RequireDualStack };
-    let both = a.allocate(&Service { families: require.clone(), ..svc("both") }, &[]).unwrap();
+    let both = a.allocate(&Request { families: require.clone(), ..svc("both") }, &[]).unwrap();
     assert_eq!((both.pool.as_str(), ips(&both)), ("dual", vec!["2001:db8::".into(), "198.51.100.0".into()]));
     // Pools go in name order ("dual" before "v4"); the first that serves the primary family wins,
     // with the other family too where it has it.
     let prefer = Families { order: vec![Family::V4, Family::V6], policy: FamilyPolicy::PreferDualStack };
-    let got = a.allocate(&Service { families: prefer.clone(), ..svc("prefer") }, &[]).unwrap();
+    let got = a.allocate(&Request { families: prefer.clone(), ..svc("prefer") }, &[]).unwrap();
     assert_eq!((got.pool.as_str(), ips(&got)), ("dual", vec!["198.51.100.1".into(), "2001:db8::1".into()]));
     let mut v4_only = Allocator::new(vec![pool("v4", &["192.0.2.0/30"])]);
-    let got = v4_only.allocate(&Service { families: prefer, ..svc("prefer") }, &[]).unwrap();
+    let got = v4_only.allocate(&Request { families: prefer, ..svc("prefer") }, &[]).unwrap();
     assert_eq!(ips(&got), ["192.0.2.0"], "PreferDualStack settles for one family");
     let v6 = Families { order: vec![Family::V6], policy: FamilyPolicy::SingleStack };
-    assert_eq!(ips(&a.allocate(&Service { families: v6, ..svc("six") }, &[]).unwrap()), ["2001:db8::2"]);
+    assert_eq!(ips(&a.allocate(&Request { families: v6, ..svc("six") }, &[]).unwrap()), ["2001:db8::2"]);
     let mut only_v4 = Allocator::new(vec![pool("v4", &["192.0.2.0/30"])]);
     assert!(matches!(
-        only_v4.allocate(&Service { families: require, ..svc("x") }, &[]),
+        only_v4.allocate(&Request { families: require, ..svc("x") }, &[]),
         Err(AllocError::NoAddress(_))
     ));
-    let two_v4 = Service { requested: vec![ip("192.0.2.1"), ip("192.0.2.2")], ..svc("y") };
+    let two_v4 = Request { requested: vec![ip("192.0.2.1"), ip("192.0.2.2")], ..svc("y") };
     assert_eq!(only_v4.allocate(&two_v4, &[]).unwrap_err(), AllocError::Families);
 }
 
@@ -175,7 +175,7 @@ fn namespaces_and_selectors() {
     let restricted = Pool::from_spec("team", &spec).unwrap();
     let mut a = Allocator::new(vec![restricted, pool("rest", &["192.0.2.0/30"])]);
     let web = Labels::from([("app".to_string(), "web".to_string())]);
-    let in_team = |name: &str, labels: Labels| Service { namespace: "team".into(), labels, ..svc(name) };
+    let in_team = |name: &str, labels: Labels| Request { namespace: "team".into(), labels, ..svc(name) };
     assert_eq!(a.allocate(&in_team("web", web.clone()), &[]).unwrap().pool, "team");
     assert_eq!(
         a.allocate(&in_team("db", Labels::new()), &[]).unwrap().pool,
@@ -183,7 +183,7 @@ fn namespaces_and_selectors() {
         "selector does not match"
     );
     assert_eq!(
-        a.allocate(&Service { labels: web, ..svc("elsewhere") }, &[]).unwrap().pool,
+        a.allocate(&Request { labels: web, ..svc("elsewhere") }, &[]).unwrap().pool,
         "rest",
         "other namespace"
     );
@@ -200,7 +200,7 @@ fn keeps_valid_current_addresses_and_replaces_invalid_ones() {
     // An address left outside every pool (the pool was edited) is replaced.
     assert_eq!(ips(&a.allocate(&svc("two"), &[ip("203.0.113.9")]).unwrap()), ["192.0.2.0"]);
     // A request that changed wins over the current address.
-    let moved = Service { requested: vec![ip("192.0.2.3")], ..svc("one") };
+    let moved = Request { requested: vec![ip("192.0.2.3")], ..svc("one") };
     assert_eq!(ips(&a.allocate(&moved, &[ip("192.0.2.6")]).unwrap()), ["192.0.2.3"]);
     assert_eq!(ips(&a.allocate(&svc("three"), &[]).unwrap()), ["192.0.2.1"]);
 }
@@ -215,7 +215,7 @@ impl Gen {
 }
 
 /// A random Service among 12 names: maybe a sharing key, a port, a requested address.
-fn random_service(g: &mut Gen) -> Service {
+fn random_service(g: &mut Gen) -> Request {
     let mut s = svc(&format!("s{}", g.below(12)));
     if g.below(3) == 0 {
         s.sharing_key = Some(format!("k{}", g.below(2)));
@@ -263,7 +263,7 @@ fn property_never_two_owners_and_stable_across_restarts() {
     for _ in 0..300 {
         let pools = vec![pool("a", &["192.0.2.0-192.0.2.5"]), pool("b", &["192.0.2.6-192.0.2.9"])];
         let mut a = Allocator::new(pools.clone());
-        let mut services: BTreeMap<String, Service> = BTreeMap::new();
+        let mut services: BTreeMap<String, Request> = BTreeMap::new();
         for _ in 0..40 {
             let s = random_service(&mut g);
             if g.below(5) == 0 {
@@ -280,7 +280,7 @@ fn property_never_two_owners_and_stable_across_restarts() {
         }
         // A restart: a new allocator rebuilt from the statuses, in another order, keeps every
         // address as it was.
-        let mut order: Vec<&Service> = services.values().collect();
+        let mut order: Vec<&Request> = services.values().collect();
         order.reverse();
         let mut restarted = Allocator::new(pools);
         for s in order {

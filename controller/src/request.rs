@@ -7,14 +7,14 @@ use k8s_openapi::api::core::v1::Service as KubeService;
 
 use herald_kube::selector::Labels;
 
-use crate::allocator::{Families, Family, FamilyPolicy, Port, Service};
+use crate::allocator::{Families, Family, FamilyPolicy, Port, Request};
 
 const LOADBALANCER_IPS: [&str; 2] = ["metallb.io/loadBalancerIPs", "metallb.universe.tf/loadBalancerIPs"];
 const ADDRESS_POOL: [&str; 2] = ["metallb.io/address-pool", "metallb.universe.tf/address-pool"];
 const ALLOW_SHARED_IP: [&str; 2] = ["metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"];
 
 /// A Service's request, or what is wrong with its annotations (for an AllocationFailed Event).
-pub fn from_kube(svc: &KubeService, namespace_labels: &Labels) -> Result<Service, String> {
+pub fn from_kube(svc: &KubeService, namespace_labels: &Labels) -> Result<Request, String> {
     let meta = &svc.metadata;
     let spec = svc.spec.clone().unwrap_or_default();
     let annotations = meta.annotations.clone().unwrap_or_default();
@@ -58,7 +58,7 @@ pub fn from_kube(svc: &KubeService, namespace_labels: &Labels) -> Result<Service
         .map(|p| Port { protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()), port: p.port as u16 })
         .collect();
     let local = matches!(spec.external_traffic_policy.as_deref(), Some("Local"));
-    Ok(Service {
+    Ok(Request {
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
         labels: meta.labels.clone().unwrap_or_default(),

@@ -17,9 +17,9 @@ pub struct Node {
     pub network_unavailable: bool,
 }
 
-/// A Service, as the candidate rules see it.
+/// How a Service takes traffic, as the candidate rules see it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Service {
+pub struct Traffic {
     /// externalTrafficPolicy: Local.
     pub local_traffic: bool,
     /// Nodes with at least one ready (or serving) endpoint of the Service.
@@ -30,7 +30,7 @@ pub struct Service {
 /// (`selected`), that carry no exclusion label and have their network, and, with
 /// externalTrafficPolicy Local, that hold a ready endpoint. No ready endpoint at all: nobody.
 pub fn candidates<'a>(
-    svc: &Service,
+    svc: &Traffic,
     nodes: &'a [Node],
     live: &BTreeSet<String>,
     selected: impl Fn(&Node) -> bool,
@@ -187,7 +187,7 @@ mod tests {
                     node
                 })
                 .collect();
-            let svc = Service { local_traffic: case.local, ready_endpoint_nodes: names(case.endpoints) };
+            let svc = Traffic { local_traffic: case.local, ready_endpoint_nodes: names(case.endpoints) };
             let chosen =
                 candidates(&svc, &nodes, &names(case.live), |n| !case.unselected.contains(&n.name.as_str()));
             assert_eq!(owner(address, chosen), case.announcer, "{}", case.what);

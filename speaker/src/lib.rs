@@ -30,5 +30,5 @@ pub mod netlink;
 pub mod pinned;
 pub mod runtime;
 pub mod standalone;
-pub mod state;
-pub mod status;
+pub mod state_file;
+pub mod status_command;

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use herald_speaker::{
     check,
     datapath::{self, LogLevel, Mode},
-    kubernetes, runtime, standalone, status,
+    kubernetes, runtime, standalone, status_command,
 };
 
 /// Answers ARP for the addresses this node announces, from an XDP program.
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Status) => {
-            status::report(&cli.pin_dir, &cli.state_dir).map(|report| print!("{report}"))
+            status_command::report(&cli.pin_dir, &cli.state_dir).map(|report| print!("{report}"))
         }
         Some(Command::Check { ref interfaces }) => check(&cli, interfaces),
         None => run(cli),

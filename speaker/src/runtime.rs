@@ -21,7 +21,7 @@ use crate::{
     datapath::{self, Datapath},
     garp, handback, host,
     metrics::{Endpoint, Metrics},
-    state,
+    state_file,
 };
 
 /// How long a speaker with a cluster waits to see every member before it goes with the members
@@ -123,7 +123,7 @@ impl Runtime {
             None => None,
         };
         let mut peer_macs = membership.as_ref().map(|m| m.peer_macs.clone());
-        let state_path = state::path(&self.opts.state_dir, &self.opts.pin_dir);
+        let state_path = state_file::path(&self.opts.state_dir, &self.opts.pin_dir);
         let announcer = &mut self.announcer;
         // Ready on every interface an address may need, before any is taken over.
         announcer.stand_by(source.stand_by());
@@ -164,8 +164,8 @@ impl Runtime {
                     }
                 }
                 _ = state_every.tick() => {
-                    let report = state::render(&node, &announcer.interfaces(), view, announcer.current(), &self.metrics);
-                    if let Err(e) = state::write(&state_path, &report) {
+                    let report = state_file::render(&node, &announcer.interfaces(), view, announcer.current(), &self.metrics);
+                    if let Err(e) = state_file::write(&state_path, &report) {
                         warn!(path = %state_path.display(), error = %e, "state file not written");
                     }
                 }

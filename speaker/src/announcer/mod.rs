@@ -176,7 +176,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     }
 
     /// The interfaces announced on, with the hook the responder runs at on each.
-    pub fn interfaces(&self) -> Vec<crate::state::InterfaceLine> {
+    pub fn interfaces(&self) -> Vec<crate::state_file::InterfaceLine> {
         announcement::interfaces(&self.current)
             .into_iter()
             .map(|(index, name)| (index, name, self.datapath.hook(index)))

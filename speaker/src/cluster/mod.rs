@@ -23,7 +23,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use self::auth::{Opener, Reject, Sealer};
-pub use self::identity::Speaker;
+pub use self::identity::Member;
 use crate::{config::Cluster, metrics::Metrics};
 
 /// Live member names, this speaker's own included.
@@ -58,7 +58,7 @@ impl Membership {
         let socket = UdpSocket::bind(cluster.bind).await?;
         let mut rng: StdRng = rand::make_rng();
         let boot = rand::RngExt::random::<u64>(&mut rng);
-        let me = Speaker { name: node.to_owned(), addr: cluster.bind, generation: unix_ms(), macs };
+        let me = Member { name: node.to_owned(), addr: cluster.bind, generation: unix_ms(), macs };
         let foca = Foca::new(me.clone(), foca_config(cluster), rng, PostcardCodec);
         let (alive_tx, alive) = watch::channel(BTreeSet::from([node.to_owned()]));
         let (peer_macs_tx, peer_macs) = watch::channel(PeerMacs::new());
@@ -139,12 +139,12 @@ fn foca_config(cluster: &Cluster) -> foca::Config {
 }
 
 struct Task {
-    foca: Foca<Speaker, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
+    foca: Foca<Member, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
     socket: UdpSocket,
     sealer: Sealer,
     opener: Opener,
     peers: watch::Receiver<Vec<SocketAddr>>,
-    me: Speaker,
+    me: Member,
     alive_tx: watch::Sender<Alive>,
     peer_macs_tx: watch::Sender<PeerMacs>,
     metrics: Arc<Metrics>,
@@ -152,7 +152,7 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut leave: mpsc::Receiver<oneshot::Sender<()>>) {
-        let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer<Speaker>>();
+        let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer<Member>>();
         let mut rt = AccumulatingRuntime::new();
         let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
         let mut buf = vec![0u8; 65_536];
@@ -181,7 +181,7 @@ impl Task {
         }
     }
 
-    fn receive(&mut self, from: SocketAddr, datagram: &[u8], rt: &mut AccumulatingRuntime<Speaker>) {
+    fn receive(&mut self, from: SocketAddr, datagram: &[u8], rt: &mut AccumulatingRuntime<Member>) {
         let m = &self.metrics;
         match self.opener.open(from, unix_ms(), datagram) {
             Ok(payload) => {
@@ -204,11 +204,11 @@ impl Task {
 
     /// Announces this speaker to configured peers that are not (or no longer) members: at start,
     /// and after a partition heals.
-    fn announce_to_strangers(&mut self, rt: &mut AccumulatingRuntime<Speaker>) {
+    fn announce_to_strangers(&mut self, rt: &mut AccumulatingRuntime<Member>) {
         let known: BTreeSet<_> = self.foca.iter_members().map(|m| m.id().addr).collect();
         let peers = self.peers.borrow().clone();
         for peer in peers.iter().filter(|p| !known.contains(p)) {
-            if let Err(e) = self.foca.announce(Speaker::at(*peer), &mut *rt) {
+            if let Err(e) = self.foca.announce(Member::at(*peer), &mut *rt) {
                 debug!(%peer, error = %e, "announce");
             }
         }
@@ -217,8 +217,8 @@ impl Task {
     /// Carries out what the protocol asked for: datagrams, timers, and membership changes.
     async fn flush(
         &mut self,
-        rt: &mut AccumulatingRuntime<Speaker>,
-        timer_tx: &mpsc::UnboundedSender<Timer<Speaker>>,
+        rt: &mut AccumulatingRuntime<Member>,
+        timer_tx: &mpsc::UnboundedSender<Timer<Member>>,
     ) {
         while let Some((to, data)) = rt.to_send() {
             let datagram = self.sealer.seal(unix_ms(), &data);

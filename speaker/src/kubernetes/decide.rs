@@ -17,7 +17,7 @@ use crate::{candidates, carriers::Interfaces, election};
 /// What the cluster says, as the decisions need it.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub services: Vec<Service>,
+    pub services: Vec<LoadBalancer>,
     pub nodes: Vec<candidates::Node>,
     /// Valid IPAddressPools, with their labels (L2Advertisements select pools by label).
     pub pools: Vec<(Pool, selector::Labels)>,
@@ -27,13 +27,13 @@ pub struct Snapshot {
 
 /// A LoadBalancer Service Herald handles, with the addresses in its status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Service {
+pub struct LoadBalancer {
     /// `namespace/name`.
     pub key: String,
     pub labels: selector::Labels,
     /// In the order of its status: the first decides the owner.
     pub addresses: Vec<IpAddr>,
-    pub traffic: candidates::Service,
+    pub traffic: candidates::Traffic,
 }
 
 /// One Service address and the node that announces it.

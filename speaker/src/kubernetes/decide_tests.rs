@@ -23,11 +23,11 @@ fn pool(name: &str, cidr: &str, pool_labels: &[(&str, &str)]) -> (Pool, selector
 
 fn snapshot(ads: Vec<L2AdvertisementSpec>) -> Snapshot {
     Snapshot {
-        services: vec![Service {
+        services: vec![LoadBalancer {
             key: "default/web".into(),
             labels: labels(&[("app", "web")]),
             addresses: vec![VIP.into()],
-            traffic: candidates::Service {
+            traffic: candidates::Traffic {
                 local_traffic: false,
                 ready_endpoint_nodes: ["node-a".to_string()].into(),
             },

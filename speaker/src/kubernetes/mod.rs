@@ -160,7 +160,7 @@ impl ClusterObjects {
     /// take addresses over.
     fn could(&self, snapshot: &Snapshot, host: &Host) -> BTreeSet<(u32, String)> {
         let me = BTreeSet::from([self.node.clone()]);
-        announcement::interfaces(&here(snapshot, &me, host, &self.node).0)
+        announcement::interfaces(&own_share(snapshot, &me, host, &self.node).0)
     }
 }
 
@@ -194,7 +194,7 @@ impl runtime::Source for ClusterObjects {
             }
         };
         let snapshot = self.watches.snapshot(self.class.as_deref());
-        let (announce, report) = here(&snapshot, alive, &host, &self.node);
+        let (announce, report) = own_share(&snapshot, alive, &host, &self.node);
         let stand_by = self.standby_at.is_none_or(|at| at.elapsed() >= RESYNC).then(|| {
             self.standby_at = Some(Instant::now());
             self.could(&snapshot, &host)
@@ -238,7 +238,12 @@ impl runtime::Source for ClusterObjects {
 }
 
 /// What `node` announces on `host`, and the report for the API. Pure.
-pub fn here(snapshot: &Snapshot, alive: &Alive, host: &Host, node: &str) -> (BTreeSet<Announcement>, Report) {
+pub fn own_share(
+    snapshot: &Snapshot,
+    alive: &Alive,
+    host: &Host,
+    node: &str,
+) -> (BTreeSet<Announcement>, Report) {
     let assignments = decide::assign(snapshot, alive);
     let mut desired = BTreeSet::new();
     let mut report = Report::default();

@@ -21,7 +21,7 @@ use kube::{Api, Client, ResourceExt as _, api::ListParams, runtime::reflector::S
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::decide::{Service, Snapshot};
+use super::decide::{LoadBalancer, Snapshot};
 use crate::candidates;
 
 /// Where ready endpoints are read from: EndpointSlices (discovery.k8s.io/v1), or core/v1
@@ -127,8 +127,8 @@ where
             // All of them, in order: the first decides the owner, as in MetalLB.
             let addresses = service::current(svc);
             let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
-            Service {
-                traffic: candidates::Service {
+            LoadBalancer {
+                traffic: candidates::Traffic {
                     local_traffic: local,
                     ready_endpoint_nodes: ready.get(&key).cloned().unwrap_or_default(),
                 },

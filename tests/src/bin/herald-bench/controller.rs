@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use herald_controller::{
-    allocator::{Allocator, Service},
+    allocator::{Allocator, Request},
     plan::{self, Cluster},
 };
 use herald_kube::{
@@ -36,8 +36,8 @@ fn in_process() -> anyhow::Result<()> {
     let spec = IPAddressPoolSpec { addresses: vec![POOL.into()], ..Default::default() };
     let pool = Pool::from_spec("bench", &spec).map_err(anyhow::Error::msg)?;
     let mut allocator = Allocator::new(vec![pool]);
-    let services: Vec<Service> = (0..SERVICES)
-        .map(|i| Service { namespace: "default".into(), name: format!("s{i}"), ..Default::default() })
+    let services: Vec<Request> = (0..SERVICES)
+        .map(|i| Request { namespace: "default".into(), name: format!("s{i}"), ..Default::default() })
         .collect();
     let start = Instant::now();
     let given = services.iter().filter(|s| allocator.allocate(s, &[]).is_ok()).count();

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write, path::Path};
 
 use speaker_common::Heartbeat;
 
-use crate::{clock, frame::format_mac, pinned, state};
+use crate::{clock, frame::format_mac, pinned, state_file};
 
 /// Renders the status report for the speaker that pins under `dir`: its maps, then, while it
 /// runs, what it wrote to its state file under `state_dir`.
@@ -16,8 +16,8 @@ pub fn report(dir: &Path, state_dir: &Path) -> anyhow::Result<String> {
     let alive = pinned::speaker_alive(&beat);
     // Interfaces are named from the speaker's own state: indexes mean something only in the
     // speaker's network namespace, which need not be the caller's.
-    let state = if alive { std::fs::read_to_string(state::path(state_dir, dir)).ok() } else { None };
-    let names = state.as_deref().map(state::interface_names).unwrap_or_default();
+    let state = if alive { std::fs::read_to_string(state_file::path(state_dir, dir)).ok() } else { None };
+    let names = state.as_deref().map(state_file::interface_names).unwrap_or_default();
     let now = clock::monotonic_ns();
     let mut out = format!("heartbeat: {}\n", heartbeat_line(&beat, now, alive));
     out += &table(&entries, &names, now);
