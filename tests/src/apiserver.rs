@@ -188,50 +188,43 @@ impl ApiServer {
     /// garbage collection), nothing that needs a kubelet (no node lifecycle, which would mark
     /// the lab's Nodes NotReady and their pods unready).
     pub fn start_controller_manager(&mut self) -> anyhow::Result<()> {
+        self.spawn_controller_manager(&[
+            "--controllers=endpoint,endpointslice,garbagecollector",
+            // Thousands of Services' Endpoints (the converge bench) in seconds, not minutes.
+            "--kube-api-qps=500",
+            "--kube-api-burst=1000",
+            "--concurrent-endpoint-syncs=10",
+        ])
+    }
+
+    /// kube-controller-manager on this server's credentials, no leader election, no ports, with
+    /// `extra` flags (which controllers).
+    fn spawn_controller_manager(&mut self, extra: &[&str]) -> anyhow::Result<()> {
         let d = self.dir.display().to_string();
         let bin = Path::new(BIN_DIR).join("kube-controller-manager");
-        self.spawn(
-            "kube-controller-manager",
-            bin.to_str().context("path")?,
-            &[
-                &format!("--kubeconfig={d}/kubeconfig"),
-                "--bind-address=127.0.0.1",
-                "--secure-port=0",
-                "--port=0",
-                "--leader-elect=false",
-                "--use-service-account-credentials=false",
-                &format!("--service-account-private-key-file={d}/sa.key"),
-                &format!("--root-ca-file={d}/ca.crt"),
-                "--controllers=endpoint,endpointslice,garbagecollector",
-                // Thousands of Services' Endpoints (the converge bench) in seconds, not minutes.
-                "--kube-api-qps=500",
-                "--kube-api-burst=1000",
-                "--concurrent-endpoint-syncs=10",
-            ],
-        )
+        let mut args = vec![
+            format!("--kubeconfig={d}/kubeconfig"),
+            "--bind-address=127.0.0.1".into(),
+            "--secure-port=0".into(),
+            "--port=0".into(),
+            "--leader-elect=false".into(),
+            "--use-service-account-credentials=false".into(),
+            format!("--service-account-private-key-file={d}/sa.key"),
+            format!("--root-ca-file={d}/ca.crt"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn("kube-controller-manager", bin.to_str().context("path")?, &args)
     }
 
     /// What a cluster with kubelets needs beside the API server: kube-controller-manager with
     /// every controller that runs without a cloud (workloads, ServiceAccount tokens, Endpoints,
     /// node lifecycle, garbage collection) and kube-scheduler.
     pub fn start_node_controllers(&mut self) -> anyhow::Result<()> {
+        self.spawn_controller_manager(&[
+            "--controllers=*,-nodeipam,-route,-cloud-node-lifecycle,-service,-bootstrapsigner,-tokencleaner",
+        ])?;
         let d = self.dir.display().to_string();
-        let kcm = Path::new(BIN_DIR).join("kube-controller-manager");
-        self.spawn(
-            "kube-controller-manager",
-            kcm.to_str().context("path")?,
-            &[
-                &format!("--kubeconfig={d}/kubeconfig"),
-                "--bind-address=127.0.0.1",
-                "--secure-port=0",
-                "--port=0",
-                "--leader-elect=false",
-                "--use-service-account-credentials=false",
-                &format!("--service-account-private-key-file={d}/sa.key"),
-                &format!("--root-ca-file={d}/ca.crt"),
-                "--controllers=*,-nodeipam,-route,-cloud-node-lifecycle,-service,-bootstrapsigner,-tokencleaner",
-            ],
-        )?;
         let scheduler = Path::new(BIN_DIR).join("kube-scheduler");
         self.spawn(
             "kube-scheduler",

@@ -11,47 +11,35 @@ mod xdp_lab;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, ValueEnum};
 
+/// What each bench measures is said once, in `cargo xtask bench --help` (xtask/src/lab.rs),
+/// which runs this program.
 #[derive(Parser)]
 struct Cli {
-    #[command(subcommand)]
     which: Which,
+    /// Runs per row (failover) or rolling restarts (nodes).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
 }
 
-#[derive(Subcommand)]
+#[derive(Clone, Copy, ValueEnum)]
 enum Which {
-    /// The XDP program: ns per packet (BPF_PROG_TEST_RUN and live), an ARP flood in the lab
-    /// against the Linux kernel answering, and neighbour-table growth.
     Xdp,
-    /// The controller: allocator throughput in process, and 1,000 Services through a real API
-    /// server.
     Controller,
-    /// The whole cluster: Service creation and endpoint moves to the first ARP reply, and a
-    /// speaker with 1,000 and 10,000 addresses.
     Converge,
-    /// Takeover time when an owner dies, Herald beside keepalived.
-    Failover {
-        /// Runs per row.
-        #[arg(long, default_value_t = 20)]
-        runs: usize,
-    },
-    /// Herald on real lab nodes: apply -k to the first answer, the speaker pods' memory and
-    /// CPU, and rolling restarts as the client sees them.
-    Nodes {
-        /// Rolling restarts.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-    },
+    Failover,
+    Nodes,
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().which {
+    let cli = Cli::parse();
+    let result = match cli.which {
         Which::Xdp => xdp::run(),
         Which::Controller => controller::run(),
         Which::Converge => converge::run(),
-        Which::Failover { runs } => failover::run(runs),
-        Which::Nodes { runs } => nodes::run(runs),
+        Which::Failover => failover::run(cli.runs),
+        Which::Nodes => nodes::run(cli.runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
