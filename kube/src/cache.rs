@@ -29,9 +29,31 @@ where
         + Sync
         + 'static,
 {
+    watch_stripped(api, changed, |_| {})
+}
+
+/// [`watch`], with `strip` applied to each object before it is cached: a cache of every object
+/// of a kind need hold only what its reader reads.
+pub fn watch_stripped<K>(
+    api: Api<K>,
+    changed: &mpsc::Sender<()>,
+    mut strip: impl FnMut(&mut K) + Send + 'static,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store();
     let changed = changed.clone();
-    let events = watcher(api, watcher::Config::default()).modify(|obj| obj.meta_mut().managed_fields = None);
+    let events = watcher(api, watcher::Config::default()).modify(move |obj| {
+        obj.meta_mut().managed_fields = None;
+        strip(obj);
+    });
     let stream = reflector::reflector(writer, events).backoff(Retry::default()).touched_objects();
     tokio::spawn(stream.for_each(move |event| {
         if let Err(e) = event {

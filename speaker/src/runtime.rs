@@ -27,8 +27,8 @@ use crate::{
 /// How long a speaker with a cluster waits to see every member before it goes with the members
 /// it sees (alone, if none answered).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
-/// How often the state file (`herald-speaker status`) is rewritten. Apart from the heartbeat:
-/// with thousands of addresses, rendering it is not free.
+/// How often the state file (`herald-speaker status`) is rewritten when something in it changed.
+/// Apart from the heartbeat: with thousands of addresses, rendering it is not free.
 const STATE_EVERY: Duration = Duration::from_secs(1);
 
 /// What this node should announce, as a source sees it.
@@ -141,6 +141,8 @@ impl Runtime {
         let mut heartbeat = every(self.opts.dead_man / 4);
         let mut state_every = every(STATE_EVERY);
         let mut conflicts = every(conflict::POLL);
+        // What the state file last said: rendered again only when this changes.
+        let mut stated = None;
         let mut refresh =
             gratuitous.refresh.map(|every| tokio::time::interval_at(Instant::now() + every, every));
         loop {
@@ -159,11 +161,14 @@ impl Runtime {
                     if let Err(e) = announcer.beat() {
                         error!(error = %Chain(&e), "heartbeat not written");
                     }
-                    if !announcer.stale().is_empty() {
-                        announcer.settle();
-                    }
+                    announcer.tidy();
                 }
                 _ = state_every.tick() => {
+                    let now = Some((announcer.generation(), view.cloned(), self.metrics.snapshot()));
+                    if now == stated {
+                        continue;
+                    }
+                    stated = now;
                     let report = state_file::render(&node, &announcer.interfaces(), view, announcer.current(), &self.metrics);
                     if let Err(e) = state_file::write(&state_path, &report) {
                         warn!(path = %state_path.display(), error = %e, "state file not written");

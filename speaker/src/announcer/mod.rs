@@ -47,6 +47,9 @@ pub struct Announcer<D = Datapath, F = garp::Sender> {
     /// Interfaces the responder stays on while nothing there is announced (see
     /// [`Announcer::stand_by`]).
     standby: BTreeSet<(u32, String)>,
+    /// Counts the changes to what is announced and where the responder runs (see
+    /// [`Announcer::generation`]).
+    generation: u64,
 }
 
 impl<D: Responder, F: Frames> Announcer<D, F> {
@@ -63,6 +66,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             conflicts_read: 0,
             held: None,
             standby: BTreeSet::new(),
+            generation: 0,
         }
     }
 
@@ -87,6 +91,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     /// take it now gets it when an address needs it. Interfaces that leave the set lose it once
     /// nothing on them is announced.
     pub fn stand_by(&mut self, interfaces: BTreeSet<(u32, String)>) {
+        self.generation += 1;
         for (ifindex, ifname) in interfaces.difference(&self.standby) {
             if !self.datapath.is_attached(*ifindex) {
                 match self.datapath.attach(*ifindex, ifname) {
@@ -183,6 +188,21 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             .collect()
     }
 
+    /// Housekeeping, at every heartbeat: retries the removals that failed, and forgets the bursts
+    /// that are over (each keeps its task's memory until then).
+    pub fn tidy(&mut self) {
+        if !self.stale.is_empty() {
+            self.settle();
+        }
+        self.bursts.retain(|_, burst| !burst.is_finished());
+    }
+
+    /// Changes with every change to the entries, the stale ones and the interfaces: while it
+    /// stays the same, so does the state file (apart from its counters).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Entries still in the map that should not be: their removal failed.
     pub fn stale(&self) -> &BTreeSet<Announcement> {
         &self.stale
@@ -191,6 +211,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     /// Tries again to remove the entries whose removal failed, and detaches the responder from
     /// interfaces that no longer carry any entry; `true` when none is left.
     pub fn settle(&mut self) -> bool {
+        self.generation += 1;
         let stale = std::mem::take(&mut self.stale);
         for a in &stale {
             // Announced again since: it is wanted after all.
@@ -311,6 +332,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             }
         }
         self.current = desired;
+        self.generation += 1;
         self.update_names();
         Ok(diff.announce.len() + diff.withdraw.len())
     }

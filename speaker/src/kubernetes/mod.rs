@@ -5,6 +5,7 @@
 
 mod decide;
 mod l2status;
+mod strip;
 mod watches;
 
 use std::{

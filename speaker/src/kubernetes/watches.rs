@@ -8,7 +8,7 @@ use std::{
 };
 
 use herald_kube::{
-    cache::watch,
+    cache::{watch, watch_stripped},
     crd::{IPAddressPool, L2Advertisement},
     pool::Pool,
     service,
@@ -21,7 +21,10 @@ use kube::{Api, Client, ResourceExt as _, api::ListParams, runtime::reflector::S
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::decide::{LoadBalancer, Snapshot};
+use super::{
+    decide::{LoadBalancer, Snapshot},
+    strip,
+};
 use crate::candidates;
 
 /// Where ready endpoints are read from: EndpointSlices (discovery.k8s.io/v1), or core/v1
@@ -45,17 +48,17 @@ impl Watches {
     pub async fn start(client: &Client, namespace: &str, changed: &mpsc::Sender<()>) -> anyhow::Result<Self> {
         let slices: Api<EndpointSlice> = Api::all(client.clone());
         let endpoints = match slices.list(&ListParams::default().limit(1)).await {
-            Ok(_) => EndpointSource::Slices(watch(slices, changed)),
+            Ok(_) => EndpointSource::Slices(watch_stripped(slices, changed, strip::endpoint_slice)),
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 info!("discovery.k8s.io/v1 EndpointSlices not served; reading core/v1 Endpoints");
-                EndpointSource::Endpoints(watch(Api::all(client.clone()), changed))
+                EndpointSource::Endpoints(watch_stripped(Api::all(client.clone()), changed, strip::endpoints))
             }
             Err(e) => return Err(anyhow::Error::new(e).context("listing EndpointSlices")),
         };
         Ok(Self {
-            services: watch(Api::all(client.clone()), changed),
+            services: watch_stripped(Api::all(client.clone()), changed, strip::service),
             endpoints,
-            nodes: watch(Api::all(client.clone()), changed),
+            nodes: watch_stripped(Api::all(client.clone()), changed, strip::node),
             pools: watch(Api::namespaced(client.clone(), namespace), changed),
             advertisements: watch(Api::namespaced(client.clone(), namespace), changed),
         })
@@ -159,8 +162,8 @@ where
 /// The Service an EndpointSlice belongs to (`namespace/name`), and the nodes of its serving
 /// endpoints. MetalLB's rule: `serving` counts (a terminating endpoint may still serve); unset
 /// `serving` means `ready`; unset `ready` means ready.
-fn slice_nodes(slice: &EndpointSlice) -> Option<(String, BTreeSet<String>)> {
-    let service = slice.labels().get("kubernetes.io/service-name")?;
+pub(super) fn slice_nodes(slice: &EndpointSlice) -> Option<(String, BTreeSet<String>)> {
+    let service = slice.labels().get(strip::SERVICE_NAME_LABEL)?;
     let key = format!("{}/{service}", slice.namespace().unwrap_or_default());
     let nodes = slice
         .endpoints
@@ -176,7 +179,7 @@ fn slice_nodes(slice: &EndpointSlice) -> Option<(String, BTreeSet<String>)> {
 
 /// The Service of a core/v1 Endpoints object (same name), and the nodes of its ready addresses
 /// (`notReadyAddresses` do not count).
-fn endpoints_nodes(ep: &Endpoints) -> (String, BTreeSet<String>) {
+pub(super) fn endpoints_nodes(ep: &Endpoints) -> (String, BTreeSet<String>) {
     let key = format!("{}/{}", ep.namespace().unwrap_or_default(), ep.name_any());
     let ready = ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten());
     (key, ready.filter_map(|a| a.node_name.clone()).collect())
