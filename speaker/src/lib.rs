@@ -25,6 +25,7 @@ pub mod garp;
 pub mod handback;
 pub mod host;
 pub mod kubernetes;
+pub mod memory;
 pub mod metrics;
 pub mod netlink;
 pub mod pinned;

@@ -19,7 +19,7 @@ use crate::{
     config::{Cluster, Gratuitous},
     conflict::{self, Conflict},
     datapath::{self, Datapath},
-    garp, handback, host,
+    garp, handback, host, memory,
     metrics::{Endpoint, Metrics},
     state_file,
 };
@@ -143,6 +143,8 @@ impl Runtime {
         let mut conflicts = every(conflict::POLL);
         // What the state file last said: rendered again only when this changes.
         let mut stated = None;
+        // Passes so far, and as of the last time freed memory was given back.
+        let (mut passes, mut trimmed) = (0u64, 0u64);
         let mut refresh =
             gratuitous.refresh.map(|every| tokio::time::interval_at(Instant::now() + every, every));
         loop {
@@ -164,6 +166,11 @@ impl Runtime {
                     announcer.tidy();
                 }
                 _ = state_every.tick() => {
+                    // At most once a second, and only after work: a pass frees what it built.
+                    if passes != trimmed {
+                        memory::give_back();
+                        trimmed = passes;
+                    }
                     let now = Some((announcer.generation(), view.cloned(), self.metrics.snapshot()));
                     if now == stated {
                         continue;
@@ -183,6 +190,7 @@ impl Runtime {
                     }
                     // Joining is not a takeover, nor a change of owner; later views are.
                     let takeover = joined.is_some().then(std::time::Instant::now);
+                    passes += 1;
                     let changed = pass(announcer, &mut source, Some(&alive), takeover, gratuitous);
                     if takeover.is_some() {
                         self.metrics.ownership_changes.inc_by(changed as u64);
@@ -194,6 +202,7 @@ impl Runtime {
                 _ = until(hold), if hold.is_some() => {
                     let seen = announcer.end_hold();
                     if settled {
+                        passes += 1;
                         let changed = pass(announcer, &mut source, view, seen.filter(|_| view.is_some()), gratuitous);
                         self.metrics.ownership_changes.inc_by(changed as u64);
                         announcer.reannounce(gratuitous);
@@ -204,6 +213,7 @@ impl Runtime {
                         membership.set_peers(peers);
                     }
                     if settled {
+                        passes += 1;
                         pass(announcer, &mut source, view, None, gratuitous);
                     } else {
                         announcer.stand_by(source.stand_by());

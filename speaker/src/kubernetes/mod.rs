@@ -94,7 +94,6 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
 /// decisions, and the report for the status writer, out.
 struct ClusterObjects {
     node: String,
-    class: Option<String>,
     membership_port: u16,
     watches: Watches,
     /// Signalled on every watch update.
@@ -121,7 +120,7 @@ impl ClusterObjects {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let (updated, updates) = mpsc::channel(1);
-        let watches = Watches::start(client, namespace, &updated).await?;
+        let watches = Watches::start(client, namespace, class, &updated).await?;
         watches.ready().await.context("filling the caches")?;
         let (reports, report_rx) = watch::channel(Report::default());
         let (conflicts, conflicts_rx) = mpsc::channel(64);
@@ -131,7 +130,6 @@ impl ClusterObjects {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Self {
             node,
-            class,
             membership_port,
             watches,
             updates,
@@ -176,7 +174,7 @@ impl runtime::Source for ClusterObjects {
 
     fn stand_by(&mut self) -> BTreeSet<(u32, String)> {
         match host::discover() {
-            Ok(host) => self.could(&self.watches.snapshot(self.class.as_deref()), &host),
+            Ok(host) => self.could(&self.watches.snapshot(), &host),
             Err(e) => {
                 error!(error = %e, "reading the host's interfaces; the responder stands by nowhere yet");
                 BTreeSet::new()
@@ -194,7 +192,7 @@ impl runtime::Source for ClusterObjects {
                 return None;
             }
         };
-        let snapshot = self.watches.snapshot(self.class.as_deref());
+        let snapshot = self.watches.snapshot();
         let (announce, report) = own_share(&snapshot, alive, &host, &self.node);
         let stand_by = self.standby_at.is_none_or(|at| at.elapsed() >= RESYNC).then(|| {
             self.standby_at = Some(Instant::now());

@@ -4,14 +4,15 @@
 use std::{
     borrow::Borrow,
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
 };
 
 use herald_kube::{
     cache::{watch, watch_stripped},
     crd::{IPAddressPool, L2Advertisement},
+    facts::{self, Facts},
     pool::Pool,
-    service,
+    selector, service,
 };
 use k8s_openapi::api::{
     core::v1::{Endpoints, Node, Service as KubeService},
@@ -27,15 +28,41 @@ use super::{
 };
 use crate::candidates;
 
-/// Where ready endpoints are read from: EndpointSlices (discovery.k8s.io/v1), or core/v1
-/// Endpoints on a cluster that does not serve those.
-pub enum EndpointSource {
-    Slices(Store<EndpointSlice>),
-    Endpoints(Store<Endpoints>),
+/// What the decisions read of a Service Herald handles, as its cache keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceFacts {
+    pub labels: selector::Labels,
+    /// In the order of its status: the first decides the owner, as in MetalLB.
+    pub addresses: Vec<IpAddr>,
+    /// externalTrafficPolicy: Local.
+    pub local_traffic: bool,
 }
 
+impl ServiceFacts {
+    /// What the decisions read of `svc`, if Herald handles it (`class` as the controller's).
+    pub fn of(svc: &KubeService, class: Option<&str>) -> Option<Self> {
+        service::handled(svc, class).then(|| Self {
+            labels: svc.labels().clone(),
+            addresses: service::current(svc),
+            local_traffic: svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref())
+                == Some("Local"),
+        })
+    }
+}
+
+/// Where ready endpoints are read from: EndpointSlices (discovery.k8s.io/v1; by slice, the
+/// Service key and the nodes), or core/v1 Endpoints on a cluster that does not serve those (by
+/// Service key, the nodes).
+pub enum EndpointSource {
+    Slices(Facts<(String, BTreeSet<String>)>),
+    Endpoints(Facts<BTreeSet<String>>),
+}
+
+/// The speaker's caches. Services and endpoints, which every node caches for the whole cluster,
+/// keep only what the decisions read ([`facts`]); Nodes, pools and advertisements, a few of each,
+/// are kept as objects (Nodes stripped, [`strip::node`]).
 pub struct Watches {
-    pub services: Store<KubeService>,
+    pub services: Facts<ServiceFacts>,
     pub endpoints: EndpointSource,
     pub nodes: Store<Node>,
     pub pools: Store<IPAddressPool>,
@@ -44,19 +71,28 @@ pub struct Watches {
 
 impl Watches {
     /// Starts every watch; `changed` is signalled on each update. Pools and advertisements are
-    /// read from `namespace`.
-    pub async fn start(client: &Client, namespace: &str, changed: &mpsc::Sender<()>) -> anyhow::Result<Self> {
+    /// read from `namespace`; Services of `class` (as the controller's) are kept.
+    pub async fn start(
+        client: &Client,
+        namespace: &str,
+        class: Option<String>,
+        changed: &mpsc::Sender<()>,
+    ) -> anyhow::Result<Self> {
         let slices: Api<EndpointSlice> = Api::all(client.clone());
         let endpoints = match slices.list(&ListParams::default().limit(1)).await {
-            Ok(_) => EndpointSource::Slices(watch_stripped(slices, changed, strip::endpoint_slice)),
+            Ok(_) => EndpointSource::Slices(facts::watch(slices, changed, slice_nodes)),
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 info!("discovery.k8s.io/v1 EndpointSlices not served; reading core/v1 Endpoints");
-                EndpointSource::Endpoints(watch_stripped(Api::all(client.clone()), changed, strip::endpoints))
+                EndpointSource::Endpoints(facts::watch(Api::all(client.clone()), changed, |ep| {
+                    Some(endpoints_nodes(ep).1)
+                }))
             }
             Err(e) => return Err(anyhow::Error::new(e).context("listing EndpointSlices")),
         };
         Ok(Self {
-            services: watch_stripped(Api::all(client.clone()), changed, strip::service),
+            services: facts::watch(Api::all(client.clone()), changed, move |svc| {
+                ServiceFacts::of(svc, class.as_deref())
+            }),
             endpoints,
             nodes: watch_stripped(Api::all(client.clone()), changed, strip::node),
             pools: watch(Api::namespaced(client.clone(), namespace), changed),
@@ -77,30 +113,46 @@ impl Watches {
         Ok(())
     }
 
-    /// The cluster as the decisions see it, from the caches (see [`snapshot_of`]).
-    pub fn snapshot(&self, class: Option<&str>) -> Snapshot {
-        snapshot_of(
-            &self.services.state(),
-            &self.ready_endpoint_nodes(),
-            &self.nodes.state(),
-            &self.pools.state(),
-            &self.advertisements.state(),
-            class,
-        )
+    /// The cluster as the decisions see it, from the caches.
+    pub fn snapshot(&self) -> Snapshot {
+        let ready = self.ready_endpoint_nodes();
+        let services = self.services.read(|services| {
+            services.iter().map(|(key, facts)| load_balancer(key.clone(), facts, &ready)).collect()
+        });
+        snapshot(services, &self.nodes.state(), &self.pools.state(), &self.advertisements.state())
     }
 
     /// Nodes with a ready (or, while terminating, still serving) endpoint, by Service key.
     fn ready_endpoint_nodes(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         match &self.endpoints {
-            EndpointSource::Slices(store) => {
-                for (key, nodes) in store.state().iter().filter_map(|s| slice_nodes(s)) {
-                    out.entry(key).or_default().extend(nodes);
+            EndpointSource::Slices(slices) => slices.read(|slices| {
+                for (key, nodes) in slices.values() {
+                    out.entry(key.clone()).or_default().extend(nodes.iter().cloned());
                 }
+            }),
+            EndpointSource::Endpoints(endpoints) => {
+                endpoints.read(|endpoints| out.extend(endpoints.iter().map(|(k, n)| (k.clone(), n.clone()))))
             }
-            EndpointSource::Endpoints(store) => out.extend(store.state().iter().map(|e| endpoints_nodes(e))),
         }
         out
+    }
+}
+
+/// A Service as the decisions see it: its facts and the nodes of its ready endpoints.
+fn load_balancer(
+    key: String,
+    facts: &ServiceFacts,
+    ready: &BTreeMap<String, BTreeSet<String>>,
+) -> LoadBalancer {
+    LoadBalancer {
+        traffic: candidates::Traffic {
+            local_traffic: facts.local_traffic,
+            ready_endpoint_nodes: ready.get(&key).cloned().unwrap_or_default(),
+        },
+        labels: facts.labels.clone(),
+        addresses: facts.addresses.clone(),
+        key,
     }
 }
 
@@ -124,23 +176,18 @@ where
     let services = services
         .iter()
         .map(Borrow::borrow)
-        .filter(|svc| service::handled(svc, class))
-        .map(|svc| {
-            let key = service::key(svc);
-            // All of them, in order: the first decides the owner, as in MetalLB.
-            let addresses = service::current(svc);
-            let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
-            LoadBalancer {
-                traffic: candidates::Traffic {
-                    local_traffic: local,
-                    ready_endpoint_nodes: ready.get(&key).cloned().unwrap_or_default(),
-                },
-                labels: svc.labels().clone(),
-                addresses,
-                key,
-            }
-        })
+        .filter_map(|svc| Some(load_balancer(service::key(svc), &ServiceFacts::of(svc, class)?, ready)))
         .collect();
+    snapshot(services, nodes, pools, advertisements)
+}
+
+/// [`snapshot_of`] with the Services already made plain.
+fn snapshot<N, P, A>(services: Vec<LoadBalancer>, nodes: &[N], pools: &[P], advertisements: &[A]) -> Snapshot
+where
+    N: Borrow<Node>,
+    P: Borrow<IPAddressPool>,
+    A: Borrow<L2Advertisement>,
+{
     let nodes = nodes.iter().map(|n| candidate(n.borrow())).collect();
     let pools = pools
         .iter()
@@ -163,7 +210,7 @@ where
 /// endpoints. MetalLB's rule: `serving` counts (a terminating endpoint may still serve); unset
 /// `serving` means `ready`; unset `ready` means ready.
 pub(super) fn slice_nodes(slice: &EndpointSlice) -> Option<(String, BTreeSet<String>)> {
-    let service = slice.labels().get(strip::SERVICE_NAME_LABEL)?;
+    let service = slice.labels().get("kubernetes.io/service-name")?;
     let key = format!("{}/{service}", slice.namespace().unwrap_or_default());
     let nodes = slice
         .endpoints

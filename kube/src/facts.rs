@@ -1,0 +1,95 @@
+//! A cache of what a reader needs of each object, not the objects: a watch (with the same retry
+//! as [`crate::cache`]) turns each object into a small value as it arrives and keeps only that,
+//! by `namespace/name`. For the kinds every node caches whole-cluster (Services, endpoints):
+//! Kubernetes' types are hundreds of bytes before their first field is set, and a reflector keeps
+//! a key and an `Arc` of one per object besides.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
+
+use futures_util::StreamExt as _;
+use kube::{
+    Api, ResourceExt as _,
+    runtime::{WatchStreamExt as _, watcher},
+};
+use tokio::sync::{mpsc, watch as signal};
+use tracing::warn;
+
+use crate::cache::Retry;
+
+/// The values made from a kind's objects, by `namespace/name`.
+pub struct Facts<T> {
+    state: Arc<RwLock<State<T>>>,
+    ready: signal::Receiver<bool>,
+}
+
+struct State<T> {
+    current: BTreeMap<String, T>,
+    /// A re-list in progress: it replaces `current` whole once complete.
+    listing: Option<BTreeMap<String, T>>,
+}
+
+impl<T> Facts<T> {
+    /// What `read` makes of the values as they are now.
+    pub fn read<R>(&self, read: impl FnOnce(&BTreeMap<String, T>) -> R) -> R {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        read(&state.current)
+    }
+
+    /// Waits for the first complete list.
+    pub async fn wait_until_ready(&self) -> Result<(), signal::error::RecvError> {
+        self.ready.clone().wait_for(|ready| *ready).await.map(drop)
+    }
+}
+
+/// Keeps what `fact` makes of each of `api`'s objects (`None`: nothing to keep), signalling
+/// `changed` on every update. While the API server is away the values stay as they were.
+pub fn watch<K, T>(
+    api: Api<K>,
+    changed: &mpsc::Sender<()>,
+    fact: impl Fn(&K) -> Option<T> + Send + 'static,
+) -> Facts<T>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+    T: Send + Sync + 'static,
+{
+    let state = Arc::new(RwLock::new(State { current: BTreeMap::new(), listing: None }));
+    let (ready_tx, ready) = signal::channel(false);
+    let (writer, changed) = (state.clone(), changed.clone());
+    let events = watcher(api, watcher::Config::default()).backoff(Retry::default());
+    tokio::spawn(events.for_each(move |event| {
+        let key = |obj: &K| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+        let mut state = writer.write().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Ok(watcher::Event::Apply(obj)) => match fact(&obj) {
+                Some(value) => drop(state.current.insert(key(&obj), value)),
+                None => drop(state.current.remove(&key(&obj))),
+            },
+            Ok(watcher::Event::Delete(obj)) => drop(state.current.remove(&key(&obj))),
+            Ok(watcher::Event::Init) => state.listing = Some(BTreeMap::new()),
+            Ok(watcher::Event::InitApply(obj)) => {
+                if let (Some(listing), Some(value)) = (state.listing.as_mut(), fact(&obj)) {
+                    listing.insert(key(&obj), value);
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(listing) = state.listing.take() {
+                    state.current = listing;
+                }
+                ready_tx.send_replace(true);
+            }
+            Err(e) => warn!(error = %e, "watch"),
+        }
+        drop(state);
+        let _ = changed.try_send(());
+        std::future::ready(())
+    }));
+    Facts { state, ready }
+}
