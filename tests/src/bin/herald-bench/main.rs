@@ -5,6 +5,7 @@
 mod controller;
 mod converge;
 mod failover;
+mod membership;
 mod nodes;
 mod xdp;
 mod xdp_lab;
@@ -29,6 +30,7 @@ enum Which {
     Controller,
     Converge,
     Failover,
+    Membership,
     Nodes,
 }
 
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Which::Controller => controller::run(),
         Which::Converge => converge::run(),
         Which::Failover => failover::run(cli.runs),
+        Which::Membership => membership::run(),
         Which::Nodes => nodes::run(cli.runs),
     };
     match result {
