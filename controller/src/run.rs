@@ -2,7 +2,7 @@
 //! `RESYNC`, so failed writes are retried) run the pure [`plan`] over the caches and write the
 //! result: Service statuses and the pool annotation, Events, pool statuses.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::core::v1::{Namespace, Node, Service},
@@ -11,7 +11,6 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
     api::{Patch, PatchParams},
-    runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -20,6 +19,7 @@ use tracing::{info, warn};
 use herald_kube::{
     cache::watch,
     crd::{IPAddressPool, IPAddressPoolStatus},
+    events::{self, Events},
     service::{self, ALLOCATED_FROM_POOL},
     telemetry,
 };
@@ -72,11 +72,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     info!(pool_namespace = opts.pool_namespace, class = ?opts.class, "caches ready");
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let leader = lead(&client, &opts, changed.clone(), metrics.clone());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter { controller: "herald-controller".into(), instance: Some(opts.instance.clone()) },
-    );
-    let writer = Writer { client, recorder, pool_namespace: opts.pool_namespace.clone() };
+    let events = Events::new(client.clone(), "herald-controller", &opts.instance);
+    let writer = Writer { client, events, pool_namespace: opts.pool_namespace.clone() };
     loop {
         let _ = tokio::time::timeout(RESYNC, changes.recv()).await;
         tokio::time::sleep(DEBOUNCE).await;
@@ -179,7 +176,7 @@ fn node_addresses(node: &Node) -> Vec<std::net::IpAddr> {
 
 struct Writer {
     client: Client,
-    recorder: Recorder,
+    events: Events,
     pool_namespace: String,
 }
 
@@ -188,7 +185,8 @@ impl Writer {
     /// later pass.
     async fn write(&self, plan: &Plan, services: &[Arc<Service>], pools: &[Arc<IPAddressPool>]) -> u64 {
         let mut errors = 0;
-        let find = |key: &str| services.iter().find(|s| service::key(s) == key);
+        let by_key: HashMap<String, &Arc<Service>> = services.iter().map(|s| (service::key(s), s)).collect();
+        let find = |key: &str| by_key.get(key).copied();
         for (key, assignment) in &plan.assignments {
             let Some(svc) = find(key) else { continue };
             let api: Api<Service> =
@@ -225,18 +223,16 @@ impl Writer {
         for event in &plan.events {
             let Some(svc) = find(&event.service) else { continue };
             let (type_, action) = match event.reason {
-                Reason::IPAllocated => (EventType::Normal, "Allocate"),
-                Reason::ClearAssignment => (EventType::Normal, "Release"),
-                Reason::AllocationFailed => (EventType::Warning, "Allocate"),
+                Reason::IPAllocated => (events::Type::Normal, "Allocate"),
+                Reason::ClearAssignment => (events::Type::Normal, "Release"),
+                Reason::AllocationFailed => (events::Type::Warning, "Allocate"),
             };
-            let ev = Event {
-                type_,
-                reason: format!("{:?}", event.reason),
-                note: Some(event.message.clone()),
-                action: action.into(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder.publish(&ev, &svc.object_ref(&())).await {
+            let reason = format!("{:?}", event.reason);
+            let published = self
+                .events
+                .publish(&svc.object_ref(&()), type_, &reason, action, event.message.clone())
+                .await;
+            if let Err(e) = published {
                 warn!(service = event.service, error = %e, "event not written");
                 errors += 1;
             }
@@ -245,14 +241,17 @@ impl Writer {
         for pool in pools {
             let name = pool.name_any();
             if let Some(reason) = plan.invalid_pools.get(&name) {
-                let ev = Event {
-                    type_: EventType::Warning,
-                    reason: "InvalidPool".into(),
-                    note: Some(reason.clone()),
-                    action: "Validate".into(),
-                    secondary: None,
-                };
-                if let Err(e) = self.recorder.publish(&ev, &pool.object_ref(&())).await {
+                let published = self
+                    .events
+                    .publish(
+                        &pool.object_ref(&()),
+                        events::Type::Warning,
+                        "InvalidPool",
+                        "Validate",
+                        reason.clone(),
+                    )
+                    .await;
+                if let Err(e) = published {
                     warn!(pool = name, error = %e, "event not written");
                     errors += 1;
                 }

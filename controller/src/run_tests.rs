@@ -48,10 +48,9 @@ async fn requests_for(services: Vec<Service>, class: Option<&str>) -> Vec<String
     let pools = vec![Arc::new(pool())];
     let cluster = Cluster { class: class.map(str::to_owned), ..Default::default() };
     let plan = plan(&pools, &services, &cluster);
-    let reporter = Reporter { controller: "herald-controller".into(), instance: Some("test".into()) };
     let writer = Writer {
         client: client.clone(),
-        recorder: Recorder::new(client, reporter),
+        events: Events::new(client, "herald-controller", "test"),
         pool_namespace: "herald-system".into(),
     };
     let server = tokio::spawn(serve(handle, services[0].clone()));

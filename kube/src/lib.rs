@@ -4,6 +4,7 @@
 //! logging, and errors said once.
 pub mod cache;
 pub mod crd;
+pub mod events;
 pub mod facts;
 pub mod pool;
 pub mod report;

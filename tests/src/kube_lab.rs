@@ -41,6 +41,7 @@ pub struct KubeLab {
     key_file: PathBuf,
     /// Running speakers by node name: (pid, log).
     speakers: BTreeMap<String, (u32, PathBuf)>,
+    controller: Option<u32>,
 }
 
 impl KubeLab {
@@ -52,7 +53,7 @@ impl KubeLab {
         let mut server = ApiServer::start_in(&control_plane.netns, CONTROL_PLANE)?;
         server.start_controller_manager()?;
         let key_file = lab.workdir.join("memberlist-key");
-        Ok(Self { lab, control_plane, server, key_file, speakers: BTreeMap::new() })
+        Ok(Self { lab, control_plane, server, key_file, speakers: BTreeMap::new(), controller: None })
     }
 
     /// Moves the calling thread into the control plane's network namespace, where the API
@@ -105,8 +106,13 @@ impl KubeLab {
         let bin = workspace_bin("herald-controller");
         let args = [&kubeconfig, bin.to_str().context("path")?, "--pool-namespace", NAMESPACE];
         let args = [&args[..], &["--lease-seconds", "3", "--telemetry", "127.0.0.1:7472"]].concat();
-        self.lab.spawn(&cp, "env", &args, Some(&log))?;
+        self.controller = Some(self.lab.spawn(&cp, "env", &args, Some(&log))?);
         Ok(())
+    }
+
+    /// The process id of herald-controller.
+    pub fn controller_pid(&self) -> Option<u32> {
+        self.controller
     }
 
     /// Starts herald-speaker in Kubernetes mode on `node`; waits until it has joined.

@@ -11,15 +11,14 @@ use std::{
 };
 
 use futures_util::{StreamExt as _, stream};
-use herald_kube::crd::{InterfaceInfo, MetalLBServiceL2Status, ServiceL2Status};
-use k8s_openapi::{
-    api::{core::v1::ObjectReference, events::v1::Event},
-    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
-    jiff::Timestamp,
+use herald_kube::{
+    crd::{InterfaceInfo, MetalLBServiceL2Status, ServiceL2Status},
+    events::{self, Events},
 };
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Api, Client, ResourceExt as _,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions},
+    api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions},
 };
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -57,7 +56,7 @@ pub fn object_name(key: &str) -> String {
 
 pub struct Writer {
     api: Api<ServiceL2Status>,
-    client: Client,
+    events: Events,
     node: String,
     metrics: Arc<Metrics>,
     /// ServiceL2Statuses as last written by this node (Service key to interfaces).
@@ -72,7 +71,7 @@ impl Writer {
     pub fn new(client: Client, namespace: &str, node: &str, metrics: Arc<Metrics>) -> Self {
         Self {
             api: Api::namespaced(client.clone(), namespace),
-            client,
+            events: Events::new(client, "herald-speaker", node),
             node: node.to_owned(),
             metrics,
             written: BTreeMap::new(),
@@ -164,7 +163,7 @@ impl Writer {
             .for_each_concurrent(PARALLEL, |key: String| {
                 let note = note.clone();
                 async move {
-                    this.tell(&key, "Normal", "nodeAssigned", note).await;
+                    this.tell(&key, events::Type::Normal, "nodeAssigned", note).await;
                 }
             })
             .await;
@@ -195,7 +194,7 @@ impl Writer {
         let untold: Vec<(&String, &String)> =
             report.failed.iter().filter(|(key, reason)| self.told.get(*key) != Some(*reason)).collect();
         for (key, reason) in untold {
-            if self.tell(key, "Warning", "announceFailed", reason.clone()).await {
+            if self.tell(key, events::Type::Warning, "announceFailed", reason.clone()).await {
                 self.told.insert(key.clone(), reason.clone());
             }
         }
@@ -263,42 +262,23 @@ impl Writer {
             format_mac(conflict.mac),
             self.node
         );
-        if self.tell(key, "Warning", "AddressConflict", note).await {
+        if self.tell(key, events::Type::Warning, "AddressConflict", note).await {
             self.conflicts_told.insert(key.to_owned(), Instant::now());
         }
     }
 
-    /// Publishes an Event about Service `key` (events.k8s.io/v1, as kube's recorder writes
-    /// them, without its cache: this writer already tells each thing once, and the cache costs
-    /// memory and a scan per Event with thousands of Services); `true` when it was written.
-    async fn tell(&self, key: &str, type_: &str, reason: &str, note: String) -> bool {
+    /// Publishes an Event about Service `key`; `true` when it was written.
+    async fn tell(&self, key: &str, type_: events::Type, reason: &str, note: String) -> bool {
         let (namespace, name) = key.split_once('/').unwrap_or(("", key));
-        let now = Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                namespace: Some(namespace.into()),
-                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-                ..Default::default()
-            },
-            event_time: Some(MicroTime(now)),
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Service".into()),
-                namespace: Some(namespace.into()),
-                name: Some(name.into()),
-                ..Default::default()
-            }),
-            type_: Some(type_.into()),
-            reason: Some(reason.into()),
-            note: Some(note),
-            action: Some("Announce".into()),
-            reporting_controller: Some("herald-speaker".into()),
-            reporting_instance: Some(self.node.clone()),
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(namespace.into()),
+            name: Some(name.into()),
             ..Default::default()
         };
-        let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
-        match events.create(&PostParams::default(), &event).await {
-            Ok(_) => true,
+        match self.events.publish(&regarding, type_, reason, "Announce", note).await {
+            Ok(()) => true,
             Err(e) => {
                 warn!(service = key, error = %e, "Event not written");
                 self.metrics.kube_write_errors.inc();

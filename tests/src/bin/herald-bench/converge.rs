@@ -179,11 +179,16 @@ fn endpoint_moves(rt: &Runtime, kl: &KubeLab, client: &Client) -> anyhow::Result
 fn scale(rt: &Runtime, kl: &mut KubeLab, client: &Client) -> anyhow::Result<()> {
     kl.kill_speaker("node-b")?;
     let pid = kl.speaker_pid("node-a").context("node-a's speaker")?;
+    let controller = kl.controller_pid().context("herald-controller")?;
     let pin_dir = kl.lab.pin_dir(kl.lab.node("node-a"));
     println!(
-        "\nOne speaker (node-a) announcing N addresses from {SCALE_POOL} (resident memory, CPU at rest over 10 s):"
+        "\nOne speaker (node-a) announcing N addresses from {SCALE_POOL} (resident memory, CPU at rest over 10 s),\n\
+         and the controller that gave them out:"
     );
-    println!("  {:>8} {:>12} {:>12} {:>12}", "N", "in the map", "RSS MiB", "CPU %");
+    println!(
+        "  {:>8} {:>12} {:>12} {:>12} {:>16} {:>16}",
+        "N", "in the map", "RSS MiB", "CPU %", "controller MiB", "controller CPU %"
+    );
     let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), NAMESPACE);
     let at_rest = |announced: usize| -> anyhow::Result<()> {
         // At rest: every address announced and every ServiceL2Status written.
@@ -201,7 +206,12 @@ fn scale(rt: &Runtime, kl: &mut KubeLab, client: &Client) -> anyhow::Result<()> 
         }
         let entries = herald_speaker::pinned::entries(&pin_dir)?.len();
         let cpu = cpu_percent(pid, Duration::from_secs(10))?;
-        println!("  {announced:>8} {entries:>12} {:>12.1} {cpu:>12.2}", rss_mib(pid)?);
+        let controller_cpu = cpu_percent(controller, Duration::from_secs(10))?;
+        println!(
+            "  {announced:>8} {entries:>12} {:>12.1} {cpu:>12.2} {:>16.1} {controller_cpu:>16.2}",
+            rss_mib(pid)?,
+            rss_mib(controller)?
+        );
         Ok(())
     };
     let base = herald_speaker::pinned::entries(&pin_dir)?.len();
