@@ -15,39 +15,44 @@ use kube::{
 use tokio::sync::mpsc;
 use tracing::warn;
 
-/// A cache of `api`'s objects, kept by a watch that signals `changed` on every update. The
-/// watch retries with [`Retry`] while the API server is away; the cache keeps the last state
-/// meanwhile, and a re-list replaces it whole once complete. managedFields are dropped: nothing
-/// here reads them, and they are often most of an object.
-pub fn watch<K>(api: Api<K>, changed: &mpsc::Sender<()>) -> Store<K>
-where
+/// A kind of object a watch can keep: any cluster-known Kubernetes kind.
+pub trait Watched:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+/// A cache of `api`'s objects, kept by a watch that signals `changed` on every update. The
+/// watch retries with [`Retry`] while the API server is away; the cache keeps the last state
+/// meanwhile, and a re-list replaces it whole once complete. managedFields are dropped: nothing
+/// here reads them, and they are often most of an object.
+pub fn watch<K: Watched>(api: Api<K>, changed: &mpsc::Sender<()>) -> Store<K> {
     watch_stripped(api, changed, |_| {})
 }
 
 /// [`watch`], with `strip` applied to each object before it is cached: a cache of every object
 /// of a kind need hold only what its reader reads.
-pub fn watch_stripped<K>(
+pub fn watch_stripped<K: Watched>(
     api: Api<K>,
     changed: &mpsc::Sender<()>,
     mut strip: impl FnMut(&mut K) + Send + 'static,
-) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+) -> Store<K> {
     let (store, writer) = reflector::store();
     let changed = changed.clone();
     let events = watcher(api, watcher::Config::default()).modify(move |obj| {

@@ -17,7 +17,7 @@ use kube::{
 use tokio::sync::{mpsc, watch as signal};
 use tracing::warn;
 
-use crate::cache::Retry;
+use crate::cache::{Retry, Watched};
 
 /// The values made from a kind's objects, by `namespace/name`.
 pub struct Facts<T> {
@@ -46,20 +46,11 @@ impl<T> Facts<T> {
 
 /// Keeps what `fact` makes of each of `api`'s objects (`None`: nothing to keep), signalling
 /// `changed` on every update. While the API server is away the values stay as they were.
-pub fn watch<K, T>(
+pub fn watch<K: Watched, T: Send + Sync + 'static>(
     api: Api<K>,
     changed: &mpsc::Sender<()>,
     fact: impl Fn(&K) -> Option<T> + Send + 'static,
-) -> Facts<T>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-    T: Send + Sync + 'static,
-{
+) -> Facts<T> {
     let state = Arc::new(RwLock::new(State { current: BTreeMap::new(), listing: None }));
     let (ready_tx, ready) = signal::channel(false);
     let (writer, changed) = (state.clone(), changed.clone());
