@@ -47,8 +47,7 @@ pub struct Announcer<D = Datapath, F = garp::Sender> {
     /// Interfaces the responder stays on while nothing there is announced (see
     /// [`Announcer::stand_by`]).
     standby: BTreeSet<(u32, String)>,
-    /// Counts the changes to what is announced and where the responder runs (see
-    /// [`Announcer::generation`]).
+    /// Counts the changes to what is announced (see [`Announcer::generation`]).
     generation: u64,
 }
 
@@ -91,7 +90,6 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     /// take it now gets it when an address needs it. Interfaces that leave the set lose it once
     /// nothing on them is announced.
     pub fn stand_by(&mut self, interfaces: BTreeSet<(u32, String)>) {
-        self.generation += 1;
         for (ifindex, ifname) in interfaces.difference(&self.standby) {
             if !self.datapath.is_attached(*ifindex) {
                 match self.datapath.attach(*ifindex, ifname) {
@@ -197,8 +195,8 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         self.bursts.retain(|_, burst| !burst.is_finished());
     }
 
-    /// Changes with every change to the entries, the stale ones and the interfaces: while it
-    /// stays the same, so does the state file (apart from its counters).
+    /// Changes whenever what is announced changes: while it stays the same, so does the state
+    /// file (apart from its counters), whose interfaces and hooks are those of the entries.
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -211,7 +209,6 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     /// Tries again to remove the entries whose removal failed, and detaches the responder from
     /// interfaces that no longer carry any entry; `true` when none is left.
     pub fn settle(&mut self) -> bool {
-        self.generation += 1;
         let stale = std::mem::take(&mut self.stale);
         for a in &stale {
             // Announced again since: it is wanted after all.
@@ -331,8 +328,10 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
                 }
             }
         }
+        if !diff.announce.is_empty() || !diff.withdraw.is_empty() {
+            self.generation += 1;
+        }
         self.current = desired;
-        self.generation += 1;
         self.update_names();
         Ok(diff.announce.len() + diff.withdraw.len())
     }

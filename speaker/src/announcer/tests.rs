@@ -258,3 +258,21 @@ async fn peers_reach_the_datapath() {
     ann.add_peers(BTreeSet::from([OTHER_MAC])).unwrap();
     assert_eq!(ann.datapath.peers, BTreeSet::from([OTHER_MAC]));
 }
+
+/// The state file is rendered again only when the generation moves: it moves with what is
+/// announced, not with passes that change nothing or with stand-by.
+#[tokio::test]
+async fn the_generation_moves_with_what_is_announced() {
+    let mut ann = announcer();
+    let start = ann.generation();
+    ann.stand_by(BTreeSet::from([(2, "eth2".to_owned())]));
+    ann.apply(set(&[]), QUIET, None).unwrap();
+    assert_eq!(ann.generation(), start, "nothing announced, nothing changed");
+    ann.apply(set(&[a(10, 2)]), QUIET, None).unwrap();
+    let announced = ann.generation();
+    assert_ne!(announced, start);
+    ann.apply(set(&[a(10, 2)]), QUIET, None).unwrap();
+    assert_eq!(ann.generation(), announced, "the same again");
+    ann.apply(set(&[]), QUIET, None).unwrap();
+    assert_ne!(ann.generation(), announced);
+}

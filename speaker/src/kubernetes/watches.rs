@@ -115,9 +115,13 @@ impl Watches {
 
     /// The cluster as the decisions see it, from the caches.
     pub fn snapshot(&self) -> Snapshot {
-        let ready = self.ready_endpoint_nodes();
+        // Built for this snapshot: each Service takes its nodes out, rather than a copy.
+        let mut ready = self.ready_endpoint_nodes();
         let services = self.services.read(|services| {
-            services.iter().map(|(key, facts)| load_balancer(key.clone(), facts, &ready)).collect()
+            services
+                .iter()
+                .map(|(key, facts)| load_balancer(key.clone(), facts, ready.remove(key).unwrap_or_default()))
+                .collect()
         });
         snapshot(services, &self.nodes.state(), &self.pools.state(), &self.advertisements.state())
     }
@@ -140,16 +144,9 @@ impl Watches {
 }
 
 /// A Service as the decisions see it: its facts and the nodes of its ready endpoints.
-fn load_balancer(
-    key: String,
-    facts: &ServiceFacts,
-    ready: &BTreeMap<String, BTreeSet<String>>,
-) -> LoadBalancer {
+fn load_balancer(key: String, facts: &ServiceFacts, ready_endpoint_nodes: BTreeSet<String>) -> LoadBalancer {
     LoadBalancer {
-        traffic: candidates::Traffic {
-            local_traffic: facts.local_traffic,
-            ready_endpoint_nodes: ready.get(&key).cloned().unwrap_or_default(),
-        },
+        traffic: candidates::Traffic { local_traffic: facts.local_traffic, ready_endpoint_nodes },
         labels: facts.labels.clone(),
         addresses: facts.addresses.clone(),
         key,
@@ -176,7 +173,12 @@ where
     let services = services
         .iter()
         .map(Borrow::borrow)
-        .filter_map(|svc| Some(load_balancer(service::key(svc), &ServiceFacts::of(svc, class)?, ready)))
+        .filter_map(|svc| {
+            let facts = ServiceFacts::of(svc, class)?;
+            let key = service::key(svc);
+            let nodes = ready.get(&key).cloned().unwrap_or_default();
+            Some(load_balancer(key, &facts, nodes))
+        })
         .collect();
     snapshot(services, nodes, pools, advertisements)
 }
