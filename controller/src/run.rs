@@ -2,7 +2,7 @@
 //! `RESYNC`, so failed writes are retried) run the pure [`plan`] over the caches and write the
 //! result: Service statuses and the pool annotation, Events, pool statuses.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{cell::LazyCell, collections::HashMap, sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::core::v1::{Namespace, Node, Service},
@@ -185,7 +185,9 @@ impl Writer {
     /// later pass.
     async fn write(&self, plan: &Plan, services: &[Arc<Service>], pools: &[Arc<IPAddressPool>]) -> u64 {
         let mut errors = 0;
-        let by_key: HashMap<String, &Arc<Service>> = services.iter().map(|s| (service::key(s), s)).collect();
+        // Built when a pass has something to write, not on every resync.
+        let by_key: LazyCell<HashMap<String, &Arc<Service>>, _> =
+            LazyCell::new(|| services.iter().map(|s| (service::key(s), s)).collect());
         let find = |key: &str| by_key.get(key).copied();
         for (key, assignment) in &plan.assignments {
             let Some(svc) = find(key) else { continue };

@@ -97,8 +97,15 @@ struct Sim {
     loss: f64,
 }
 
+/// Node `i`'s address: its index in the last 32 bits of 2001:db8::/96.
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16).into(), 7946)
+}
+
+/// The node at `addr` (see [`addr`]).
+fn index(addr: SocketAddr) -> usize {
+    let std::net::IpAddr::V6(ip) = addr.ip() else { unreachable!("simulated nodes are IPv6") };
+    ip.to_bits() as u32 as usize
 }
 
 impl Sim {
@@ -154,10 +161,9 @@ impl Sim {
             if self.rng.random::<f64>() < self.loss {
                 continue;
             }
-            let index = self.ids.iter().position(|m| m.addr == to.addr).expect("a simulated node");
             let delay = self.rng.random_range(DELAY_US.0..=DELAY_US.1);
             // The receiver opens what was sealed: only the payload goes on.
-            self.schedule(delay, Event::Deliver { to: index, data: data.to_vec() });
+            self.schedule(delay, Event::Deliver { to: index(to.addr), data: data.to_vec() });
         }
         while let Some((after, timer)) = rt.to_schedule() {
             self.schedule(after.as_micros() as u64, Event::Timer { node: i, timer });
