@@ -25,11 +25,47 @@ pub fn owner_preferring<'a>(
     address: impl Into<IpAddr>,
     candidates: impl IntoIterator<Item = (&'a str, i64)>,
 ) -> Option<&'a str> {
+    succession_preferring(address, candidates).map(|(owner, _)| owner)
+}
+
+/// The winner for `address` as [`owner_preferring`] picks it, and its heir: the one that wins
+/// were the owner gone (the next in the same order).
+pub fn succession_preferring<'a>(
+    address: impl Into<IpAddr>,
+    candidates: impl IntoIterator<Item = (&'a str, i64)>,
+) -> Option<(&'a str, Option<&'a str>)> {
     let address = address.into();
-    candidates
-        .into_iter()
-        .min_by_key(|(node, score)| (std::cmp::Reverse(*score), rank(node, address), *node))
-        .map(|(node, _)| node)
+    let key = |node: &'a str, score: i64| (std::cmp::Reverse(score), rank(node, address), node);
+    let (mut first, mut second) = (None, None);
+    for (node, score) in candidates {
+        let k = key(node, score);
+        if first.as_ref().is_none_or(|f| k < *f) {
+            second = first.replace(k);
+        } else if second.as_ref().is_none_or(|s| k < *s) {
+            second = Some(k);
+        }
+    }
+    first.map(|(_, _, owner)| (owner, second.map(|(_, _, heir)| heir)))
+}
+
+/// Who takes over from whom, as far as one node is concerned, in one view of the live members:
+/// the heirs of the addresses it owns (its membership sends them heartbeats) and the owners of
+/// the addresses it is heir to (its membership watches for theirs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Succession {
+    pub heirs: BTreeSet<String>,
+    pub owners: BTreeSet<String>,
+}
+
+impl Succession {
+    /// Takes in one address's `owner` and `heir`, as seen from `me`.
+    pub fn note(&mut self, me: &str, owner: &str, heir: Option<&str>) {
+        match heir {
+            Some(heir) if owner == me => drop(self.heirs.insert(heir.to_owned())),
+            Some(heir) if heir == me => drop(self.owners.insert(owner.to_owned())),
+            _ => {}
+        }
+    }
 }
 
 fn rank(node: &str, address: IpAddr) -> [u8; 32] {
@@ -45,16 +81,34 @@ pub fn has_quorum(alive: usize, configured: usize) -> bool {
 /// members the address's `nodes` allow (all of them when it names none). An address with no
 /// candidate has no owner.
 pub fn owners<'a>(vips: &[Vip], alive: &'a BTreeSet<String>) -> BTreeMap<Ipv4Addr, &'a str> {
+    successions(vips, alive).into_iter().map(|(address, (owner, _))| (address, owner)).collect()
+}
+
+/// The owner and the heir of every configured address (see [`owners`]).
+fn successions<'a>(
+    vips: &[Vip],
+    alive: &'a BTreeSet<String>,
+) -> BTreeMap<Ipv4Addr, (&'a str, Option<&'a str>)> {
     let mut out = BTreeMap::new();
     for vip in vips {
         let allowed = alive
             .iter()
             .map(String::as_str)
-            .filter(|n| vip.nodes.is_empty() || vip.nodes.iter().any(|a| a == n));
-        if let Some(winner) = owner(vip.address, allowed) {
+            .filter(|n| vip.nodes.is_empty() || vip.nodes.iter().any(|a| a == n))
+            .map(|n| (n, 0));
+        if let Some(winners) = succession_preferring(vip.address, allowed) {
             // An address listed twice (on two interfaces) keeps the first entry's owner.
-            out.entry(vip.address).or_insert(winner);
+            out.entry(vip.address).or_insert(winners);
         }
+    }
+    out
+}
+
+/// Who `me` sends heartbeats to and whose it watches, for the configured addresses.
+pub fn succession(me: &str, vips: &[Vip], alive: &BTreeSet<String>) -> Succession {
+    let mut out = Succession::default();
+    for (owner, heir) in successions(vips, alive).into_values() {
+        out.note(me, owner, heir);
     }
     out
 }

@@ -125,3 +125,46 @@ fn property_joining_takes_only_what_it_wins() {
         }
     }
 }
+
+#[test]
+fn property_the_heir_is_who_owns_once_the_owner_is_gone() {
+    let mut g = Gen::new(0x5eed_0004);
+    for _ in 0..CASES {
+        let (alive, vips) = g.case();
+        for (address, (owner, heir)) in successions(&vips, &alive) {
+            let mut after = alive.clone();
+            after.remove(owner);
+            assert_eq!(owners(&vips, &after).get(&address).copied(), heir, "{address} in {alive:?}");
+        }
+        // What one member sends heartbeats to, the other watches for.
+        for me in &alive {
+            for heir in succession(me, &vips, &alive).heirs {
+                assert!(succession(&heir, &vips, &alive).owners.contains(me), "{heir} inherits from {me}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_heir_follows_preferences_too() {
+    // sha256 order for 192.0.2.10: node-c, node-b, node-a.
+    let a = Ipv4Addr::new(192, 0, 2, 10);
+    assert_eq!(
+        succession_preferring(a, [("node-a", 0), ("node-b", 0), ("node-c", 0)]),
+        Some(("node-c", Some("node-b")))
+    );
+    assert_eq!(
+        succession_preferring(a, [("node-a", 5), ("node-b", 0), ("node-c", 0)]),
+        Some(("node-a", Some("node-c")))
+    );
+    assert_eq!(succession_preferring(a, [("node-b", 0), ("node-a", 1)]), Some(("node-a", Some("node-b"))));
+    assert_eq!(succession_preferring(a, [("node-b", 0)]), Some(("node-b", None)));
+    assert_eq!(succession_preferring(a, std::iter::empty()), None);
+    let mut s = Succession::default();
+    s.note("node-c", "node-c", Some("node-b"));
+    s.note("node-c", "node-a", Some("node-c"));
+    s.note("node-c", "node-a", Some("node-b"));
+    s.note("node-c", "node-c", None);
+    assert_eq!(s.heirs, set(&["node-b"]));
+    assert_eq!(s.owners, set(&["node-a"]));
+}

@@ -30,6 +30,9 @@ use crate::{clock, frame::format_mac, pinned};
 pub struct Metrics {
     /// Addresses this speaker started or stopped announcing because the election moved them.
     pub ownership_changes: Counter,
+    /// Owners this speaker, their heir, found failed from missed heartbeats and unanswered
+    /// probes, before SWIM declared them down.
+    pub owners_failed: Counter,
     pub gratuitous_sent: Counter,
     /// Members this speaker sees alive, itself included.
     pub members_alive: Gauge,
@@ -56,6 +59,7 @@ impl Default for Metrics {
         let reason = |r| rejected.get_or_create_owned(&[("reason", r)]);
         Self {
             ownership_changes: Counter::default(),
+            owners_failed: Counter::default(),
             gratuitous_sent: Counter::default(),
             members_alive: Gauge::default(),
             rejected_unauthenticated: reason("unauthenticated"),
@@ -71,9 +75,10 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Name and value of every counter, for the status report.
-    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
         [
             ("ownership_changes", self.ownership_changes.get()),
+            ("owners_failed", self.owners_failed.get()),
             ("gratuitous_sent", self.gratuitous_sent.get()),
             ("members_alive", self.members_alive.get().max(0) as u64),
             ("rejected_unauthenticated", self.rejected_unauthenticated.get()),
@@ -98,6 +103,11 @@ impl Metrics {
             "ownership_changes",
             "Addresses this node started or stopped announcing because the election moved them",
             self.ownership_changes.clone(),
+        );
+        r.register(
+            "owners_failed",
+            "Owners this node, their heir, found failed from missed heartbeats before SWIM did",
+            self.owners_failed.clone(),
         );
         r.register("gratuitous_arp_sent", "Gratuitous ARP frames sent", self.gratuitous_sent.clone());
         r.register(

@@ -19,6 +19,7 @@ use crate::{
     config::{Cluster, Gratuitous},
     conflict::{self, Conflict},
     datapath::{self, Datapath},
+    election::Succession,
     garp, handback, host, memory,
     metrics::{Endpoint, Metrics},
     state_file,
@@ -39,6 +40,8 @@ pub struct Desired {
     /// Every interface this node may have to announce on (where the responder stands by, so a
     /// takeover is one map insert); `None`: as before.
     pub stand_by: Option<BTreeSet<(u32, String)>>,
+    /// Whom this node's membership sends heartbeats to, and whose it watches for.
+    pub succession: Succession,
 }
 
 /// A change in what a source says.
@@ -116,7 +119,6 @@ impl Runtime {
                 let own_macs = host::discover().context("reading the host's interfaces")?.own_macs();
                 Some(
                     Membership::start(&node, own_macs, cluster, self.metrics.clone())
-                        .await
                         .with_context(|| format!("starting membership on {}", cluster.bind))?,
                 )
             }
@@ -132,7 +134,7 @@ impl Runtime {
         let mut joined: Option<Alive> = None;
         let join_deadline = Instant::now() + JOIN_TIMEOUT;
         if membership.is_none() {
-            pass(announcer, &mut source, None, None, gratuitous);
+            pass(announcer, &mut source, None, None, gratuitous, None);
             self.endpoint.set_ready(true);
         }
         info!(node, pin_dir = %self.opts.pin_dir.display(), membership = ?cluster.as_ref().map(|c| c.bind), "speaker ready");
@@ -191,7 +193,7 @@ impl Runtime {
                     // Joining is not a takeover, nor a change of owner; later views are.
                     let takeover = joined.is_some().then(std::time::Instant::now);
                     passes += 1;
-                    let changed = pass(announcer, &mut source, Some(&alive), takeover, gratuitous);
+                    let changed = pass(announcer, &mut source, Some(&alive), takeover, gratuitous, membership.as_ref());
                     if takeover.is_some() {
                         self.metrics.ownership_changes.inc_by(changed as u64);
                     }
@@ -203,7 +205,7 @@ impl Runtime {
                     let seen = announcer.end_hold();
                     if settled {
                         passes += 1;
-                        let changed = pass(announcer, &mut source, view, seen.filter(|_| view.is_some()), gratuitous);
+                        let changed = pass(announcer, &mut source, view, seen.filter(|_| view.is_some()), gratuitous, membership.as_ref());
                         self.metrics.ownership_changes.inc_by(changed as u64);
                         announcer.reannounce(gratuitous);
                     }
@@ -214,7 +216,7 @@ impl Runtime {
                     }
                     if settled {
                         passes += 1;
-                        pass(announcer, &mut source, view, None, gratuitous);
+                        pass(announcer, &mut source, view, None, gratuitous, membership.as_ref());
                     } else {
                         announcer.stand_by(source.stand_by());
                     }
@@ -236,17 +238,22 @@ impl Runtime {
     }
 }
 
-/// Applies what `source` says this node announces now. Returns how many entries changed.
+/// Applies what `source` says this node announces now, and tells `membership` who succeeds
+/// whom. Returns how many entries changed.
 fn pass(
     announcer: &mut Announcer,
     source: &mut impl Source,
     alive: Option<&Alive>,
     takeover: Option<std::time::Instant>,
     gratuitous: Gratuitous,
+    membership: Option<&Membership>,
 ) -> usize {
     let Some(desired) = source.desired(alive) else { return 0 };
     if let Some(interfaces) = desired.stand_by {
         announcer.stand_by(interfaces);
+    }
+    if let Some(membership) = membership {
+        membership.set_succession(desired.succession);
     }
     match announcer.apply(desired.announce, gratuitous, takeover) {
         Ok(changed) => changed,

@@ -8,7 +8,7 @@
 //! run with a 1 s dead-man bound; `BOUND` leaves room for it and for a loaded CI machine. The
 //! times themselves are measured by `cargo xtask bench failover`, not asserted here.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{collections::BTreeSet, net::Ipv4Addr, time::Duration};
 
 use herald_tests::{
     cluster::{self, VIPS},
@@ -142,6 +142,50 @@ fn owner_link_down_and_back() {
     // It never stopped announcing in its own view, yet the client follows it back.
     let back = wait_until(|| client_neighbour(&lab, vip) == Some(format_mac(old.mac)));
     assert!(back, "client's entry for {vip}: {:?}", client_neighbour(&lab, vip));
+}
+
+#[test]
+fn owner_killed_its_heir_takes_over_before_swim_notices() {
+    if !root_or_skip("owner_killed_its_heir_takes_over_before_swim_notices") {
+        return;
+    }
+    let (mut lab, speakers) = setup("");
+    let vip = VIPS[0];
+    let old = owner(&lab, vip, &NAMES).clone();
+    let heir = owner(&lab, vip, &without(&old.name)).clone();
+    let victim = speaker_of(&speakers, &old.name);
+    victim.signal(Signal::SIGKILL).unwrap();
+    lab.take_child(victim.pid).unwrap().wait().unwrap();
+    assert_owner(&lab, vip, &without(&old.name));
+    // The heir found the owner failed from its heartbeats, not from SWIM.
+    let status = speaker_of(&speakers, &heir.name).status().unwrap();
+    assert!(status.contains("owners_failed=1"), "{status}");
+}
+
+#[test]
+fn a_link_losing_everything_from_owner_to_heir_moves_nothing() {
+    if !root_or_skip("a_link_losing_everything_from_owner_to_heir_moves_nothing") {
+        return;
+    }
+    let (lab, speakers) = setup("");
+    let vip = VIPS[0];
+    let old = owner(&lab, vip, &NAMES).clone();
+    let heir = owner(&lab, vip, &without(&old.name)).clone();
+    // The heir hears nothing of the owner; the third node hears both.
+    heir.run("iptables", &["-A", "INPUT", "-s", &old.addr.to_string(), "-j", "DROP"]).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    // Probed through the third node, the owner answered every time: it kept its addresses, and
+    // the heir never took one.
+    let status = speaker_of(&speakers, &heir.name).status().unwrap();
+    assert!(status.contains("owners_failed=0") && status.contains("ownership_changes=0"), "{status}");
+    assert!(status.contains("members (3 alive)"), "{status}");
+    assert_eq!(cluster::answering(&lab, vip).unwrap(), BTreeSet::from([old.mac]));
+    // Without the third node's path, the heir takes over: the probes are what held it back.
+    let third = lab.nodes.iter().find(|n| n.name != old.name && n.name != heir.name).unwrap();
+    lab.set_port(third, false).unwrap();
+    let took =
+        wait_until(|| !speaker_of(&speakers, &heir.name).status().unwrap().contains("owners_failed=0"));
+    assert!(took, "{}", speaker_of(&speakers, &heir.name).status().unwrap());
 }
 
 fn partition(quorum: bool) {

@@ -28,6 +28,8 @@ const PACKAGES: &[&str] = &[
     "netsniff-ng",    // trafgen: the ARP flood of the bench
     "procps",         // pkill, sysctl
     "keepalived",     // the failover bench's baseline (VRRP)
+    "iptables",       // lossy links in the lab (and the CNI bridge's masquerade); this
+                      // machine's kernel has no netem
 ];
 
 /// Debian packages only the Kubernetes tests use.
@@ -38,7 +40,6 @@ const KUBE_PACKAGES: &[&str] = &[
     "containerd",                  // the lab nodes' container runtime (with runc)
     "runc",                        //
     "containernetworking-plugins", // their pods' network (bridge, host-local, loopback)
-    "iptables",                    // the bridge plugin's masquerade
     "podman",                      // loads the images as users do (tests/tests/images.rs)
 ];
 

@@ -19,8 +19,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 const MAGIC: &[u8; 4] = b"HRLD";
-/// 2: identities carry their node's MACs.
-const VERSION: u8 = 2;
+/// 2: identities carry their node's MACs. 3: a kind byte leads the payload (heartbeats and
+/// probes beside SWIM's messages, see `wire`).
+const VERSION: u8 = 3;
 const HEADER: usize = 4 + 1 + 8 + 8 + 8;
 const TAG: usize = 32;
 /// How far a datagram's send time may be from the receiver's clock.

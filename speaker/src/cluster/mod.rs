@@ -1,9 +1,14 @@
-//! Membership between speakers: SWIM failure detection (the `foca` crate) over UDP, every
-//! datagram authenticated with the shared key ([`auth`]). A task owns the socket and the protocol
+//! Membership between speakers: SWIM failure detection (the `foca` crate) and, for fast
+//! takeovers, heartbeats from owners to heirs ([`liveness`]), over UDP, every datagram
+//! authenticated with the shared key ([`auth`]). A task on a thread of its own (so that no
+//! long pass of the speaker delays a heartbeat or an ack) owns the socket and the protocol
 //! state, and publishes the names of the live members (this one included) on a watch channel.
 
 pub mod auth;
 mod identity;
+pub mod liveness;
+mod task;
+pub mod wire;
 
 use std::{
     collections::BTreeSet,
@@ -13,27 +18,27 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use foca::{AccumulatingRuntime, Foca, OwnedNotification, PeriodicParams, PostcardCodec, Timer};
+use foca::{Foca, PeriodicParams, PostcardCodec};
 use rand::rngs::StdRng;
 use tokio::{
     net::UdpSocket,
     sync::{mpsc, oneshot, watch},
-    task::JoinHandle,
 };
-use tracing::{debug, info, warn};
+use tracing::{error, info};
 
-use self::auth::{Opener, Reject, Sealer};
 pub use self::identity::Member;
-use crate::{config::Cluster, metrics::Metrics};
+use self::{
+    auth::{Opener, Sealer},
+    liveness::Liveness,
+    task::Task,
+};
+use crate::{config::Cluster, election::Succession, metrics::Metrics};
 
 /// Live member names, this speaker's own included.
 pub type Alive = BTreeSet<String>;
 
 /// The MACs of every other speaker seen since the start (the set only grows).
 pub type PeerMacs = BTreeSet<[u8; 6]>;
-
-/// How often configured peers that are not members yet are sent an announce.
-const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 
 /// A running membership.
 pub struct Membership {
@@ -42,42 +47,69 @@ pub struct Membership {
     /// Members the configuration names, this one included.
     pub configured: usize,
     peers: watch::Sender<Vec<SocketAddr>>,
+    succession: watch::Sender<Succession>,
     leave: mpsc::Sender<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
 }
 
 impl Membership {
     /// Binds the socket and starts the protocol, announcing this speaker, whose node has `macs`,
     /// to its peers.
-    pub async fn start(
+    pub fn start(
         node: &str,
         macs: Vec<[u8; 6]>,
         cluster: &Cluster,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
-        let socket = UdpSocket::bind(cluster.bind).await?;
+        let socket = std::net::UdpSocket::bind(cluster.bind)?;
+        socket.set_nonblocking(true)?;
         let mut rng: StdRng = rand::make_rng();
         let boot = rand::RngExt::random::<u64>(&mut rng);
         let me = Member { name: node.to_owned(), addr: cluster.bind, generation: unix_ms(), macs };
+        let liveness = Liveness::new(cluster.bind, rand::RngExt::random::<u64>(&mut rng));
         let foca = Foca::new(me.clone(), foca_config(cluster), rng, PostcardCodec);
         let (alive_tx, alive) = watch::channel(BTreeSet::from([node.to_owned()]));
         let (peer_macs_tx, peer_macs) = watch::channel(PeerMacs::new());
         let (leave, leave_rx) = mpsc::channel(1);
         let (peers, peers_rx) = watch::channel(cluster.peers.clone());
-        let task = Task {
-            foca,
-            socket,
-            sealer: Sealer::new(&cluster.key, boot),
-            opener: Opener::new(&cluster.key),
-            peers: peers_rx,
-            me,
-            alive_tx,
-            peer_macs_tx,
-            metrics,
+        let (succession, succession_rx) = watch::channel(Succession::default());
+        let (sealer, opener) = (Sealer::new(&cluster.key, boot), Opener::new(&cluster.key));
+        let run = move || -> std::io::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let task = Task {
+                    foca,
+                    liveness,
+                    socket: UdpSocket::from_std(socket)?,
+                    sealer,
+                    opener,
+                    peers: peers_rx,
+                    succession: succession_rx,
+                    me,
+                    alive_tx,
+                    peer_macs_tx,
+                    metrics,
+                };
+                task.run(leave_rx).await;
+                Ok(())
+            })
         };
-        let task = tokio::spawn(task.run(leave_rx));
+        std::thread::Builder::new().name("membership".into()).spawn(move || {
+            if let Err(e) = run() {
+                error!(error = %e, "membership stopped");
+            }
+        })?;
         info!(bind = %cluster.bind, peers = cluster.peers.len(), "membership started");
-        Ok(Self { alive, peer_macs, configured: cluster.configured_members(), peers, leave, task })
+        Ok(Self { alive, peer_macs, configured: cluster.configured_members(), peers, succession, leave })
+    }
+
+    /// Tells the membership whom this node's addresses go to should it fail (it sends them
+    /// heartbeats) and whose addresses it takes over (it watches for their heartbeats).
+    pub fn set_succession(&self, succession: Succession) {
+        self.succession.send_if_modified(|current| {
+            let differs = *current != succession;
+            *current = succession;
+            differs
+        });
     }
 
     /// Replaces the peers this speaker announces itself to (in Kubernetes mode they follow the
@@ -117,7 +149,6 @@ impl Membership {
         if self.leave.send(done).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_millis(500), wait).await;
         }
-        self.task.abort();
     }
 }
 
@@ -151,133 +182,6 @@ pub fn protocol_config(members: usize, t: crate::config::Timers) -> foca::Config
 fn max_transmissions(members: usize) -> NonZeroU8 {
     let times = (8.0 * ((members + 1) as f64).log10()).clamp(1.0, 255.0);
     NonZeroU8::new(times as u8).unwrap_or(NonZeroU8::MIN)
-}
-
-struct Task {
-    foca: Foca<Member, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
-    socket: UdpSocket,
-    sealer: Sealer,
-    opener: Opener,
-    peers: watch::Receiver<Vec<SocketAddr>>,
-    me: Member,
-    alive_tx: watch::Sender<Alive>,
-    peer_macs_tx: watch::Sender<PeerMacs>,
-    metrics: Arc<Metrics>,
-}
-
-impl Task {
-    async fn run(mut self, mut leave: mpsc::Receiver<oneshot::Sender<()>>) {
-        let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer<Member>>();
-        let mut rt = AccumulatingRuntime::new();
-        let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
-        let mut buf = vec![0u8; 65_536];
-        loop {
-            tokio::select! {
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => self.receive(from, &buf[..len], &mut rt),
-                    Err(e) => warn!(error = %e, "membership socket"),
-                },
-                Some(timer) = timers.recv() => {
-                    if let Err(e) = self.foca.handle_timer(timer, &mut rt) {
-                        debug!(error = %e, "membership timer");
-                    }
-                }
-                _ = announce.tick() => self.announce_to_strangers(&mut rt),
-                Some(done) = leave.recv() => {
-                    if let Err(e) = self.foca.leave_cluster(&mut rt) {
-                        warn!(error = %e, "leaving the cluster");
-                    }
-                    self.flush(&mut rt, &timer_tx).await;
-                    let _ = done.send(());
-                    return;
-                }
-            }
-            self.flush(&mut rt, &timer_tx).await;
-        }
-    }
-
-    fn receive(&mut self, from: SocketAddr, datagram: &[u8], rt: &mut AccumulatingRuntime<Member>) {
-        let m = &self.metrics;
-        match self.opener.open(from, unix_ms(), datagram) {
-            Ok(payload) => {
-                if let Err(e) = self.foca.handle_data(payload, rt) {
-                    m.rejected_malformed.inc();
-                    debug!(%from, error = %e, "membership message refused");
-                }
-            }
-            Err(reject) => {
-                let counter = match reject {
-                    Reject::Unauthenticated => &m.rejected_unauthenticated,
-                    Reject::Stale => &m.rejected_stale,
-                    Reject::Replayed => &m.rejected_replayed,
-                };
-                counter.inc();
-                debug!(%from, ?reject, "membership datagram dropped");
-            }
-        }
-    }
-
-    /// Announces this speaker to configured peers that are not (or no longer) members: at start,
-    /// and after a partition heals.
-    fn announce_to_strangers(&mut self, rt: &mut AccumulatingRuntime<Member>) {
-        let known: BTreeSet<_> = self.foca.iter_members().map(|m| m.id().addr).collect();
-        let peers = self.peers.borrow().clone();
-        for peer in peers.iter().filter(|p| !known.contains(p)) {
-            if let Err(e) = self.foca.announce(Member::at(*peer), &mut *rt) {
-                debug!(%peer, error = %e, "announce");
-            }
-        }
-    }
-
-    /// Carries out what the protocol asked for: datagrams, timers, and membership changes.
-    async fn flush(
-        &mut self,
-        rt: &mut AccumulatingRuntime<Member>,
-        timer_tx: &mpsc::UnboundedSender<Timer<Member>>,
-    ) {
-        while let Some((to, data)) = rt.to_send() {
-            let datagram = self.sealer.seal(unix_ms(), &data);
-            if let Err(e) = self.socket.send_to(&datagram, to.addr).await {
-                debug!(to = %to.addr, error = %e, "membership send");
-            }
-        }
-        while let Some((after, timer)) = rt.to_schedule() {
-            let tx = timer_tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                let _ = tx.send(timer);
-            });
-        }
-        let mut changed = false;
-        while let Some(notification) = rt.to_notify() {
-            match &notification {
-                OwnedNotification::MemberUp(s) => info!(member = s.name, addr = %s.addr, "member up"),
-                OwnedNotification::MemberDown(s) => info!(member = s.name, addr = %s.addr, "member down"),
-                OwnedNotification::Rejoin(s) => {
-                    info!(generation = s.generation, "declared down by the others; rejoined");
-                    self.me = s.clone();
-                }
-                other => debug!(?other, "membership"),
-            }
-            changed = true;
-        }
-        if changed {
-            let mut alive: Alive = self.foca.iter_members().map(|m| m.id().name.clone()).collect();
-            alive.insert(self.me.name.clone());
-            self.metrics.members_alive.set(alive.len() as i64);
-            let macs: Vec<[u8; 6]> = self.foca.iter_members().flat_map(|m| m.id().macs.clone()).collect();
-            self.peer_macs_tx.send_if_modified(|seen| {
-                let before = seen.len();
-                seen.extend(macs);
-                seen.len() > before
-            });
-            self.alive_tx.send_if_modified(|current| {
-                let differs = *current != alive;
-                *current = alive;
-                differs
-            });
-        }
-    }
 }
 
 fn unix_ms() -> u64 {

@@ -36,12 +36,14 @@ pub struct LoadBalancer {
     pub traffic: candidates::Traffic,
 }
 
-/// One Service address and the node that announces it.
+/// One Service address, the node that announces it, and the node that would were the owner
+/// gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
     pub service: String,
     pub address: IpAddr,
     pub owner: String,
+    pub heir: Option<String>,
     pub interfaces: Interfaces,
 }
 
@@ -73,7 +75,7 @@ pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
             |node: &candidates::Node| ads.iter().any(|ad| any_or_empty(&ad.node_selectors, &node.labels));
         let candidates = candidates::candidates(&svc.traffic, &snapshot.nodes, live, selects);
         let scored = candidates.into_iter().map(|name| (name, preference(&ads, snapshot.node(name))));
-        let Some(owner) = election::owner_preferring(first, scored) else { continue };
+        let Some((owner, heir)) = election::succession_preferring(first, scored) else { continue };
         let owner_node = snapshot.nodes.iter().find(|n| n.name == owner).expect("a candidate is a node");
         let on_owner = ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
         let interfaces = on_owner.fold(Interfaces::Named(BTreeSet::new()), |acc, ad| match acc {
@@ -93,6 +95,7 @@ pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
                 service: svc.key.clone(),
                 address,
                 owner: owner.to_owned(),
+                heir: heir.map(str::to_owned),
                 interfaces: interfaces.clone(),
             });
         }

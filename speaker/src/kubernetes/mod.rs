@@ -36,6 +36,7 @@ use crate::{
     cluster::Alive,
     config::{Cluster, Gratuitous, Timers, cluster::MIN_KEY},
     conflict::Conflict,
+    election::Succession,
     host::{self, Host},
     metrics::Metrics,
     runtime::{self, Changed, Desired, Runtime},
@@ -159,7 +160,7 @@ impl ClusterObjects {
     /// take addresses over.
     fn could(&self, snapshot: &Snapshot, host: &Host) -> BTreeSet<(u32, String)> {
         let me = BTreeSet::from([self.node.clone()]);
-        announcement::interfaces(&own_share(snapshot, &me, host, &self.node).0)
+        announcement::interfaces(&own_share(snapshot, &me, host, &self.node).announce)
     }
 }
 
@@ -193,7 +194,7 @@ impl runtime::Source for ClusterObjects {
             }
         };
         let snapshot = self.watches.snapshot();
-        let (announce, report) = own_share(&snapshot, alive, &host, &self.node);
+        let Share { announce, report, succession } = own_share(&snapshot, alive, &host, &self.node);
         let stand_by = self.standby_at.is_none_or(|at| at.elapsed() >= RESYNC).then(|| {
             self.standby_at = Some(Instant::now());
             self.could(&snapshot, &host)
@@ -204,7 +205,7 @@ impl runtime::Source for ClusterObjects {
             *current = report;
             differs
         });
-        Some(Desired { announce, stand_by })
+        Some(Desired { announce, stand_by, succession })
     }
 
     /// A watch update (after [`DEBOUNCE`], with the Nodes' addresses as the peers), or a change
@@ -236,16 +237,25 @@ impl runtime::Source for ClusterObjects {
     }
 }
 
-/// What `node` announces on `host`, and the report for the API. Pure.
-pub fn own_share(
-    snapshot: &Snapshot,
-    alive: &Alive,
-    host: &Host,
-    node: &str,
-) -> (BTreeSet<Announcement>, Report) {
+/// A node's part in the cluster's decisions.
+pub struct Share {
+    /// What it announces.
+    pub announce: BTreeSet<Announcement>,
+    /// What its status writer reports.
+    pub report: Report,
+    /// Who takes over from it, and from whom it takes over.
+    pub succession: Succession,
+}
+
+/// What `node` announces on `host`, the report for the API, and its succession. Pure.
+pub fn own_share(snapshot: &Snapshot, alive: &Alive, host: &Host, node: &str) -> Share {
     let assignments = decide::assign(snapshot, alive);
     let mut desired = BTreeSet::new();
     let mut report = Report::default();
+    let mut succession = Succession::default();
+    for a in &assignments {
+        succession.note(node, &a.owner, a.heir.as_deref());
+    }
     for (service, owned) in decide::owned_by(&assignments, node) {
         for a in owned {
             // NDP comes with the IPv6 datapath; until then IPv6 addresses are not announced.
@@ -263,7 +273,7 @@ pub fn own_share(
             }
         }
     }
-    (desired, report)
+    Share { announce: desired, report, succession }
 }
 
 /// The membership key: the file's text, trimmed; at least [`MIN_KEY`] bytes.

@@ -16,7 +16,7 @@ use crate::{
     cluster::Alive,
     config::{self, Config, Gratuitous},
     conflict::Conflict,
-    host,
+    election, host,
     runtime::{self, Changed, Desired, Runtime},
 };
 
@@ -88,9 +88,12 @@ impl runtime::Source for ConfigFile {
     }
 
     fn desired(&mut self, alive: Option<&Alive>) -> Option<Desired> {
+        let config = &self.wanted.config;
+        let succession = alive.map(|alive| election::succession(&config.node, &config.vips, alive));
         Some(Desired {
-            announce: elected(&self.wanted.config, &self.wanted.resolved, alive),
+            announce: elected(config, &self.wanted.resolved, alive),
             stand_by: Some(self.stand_by()),
+            succession: succession.unwrap_or_default(),
         })
     }
 

@@ -1,0 +1,199 @@
+//! Fast takeover: an owner sends a heartbeat every [`BEAT_EVERY`] to the heirs of its addresses
+//! (who inherits what is known to every node from the election), and an heir that has heard
+//! nothing from an owner it inherits from for [`SUSPECT_AFTER`] probes it, directly and through
+//! two other members. If no ack comes back within [`CONFIRM`], the owner has failed: the heir
+//! leaves it out of its view of the live members and takes its addresses over, long before SWIM
+//! would declare it down. A lossy link between two nodes costs a probe, not a takeover: the
+//! other members' path answers for the owner.
+//!
+//! Anything authenticated heard from a member (a beat, an ack, a SWIM message) proves it alive
+//! and brings it back into the view. The state machine is pure: time comes in, messages to
+//! send go out.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use super::wire::Message;
+
+/// How often an owner beats to its heirs.
+pub const BEAT_EVERY: Duration = Duration::from_millis(20);
+/// How long an heir waits for a beat before it probes: four beats missed, and half a beat for
+/// jitter.
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(90);
+/// How long the probes have to be answered.
+pub const CONFIRM: Duration = Duration::from_millis(20);
+/// How many other members relay each probe.
+const HELPERS: usize = 2;
+/// How long a helper remembers whom to pass an ack on to.
+const RELAY_FOR: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    /// Heard from lately; probed at the deadline.
+    Waiting { deadline: Instant },
+    /// Probed with `nonce`; failed at `until` without an ack.
+    Confirming { nonce: u64, until: Instant },
+    /// Failed; waits to be heard from again.
+    Failed,
+}
+
+/// One speaker's side of the liveness protocol.
+#[derive(Debug)]
+pub struct Liveness {
+    me: SocketAddr,
+    heirs: BTreeSet<SocketAddr>,
+    next_beat: Option<Instant>,
+    watched: BTreeMap<SocketAddr, Watch>,
+    /// Members found failed and not heard from since, watched or not.
+    failed: BTreeSet<SocketAddr>,
+    /// Probes relayed for another member: the nonce, whom to pass the ack to, and until when.
+    relays: Vec<(u64, SocketAddr, Instant)>,
+    nonce: u64,
+}
+
+/// A datagram to send.
+pub type Out<'a> = (SocketAddr, Message<'a>);
+
+impl Liveness {
+    /// `seed` starts the nonces (random per run, so that a restart never answers old probes).
+    pub fn new(me: SocketAddr, seed: u64) -> Self {
+        Self {
+            me,
+            heirs: BTreeSet::new(),
+            next_beat: None,
+            watched: BTreeMap::new(),
+            failed: BTreeSet::new(),
+            relays: Vec::new(),
+            nonce: seed,
+        }
+    }
+
+    /// Follows the election: beat to `heirs`, watch `owners`. An owner newly watched is given
+    /// [`SUSPECT_AFTER`] from `now` to be heard from.
+    pub fn follow(&mut self, heirs: BTreeSet<SocketAddr>, owners: BTreeSet<SocketAddr>, now: Instant) {
+        if heirs.is_empty() {
+            self.next_beat = None;
+        } else if self.next_beat.is_none() || heirs.iter().any(|h| !self.heirs.contains(h)) {
+            // A new heir hears at once that it has an owner to watch.
+            self.next_beat = Some(now);
+        }
+        self.heirs = heirs;
+        self.watched.retain(|owner, _| owners.contains(owner));
+        for owner in owners {
+            self.watched.entry(owner).or_insert_with(|| match self.failed.contains(&owner) {
+                true => Watch::Failed,
+                false => Watch::Waiting { deadline: now + SUSPECT_AFTER },
+            });
+        }
+    }
+
+    /// `from` sent something authenticated. Returns whether it had been found failed (and is
+    /// now back in the view).
+    pub fn heard(&mut self, from: SocketAddr, now: Instant) -> bool {
+        if let Some(watch) = self.watched.get_mut(&from) {
+            *watch = Watch::Waiting { deadline: now + SUSPECT_AFTER };
+        }
+        self.failed.remove(&from)
+    }
+
+    /// Handles a liveness message from `from` (already [`heard`](Self::heard)). Returns what to
+    /// send, and whether the failed set changed.
+    pub fn receive(
+        &mut self,
+        from: SocketAddr,
+        message: Message<'_>,
+        now: Instant,
+    ) -> (Vec<Out<'static>>, bool) {
+        match message {
+            Message::Probe(nonce) => (vec![(from, Message::Ack(nonce))], false),
+            Message::ProbeFor(nonce, target) => {
+                self.relays.retain(|(_, _, until)| *until > now);
+                self.relays.push((nonce, from, now + RELAY_FOR));
+                (vec![(target, Message::Probe(nonce))], false)
+            }
+            Message::Ack(nonce) => {
+                let relayed: Vec<Out> = self
+                    .relays
+                    .iter()
+                    .filter(|(n, to, _)| *n == nonce && *to != from)
+                    .map(|(_, to, _)| (*to, Message::Ack(nonce)))
+                    .collect();
+                self.relays.retain(|(n, _, _)| *n != nonce);
+                // An ack for one of this member's probes, relayed or not, answers for its owner.
+                let owner = self.watched.iter().find_map(|(owner, watch)| {
+                    matches!(watch, Watch::Confirming { nonce: n, .. } if *n == nonce).then_some(*owner)
+                });
+                let back = owner.is_some_and(|owner| self.heard(owner, now));
+                (relayed, back)
+            }
+            Message::Beat | Message::Membership(_) => (Vec::new(), false),
+        }
+    }
+
+    /// What is due at `now`: beats, probes of the owners not heard from (through `members`, the
+    /// live members' addresses, as helpers), and failures. Returns what to send, and whether the
+    /// failed set changed.
+    pub fn poll(&mut self, now: Instant, members: &[SocketAddr]) -> (Vec<Out<'static>>, bool) {
+        let mut out = Vec::new();
+        if let Some(at) = self.next_beat.filter(|at| *at <= now) {
+            out.extend(self.heirs.iter().map(|heir| (*heir, Message::Beat)));
+            // On schedule, unless far behind: never a burst to catch up.
+            self.next_beat = Some(if now - at < BEAT_EVERY { at + BEAT_EVERY } else { now + BEAT_EVERY });
+        }
+        let mut changed = false;
+        for (owner, watch) in &mut self.watched {
+            match *watch {
+                Watch::Waiting { deadline } if deadline <= now => {
+                    self.nonce = self.nonce.wrapping_add(1);
+                    let nonce = self.nonce;
+                    out.push((*owner, Message::Probe(nonce)));
+                    let others: Vec<&SocketAddr> =
+                        members.iter().filter(|m| **m != *owner && **m != self.me).collect();
+                    let helpers = others.iter().cycle().skip(nonce as usize % others.len().max(1));
+                    out.extend(
+                        helpers
+                            .take(HELPERS.min(others.len()))
+                            .map(|h| (**h, Message::ProbeFor(nonce, *owner))),
+                    );
+                    *watch = Watch::Confirming { nonce, until: now + CONFIRM };
+                }
+                Watch::Confirming { until, .. } if until <= now => {
+                    *watch = Watch::Failed;
+                    changed |= self.failed.insert(*owner);
+                }
+                _ => {}
+            }
+        }
+        (out, changed)
+    }
+
+    /// When [`poll`](Self::poll) has something to do next.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let watches = self.watched.values().filter_map(|w| match *w {
+            Watch::Waiting { deadline } => Some(deadline),
+            Watch::Confirming { until, .. } => Some(until),
+            Watch::Failed => None,
+        });
+        watches.chain(self.next_beat).min()
+    }
+
+    /// Members found failed and not heard from since.
+    pub fn failed(&self) -> &BTreeSet<SocketAddr> {
+        &self.failed
+    }
+
+    /// Forgets failures of members SWIM no longer lists (it caught up). Returns whether any
+    /// was forgotten.
+    pub fn retain_failed(&mut self, members: &[SocketAddr]) -> bool {
+        let before = self.failed.len();
+        self.failed.retain(|f| members.contains(f));
+        self.failed.len() != before
+    }
+}
+
+#[cfg(test)]
+#[path = "liveness_tests.rs"]
+mod tests;

@@ -1,0 +1,153 @@
+use super::*;
+
+fn addr(last: u8) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, last], 7946))
+}
+
+fn set(members: &[u8]) -> BTreeSet<SocketAddr> {
+    members.iter().map(|m| addr(*m)).collect()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Polls every millisecond from `from` to `to`, collecting what is sent and when the failed
+/// set changed.
+fn run(
+    l: &mut Liveness,
+    members: &[SocketAddr],
+    from: Instant,
+    to: Instant,
+) -> (Vec<Out<'static>>, Vec<Instant>) {
+    let (mut sent, mut changes) = (Vec::new(), Vec::new());
+    let mut now = from;
+    while now <= to {
+        let (out, changed) = l.poll(now, members);
+        sent.extend(out);
+        if changed {
+            changes.push(now);
+        }
+        now += ms(1);
+    }
+    (sent, changes)
+}
+
+#[test]
+fn an_owner_beats_to_its_heirs_on_schedule() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(addr(1), 0);
+    assert_eq!(l.next_wake(), None, "nothing to do without heirs or owners");
+    l.follow(set(&[2, 3]), set(&[]), t0);
+    let (sent, _) = run(&mut l, &[], t0, t0 + ms(99));
+    let beats_to = |n| sent.iter().filter(|(to, m)| *to == addr(n) && *m == Message::Beat).count();
+    assert_eq!((beats_to(2), beats_to(3)), (5, 5), "at 0, 20, 40, 60, 80 ms: {sent:?}");
+    // A new heir is beaten to at once; losing every heir stops the beats.
+    l.follow(set(&[2, 3, 4]), set(&[]), t0 + ms(100));
+    assert_eq!(l.poll(t0 + ms(100), &[]).0.len(), 3);
+    l.follow(set(&[]), set(&[]), t0 + ms(101));
+    assert_eq!(l.next_wake(), None);
+    // Far behind (the thread was not scheduled): one beat, then the schedule from now.
+    l.follow(set(&[2]), set(&[]), t0);
+    assert_eq!(l.poll(t0 + ms(500), &[]).0.len(), 1);
+    assert_eq!(l.next_wake(), Some(t0 + ms(520)));
+}
+
+#[test]
+fn an_heir_fails_a_silent_owner_after_the_probes_go_unanswered() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3), addr(4)];
+    let mut l = Liveness::new(addr(2), 0);
+    l.follow(set(&[]), set(&[1]), t0);
+    l.heard(addr(1), t0);
+    // Beats every 20 ms keep it quiet.
+    for i in 1..=10 {
+        let (out, changed) = l.poll(t0 + ms(20 * i), &members);
+        assert!(out.is_empty() && !changed);
+        l.heard(addr(1), t0 + ms(20 * i));
+    }
+    // Then silence: probed 90 ms after the last beat, directly and through two others.
+    let last = t0 + ms(200);
+    let (sent, changes) = run(&mut l, &members, last, last + ms(200));
+    let probes: Vec<_> =
+        sent.iter().filter(|(to, m)| *to == addr(1) && matches!(m, Message::Probe(_))).collect();
+    let asks: BTreeSet<SocketAddr> = sent
+        .iter()
+        .filter_map(|(to, m)| matches!(m, Message::ProbeFor(_, target) if *target == addr(1)).then_some(*to))
+        .collect();
+    assert_eq!(probes.len(), 1, "{sent:?}");
+    assert_eq!(asks, set(&[3, 4]), "helpers: neither the owner nor this node");
+    assert_eq!(changes, vec![last + SUSPECT_AFTER + CONFIRM], "failed once, when the probes timed out");
+    assert_eq!(l.failed(), &set(&[1]));
+    assert_eq!(l.next_wake(), None, "no more probes of a failed owner");
+    // Heard again (it was alive after all, or restarted): back in the view.
+    assert!(l.heard(addr(1), last + ms(300)));
+    assert!(l.failed().is_empty());
+    assert!(!l.heard(addr(1), last + ms(301)), "only once");
+}
+
+#[test]
+fn an_ack_relayed_by_a_helper_keeps_the_owner() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3)];
+    let mut l = Liveness::new(addr(2), 0);
+    l.follow(set(&[]), set(&[1]), t0);
+    let (sent, _) = l.poll(t0 + SUSPECT_AFTER, &members);
+    let Some((_, Message::ProbeFor(nonce, _))) = sent.iter().find(|(to, _)| *to == addr(3)) else {
+        panic!("no request to the helper: {sent:?}");
+    };
+    // The owner's direct answer is lost; the helper's comes back.
+    let at = t0 + SUSPECT_AFTER + ms(5);
+    l.heard(addr(3), at);
+    let (out, back) = l.receive(addr(3), Message::Ack(*nonce), at);
+    assert!(out.is_empty() && !back);
+    let (_, changes) = run(&mut l, &members, at, at + ms(80));
+    assert!(changes.is_empty() && l.failed().is_empty(), "confirmed alive: {changes:?}");
+    // A stale or foreign nonce answers for nobody.
+    let (sent, _) = l.poll(at + SUSPECT_AFTER, &members);
+    assert!(!sent.is_empty());
+    l.receive(addr(3), Message::Ack(nonce.wrapping_add(100)), at + SUSPECT_AFTER + ms(1));
+    let (_, changes) = run(&mut l, &members, at + SUSPECT_AFTER + ms(1), at + SUSPECT_AFTER + ms(40));
+    assert_eq!(changes.len(), 1);
+}
+
+#[test]
+fn a_helper_probes_and_passes_the_ack_on() {
+    let t0 = Instant::now();
+    let mut helper = Liveness::new(addr(3), 0);
+    let (out, _) = helper.receive(addr(2), Message::ProbeFor(42, addr(1)), t0);
+    assert_eq!(out, vec![(addr(1), Message::Probe(42))]);
+    let (out, _) = helper.receive(addr(1), Message::Ack(42), t0 + ms(1));
+    assert_eq!(out, vec![(addr(2), Message::Ack(42))]);
+    let (out, _) = helper.receive(addr(1), Message::Ack(42), t0 + ms(2));
+    assert!(out.is_empty(), "once");
+    // Anyone probed answers.
+    assert_eq!(helper.receive(addr(2), Message::Probe(7), t0).0, vec![(addr(2), Message::Ack(7))]);
+    // A relay is forgotten after a while.
+    helper.receive(addr(2), Message::ProbeFor(43, addr(1)), t0);
+    helper.receive(addr(4), Message::ProbeFor(44, addr(1)), t0 + RELAY_FOR + ms(1));
+    assert!(helper.receive(addr(1), Message::Ack(43), t0 + RELAY_FOR + ms(2)).0.is_empty());
+}
+
+#[test]
+fn the_election_decides_whom_to_watch() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3)];
+    let mut l = Liveness::new(addr(2), 0);
+    l.follow(set(&[]), set(&[1]), t0);
+    // No longer heir to it: no probe, ever.
+    l.follow(set(&[]), set(&[]), t0 + ms(10));
+    let (sent, changes) = run(&mut l, &members, t0, t0 + ms(500));
+    assert!(sent.is_empty() && changes.is_empty());
+    // A failure outlives the watch until heard from or dropped by SWIM.
+    l.follow(set(&[]), set(&[3]), t0);
+    run(&mut l, &members, t0, t0 + ms(200));
+    assert_eq!(l.failed(), &set(&[3]));
+    l.follow(set(&[]), set(&[]), t0 + ms(201));
+    assert_eq!(l.failed(), &set(&[3]));
+    l.follow(set(&[]), set(&[3]), t0 + ms(202));
+    assert_eq!(l.next_wake(), None, "watched again, still failed: not probed again");
+    assert!(!l.retain_failed(&members));
+    assert!(l.retain_failed(&[addr(1), addr(2)]));
+    assert!(l.failed().is_empty());
+}

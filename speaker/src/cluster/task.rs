@@ -1,0 +1,234 @@
+//! The membership task: owns the socket, SWIM's state (foca) and the liveness protocol, and
+//! publishes the live members: those SWIM lists, less those an heir found failed first.
+
+use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
+
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    Alive, Member, PeerMacs,
+    auth::{Opener, Reject, Sealer},
+    liveness::{Liveness, Out},
+    unix_ms,
+    wire::Message,
+};
+use crate::{election::Succession, metrics::Metrics};
+
+/// How often configured peers that are not members yet are sent an announce.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
+
+pub(super) struct Task {
+    pub foca: Foca<Member, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
+    pub liveness: Liveness,
+    pub socket: UdpSocket,
+    pub sealer: Sealer,
+    pub opener: Opener,
+    pub peers: watch::Receiver<Vec<SocketAddr>>,
+    pub succession: watch::Receiver<Succession>,
+    pub me: Member,
+    pub alive_tx: watch::Sender<Alive>,
+    pub peer_macs_tx: watch::Sender<PeerMacs>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Task {
+    pub async fn run(mut self, mut leave: mpsc::Receiver<oneshot::Sender<()>>) {
+        let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer<Member>>();
+        let mut rt = AccumulatingRuntime::new();
+        let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let wake = self.liveness.next_wake().map(Instant::from_std);
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => self.receive(from, &buf[..len], &mut rt).await,
+                    Err(e) => warn!(error = %e, "membership socket"),
+                },
+                Some(timer) = timers.recv() => {
+                    if let Err(e) = self.foca.handle_timer(timer, &mut rt) {
+                        debug!(error = %e, "membership timer");
+                    }
+                }
+                _ = sleep_until(wake), if wake.is_some() => {
+                    let (members, before) = (self.member_addrs(), self.liveness.failed().len());
+                    let (out, changed) = self.liveness.poll(std::time::Instant::now(), &members);
+                    self.send_all(out).await;
+                    if changed {
+                        let newly = self.liveness.failed().len().saturating_sub(before);
+                        self.metrics.owners_failed.inc_by(newly as u64);
+                        info!(failed = ?self.liveness.failed(), "an owner missed its heartbeats and the probes: taking over");
+                        self.publish();
+                    }
+                }
+                Ok(()) = self.succession.changed() => self.follow(),
+                _ = announce.tick() => self.announce_to_strangers(&mut rt),
+                done = leave.recv() => {
+                    if let Err(e) = self.foca.leave_cluster(&mut rt) {
+                        warn!(error = %e, "leaving the cluster");
+                    }
+                    self.flush(&mut rt, &timer_tx).await;
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+            }
+            self.flush(&mut rt, &timer_tx).await;
+        }
+    }
+
+    async fn receive(&mut self, from: SocketAddr, datagram: &[u8], rt: &mut AccumulatingRuntime<Member>) {
+        let m = &self.metrics;
+        let payload = match self.opener.open(from, unix_ms(), datagram) {
+            Ok(payload) => payload,
+            Err(reject) => {
+                let counter = match reject {
+                    Reject::Unauthenticated => &m.rejected_unauthenticated,
+                    Reject::Stale => &m.rejected_stale,
+                    Reject::Replayed => &m.rejected_replayed,
+                };
+                counter.inc();
+                debug!(%from, ?reject, "membership datagram dropped");
+                return;
+            }
+        };
+        let now = std::time::Instant::now();
+        let mut back = self.liveness.heard(from, now);
+        match Message::decode(payload) {
+            Some(Message::Membership(data)) => {
+                if let Err(e) = self.foca.handle_data(data, rt) {
+                    m.rejected_malformed.inc();
+                    debug!(%from, error = %e, "membership message refused");
+                }
+            }
+            Some(message) => {
+                let (out, changed) = self.liveness.receive(from, message, now);
+                back |= changed;
+                self.send_all(out).await;
+            }
+            None => {
+                m.rejected_malformed.inc();
+                debug!(%from, "membership datagram of no known kind");
+            }
+        }
+        if back {
+            info!(%from, "a member found failed was heard from again");
+            self.publish();
+        }
+    }
+
+    /// Announces this speaker to configured peers that are not (or no longer) members: at start,
+    /// and after a partition heals.
+    fn announce_to_strangers(&mut self, rt: &mut AccumulatingRuntime<Member>) {
+        let known: BTreeSet<_> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        let peers = self.peers.borrow().clone();
+        for peer in peers.iter().filter(|p| !known.contains(p)) {
+            if let Err(e) = self.foca.announce(Member::at(*peer), &mut *rt) {
+                debug!(%peer, error = %e, "announce");
+            }
+        }
+    }
+
+    /// Beats to the heirs and watches the owners the election names, at their addresses.
+    fn follow(&mut self) {
+        let succession = self.succession.borrow_and_update().clone();
+        let at = |names: &BTreeSet<String>| -> BTreeSet<SocketAddr> {
+            self.foca.iter_members().filter(|m| names.contains(&m.id().name)).map(|m| m.id().addr).collect()
+        };
+        let (heirs, owners) = (at(&succession.heirs), at(&succession.owners));
+        self.liveness.follow(heirs, owners, std::time::Instant::now());
+    }
+
+    fn member_addrs(&self) -> Vec<SocketAddr> {
+        self.foca.iter_members().map(|m| m.id().addr).collect()
+    }
+
+    async fn send_all(&mut self, out: Vec<Out<'_>>) {
+        for (to, message) in out {
+            self.send(to, &message.encode()).await;
+        }
+    }
+
+    async fn send(&mut self, to: SocketAddr, payload: &[u8]) {
+        let datagram = self.sealer.seal(unix_ms(), payload);
+        if let Err(e) = self.socket.send_to(&datagram, to).await {
+            debug!(%to, error = %e, "membership send");
+        }
+    }
+
+    /// Carries out what the protocol asked for: datagrams, timers, and membership changes.
+    async fn flush(
+        &mut self,
+        rt: &mut AccumulatingRuntime<Member>,
+        timer_tx: &mpsc::UnboundedSender<Timer<Member>>,
+    ) {
+        while let Some((to, data)) = rt.to_send() {
+            self.send(to.addr, &Message::Membership(&data).encode()).await;
+        }
+        while let Some((after, timer)) = rt.to_schedule() {
+            let tx = timer_tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = tx.send(timer);
+            });
+        }
+        let mut changed = false;
+        while let Some(notification) = rt.to_notify() {
+            match &notification {
+                OwnedNotification::MemberUp(s) => info!(member = s.name, addr = %s.addr, "member up"),
+                OwnedNotification::MemberDown(s) => info!(member = s.name, addr = %s.addr, "member down"),
+                OwnedNotification::Rejoin(s) => {
+                    info!(generation = s.generation, "declared down by the others; rejoined");
+                    self.me = s.clone();
+                }
+                other => debug!(?other, "membership"),
+            }
+            changed = true;
+        }
+        if changed {
+            let members = self.member_addrs();
+            self.liveness.retain_failed(&members);
+            // The same names may sit at new addresses.
+            self.follow();
+            let macs: Vec<[u8; 6]> = self.foca.iter_members().flat_map(|m| m.id().macs.clone()).collect();
+            self.peer_macs_tx.send_if_modified(|seen| {
+                let before = seen.len();
+                seen.extend(macs);
+                seen.len() > before
+            });
+            self.publish();
+        }
+    }
+
+    /// Publishes the live members: SWIM's, this one, less those found failed.
+    fn publish(&mut self) {
+        let failed = self.liveness.failed();
+        let mut alive: Alive = self
+            .foca
+            .iter_members()
+            .filter(|m| !failed.contains(&m.id().addr))
+            .map(|m| m.id().name.clone())
+            .collect();
+        alive.insert(self.me.name.clone());
+        self.metrics.members_alive.set(alive.len() as i64);
+        self.alive_tx.send_if_modified(|current| {
+            let differs = *current != alive;
+            *current = alive;
+            differs
+        });
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

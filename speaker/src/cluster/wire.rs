@@ -1,0 +1,117 @@
+//! What the membership socket carries inside an authenticated datagram ([`super::auth`]): a
+//! kind byte, then the SWIM protocol's message or one of the liveness messages
+//! ([`super::liveness`]).
+//!
+//! ```text
+//! 0 | foca message            SWIM membership
+//! 1                          heartbeat, owner to heir
+//! 2 | nonce (8)              probe: answer with an ack
+//! 3 | nonce (8)              ack of a probe
+//! 4 | nonce (8) | address    probe that address for me, and pass its ack on
+//! ```
+//!
+//! An address is 4 or 16 bytes of IP then a 2-byte port, all big-endian.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    Membership(&'a [u8]),
+    Beat,
+    Probe(u64),
+    Ack(u64),
+    ProbeFor(u64, SocketAddr),
+}
+
+impl Message<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        let nonce = |out: &mut Vec<u8>, kind: u8, nonce: u64| {
+            out.push(kind);
+            out.extend_from_slice(&nonce.to_be_bytes());
+        };
+        match *self {
+            Message::Membership(data) => {
+                out.push(0);
+                out.extend_from_slice(data);
+            }
+            Message::Beat => out.push(1),
+            Message::Probe(n) => nonce(&mut out, 2, n),
+            Message::Ack(n) => nonce(&mut out, 3, n),
+            Message::ProbeFor(n, target) => {
+                nonce(&mut out, 4, n);
+                match target.ip() {
+                    IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
+                    IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
+                }
+                out.extend_from_slice(&target.port().to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// The message in `payload`, or `None` if it is none of the above.
+    pub fn decode(payload: &[u8]) -> Option<Message<'_>> {
+        let (&kind, rest) = payload.split_first()?;
+        let nonce = || Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?));
+        match (kind, rest.len()) {
+            (0, _) => Some(Message::Membership(rest)),
+            (1, 0) => Some(Message::Beat),
+            (2, 8) => Some(Message::Probe(nonce()?)),
+            (3, 8) => Some(Message::Ack(nonce()?)),
+            (4, 14) => {
+                let ip: [u8; 4] = rest[8..12].try_into().ok()?;
+                let port = u16::from_be_bytes([rest[12], rest[13]]);
+                Some(Message::ProbeFor(nonce()?, SocketAddr::new(Ipv4Addr::from(ip).into(), port)))
+            }
+            (4, 26) => {
+                let ip: [u8; 16] = rest[8..24].try_into().ok()?;
+                let port = u16::from_be_bytes([rest[24], rest[25]]);
+                Some(Message::ProbeFor(nonce()?, SocketAddr::new(Ipv6Addr::from(ip).into(), port)))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let v4: SocketAddr = "192.0.2.3:7946".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::3]:7946".parse().unwrap();
+        let all = [
+            Message::Membership(b"swim"),
+            Message::Membership(b""),
+            Message::Beat,
+            Message::Probe(7),
+            Message::Ack(u64::MAX),
+            Message::ProbeFor(9, v4),
+            Message::ProbeFor(10, v6),
+        ];
+        for m in all {
+            assert_eq!(Message::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(Message::ProbeFor(1, v4).encode().len(), 1 + 8 + 6);
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        assert_eq!(Message::decode(&[]), None);
+        assert_eq!(Message::decode(&[5]), None, "unknown kind");
+        assert_eq!(Message::decode(&[1, 0]), None, "a beat carries nothing");
+        let probe = Message::Probe(3).encode();
+        for len in 1..probe.len() {
+            assert_eq!(Message::decode(&probe[..len]), None, "probe cut at {len}");
+        }
+        let ask = Message::ProbeFor(3, "192.0.2.3:1".parse().unwrap()).encode();
+        for len in 1..ask.len() {
+            assert_eq!(Message::decode(&ask[..len]), None, "request cut at {len}");
+        }
+        let mut long = ask.clone();
+        long.push(0);
+        assert_eq!(Message::decode(&long), None);
+    }
+}
