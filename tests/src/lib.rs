@@ -9,6 +9,7 @@ pub mod failover;
 pub mod keepalived;
 pub mod kube_lab;
 pub mod lab;
+pub mod loss;
 pub mod nodes;
 pub mod objects;
 pub mod poll;

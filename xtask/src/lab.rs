@@ -17,11 +17,16 @@ pub enum Bench {
     /// The whole cluster in the lab: Service creation and endpoint moves to the first ARP
     /// reply, and a speaker with 1,000 and 10,000 addresses (needs `cargo xtask setup --kube`).
     Converge,
-    /// Takeover time when an owner dies, Herald beside keepalived (default and tuned VRRP).
+    /// Takeover time when an owner's daemon is killed or its link cut, Herald beside keepalived
+    /// (tuned and default VRRP); then the price at rest with 0, 1 and 5% loss: spurious
+    /// takeovers and packets per second per node.
     Failover {
         /// Runs per row.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Seconds at rest per loss level.
+        #[arg(long, default_value_t = 120)]
+        soak: u64,
     },
     /// Membership at scale, simulated in process with the real protocol code: 3 to 500 nodes,
     /// time until all agree one died, bytes per second per node, with 0, 1 and 5% loss.
@@ -47,8 +52,9 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
         Bench::Converge => run_bin("herald-bench", &["converge"], true, true),
         // Thousands of simulated nodes: optimised, or it takes minutes.
         Bench::Membership => run_bin("herald-bench", &["membership"], false, true),
-        Bench::Failover { runs } => {
-            run_bin("herald-bench", &["failover", "--runs", &runs.to_string()], false, false)
+        Bench::Failover { runs, soak } => {
+            let (runs, soak) = (runs.to_string(), soak.to_string());
+            run_bin("herald-bench", &["failover", "--runs", &runs, "--soak", &soak], false, false)
         }
         Bench::Nodes { runs } => {
             // The images from the release build: what users run.

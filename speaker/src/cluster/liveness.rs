@@ -20,11 +20,12 @@ use super::wire::Message;
 
 /// How often an owner beats to its heirs.
 pub const BEAT_EVERY: Duration = Duration::from_millis(20);
-/// How long an heir waits for a beat before it probes: four beats missed, and half a beat for
+/// How long an heir waits for a beat before it probes: three beats missed, and half a beat for
 /// jitter.
-pub const SUSPECT_AFTER: Duration = Duration::from_millis(90);
-/// How long the probes have to be answered.
-pub const CONFIRM: Duration = Duration::from_millis(20);
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(70);
+/// How long the probes have to be answered (a round trip through a helper on a LAN takes well
+/// under a millisecond).
+pub const CONFIRM: Duration = Duration::from_millis(15);
 /// How many other members relay each probe.
 const HELPERS: usize = 2;
 /// How long a helper remembers whom to pass an ack on to.

@@ -101,7 +101,7 @@ fn an_ack_relayed_by_a_helper_keeps_the_owner() {
     l.heard(addr(3), at);
     let (out, back) = l.receive(addr(3), Message::Ack(*nonce), at);
     assert!(out.is_empty() && !back);
-    let (_, changes) = run(&mut l, &members, at, at + ms(80));
+    let (_, changes) = run(&mut l, &members, at, at + SUSPECT_AFTER - ms(1));
     assert!(changes.is_empty() && l.failed().is_empty(), "confirmed alive: {changes:?}");
     // A stale or foreign nonce answers for nobody.
     let (sent, _) = l.poll(at + SUSPECT_AFTER, &members);

@@ -7,6 +7,7 @@ mod converge;
 mod failover;
 mod membership;
 mod nodes;
+mod price;
 mod xdp;
 mod xdp_lab;
 
@@ -22,6 +23,9 @@ struct Cli {
     /// Runs per row (failover) or rolling restarts (nodes).
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Seconds at rest per loss level (failover's price rows).
+    #[arg(long, default_value_t = 120)]
+    soak: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
         Which::Xdp => xdp::run(),
         Which::Controller => controller::run(),
         Which::Converge => converge::run(),
-        Which::Failover => failover::run(cli.runs),
+        Which::Failover => failover::run(cli.runs, std::time::Duration::from_secs(cli.soak)),
         Which::Membership => membership::run(),
         Which::Nodes => nodes::run(cli.runs),
     };
