@@ -7,7 +7,7 @@ use kube::{
     Api,
     runtime::{
         WatchStreamExt as _,
-        reflector::{self, Store},
+        reflector::{self, ObjectRef, Store},
         utils::Backoff,
         watcher,
     },
@@ -38,36 +38,69 @@ impl<K> Watched for K where
 {
 }
 
-/// A cache of `api`'s objects, kept by a watch that signals `changed` on every update. The
-/// watch retries with [`Retry`] while the API server is away; the cache keeps the last state
-/// meanwhile, and a re-list replaces it whole once complete. managedFields are dropped: nothing
-/// here reads them, and they are often most of an object.
-pub fn watch<K: Watched>(api: Api<K>, changed: &mpsc::Sender<()>) -> Store<K> {
+/// A cache of `api`'s objects, kept by a watch that signals `changed` when an object changes
+/// (more than its resourceVersion: see [`is_news`]). The watch retries with [`Retry`] while the
+/// API server is away; the cache keeps the last state meanwhile, and a re-list replaces it whole
+/// once complete. managedFields are dropped: nothing here reads them, and they are often most
+/// of an object.
+pub fn watch<K: Watched + PartialEq>(api: Api<K>, changed: &mpsc::Sender<()>) -> Store<K> {
     watch_stripped(api, changed, |_| {})
 }
 
 /// [`watch`], with `strip` applied to each object before it is cached: a cache of every object
-/// of a kind need hold only what its reader reads.
-pub fn watch_stripped<K: Watched>(
+/// of a kind need hold only what its reader reads, and an update of what it does not read
+/// (a Node's heartbeat, images, capacities) wakes no one.
+pub fn watch_stripped<K: Watched + PartialEq>(
     api: Api<K>,
     changed: &mpsc::Sender<()>,
     mut strip: impl FnMut(&mut K) + Send + 'static,
 ) -> Store<K> {
-    let (store, writer) = reflector::store();
-    let changed = changed.clone();
-    let events = watcher(api, watcher::Config::default()).modify(move |obj| {
-        obj.meta_mut().managed_fields = None;
-        strip(obj);
-    });
-    let stream = reflector::reflector(writer, events).backoff(Retry::default()).touched_objects();
-    tokio::spawn(stream.for_each(move |event| {
-        if let Err(e) = event {
-            warn!(error = %e, "watch");
+    let (store, mut writer) = reflector::store();
+    let (reader, changed) = (store.clone(), changed.clone());
+    let events = watcher(api, watcher::Config::default())
+        .modify(move |obj| {
+            obj.meta_mut().managed_fields = None;
+            strip(obj);
+        })
+        .backoff(Retry::default());
+    tokio::spawn(events.for_each(move |event| {
+        match event {
+            Ok(event) => {
+                let news = is_news(&reader, &event);
+                writer.apply_watcher_event(&event);
+                if news {
+                    let _ = changed.try_send(());
+                }
+            }
+            Err(e) => warn!(error = %e, "watch"),
         }
-        let _ = changed.try_send(());
         std::future::ready(())
     }));
     store
+}
+
+/// Whether `event` changes what `store` holds, the resourceVersion aside (it changes with every
+/// write, also of fields a strip step removed). A completed list always counts: readers wait for
+/// the first, and a re-list follows a gap in the watch.
+fn is_news<K: Watched + PartialEq>(store: &Store<K>, event: &watcher::Event<K>) -> bool {
+    match event {
+        watcher::Event::Apply(obj) => {
+            store.get(&ObjectRef::from_obj(obj)).is_none_or(|held| !same(&*held, obj))
+        }
+        watcher::Event::Delete(obj) => store.get(&ObjectRef::from_obj(obj)).is_some(),
+        watcher::Event::Init | watcher::Event::InitApply(_) => false,
+        watcher::Event::InitDone => true,
+    }
+}
+
+/// `a` and `b` are equal but for their resourceVersions.
+fn same<K: Watched + PartialEq>(a: &K, b: &K) -> bool {
+    if a.meta().resource_version == b.meta().resource_version {
+        return a == b;
+    }
+    let mut a = a.clone();
+    a.meta_mut().resource_version.clone_from(&b.meta().resource_version);
+    a == *b
 }
 
 /// How a failed watch is retried: from 0.5 s, doubling to at most 5 s, each delay between half
@@ -104,7 +137,33 @@ impl Backoff for Retry {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::Node;
+
     use super::*;
+
+    fn node(version: &str, label: &str) -> Node {
+        let mut node = Node::default();
+        node.metadata.name = Some("node-a".into());
+        node.metadata.resource_version = Some(version.into());
+        node.metadata.labels = Some([("zone".to_owned(), label.to_owned())].into());
+        node
+    }
+
+    #[test]
+    fn only_a_change_beyond_the_version_is_news() {
+        let (store, mut writer) = reflector::store::<Node>();
+        let apply = |n: Node| watcher::Event::Apply(n);
+        assert!(is_news(&store, &apply(node("1", "a"))), "a new object");
+        writer.apply_watcher_event(&apply(node("1", "a")));
+        assert!(!is_news(&store, &apply(node("1", "a"))), "the same object again");
+        assert!(!is_news(&store, &apply(node("2", "a"))), "only the version moved");
+        assert!(is_news(&store, &apply(node("3", "b"))), "a label changed");
+        assert!(is_news(&store, &watcher::Event::Delete(node("4", "a"))), "a held object deleted");
+        writer.apply_watcher_event(&watcher::Event::Delete(node("4", "a")));
+        assert!(!is_news(&store, &watcher::Event::Delete(node("4", "a"))), "nothing held");
+        assert!(!is_news(&store, &watcher::Event::InitApply(node("5", "a"))), "a list in progress");
+        assert!(is_news(&store, &watcher::Event::<Node>::InitDone), "a completed list");
+    }
 
     #[test]
     fn retries_grow_to_a_cap_and_reset() {

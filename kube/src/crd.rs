@@ -41,6 +41,7 @@ macro_rules! optional_spec {
     kind = "IPAddressPool",
     namespaced,
     status = "IPAddressPoolStatus",
+    derive = "PartialEq",
     printcolumn = r#"{"name":"Auto Assign","type":"boolean","jsonPath":".spec.autoAssign"}"#,
     printcolumn = r#"{"name":"Avoid Buggy IPs","type":"boolean","jsonPath":".spec.avoidBuggyIPs"}"#,
     printcolumn = r#"{"name":"Addresses","type":"string","jsonPath":".spec.addresses"}"#
@@ -117,6 +118,7 @@ pub struct IPAddressPoolStatus {
     namespaced,
     status = "L2AdvertisementStatus",
     derive = "Default",
+    derive = "PartialEq",
     printcolumn = r#"{"name":"IPAddressPools","type":"string","jsonPath":".spec.ipAddressPools"}"#,
     printcolumn = r#"{"name":"IPAddressPool Selectors","type":"string","jsonPath":".spec.ipAddressPoolSelectors"}"#,
     printcolumn = r#"{"name":"Interfaces","type":"string","jsonPath":".spec.interfaces"}"#,
@@ -170,6 +172,7 @@ pub struct L2AdvertisementStatus {}
     kind = "ServiceL2Status",
     namespaced,
     status = "MetalLBServiceL2Status",
+    derive = "PartialEq",
     printcolumn = r#"{"name":"Allocated Node","type":"string","jsonPath":".status.node"}"#,
     printcolumn = r#"{"name":"Service Name","type":"string","jsonPath":".status.serviceName"}"#,
     printcolumn = r#"{"name":"Service Namespace","type":"string","jsonPath":".status.serviceNamespace"}"#

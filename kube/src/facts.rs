@@ -45,8 +45,10 @@ impl<T> Facts<T> {
 }
 
 /// Keeps what `fact` makes of each of `api`'s objects (`None`: nothing to keep), signalling
-/// `changed` on every update. While the API server is away the values stay as they were.
-pub fn watch<K: Watched, T: Send + Sync + 'static>(
+/// `changed` when what a reader sees changes: most updates of an object (its status, an
+/// annotation, another controller's field) leave its fact as it was, and wake no one. While the
+/// API server is away the values stay as they were.
+pub fn watch<K: Watched, T: PartialEq + Send + Sync + 'static>(
     api: Api<K>,
     changed: &mpsc::Sender<()>,
     fact: impl Fn(&K) -> Option<T> + Send + 'static,
@@ -56,31 +58,67 @@ pub fn watch<K: Watched, T: Send + Sync + 'static>(
     let (writer, changed) = (state.clone(), changed.clone());
     let events = watcher(api, watcher::Config::default()).backoff(Retry::default());
     tokio::spawn(events.for_each(move |event| {
-        let key = |obj: &K| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-        let mut state = writer.write().unwrap_or_else(|e| e.into_inner());
-        match event {
-            Ok(watcher::Event::Apply(obj)) => match fact(&obj) {
-                Some(value) => drop(state.current.insert(key(&obj), value)),
-                None => drop(state.current.remove(&key(&obj))),
-            },
-            Ok(watcher::Event::Delete(obj)) => drop(state.current.remove(&key(&obj))),
-            Ok(watcher::Event::Init) => state.listing = Some(BTreeMap::new()),
-            Ok(watcher::Event::InitApply(obj)) => {
-                if let (Some(listing), Some(value)) = (state.listing.as_mut(), fact(&obj)) {
-                    listing.insert(key(&obj), value);
+        let news = match event {
+            Ok(event) => {
+                let listed = matches!(event, watcher::Event::InitDone);
+                let news = writer.write().unwrap_or_else(|e| e.into_inner()).apply(event, &fact);
+                if listed {
+                    ready_tx.send_replace(true);
                 }
+                news
             }
-            Ok(watcher::Event::InitDone) => {
-                if let Some(listing) = state.listing.take() {
-                    state.current = listing;
-                }
-                ready_tx.send_replace(true);
+            Err(e) => {
+                warn!(error = %e, "watch");
+                false
             }
-            Err(e) => warn!(error = %e, "watch"),
+        };
+        if news {
+            let _ = changed.try_send(());
         }
-        drop(state);
-        let _ = changed.try_send(());
         std::future::ready(())
     }));
     Facts { state, ready }
 }
+
+impl<T: PartialEq> State<T> {
+    /// Applies one watch event; true if what readers see changed. A completed list always
+    /// counts: readers wait for the first, and a re-list follows a gap in the watch.
+    fn apply<K: kube::Resource>(&mut self, event: watcher::Event<K>, fact: impl Fn(&K) -> Option<T>) -> bool {
+        let key = |obj: &K| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+        match event {
+            watcher::Event::Apply(obj) => match fact(&obj) {
+                Some(value) => {
+                    let key = key(&obj);
+                    if self.current.get(&key) == Some(&value) {
+                        return false;
+                    }
+                    self.current.insert(key, value);
+                    true
+                }
+                None => self.current.remove(&key(&obj)).is_some(),
+            },
+            watcher::Event::Delete(obj) => self.current.remove(&key(&obj)).is_some(),
+            watcher::Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                false
+            }
+            watcher::Event::InitApply(obj) => {
+                if let (Some(listing), Some(value)) = (self.listing.as_mut(), fact(&obj)) {
+                    listing.insert(key(&obj), value);
+                }
+                false
+            }
+            watcher::Event::InitDone => match self.listing.take() {
+                Some(listing) => {
+                    self.current = listing;
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "facts_tests.rs"]
+mod tests;
