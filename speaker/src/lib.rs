@@ -27,6 +27,7 @@ pub mod host;
 pub mod kubernetes;
 pub mod memory;
 pub mod metrics;
+pub mod names;
 pub mod netlink;
 pub mod pinned;
 pub mod runtime;

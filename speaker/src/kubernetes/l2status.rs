@@ -4,7 +4,7 @@
 //! that a slow or absent API server never holds up the datapath; what fails is retried.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     net::Ipv4Addr,
     sync::Arc,
     time::{Duration, Instant},
@@ -24,13 +24,13 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::{conflict::Conflict, frame::format_mac, metrics::Metrics};
+use crate::{conflict::Conflict, frame::format_mac, metrics::Metrics, names::Names};
 
 /// What this node announces and what it could not, by Service key (`namespace/name`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
     /// Services this node announces, with the interfaces it answers on.
-    pub announced: BTreeMap<String, BTreeSet<String>>,
+    pub announced: BTreeMap<String, Names>,
     /// Services with an address given to this node that no interface here can carry, and why.
     pub failed: BTreeMap<String, String>,
     /// The Service of each address this node announces.
@@ -60,7 +60,7 @@ pub struct Writer {
     node: String,
     metrics: Arc<Metrics>,
     /// ServiceL2Statuses as last written by this node (Service key to interfaces).
-    written: BTreeMap<String, BTreeSet<String>>,
+    written: BTreeMap<String, Names>,
     /// announceFailed Events sent, so each reason is told once.
     told: BTreeMap<String, String>,
     /// When each Service was last told of a conflict.
@@ -85,7 +85,7 @@ impl Writer {
     /// restart), so that stale ones are removed.
     pub async fn run(
         mut self,
-        mut reports: watch::Receiver<Report>,
+        mut reports: watch::Receiver<Arc<Report>>,
         mut conflicts: mpsc::Receiver<Conflict>,
     ) {
         while let Err(e) = self.adopt().await {
@@ -125,7 +125,7 @@ impl Writer {
     async fn write(&mut self, report: &Report) -> bool {
         let mut ok = true;
         // Owned, so that the futures borrow only `this` (and stay Send for the spawned task).
-        let changed: Vec<(String, BTreeSet<String>)> = report
+        let changed: Vec<(String, Names)> = report
             .announced
             .iter()
             .filter(|(key, ifs)| self.written.get(*key) != Some(*ifs))
@@ -202,7 +202,7 @@ impl Writer {
     }
 
     /// Creates or updates the ServiceL2Status of `key`, naming this node.
-    async fn put(&self, key: &str, interfaces: &BTreeSet<String>) -> kube::Result<()> {
+    async fn put(&self, key: &str, interfaces: &Names) -> kube::Result<()> {
         let (namespace, name) = key.split_once('/').unwrap_or(("", key));
         let object = object_name(key);
         let params = PatchParams::apply("herald-speaker").force();

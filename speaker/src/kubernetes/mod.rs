@@ -102,7 +102,8 @@ struct ClusterObjects {
     /// When the updates seen are handled (they are gathered for [`DEBOUNCE`]).
     debounce_until: Option<Instant>,
     resync: Interval,
-    reports: watch::Sender<Report>,
+    /// Shared with the writer, not copied: a report has a line per Service.
+    reports: watch::Sender<Arc<Report>>,
     conflicts: mpsc::Sender<Conflict>,
     /// The host's interfaces as the last pass saw them.
     host: Option<Host>,
@@ -123,7 +124,7 @@ impl ClusterObjects {
         let (updated, updates) = mpsc::channel(1);
         let watches = Watches::start(client, namespace, class, &updated).await?;
         watches.ready().await.context("filling the caches")?;
-        let (reports, report_rx) = watch::channel(Report::default());
+        let (reports, report_rx) = watch::channel(Arc::new(Report::default()));
         let (conflicts, conflicts_rx) = mpsc::channel(64);
         let writer = l2status::Writer::new(client.clone(), namespace, &node, metrics);
         tokio::spawn(writer.run(report_rx, conflicts_rx));
@@ -201,8 +202,10 @@ impl runtime::Source for ClusterObjects {
         });
         self.host = Some(host);
         self.reports.send_if_modified(|current| {
-            let differs = *current != report;
-            *current = report;
+            let differs = **current != report;
+            if differs {
+                *current = Arc::new(report);
+            }
             differs
         });
         Some(Desired { announce, stand_by, succession })
@@ -263,7 +266,7 @@ pub fn own_share(snapshot: &Snapshot, alive: &Alive, host: &Host, node: &str) ->
             match carriers::carriers(host, address, 0, &a.interfaces) {
                 Ok(carriers) => {
                     let names = report.announced.entry(service.to_owned()).or_default();
-                    names.extend(carriers.iter().map(|c| c.ifname.clone()));
+                    *names = names.iter().cloned().chain(carriers.iter().map(|c| c.ifname.clone())).collect();
                     desired.extend(carriers);
                     report.services.insert(address, service.to_owned());
                 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use herald_kube::{
-    cache::{watch, watch_stripped},
+    cache::watch_stripped,
     crd::{IPAddressPool, L2Advertisement},
     facts::{self, Facts},
     pool::Pool,
@@ -26,7 +26,7 @@ use super::{
     decide::{LoadBalancer, Snapshot},
     strip,
 };
-use crate::candidates;
+use crate::{candidates, names::Names};
 
 /// What the decisions read of a Service Herald handles, as its cache keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,13 +54,13 @@ impl ServiceFacts {
 /// Service key and the nodes), or core/v1 Endpoints on a cluster that does not serve those (by
 /// Service key, the nodes).
 pub enum EndpointSource {
-    Slices(Facts<(String, BTreeSet<String>)>),
-    Endpoints(Facts<BTreeSet<String>>),
+    Slices(Facts<(String, Names)>),
+    Endpoints(Facts<Names>),
 }
 
 /// The speaker's caches. Services and endpoints, which every node caches for the whole cluster,
 /// keep only what the decisions read ([`facts`]); Nodes, pools and advertisements, a few of each,
-/// are kept as objects (Nodes stripped, [`strip::node`]).
+/// are kept as objects without what nothing reads ([`strip`]): an update of only that wakes no one.
 pub struct Watches {
     pub services: Facts<ServiceFacts>,
     pub endpoints: EndpointSource,
@@ -95,8 +95,12 @@ impl Watches {
             }),
             endpoints,
             nodes: watch_stripped(Api::all(client.clone()), changed, strip::node),
-            pools: watch(Api::namespaced(client.clone(), namespace), changed),
-            advertisements: watch(Api::namespaced(client.clone(), namespace), changed),
+            pools: watch_stripped(Api::namespaced(client.clone(), namespace), changed, strip::pool),
+            advertisements: watch_stripped(
+                Api::namespaced(client.clone(), namespace),
+                changed,
+                strip::advertisement,
+            ),
         })
     }
 
@@ -135,9 +139,9 @@ impl Watches {
                     out.entry(key.clone()).or_default().extend(nodes.iter().cloned());
                 }
             }),
-            EndpointSource::Endpoints(endpoints) => {
-                endpoints.read(|endpoints| out.extend(endpoints.iter().map(|(k, n)| (k.clone(), n.clone()))))
-            }
+            EndpointSource::Endpoints(endpoints) => endpoints.read(|endpoints| {
+                out.extend(endpoints.iter().map(|(k, n)| (k.clone(), n.iter().cloned().collect())))
+            }),
         }
         out
     }
@@ -211,7 +215,7 @@ where
 /// The Service an EndpointSlice belongs to (`namespace/name`), and the nodes of its serving
 /// endpoints. MetalLB's rule: `serving` counts (a terminating endpoint may still serve); unset
 /// `serving` means `ready`; unset `ready` means ready.
-pub(super) fn slice_nodes(slice: &EndpointSlice) -> Option<(String, BTreeSet<String>)> {
+pub(super) fn slice_nodes(slice: &EndpointSlice) -> Option<(String, Names)> {
     let service = slice.labels().get("kubernetes.io/service-name")?;
     let key = format!("{}/{service}", slice.namespace().unwrap_or_default());
     let nodes = slice
@@ -228,7 +232,7 @@ pub(super) fn slice_nodes(slice: &EndpointSlice) -> Option<(String, BTreeSet<Str
 
 /// The Service of a core/v1 Endpoints object (same name), and the nodes of its ready addresses
 /// (`notReadyAddresses` do not count).
-pub(super) fn endpoints_nodes(ep: &Endpoints) -> (String, BTreeSet<String>) {
+pub(super) fn endpoints_nodes(ep: &Endpoints) -> (String, Names) {
     let key = format!("{}/{}", ep.namespace().unwrap_or_default(), ep.name_any());
     let ready = ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten());
     (key, ready.filter_map(|a| a.node_name.clone()).collect())
@@ -252,7 +256,7 @@ pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
 mod tests {
     use super::*;
 
-    fn names(list: &[&str]) -> BTreeSet<String> {
+    fn names(list: &[&str]) -> Names {
         list.iter().map(|n| n.to_string()).collect()
     }
 
