@@ -23,9 +23,13 @@ pub const PASS_PROGRAM: &str = "herald_pass";
 /// The file name of the object that holds [`ARP_META_PROGRAM`].
 pub const META_OBJECT_NAME: &str = "herald-meta";
 
-/// Responder map for IPv4: [`ArpKey`] -> [`ArpEntry`]. IPv6 NDP will get a map of its own
-/// (keyed by a 16-byte address) and a path of its own in the program.
+/// Responder map for IPv4: [`ArpKey`] -> [`ArpEntry`].
 pub const ARP_MAP: &str = "HERALD_ARP";
+/// Responder map for IPv6 (Neighbor Discovery): [`NdpKey`] -> [`ArpEntry`], the same value as
+/// for IPv4 (the MAC to answer with, and the counters).
+pub const NDP_MAP: &str = "HERALD_NDP";
+/// Capacity of [`NDP_MAP`].
+pub const NDP_MAP_CAPACITY: u32 = 65_536;
 /// One-slot array holding the speaker's last heartbeat, as [`Heartbeat`].
 pub const HEARTBEAT_MAP: &str = "HERALD_HEARTBEAT";
 /// Capacity of [`ARP_MAP`].
@@ -68,7 +72,27 @@ impl ArpKey {
     }
 }
 
-/// Value of [`ARP_MAP`]: the MAC to answer with, how many replies the program sent, and the
+/// Key of [`NDP_MAP`]: answer Neighbor Solicitations for `addr` on frames received on `ifindex`
+/// with 802.1Q `vlan` (0 for untagged frames).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NdpKey {
+    /// IPv6 address, wire order.
+    pub addr: [u8; 16],
+    pub ifindex: u32,
+    /// VLAN id (12 bits), 0 when untagged.
+    pub vlan: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(size_of::<NdpKey>() == 24);
+
+impl NdpKey {
+    pub const fn new(addr: [u8; 16], ifindex: u32, vlan: u16) -> Self {
+        Self { addr, ifindex, vlan, _pad: 0 }
+    }
+}
+
+/// Value of [`ARP_MAP`] and [`NDP_MAP`]: the MAC to answer with, how many replies the program sent, and the
 /// claims of other hosts on the address it saw.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +162,7 @@ mod user {
     // SAFETY: plain `#[repr(C)]` integers and byte arrays with explicit padding; every bit
     // pattern is valid.
     unsafe impl aya::Pod for super::ArpKey {}
+    unsafe impl aya::Pod for super::NdpKey {}
     unsafe impl aya::Pod for super::ArpEntry {}
     unsafe impl aya::Pod for super::Heartbeat {}
     unsafe impl aya::Pod for super::MacKey {}

@@ -1,7 +1,6 @@
-//! The responder, whichever hook runs it: what to do with one frame. An ARP request for an
-//! address in [`ARP`] on the interface and VLAN it came in on is answered; an ARP reply or
-//! gratuitous ARP that gives such an address another host's MAC is counted as a conflict;
-//! everything else passes on untouched. Statements at each decision go to aya-log, at the level
+//! ARP for the addresses in [`ARP`]: a request for one on the interface and VLAN it came in on
+//! is answered; an ARP reply or gratuitous ARP that gives such an address another host's MAC is
+//! counted as a conflict; everything else passes on untouched. Statements at each decision go to aya-log, at the level
 //! the speaker loaded the program with (`--xdp-log`); the verifier prunes the others.
 
 use core::{
@@ -15,65 +14,21 @@ use speaker_common::{ArpEntry, ArpKey};
 
 use crate::{
     frame::{
-        ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ArpEth, ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, EthHdr,
-        Frame, TAGGED_HLEN, VLAN_VID_MASK, VlanHdr, is_broadcast, is_group, mac_eq,
+        ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ArpEth, ETH_P_IP, EthHdr, Frame, is_broadcast, is_group,
+        mac_eq,
     },
     maps::{ARP, CONFLICTS, heartbeat_fresh, is_peer},
+    respond::{Answer, Kind},
 };
-
-/// Where a frame's 802.1Q tag is.
-#[derive(Clone, Copy)]
-pub enum Tag {
-    /// In the frame, if it has one.
-    InFrame,
-    /// Beside it, with this TCI (host order): the device or the stack stripped it. The frame
-    /// itself must then be untagged.
-    Beside(u16),
-}
-
-/// A request this node answers: only [`decide`] makes one.
-pub struct Answer {
-    /// The entry it asked for: a live map value.
-    entry: *mut ArpEntry,
-    /// Where its ARP body starts: [`ETH_HLEN`], or [`TAGGED_HLEN`] behind a tag in the frame.
-    l2: usize,
-}
-
-/// Whether `frame` may be an ARP request, whatever became of its tag: its EtherType is ARP
-/// (untagged, or its tag stripped) or 802.1Q. Everything else passes at once.
-#[inline(always)]
-pub fn may_be_arp(frame: Frame) -> bool {
-    // SAFETY: `at` checked the bounds; packet data is at least 2-byte aligned.
-    frame.at::<EthHdr>(0).is_some_and(|eth| matches!(unsafe { (*eth).proto }, ETH_P_ARP | ETH_P_8021Q))
-}
-
-/// What to do with `frame`, received on `ifindex` with its tag where `tag` says: `None` passes
-/// it on untouched.
-#[inline(always)]
-pub fn decide<C: EbpfContext>(ctx: &C, frame: Frame, ifindex: u32, tag: Tag) -> Option<Answer> {
-    // SAFETY: `at` checked the bounds; packet data is at least 2-byte aligned.
-    let eth = unsafe { &*frame.at::<EthHdr>(0)? };
-    match (tag, eth.proto) {
-        (Tag::InFrame, ETH_P_ARP) => arp::<ETH_HLEN, C>(ctx, frame, ifindex, 0),
-        (Tag::InFrame, ETH_P_8021Q) => {
-            // One 802.1Q tag. Behind a second tag (QinQ) the inner EtherType is not ARP: pass.
-            // SAFETY: as above.
-            let vlan = unsafe { &*frame.at::<VlanHdr>(ETH_HLEN)? };
-            if vlan.proto != ETH_P_ARP {
-                return None;
-            }
-            arp::<TAGGED_HLEN, C>(ctx, frame, ifindex, u16::from_be(vlan.tci) & VLAN_VID_MASK)
-        }
-        // A stripped tag and an untagged frame; a stripped tag and one in the frame is QinQ.
-        (Tag::Beside(tci), ETH_P_ARP) => arp::<ETH_HLEN, C>(ctx, frame, ifindex, tci & VLAN_VID_MASK),
-        // 802.1ad outer tags, IPv4, IPv6 (NDP comes here later) and everything else.
-        _ => None,
-    }
-}
 
 /// The ARP body at `L2`, on VLAN `vlan`.
 #[inline(always)]
-fn arp<const L2: usize, C: EbpfContext>(ctx: &C, frame: Frame, ifindex: u32, vlan: u16) -> Option<Answer> {
+pub(crate) fn decide<const L2: usize, C: EbpfContext>(
+    ctx: &C,
+    frame: Frame,
+    ifindex: u32,
+    vlan: u16,
+) -> Option<Answer> {
     // One bounds check covers the Ethernet header, the tag if any, and the whole ARP body.
     // SAFETY: `at` checked that both lie inside the packet.
     let arp = unsafe { &*frame.at::<ArpEth>(L2)? };
@@ -125,7 +80,7 @@ fn request<const L2: usize, C: EbpfContext>(
         return None;
     }
     debug!(ctx, "answer: {:i} on VLAN {} is at {:mac}, to {:mac}", target, vlan, mac, arp.sha);
-    Some(Answer { entry, l2: L2 })
+    Some(Answer { entry, l2: L2, kind: Kind::Arp, grow: 0 })
 }
 
 /// A claim on an address (a reply or a gratuitous ARP): counted on the entry when it is one we
@@ -160,21 +115,10 @@ fn claim<C: EbpfContext>(ctx: &C, arp: &ArpEth, ifindex: u32, vlan: u16) {
     info!(ctx, "conflict: {:i} on VLAN {} claimed by {:mac}", address, vlan, claimed);
 }
 
-/// Rewrites the request of `answer` into its reply (RFC 826: to the requester, from the entry's
-/// MAC), in place, and counts it on the entry. `None` only where the frame is shorter than the
-/// answer found it, which cannot happen, but the verifier needs the check.
+/// Rewrites the request with its ARP body at `L2` into its reply (RFC 826: to the requester,
+/// from the entry's MAC), in place; `entry` is the answer's (a live map value).
 #[inline(always)]
-pub fn reply(frame: Frame, answer: &Answer) -> Option<()> {
-    if answer.l2 == ETH_HLEN {
-        reply_at::<ETH_HLEN>(frame, answer.entry)
-    } else {
-        reply_at::<TAGGED_HLEN>(frame, answer.entry)
-    }
-}
-
-/// [`reply`] with the ARP body at `L2`; `entry` is the answer's (a live map value).
-#[inline(always)]
-fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> Option<()> {
+pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> Option<()> {
     let arp = frame.at::<ArpEth>(L2)?;
     let eth = frame.at::<EthHdr>(0)?;
     // SAFETY: `at` checked that both lie inside the packet; they do not overlap. Map values stay
@@ -195,24 +139,5 @@ fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> Option<()> {
     arp.tpa = requester_ip;
     // SAFETY: `replies` is a naturally aligned u64 inside a live map value.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).replies, 1) };
-    Some(())
-}
-
-/// [`reply_at`] for a request whose tag was stripped: the reply carries the tag in the frame.
-/// The caller made room with `bpf_xdp_adjust_head(-4)`, so the frame now holds 4 free bytes, the
-/// request's MACs and EtherType, and its ARP body at [`TAGGED_HLEN`]; the MACs are rewritten
-/// anyway, so only the EtherType 0x8100 and the TCI go in between. Nothing is written unless the
-/// whole tagged reply fits.
-#[inline(always)]
-pub fn reply_tagged(frame: Frame, answer: &Answer, tci: u16) -> Option<()> {
-    let eth = frame.at::<EthHdr>(0)?;
-    let vlan = frame.at::<VlanHdr>(ETH_HLEN)?;
-    frame.at::<ArpEth>(TAGGED_HLEN)?;
-    reply_at::<TAGGED_HLEN>(frame, answer.entry)?;
-    // SAFETY: `at` checked the bounds.
-    unsafe {
-        (*eth).proto = ETH_P_8021Q;
-        (*vlan).tci = tci.to_be();
-    }
     Some(())
 }

@@ -5,6 +5,7 @@
 pub const ETH_P_ARP: u16 = 0x0806u16.to_be();
 pub const ETH_P_8021Q: u16 = 0x8100u16.to_be();
 pub const ETH_P_IP: u16 = 0x0800u16.to_be();
+pub const ETH_P_IPV6: u16 = 0x86ddu16.to_be();
 pub const ARPHRD_ETHER: u16 = 1u16.to_be();
 pub const ARPOP_REQUEST: u16 = 1u16.to_be();
 pub const ARPOP_REPLY: u16 = 2u16.to_be();
@@ -44,6 +45,43 @@ pub struct ArpEth {
     pub tpa: [u8; 4],
 }
 const _: () = assert!(size_of::<ArpEth>() == 28);
+
+/// The fixed IPv6 header (RFC 8200).
+#[repr(C)]
+pub struct Ipv6Hdr {
+    /// Version (4 bits), traffic class, flow label.
+    pub vtc_flow: [u8; 4],
+    pub payload_len: u16,
+    pub next_header: u8,
+    pub hop_limit: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+pub const IPV6_HLEN: usize = size_of::<Ipv6Hdr>();
+const _: () = assert!(IPV6_HLEN == 40);
+
+/// A Neighbor Solicitation or Advertisement (RFC 4861 §4.3, §4.4) up to its options.
+#[repr(C)]
+pub struct NeighborMsg {
+    pub kind: u8,
+    pub code: u8,
+    pub checksum: u16,
+    /// An Advertisement's R, S and O flags in the first byte; reserved in a Solicitation.
+    pub flags: [u8; 4],
+    pub target: [u8; 16],
+}
+pub const ND_LEN: usize = size_of::<NeighborMsg>();
+const _: () = assert!(ND_LEN == 24);
+
+/// A link-layer address option (RFC 4861 §4.6.1) for Ethernet: `len` counts 8 bytes.
+#[repr(C)]
+pub struct LinkAddrOpt {
+    pub kind: u8,
+    pub len: u8,
+    pub mac: [u8; 6],
+}
+pub const LINK_ADDR_OPT_LEN: usize = size_of::<LinkAddrOpt>();
+const _: () = assert!(LINK_ADDR_OPT_LEN == 8);
 
 /// The bytes of one frame, `[start, end)` in the program's address space, as the hook hands
 /// them over (`data`, `data_end`).

@@ -1,7 +1,9 @@
-//! Herald's datapath: an ARP responder run by the kernel on every received frame.
+//! Herald's datapath: an ARP and Neighbor Discovery responder run by the kernel on every
+//! received frame.
 //!
-//! [`arp`] decides and rewrites; the programs in `src/bin` run it at their hooks, each learning
-//! a frame's 802.1Q tag its own way (see [`arp::Tag`]):
+//! [`respond`] decides and rewrites, with [`arp`] for IPv4 and [`ndp`] for IPv6; the programs in
+//! `src/bin` run it at their hooks, each learning a frame's 802.1Q tag its own way (see
+//! [`respond::Tag`]):
 //! - `herald_arp` (XDP): for devices that leave tags in the frames.
 //! - `herald_arp_meta` (XDP, device-bound, object `herald-meta`): asks the driver for a tag it
 //!   stripped, and puts it back in the reply.
@@ -20,6 +22,8 @@
 pub mod arp;
 pub mod frame;
 pub mod maps;
+pub mod ndp;
+pub mod respond;
 
 #[cfg(not(test))]
 #[panic_handler]

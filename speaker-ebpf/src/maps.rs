@@ -8,11 +8,15 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use speaker_common::{
-    ARP_MAP_CAPACITY, ArpEntry, ArpKey, DEFAULT_DEAD_MAN_NS, Heartbeat, MacKey, PEER_MAP_CAPACITY,
+    ARP_MAP_CAPACITY, ArpEntry, ArpKey, DEFAULT_DEAD_MAN_NS, Heartbeat, MacKey, NDP_MAP_CAPACITY, NdpKey,
+    PEER_MAP_CAPACITY,
 };
 
 #[btf_map(name = "HERALD_ARP")]
 pub static ARP: HashMap<ArpKey, ArpEntry, { ARP_MAP_CAPACITY as usize }> = HashMap::new();
+
+#[btf_map(name = "HERALD_NDP")]
+pub static NDP: HashMap<NdpKey, ArpEntry, { NDP_MAP_CAPACITY as usize }> = HashMap::new();
 
 #[btf_map(name = "HERALD_HEARTBEAT")]
 pub static HEARTBEAT: Array<Heartbeat, 1> = Array::new();

@@ -13,7 +13,7 @@ use aya::{
 use herald_speaker::{clock::monotonic_ns, datapath::OBJECT};
 use speaker_common::{
     ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
-    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, PASS_PROGRAM, PEER_MAP,
+    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PASS_PROGRAM, PEER_MAP,
 };
 
 /// Where the kernel runs test frames in.
@@ -101,6 +101,18 @@ impl Fixture {
         let mut map: HashMap<_, ArpKey, ArpEntry> =
             HashMap::try_from(self.ebpf.map_mut(ARP_MAP).unwrap()).unwrap();
         map.insert(&key, &ArpEntry::new(mac), 0).unwrap();
+    }
+
+    /// Answers Neighbor Solicitations for `key` with `mac`.
+    pub fn insert_ndp(&mut self, key: NdpKey, mac: [u8; 6]) {
+        let mut map: HashMap<_, NdpKey, ArpEntry> =
+            HashMap::try_from(self.ebpf.map_mut(NDP_MAP).unwrap()).unwrap();
+        map.insert(&key, &ArpEntry::new(mac), 0).unwrap();
+    }
+
+    pub fn ndp_entry(&self, key: NdpKey) -> ArpEntry {
+        let map: HashMap<_, NdpKey, ArpEntry> = HashMap::try_from(self.ebpf.map(NDP_MAP).unwrap()).unwrap();
+        map.get(&key, 0).unwrap()
     }
 
     /// Another Herald speaker's MAC.

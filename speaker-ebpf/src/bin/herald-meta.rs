@@ -16,8 +16,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::error;
 use speaker_ebpf::{
-    arp::{self, Tag},
     frame::{ETH_P_8021Q, Frame, VLAN_HLEN},
+    respond::{self, Tag},
 };
 
 unsafe extern "C" {
@@ -30,8 +30,8 @@ const ENODATA: i32 = 61;
 
 #[xdp]
 pub fn herald_arp_meta(ctx: XdpContext) -> u32 {
-    // Frames that cannot be ARP (IPv4, IPv6, ...) pass before the driver is asked anything.
-    if !arp::may_be_arp(Frame::new(ctx.data(), ctx.data_end())) {
+    // Frames that cannot be requests (IPv4, ...) pass before the driver is asked anything.
+    if !respond::may_be_request(Frame::new(ctx.data(), ctx.data_end())) {
         return XDP_PASS;
     }
     let (mut proto, mut tci) = (0u16, 0u16);
@@ -45,11 +45,14 @@ pub fn herald_arp_meta(ctx: XdpContext) -> u32 {
         _ => return XDP_PASS,
     };
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    let Some(answer) = arp::decide(&ctx, frame, ctx.ingress_ifindex() as u32, tag) else {
+    let Some(answer) = respond::decide(&ctx, frame, ctx.ingress_ifindex() as u32, tag) else {
+        return XDP_PASS;
+    };
+    let Some(frame) = respond::grow_xdp(&ctx, answer.grow) else {
         return XDP_PASS;
     };
     let Tag::Beside(tci) = tag else {
-        return if arp::reply(frame, &answer).is_some() { XDP_TX } else { XDP_PASS };
+        return if respond::reply(frame, &answer).is_some() { XDP_TX } else { XDP_PASS };
     };
     // The request's tag was stripped: the reply carries it in the frame, 4 bytes longer.
     // SAFETY: a helper on this program's own context.
@@ -58,7 +61,7 @@ pub fn herald_arp_meta(ctx: XdpContext) -> u32 {
         return XDP_PASS;
     }
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    if arp::reply_tagged(frame, &answer, tci).is_some() {
+    if respond::reply_tagged(frame, &answer, tci).is_some() {
         return XDP_TX;
     }
     // verifier: the frame only grew, so the check above holds; undo the room all the same.

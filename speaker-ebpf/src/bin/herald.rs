@@ -12,13 +12,13 @@ use aya_ebpf::{
         __sk_buff, TC_ACT_UNSPEC,
         xdp_action::{XDP_PASS, XDP_TX},
     },
-    helpers::bpf_redirect,
+    helpers::{bpf_redirect, bpf_skb_change_tail},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
 use speaker_ebpf::{
-    arp::{self, Tag},
     frame::{ETH_P_8021Q, Frame},
+    respond::{self, Tag},
 };
 
 /// Devices that leave 802.1Q tags in the frames (rx VLAN offload off): the tag, if any, is read
@@ -26,8 +26,11 @@ use speaker_ebpf::{
 #[xdp]
 pub fn herald_arp(ctx: XdpContext) -> u32 {
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    match arp::decide(&ctx, frame, ctx.ingress_ifindex() as u32, Tag::InFrame) {
-        Some(answer) if arp::reply(frame, &answer).is_some() => XDP_TX,
+    let Some(answer) = respond::decide(&ctx, frame, ctx.ingress_ifindex() as u32, Tag::InFrame) else {
+        return XDP_PASS;
+    };
+    match respond::grow_xdp(&ctx, answer.grow) {
+        Some(frame) if respond::reply(frame, &answer).is_some() => XDP_TX,
         _ => XDP_PASS,
     }
 }
@@ -47,11 +50,24 @@ pub fn herald_arp_tc(ctx: TcContext) -> i32 {
         _ => return TC_ACT_UNSPEC,
     };
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    match arp::decide(&ctx, frame, ifindex, tag) {
+    // Untouched, on to the next program or the stack.
+    let Some(answer) = respond::decide(&ctx, frame, ifindex, tag) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: a helper on this program's own socket buffer; it moves the packet data, which is
+    // read again below.
+    if answer.grow > 0 && unsafe { bpf_skb_change_tail(skb.cast(), ctx.len() + answer.grow as u32, 0) } != 0 {
+        return TC_ACT_UNSPEC;
+    }
+    // verifier: the context pointer goes through `black_box`, so that LLVM does not reuse an
+    // address it derived from it for the first read (a modified context pointer is refused).
+    let skb = core::hint::black_box(skb);
+    // SAFETY: the context of a TC program is its `__sk_buff`.
+    let frame = unsafe { Frame::new((*skb).data as usize, (*skb).data_end as usize) };
+    match respond::reply(frame, &answer) {
         // SAFETY: a helper without preconditions; the kernel sends the skb once we return.
-        Some(answer) if arp::reply(frame, &answer).is_some() => unsafe { bpf_redirect(ifindex, 0) as i32 },
-        // Untouched, on to the next program or the stack.
-        _ => TC_ACT_UNSPEC,
+        Some(()) => unsafe { bpf_redirect(ifindex, 0) as i32 },
+        None => TC_ACT_UNSPEC,
     }
 }
 

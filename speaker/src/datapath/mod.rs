@@ -27,7 +27,7 @@ use aya::{
 use herald_kube::report::Chain;
 use speaker_common::{
     ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
-    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, PEER_MAP,
+    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PEER_MAP,
 };
 use tracing::{info, warn};
 
@@ -83,6 +83,9 @@ pub enum DatapathError {
 pub struct Datapath {
     ebpf: Ebpf,
     arp: HashMap<MapData, ArpKey, ArpEntry>,
+    /// The IPv6 (Neighbor Discovery) entries: pinned and shared with `herald_arp_meta`, not
+    /// filled yet (the speaker announces IPv4 addresses only so far).
+    _ndp: HashMap<MapData, NdpKey, ArpEntry>,
     heartbeat: Array<MapData, Heartbeat>,
     peers: HashMap<MapData, MacKey, u32>,
     conflicts: Array<MapData, u64>,
@@ -137,6 +140,7 @@ impl Datapath {
             Ok(map)
         };
         let arp = HashMap::try_from(take(ARP_MAP)?)?;
+        let ndp = HashMap::try_from(take(NDP_MAP)?)?;
         let heartbeat = Array::try_from(take(HEARTBEAT_MAP)?)?;
         let peers = HashMap::try_from(take(PEER_MAP)?)?;
         let conflicts = Array::try_from(take(CONFLICT_MAP)?)?;
@@ -146,6 +150,7 @@ impl Datapath {
         Ok(Self {
             ebpf,
             arp,
+            _ndp: ndp,
             heartbeat,
             peers,
             conflicts,
@@ -228,7 +233,7 @@ impl Datapath {
         match hook {
             Hook::XdpBound => {
                 // The same maps, opened again from their pins.
-                let pinned = [ARP_MAP, HEARTBEAT_MAP, PEER_MAP, CONFLICT_MAP]
+                let pinned = [ARP_MAP, NDP_MAP, HEARTBEAT_MAP, PEER_MAP, CONFLICT_MAP]
                     .map(|name| MapData::from_pin(self.options.pin_dir.join(name)).map(|m| (name, m)));
                 let pinned = pinned.into_iter().collect::<Result<Vec<_>, _>>()?;
                 let mut maps: StdHashMap<&str, _> =

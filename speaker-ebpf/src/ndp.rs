@@ -1,0 +1,231 @@
+//! Neighbor Discovery (RFC 4861) for the addresses in [`NDP`]: a Neighbor Solicitation for one,
+//! on the interface and VLAN it came in on, is answered with a Neighbor Advertisement in place.
+//! Only a solicitation valid by §7.1.1 is answered (hop limit 255, code 0, checksum right, at
+//! least 24 bytes, target not multicast, no option of length 0, from `::` only to the target's
+//! solicited-node group and without a source link-layer option); sent to the target's
+//! solicited-node group, or to the target itself at our MAC (unreachability detection).
+//! Extension headers before ICMPv6, advertisements and everything else pass untouched.
+
+use core::ptr::read_volatile;
+
+use aya_ebpf::EbpfContext;
+use aya_log_ebpf::{debug, warn};
+use speaker_common::{ArpEntry, NdpKey};
+
+use crate::{
+    frame::{
+        EthHdr, Frame, IPV6_HLEN, Ipv6Hdr, LINK_ADDR_OPT_LEN, LinkAddrOpt, ND_LEN, NeighborMsg, is_group,
+        mac_eq,
+    },
+    maps::{NDP, heartbeat_fresh},
+    respond::{Answer, Kind},
+};
+
+const NEXTHDR_ICMPV6: u8 = 58;
+const ND_SOLICITATION: u8 = 135;
+const ND_ADVERTISEMENT: u8 = 136;
+const OPT_SOURCE_LINK_ADDR: u8 = 1;
+const OPT_TARGET_LINK_ADDR: u8 = 2;
+/// An Advertisement's Solicited and Override flags (§4.4); Router stays 0.
+const FLAG_SOLICITED: u8 = 0x40;
+const FLAG_OVERRIDE: u8 = 0x20;
+/// The longest solicitation checked: the message and five 8-byte options. Longer ones pass.
+const MAX_LEN: usize = 64;
+/// The Advertisement sent: the message and the target link-layer option.
+pub const ADVERTISEMENT_LEN: usize = ND_LEN + LINK_ADDR_OPT_LEN;
+/// ff02::1, all nodes, and its MAC: where the answer to a DAD probe goes.
+const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+
+/// The IPv6 packet at `L2`, on VLAN `vlan`: answered if it is a valid solicitation for an
+/// address announced here, while the speaker is alive.
+#[inline(always)]
+pub(crate) fn decide<const L2: usize, C: EbpfContext>(
+    ctx: &C,
+    frame: Frame,
+    ifindex: u32,
+    vlan: u16,
+) -> Option<Answer> {
+    // SAFETY (every dereference below): `at` checked the bounds; packet data is at least
+    // 2-byte aligned and every field here is at most 2-byte aligned.
+    let ip = unsafe { &*frame.at::<Ipv6Hdr>(L2)? };
+    // Most IPv6 traffic leaves here; so do extension headers before ICMPv6.
+    if ip.next_header != NEXTHDR_ICMPV6 {
+        return None;
+    }
+    let msg = unsafe { &*frame.at::<NeighborMsg>(L2 + IPV6_HLEN)? };
+    if msg.kind != ND_SOLICITATION {
+        return None;
+    }
+    let eth = unsafe { &*frame.at::<EthHdr>(0)? };
+    // The key is the one copy of the target on the stack (BPF's stack is small).
+    let key = NdpKey::new(unsafe { read_volatile(&msg.target) }, ifindex, vlan);
+    let target = &key.addr;
+    if ip.vtc_flow[0] >> 4 != 6 || ip.hop_limit != 255 || msg.code != 0 || target[0] == 0xff {
+        debug!(ctx, "pass: solicitation for {:i} not valid (version, hop limit, code or target)", *target);
+        return None;
+    }
+    let len = u16::from_be(ip.payload_len) as usize;
+    if !(ND_LEN..=MAX_LEN).contains(&len) || frame.at::<u8>(L2 + IPV6_HLEN + len - 1).is_none() {
+        debug!(ctx, "pass: solicitation for {:i} of {} bytes", *target, len);
+        return None;
+    }
+    let source_link_addr = options::<L2>(frame, len)?;
+    let dad = same(&ip.src, &[0; 16]);
+    let to_group = is_solicited_node(&ip.dst, target) && mac_eq(&eth.dst, &solicited_node_mac(target));
+    if dad && (source_link_addr || !to_group) {
+        debug!(ctx, "pass: DAD probe for {:i} not valid", *target);
+        return None;
+    }
+    let Some(entry) = NDP.get_ptr_mut(&key) else {
+        debug!(ctx, "pass: {:i} on VLAN {} is not announced on interface {}", *target, vlan, ifindex);
+        return None;
+    };
+    // SAFETY: map values stay valid for the whole program run; `mac` is only written by the
+    // speaker.
+    let mac = unsafe { (*entry).mac };
+    let to_us = !dad && same(&ip.dst, target) && mac_eq(&eth.dst, &mac);
+    if !(to_group || to_us) || is_group(&eth.src) {
+        debug!(ctx, "pass: solicitation for {:i} sent elsewhere or from a group", *target);
+        return None;
+    }
+    if sum::<L2>(frame, len)? != 0xffff {
+        debug!(ctx, "pass: solicitation for {:i} with a wrong checksum", *target);
+        return None;
+    }
+    if !heartbeat_fresh() {
+        warn!(
+            ctx,
+            "pass: solicitation for {:i}: dead-man tripped, the speaker's heartbeat is stale", *target
+        );
+        return None;
+    }
+    debug!(ctx, "answer: {:i} on VLAN {} is at {:mac}", *target, vlan, mac);
+    // A solicitation without options leaves no room for the Advertisement's option.
+    let grow =
+        if frame.at::<[u8; ADVERTISEMENT_LEN]>(L2 + IPV6_HLEN).is_some() { 0 } else { LINK_ADDR_OPT_LEN };
+    Some(Answer { entry, l2: L2, kind: Kind::Ndp { dad }, grow })
+}
+
+/// Walks the options of the `len`-byte message at `L2`: `Some(true)` if one is a source
+/// link-layer address, `None` if one has length 0 or they do not end with the message.
+#[inline(always)]
+fn options<const L2: usize>(frame: Frame, len: usize) -> Option<bool> {
+    let mut at = ND_LEN;
+    let mut source_link_addr = false;
+    for _ in 0..(MAX_LEN - ND_LEN) / 8 {
+        if at >= len {
+            break;
+        }
+        // SAFETY: `at` checked the bounds.
+        let opt = unsafe { &*frame.at::<LinkAddrOpt>(L2 + IPV6_HLEN + at)? };
+        if opt.len == 0 {
+            return None;
+        }
+        source_link_addr |= opt.kind == OPT_SOURCE_LINK_ADDR;
+        at += opt.len as usize * 8;
+    }
+    (at == len).then_some(source_link_addr)
+}
+
+/// The one's complement sum (RFC 1071) of what the ICMPv6 checksum of the `len`-byte message at
+/// `L2` covers (RFC 8200 §8.1): the pseudo-header (addresses, length, next header) and the
+/// message, folded to 16 bits. 0xffff for a message whose checksum is right. Words are added as
+/// they lie in memory, which gives the same sum in either byte order. `None` only where the
+/// frame is shorter than checked before.
+#[inline(always)]
+fn sum<const L2: usize>(frame: Frame, len: usize) -> Option<u16> {
+    let mut sum = u32::from((len as u16).to_be()) + u32::from(u16::from(NEXTHDR_ICMPV6).to_be());
+    // The source and destination addresses, then the message (at most MAX_LEN bytes).
+    for i in 0..16 {
+        // SAFETY: `at` checked the bounds; packet data is 2-byte aligned.
+        sum += u32::from(unsafe { *frame.at::<u16>(L2 + 8 + i * 2)? });
+    }
+    for i in 0..MAX_LEN / 2 {
+        if i * 2 >= len {
+            break;
+        }
+        // SAFETY: as above.
+        sum += u32::from(unsafe { *frame.at::<u16>(L2 + IPV6_HLEN + i * 2)? });
+    }
+    let sum = (sum & 0xffff) + (sum >> 16);
+    Some(((sum & 0xffff) + (sum >> 16)) as u16)
+}
+
+/// Rewrites the solicitation with its IPv6 header at `L2` into the Advertisement (§7.2.4), in
+/// place: from the target, with the entry's MAC in the target link-layer option, Override set;
+/// to the soliciting node with Solicited set, or for a DAD probe (`dad`) to all nodes without.
+/// The frame holds [`ADVERTISEMENT_LEN`] bytes after the header (the caller grew it); any
+/// bytes after those stay as link padding.
+#[inline(always)]
+pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry, dad: bool) -> Option<()> {
+    let eth = frame.at::<EthHdr>(0)?;
+    let ip = frame.at::<Ipv6Hdr>(L2)?;
+    let msg_at = frame.at::<NeighborMsg>(L2 + IPV6_HLEN)?;
+    let opt = frame.at::<LinkAddrOpt>(L2 + IPV6_HLEN + ND_LEN)?;
+    // SAFETY: `at` checked that all lie inside the packet; they do not overlap. Map values stay
+    // valid for the whole program run.
+    let (eth, ip, msg, opt, mac) = unsafe { (&mut *eth, &mut *ip, &mut *msg_at, &mut *opt, (*entry).mac) };
+    // Read to the stack with volatile loads: see `arp::reply_at` (no packet-to-packet copies).
+    // SAFETY: plain reads of fields inside the bounds checked above.
+    let (peer_mac, peer_ip, target) =
+        unsafe { (read_volatile(&eth.src), read_volatile(&ip.src), read_volatile(&msg.target)) };
+    let (to_mac, to_ip, flags) = if dad {
+        (ALL_NODES_MAC, ALL_NODES, FLAG_OVERRIDE)
+    } else {
+        (peer_mac, peer_ip, FLAG_SOLICITED | FLAG_OVERRIDE)
+    };
+    eth.dst = to_mac;
+    eth.src = mac;
+    ip.vtc_flow = [0x60, 0, 0, 0];
+    ip.payload_len = (ADVERTISEMENT_LEN as u16).to_be();
+    ip.hop_limit = 255;
+    ip.src = target;
+    ip.dst = to_ip;
+    msg.kind = ND_ADVERTISEMENT;
+    msg.code = 0;
+    msg.flags = [flags, 0, 0, 0];
+    opt.kind = OPT_TARGET_LINK_ADDR;
+    opt.len = 1;
+    opt.mac = mac;
+    msg.checksum = 0;
+    // Summed over the Advertisement as written; the references above are done with.
+    let checksum = !sum::<L2>(frame, ADVERTISEMENT_LEN)?;
+    // SAFETY: `at` checked the bounds.
+    unsafe { (*msg_at).checksum = checksum };
+    // SAFETY: `replies` is a naturally aligned u64 inside a live map value.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            &raw mut (*entry).replies,
+            1,
+        )
+    };
+    Some(())
+}
+
+/// Whether `dst` is the solicited-node group of `target`: ff02::1:ffXX:XXXX with its last 24 bits.
+#[inline(always)]
+fn is_solicited_node(dst: &[u8; 16], target: &[u8; 16]) -> bool {
+    let prefix = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff];
+    let mut differ = 0;
+    for i in 0..13 {
+        differ |= dst[i] ^ prefix[i];
+    }
+    differ | (dst[13] ^ target[13]) | (dst[14] ^ target[14]) | (dst[15] ^ target[15]) == 0
+}
+
+/// The MAC of `target`'s solicited-node group: 33:33:ff and its last 24 bits.
+#[inline(always)]
+fn solicited_node_mac(target: &[u8; 16]) -> [u8; 6] {
+    [0x33, 0x33, 0xff, target[13], target[14], target[15]]
+}
+
+/// Byte-wise comparison: `==` on arrays may become a `bcmp` call, which BPF does not have.
+#[inline(always)]
+fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let mut differ = 0;
+    for i in 0..16 {
+        differ |= a[i] ^ b[i];
+    }
+    differ == 0
+}

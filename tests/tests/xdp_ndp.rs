@@ -1,0 +1,289 @@
+//! Herald's Neighbor Discovery responder, run by the kernel on frames we hand it
+//! (BPF_PROG_TEST_RUN), at both hooks (XDP and TC ingress): every RFC 4861 §7.1.1 rule that
+//! makes a solicitation invalid, each kind of solicitation answered (§7.2.4), with the exact
+//! bytes out and every checksum recomputed here, independently of the program. Needs root (CI
+//! runs it as root).
+
+use std::net::Ipv6Addr;
+
+use herald_speaker::clock::monotonic_ns;
+use herald_tests::{
+    root_or_skip,
+    test_run::{BOUND_NS, Fixture, Hook, LO, Verdict},
+};
+use speaker_common::NdpKey;
+
+const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xaa, 0x1200);
+const VIP_VLAN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 42, 0, 0, 0xaa, 0x1200);
+const CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+const NODE_MAC: [u8; 6] = [0x02, 0x4e, 0x4f, 0x44, 0x45, 0x01];
+const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0x1e, 0x47, 0x00, 0x01];
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// Both programs, VIP answered untagged and VIP_VLAN on VLAN 42, with a fresh heartbeat.
+fn fixture() -> Fixture {
+    let mut f = Fixture::new();
+    f.insert_ndp(NdpKey::new(VIP.octets(), LO, 0), NODE_MAC);
+    f.insert_ndp(NdpKey::new(VIP_VLAN.octets(), LO, 42), NODE_MAC);
+    f
+}
+
+/// An ICMPv6 message in an IPv6 packet in an Ethernet frame, as the wire carries it.
+#[derive(Clone)]
+struct Packet {
+    eth_dst: [u8; 6],
+    eth_src: [u8; 6],
+    vlan: Option<u16>,
+    hop_limit: u8,
+    next_header: u8,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    /// ICMPv6 type, code, the 4 bytes after the checksum, the target, then the options.
+    kind: u8,
+    code: u8,
+    flags: [u8; 4],
+    target: Ipv6Addr,
+    options: Vec<u8>,
+    /// Added to the right checksum (0: right).
+    checksum_error: u16,
+    /// Bytes after the IPv6 payload (link padding).
+    padding: usize,
+}
+
+/// The solicited-node group of `target` (RFC 4291 §2.7.1) and its MAC.
+fn solicited_node(target: Ipv6Addr) -> (Ipv6Addr, [u8; 6]) {
+    let t = target.octets();
+    let group = Ipv6Addr::from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15]]);
+    (group, [0x33, 0x33, 0xff, t[13], t[14], t[15]])
+}
+
+/// A multicast solicitation for `target` from CLIENT, with its source link-layer option.
+fn solicitation(target: Ipv6Addr) -> Packet {
+    let (group, group_mac) = solicited_node(target);
+    Packet {
+        eth_dst: group_mac,
+        eth_src: CLIENT_MAC,
+        vlan: None,
+        hop_limit: 255,
+        next_header: 58,
+        src: CLIENT,
+        dst: group,
+        kind: 135,
+        code: 0,
+        flags: [0; 4],
+        target,
+        options: link_addr_option(1, CLIENT_MAC),
+        checksum_error: 0,
+        padding: 0,
+    }
+}
+
+fn link_addr_option(kind: u8, mac: [u8; 6]) -> Vec<u8> {
+    let mut out = vec![kind, 1];
+    out.extend(mac);
+    out
+}
+
+/// The Internet checksum (RFC 1071) of the ICMPv6 `message` from `src` to `dst`, with the
+/// IPv6 pseudo-header (RFC 8200 §8.1).
+fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
+    let mut bytes = Vec::new();
+    bytes.extend(src.octets());
+    bytes.extend(dst.octets());
+    bytes.extend((message.len() as u32).to_be_bytes());
+    bytes.extend([0, 0, 0, 58]);
+    bytes.extend(message);
+    if bytes.len() % 2 == 1 {
+        bytes.push(0);
+    }
+    let mut sum: u32 = bytes.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+impl Packet {
+    fn message(&self) -> Vec<u8> {
+        let mut m = vec![self.kind, self.code, 0, 0];
+        m.extend(self.flags);
+        m.extend(self.target.octets());
+        m.extend(&self.options);
+        let checksum = icmpv6_checksum(self.src, self.dst, &m).wrapping_add(self.checksum_error);
+        m[2..4].copy_from_slice(&checksum.to_be_bytes());
+        m
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(self.eth_dst);
+        out.extend(self.eth_src);
+        if let Some(vlan) = self.vlan {
+            out.extend([0x81, 0x00]);
+            out.extend(vlan.to_be_bytes());
+        }
+        out.extend([0x86, 0xdd]);
+        let message = self.message();
+        out.extend([0x60, 0, 0, 0]);
+        out.extend((message.len() as u16).to_be_bytes());
+        out.extend([self.next_header, self.hop_limit]);
+        out.extend(self.src.octets());
+        out.extend(self.dst.octets());
+        out.extend(message);
+        out.extend(std::iter::repeat_n(0, self.padding));
+        out
+    }
+}
+
+/// The Advertisement §7.2.4 prescribes in answer to `ns`, from NODE_MAC: to the soliciting
+/// node with Solicited and Override, or to all nodes with Override only for a DAD probe; the
+/// target link-layer option; the solicitation's padding (and any longer options) left as link
+/// padding after it.
+fn advertisement_for(ns: &Packet) -> Vec<u8> {
+    let dad = ns.src == Ipv6Addr::UNSPECIFIED;
+    let (eth_dst, dst, flags) =
+        if dad { ([0x33, 0x33, 0, 0, 0, 1], ALL_NODES, 0x20) } else { (ns.eth_src, ns.src, 0x60) };
+    let na = Packet {
+        eth_dst,
+        eth_src: NODE_MAC,
+        vlan: ns.vlan,
+        hop_limit: 255,
+        next_header: 58,
+        src: ns.target,
+        dst,
+        kind: 136,
+        code: 0,
+        flags: [flags, 0, 0, 0],
+        target: ns.target,
+        options: link_addr_option(2, NODE_MAC),
+        checksum_error: 0,
+        padding: 0,
+    };
+    let mut out = na.to_bytes();
+    // A solicitation longer than the Advertisement keeps its length: its tail is padding now.
+    let ns_len = ns.to_bytes().len();
+    if ns_len > out.len() {
+        let tail = ns.to_bytes()[out.len()..].to_vec();
+        out.extend(tail);
+    }
+    out
+}
+
+#[test]
+fn answers_solicitations_for_announced_addresses() {
+    if !root_or_skip("answers_solicitations_for_announced_addresses") {
+        return;
+    }
+    for hook in Hook::ALL {
+        let f = fixture();
+        let ns = solicitation(VIP);
+        f.assert_answer(hook, "multicast solicitation", &ns.to_bytes(), &advertisement_for(&ns));
+
+        // Unreachability detection: unicast to the address at our MAC, often without options;
+        // the frame grows by the target link-layer option.
+        let nud = Packet { eth_dst: NODE_MAC, dst: VIP, options: vec![], ..ns.clone() };
+        f.assert_answer(hook, "unicast solicitation (NUD)", &nud.to_bytes(), &advertisement_for(&nud));
+
+        // Duplicate Address Detection: from ::, without options, answered to all nodes, S=0.
+        let dad = Packet { src: Ipv6Addr::UNSPECIFIED, options: vec![], ..ns.clone() };
+        f.assert_answer(hook, "DAD probe", &dad.to_bytes(), &advertisement_for(&dad));
+
+        // A nonce option (RFC 3971 §5.3.2, 8 bytes) besides the source address: the reply's
+        // option takes the first's place, the rest stays as padding.
+        let mut two = ns.clone();
+        two.options.extend([14, 1, 1, 2, 3, 4, 5, 6]);
+        f.assert_answer(hook, "two options", &two.to_bytes(), &advertisement_for(&two));
+
+        let padded = Packet { padding: 10, ..ns.clone() };
+        f.assert_answer(hook, "link padding", &padded.to_bytes(), &advertisement_for(&padded));
+
+        let tagged = Packet { vlan: Some(42), ..solicitation(VIP_VLAN) };
+        f.assert_answer(hook, "tagged, on its VLAN", &tagged.to_bytes(), &advertisement_for(&tagged));
+        let entry = f.ndp_entry(NdpKey::new(VIP.octets(), LO, 0));
+        assert_eq!(entry.replies, 5, "{hook:?}: replies counted on the entry");
+    }
+}
+
+#[test]
+fn passes_every_solicitation_rfc_4861_calls_invalid_and_every_other_packet() {
+    if !root_or_skip("passes_every_solicitation_rfc_4861_calls_invalid_and_every_other_packet") {
+        return;
+    }
+    let ns = solicitation(VIP);
+    let (_, group_mac) = solicited_node(VIP);
+    let cases: Vec<(&str, Packet)> = vec![
+        ("hop limit 64 (from off link)", Packet { hop_limit: 64, ..ns.clone() }),
+        ("code 1", Packet { code: 1, ..ns.clone() }),
+        ("checksum wrong", Packet { checksum_error: 1, ..ns.clone() }),
+        ("target multicast", Packet { target: ALL_NODES, ..ns.clone() }),
+        ("an option of length 0", Packet { options: vec![1, 0, 0, 0, 0, 0, 0, 0], ..ns.clone() }),
+        ("options longer than the message", Packet { options: vec![1, 2, 0, 0, 0, 0, 0, 0], ..ns.clone() }),
+        ("DAD probe with a source link-layer option", Packet { src: Ipv6Addr::UNSPECIFIED, ..ns.clone() }),
+        (
+            "DAD probe not to the solicited-node group",
+            Packet { src: Ipv6Addr::UNSPECIFIED, options: vec![], dst: VIP, eth_dst: NODE_MAC, ..ns.clone() },
+        ),
+        ("not announced", solicitation(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xbb, 0x1200))),
+        ("announced on another VLAN", Packet { vlan: Some(7), ..ns.clone() }),
+        ("untagged, announced only tagged", solicitation(VIP_VLAN)),
+        (
+            "to another node's solicited-node MAC",
+            Packet { eth_dst: [0x33, 0x33, 0xff, 1, 2, 3], ..ns.clone() },
+        ),
+        ("unicast to another MAC", Packet { dst: VIP, eth_dst: CLIENT_MAC, ..ns.clone() }),
+        ("from a group MAC", Packet { eth_src: group_mac, ..ns.clone() }),
+        ("an advertisement", Packet { kind: 136, ..ns.clone() }),
+        ("a router solicitation", Packet { kind: 133, ..ns.clone() }),
+        ("a hop-by-hop header first", Packet { next_header: 0, ..ns.clone() }),
+        ("UDP", Packet { next_header: 17, ..ns.clone() }),
+        ("six options (longer than checked)", {
+            let mut long = ns.clone();
+            for _ in 0..5 {
+                long.options.extend([14, 1, 0, 0, 0, 0, 0, 0]);
+            }
+            long
+        }),
+    ];
+    for hook in Hook::ALL {
+        let f = fixture();
+        for (name, packet) in &cases {
+            f.assert_pass(hook, name, &packet.to_bytes());
+        }
+        // The IPv6 version field is not 6.
+        let mut bytes = ns.to_bytes();
+        bytes[14] = 0x40;
+        f.assert_pass(hook, "IP version 4 in an IPv6 header", &bytes);
+        assert_eq!(f.ndp_entry(NdpKey::new(VIP.octets(), LO, 0)).replies, 0, "{hook:?}: nothing answered");
+    }
+}
+
+#[test]
+fn a_cut_short_solicitation_passes_at_every_length() {
+    if !root_or_skip("a_cut_short_solicitation_passes_at_every_length") {
+        return;
+    }
+    let f = fixture();
+    for hook in Hook::ALL {
+        for ns in [solicitation(VIP), Packet { vlan: Some(42), ..solicitation(VIP_VLAN) }] {
+            let full = ns.to_bytes();
+            // The kernel runs no program on less than an Ethernet header (see xdp_program.rs).
+            for len in 14..full.len() {
+                f.assert_pass(hook, &format!("{len} of {} bytes", full.len()), &full[..len]);
+            }
+            // The whole frame is answered: the cut-off points above were the only reason to pass.
+            assert_eq!(f.run(hook, &full).unwrap().0, Verdict::Answer, "{hook:?}");
+        }
+    }
+}
+
+#[test]
+fn a_stale_heartbeat_stops_the_answers() {
+    if !root_or_skip("a_stale_heartbeat_stops_the_answers") {
+        return;
+    }
+    let mut f = fixture();
+    f.beat(monotonic_ns().saturating_sub(BOUND_NS + 1_000_000_000));
+    for hook in Hook::ALL {
+        f.assert_pass(hook, "dead-man tripped", &solicitation(VIP).to_bytes());
+    }
+}
