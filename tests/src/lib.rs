@@ -10,6 +10,7 @@ pub mod keepalived;
 pub mod kube_lab;
 pub mod lab;
 pub mod loss;
+pub mod ndp;
 pub mod nodes;
 pub mod objects;
 pub mod poll;

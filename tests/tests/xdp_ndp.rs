@@ -8,6 +8,7 @@ use std::net::Ipv6Addr;
 
 use herald_speaker::clock::monotonic_ns;
 use herald_tests::{
+    ndp::{self, Packet, link_addr_option, solicited_node},
     root_or_skip,
     test_run::{BOUND_NS, Fixture, Hook, LO, Verdict},
 };
@@ -28,111 +29,9 @@ fn fixture() -> Fixture {
     f
 }
 
-/// An ICMPv6 message in an IPv6 packet in an Ethernet frame, as the wire carries it.
-#[derive(Clone)]
-struct Packet {
-    eth_dst: [u8; 6],
-    eth_src: [u8; 6],
-    vlan: Option<u16>,
-    hop_limit: u8,
-    next_header: u8,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    /// ICMPv6 type, code, the 4 bytes after the checksum, the target, then the options.
-    kind: u8,
-    code: u8,
-    flags: [u8; 4],
-    target: Ipv6Addr,
-    options: Vec<u8>,
-    /// Added to the right checksum (0: right).
-    checksum_error: u16,
-    /// Bytes after the IPv6 payload (link padding).
-    padding: usize,
-}
-
-/// The solicited-node group of `target` (RFC 4291 §2.7.1) and its MAC.
-fn solicited_node(target: Ipv6Addr) -> (Ipv6Addr, [u8; 6]) {
-    let t = target.octets();
-    let group = Ipv6Addr::from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15]]);
-    (group, [0x33, 0x33, 0xff, t[13], t[14], t[15]])
-}
-
-/// A multicast solicitation for `target` from CLIENT, with its source link-layer option.
+/// A multicast solicitation for `target` from CLIENT.
 fn solicitation(target: Ipv6Addr) -> Packet {
-    let (group, group_mac) = solicited_node(target);
-    Packet {
-        eth_dst: group_mac,
-        eth_src: CLIENT_MAC,
-        vlan: None,
-        hop_limit: 255,
-        next_header: 58,
-        src: CLIENT,
-        dst: group,
-        kind: 135,
-        code: 0,
-        flags: [0; 4],
-        target,
-        options: link_addr_option(1, CLIENT_MAC),
-        checksum_error: 0,
-        padding: 0,
-    }
-}
-
-fn link_addr_option(kind: u8, mac: [u8; 6]) -> Vec<u8> {
-    let mut out = vec![kind, 1];
-    out.extend(mac);
-    out
-}
-
-/// The Internet checksum (RFC 1071) of the ICMPv6 `message` from `src` to `dst`, with the
-/// IPv6 pseudo-header (RFC 8200 §8.1).
-fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
-    let mut bytes = Vec::new();
-    bytes.extend(src.octets());
-    bytes.extend(dst.octets());
-    bytes.extend((message.len() as u32).to_be_bytes());
-    bytes.extend([0, 0, 0, 58]);
-    bytes.extend(message);
-    if bytes.len() % 2 == 1 {
-        bytes.push(0);
-    }
-    let mut sum: u32 = bytes.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-impl Packet {
-    fn message(&self) -> Vec<u8> {
-        let mut m = vec![self.kind, self.code, 0, 0];
-        m.extend(self.flags);
-        m.extend(self.target.octets());
-        m.extend(&self.options);
-        let checksum = icmpv6_checksum(self.src, self.dst, &m).wrapping_add(self.checksum_error);
-        m[2..4].copy_from_slice(&checksum.to_be_bytes());
-        m
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend(self.eth_dst);
-        out.extend(self.eth_src);
-        if let Some(vlan) = self.vlan {
-            out.extend([0x81, 0x00]);
-            out.extend(vlan.to_be_bytes());
-        }
-        out.extend([0x86, 0xdd]);
-        let message = self.message();
-        out.extend([0x60, 0, 0, 0]);
-        out.extend((message.len() as u16).to_be_bytes());
-        out.extend([self.next_header, self.hop_limit]);
-        out.extend(self.src.octets());
-        out.extend(self.dst.octets());
-        out.extend(message);
-        out.extend(std::iter::repeat_n(0, self.padding));
-        out
-    }
+    ndp::solicitation(CLIENT_MAC, CLIENT, target)
 }
 
 /// The Advertisement §7.2.4 prescribes in answer to `ns`, from NODE_MAC: to the soliciting

@@ -1,11 +1,17 @@
 //! `cargo xtask bench xdp`: the responder's cost at each hook, with logging off and on, and a
 //! flood in the lab (`xdp_lab.rs`).
 
-use std::{net::Ipv4Addr, time::Instant};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Instant,
+};
 
 use herald_speaker::frame::Arp;
-use herald_tests::test_run::{Fixture, Hook, LO};
-use speaker_common::ArpKey;
+use herald_tests::{
+    ndp,
+    test_run::{Fixture, Hook, LO},
+};
+use speaker_common::{ArpKey, NdpKey};
 
 use super::{conditions, median, xdp_lab};
 
@@ -38,12 +44,22 @@ fn test_run_table() -> anyhow::Result<()> {
         for i in 0..1000u32 {
             let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + i);
             f.insert(ArpKey::new(addr.octets(), LO, 0), [2, 0, 0, 0, 0, 1]);
+            let addr6 =
+                Ipv6Addr::from(u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xaa, 0)) + u128::from(i));
+            f.insert_ndp(NdpKey::new(addr6.octets(), LO, 0), [2, 0, 0, 0, 0, 1]);
         }
     }
     let client = [2, 0, 0, 0, 0, 0x64];
     let miss = Arp::request(client, Ipv4Addr::new(192, 0, 2, 100), VIP).to_bytes();
     let mut ipv4 = miss.clone();
     ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+    // A valid solicitation for an address not announced: checked up to the map lookup, as every
+    // solicitation on a LAN for the other hosts' addresses. And an IPv6 packet that is not
+    // ICMPv6, as most IPv6 traffic.
+    let client6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+    let solicitation = ndp::solicitation(client, client6, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xbb, 1));
+    let ndp_miss = solicitation.to_bytes();
+    let ipv6 = ndp::Packet { next_header: 17, ..solicitation }.to_bytes();
 
     let row = |label, hook, logged, frame| Row { label, hook, logged, frame };
     let rows = [
@@ -52,8 +68,11 @@ fn test_run_table() -> anyhow::Result<()> {
         row("herald_arp (XDP), miss path (ARP, other address)", Hook::Xdp, false, &miss),
         row("  same, --xdp-log debug: pass path", Hook::Xdp, true, &ipv4),
         row("  same, --xdp-log debug: miss path (one statement)", Hook::Xdp, true, &miss),
+        row("herald_arp (XDP), pass path (IPv6 UDP packet)", Hook::Xdp, false, &ipv6),
+        row("herald_arp (XDP), NDP miss (valid, other address)", Hook::Xdp, false, &ndp_miss),
         row("herald_arp_tc (TC), pass path (IPv4 frame)", Hook::Tc, false, &ipv4),
         row("herald_arp_tc (TC), miss path (ARP, other address)", Hook::Tc, false, &miss),
+        row("herald_arp_tc (TC), NDP miss (valid, other address)", Hook::Tc, false, &ndp_miss),
     ];
     // Two figures per row: the kernel's own (the program alone, in whole ns) and the wall time of
     // the call over its repeats (program plus the harness's loop, in fractions of a ns).
