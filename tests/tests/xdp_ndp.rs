@@ -6,10 +6,12 @@
 
 use std::net::Ipv6Addr;
 
+use rand::RngExt as _;
+
 use herald_speaker::clock::monotonic_ns;
 use herald_tests::{
-    ndp::{self, Packet, link_addr_option, solicited_node},
-    root_or_skip,
+    ndp::{self, Packet, icmpv6_checksum, link_addr_option, solicited_node},
+    root_or_skip, seeded,
     test_run::{BOUND_NS, Fixture, Hook, LO, Verdict},
 };
 use speaker_common::NdpKey;
@@ -185,4 +187,145 @@ fn a_stale_heartbeat_stops_the_answers() {
     for hook in Hook::ALL {
         f.assert_pass(hook, "dead-man tripped", &solicitation(VIP).to_bytes());
     }
+}
+
+/// The program against an independent model of RFC 4861's rules, over solicitations mutated at
+/// random (most with their checksum made right again, so that the other rules are reached):
+/// it answers exactly when the model says so, with the model's bytes, and passes everything
+/// else unchanged.
+#[test]
+fn mutated_solicitations_match_the_model() {
+    if !root_or_skip("mutated_solicitations_match_the_model") {
+        return;
+    }
+    let f = fixture();
+    let ns = solicitation(VIP);
+    let seeds = [
+        ns.to_bytes(),
+        Packet { vlan: Some(42), ..solicitation(VIP_VLAN) }.to_bytes(),
+        Packet { eth_dst: NODE_MAC, dst: VIP, options: vec![], ..ns.clone() }.to_bytes(),
+        Packet { src: Ipv6Addr::UNSPECIFIED, options: vec![], ..ns.clone() }.to_bytes(),
+    ];
+    let mut rng = seeded(0x51f1_5eed_0000_0006);
+    let (mut answered, mut passed) = (0, 0);
+    for i in 0..6000 {
+        let mut frame = seeds[i % seeds.len()].clone();
+        for _ in 0..rng.random_range(0..3) {
+            let at = rng.random_range(0..frame.len());
+            frame[at] = match rng.random_range(0..4) {
+                0 => 0,
+                1 => 0xff,
+                2 => frame[at].wrapping_add(1),
+                _ => rng.random_range(0..=255u8),
+            };
+        }
+        if rng.random_range(0..4) > 0 {
+            fix_checksum(&mut frame);
+        }
+        if rng.random_range(0..8) == 0 {
+            frame.truncate(14 + rng.random_range(0..frame.len() - 13));
+        }
+        let hook = Hook::ALL[i % 2];
+        match model(&frame) {
+            Some(reply) => {
+                f.assert_answer(hook, &format!("frame {i} {frame:02x?}"), &frame, &reply);
+                answered += 1;
+            }
+            None => {
+                f.assert_pass(hook, &format!("frame {i} {frame:02x?}"), &frame);
+                passed += 1;
+            }
+        }
+    }
+    assert!(answered > 500 && passed > 500, "both paths exercised: {answered} answered, {passed} passed");
+}
+
+/// Where the IPv6 header starts and the VLAN, for an IPv6 frame untagged or behind one tag.
+fn ipv6_at(frame: &[u8]) -> Option<(usize, u16)> {
+    match frame.get(12..14)? {
+        [0x86, 0xdd] => Some((14, 0)),
+        [0x81, 0x00] if frame.get(16..18)? == [0x86, 0xdd] => {
+            Some((18, u16::from_be_bytes([frame[14], frame[15]]) & 0xfff))
+        }
+        _ => None,
+    }
+}
+
+fn addr(bytes: &[u8]) -> Ipv6Addr {
+    Ipv6Addr::from(<[u8; 16]>::try_from(bytes).unwrap())
+}
+
+/// Rewrites the ICMPv6 checksum of `frame` as its header says the message lies, if it can.
+fn fix_checksum(frame: &mut [u8]) {
+    let Some((l3, _)) = ipv6_at(frame) else { return };
+    let Some(ip) = frame.get(l3..l3 + 40) else { return };
+    let (src, dst) = (addr(&ip[8..24]), addr(&ip[24..40]));
+    let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    let Some(message) = frame.get_mut(l3 + 40..l3 + 40 + len) else { return };
+    if len < 4 {
+        return;
+    }
+    message[2..4].copy_from_slice(&[0, 0]);
+    let checksum = icmpv6_checksum(src, dst, message);
+    message[2..4].copy_from_slice(&checksum.to_be_bytes());
+}
+
+/// What the program must do with `frame` given the fixture's entries: the Advertisement, or
+/// `None` (pass).
+fn model(frame: &[u8]) -> Option<Vec<u8>> {
+    let (l3, vlan) = ipv6_at(frame)?;
+    let ip = frame.get(l3..l3 + 40)?;
+    let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    if ip[0] >> 4 != 6 || ip[6] != 58 || ip[7] != 255 || !(24..=64).contains(&len) {
+        return None;
+    }
+    let msg = frame.get(l3 + 40..l3 + 40 + len)?;
+    let (src, dst, target) = (addr(&ip[8..24]), addr(&ip[24..40]), addr(&msg[8..24]));
+    if msg[0] != 135 || msg[1] != 0 || icmpv6_checksum(src, dst, msg) != 0 || target.is_multicast() {
+        return None;
+    }
+    let (mut at, mut source_link_addr) = (24, false);
+    while at < len {
+        let (kind, units) = (msg[at], usize::from(*msg.get(at + 1)?));
+        if units == 0 {
+            return None;
+        }
+        source_link_addr |= kind == 1;
+        at += units * 8;
+    }
+    if at != len {
+        return None;
+    }
+    let (group, group_mac) = solicited_node(target);
+    let to_group = dst == group && frame[..6] == group_mac;
+    let dad = src == Ipv6Addr::UNSPECIFIED;
+    if dad && (source_link_addr || !to_group) {
+        return None;
+    }
+    let known = (target == VIP && vlan == 0) || (target == VIP_VLAN && vlan == 42);
+    let to_us = !dad && dst == target && frame[..6] == NODE_MAC;
+    if !known || !(to_group || to_us) || frame[6] & 1 == 1 {
+        return None;
+    }
+    // The reply: 32 bytes of message; a frame without room grows by 8 zeroed bytes.
+    let mut out = frame.to_vec();
+    if out.len() < l3 + 40 + 32 {
+        out.extend([0; 8]);
+    }
+    let (eth_dst, to, flags) = if dad {
+        ([0x33, 0x33, 0, 0, 0, 1], ALL_NODES, 0x20)
+    } else {
+        (<[u8; 6]>::try_from(&frame[6..12]).unwrap(), src, 0x60)
+    };
+    out[..6].copy_from_slice(&eth_dst);
+    out[6..12].copy_from_slice(&NODE_MAC);
+    out[l3..l3 + 8].copy_from_slice(&[0x60, 0, 0, 0, 0, 32, 58, 255]);
+    out[l3 + 8..l3 + 24].copy_from_slice(&target.octets());
+    out[l3 + 24..l3 + 40].copy_from_slice(&to.octets());
+    let m = l3 + 40;
+    out[m..m + 8].copy_from_slice(&[136, 0, 0, 0, flags, 0, 0, 0]);
+    out[m + 24..m + 32].copy_from_slice(&link_addr_option(2, NODE_MAC));
+    let checksum = icmpv6_checksum(target, to, &out[m..m + 32]);
+    out[m + 2..m + 4].copy_from_slice(&checksum.to_be_bytes());
+    Some(out)
 }
