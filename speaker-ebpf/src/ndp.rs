@@ -74,9 +74,8 @@ pub(crate) fn decide<const L2: usize, C: EbpfContext>(
     // checks the range on a copy; masked after an opaque step (a no-op here), the offset is
     // bounded in the register that is used.
     let len = core::hint::black_box(len) & (2 * MAX_LEN - 1);
-    if frame.at::<u8>(L2 + IPV6_HLEN + len - 1).is_none() {
-        return None;
-    }
+    // The whole message lies inside the frame.
+    frame.at::<u8>(L2 + IPV6_HLEN + len - 1)?;
     let source_link_addr = options::<L2>(frame, len)?;
     let dad = same(&ip.src, &[0; 16]);
     let to_group = is_solicited_node(&ip.dst, target) && mac_eq(&eth.dst, &solicited_node_mac(target));
