@@ -66,16 +66,15 @@ pub(crate) fn decide<const L2: usize, C: EbpfContext>(
         return None;
     }
     let len = u16::from_be(ip.payload_len) as usize;
-    if !(ND_LEN..=MAX_LEN).contains(&len) {
+    // Options come in units of 8 bytes, so a valid length is one of six.
+    if !(ND_LEN..=MAX_LEN).contains(&len) || len % 8 != 0 {
         debug!(ctx, "pass: solicitation for {:i} of {} bytes", *target, len);
         return None;
     }
-    // verifier: older verifiers (Linux 6.1) lose the bounds of a byte-swapped value, and LLVM
-    // checks the range on a copy; masked after an opaque step (a no-op here), the offset is
-    // bounded in the register that is used.
-    let len = core::hint::black_box(len) & (2 * MAX_LEN - 1);
     // The whole message lies inside the frame.
-    frame.at::<u8>(L2 + IPV6_HLEN + len - 1)?;
+    if !holds::<L2>(frame, len) {
+        return None;
+    }
     let source_link_addr = options::<L2>(frame, len)?;
     let dad = same(&ip.src, &[0; 16]);
     let to_group = is_solicited_node(&ip.dst, target) && mac_eq(&eth.dst, &solicited_node_mac(target));
@@ -113,25 +112,59 @@ pub(crate) fn decide<const L2: usize, C: EbpfContext>(
     Some(Answer { entry, l2: L2, kind: Kind::Ndp { dad }, grow })
 }
 
-/// Walks the options of the `len`-byte message at `L2`: `Some(true)` if one is a source
-/// link-layer address, `None` if one has length 0 or they do not end with the message.
+// Every packet offset below is a constant: the verifier refuses a variable one to a speaker
+// without CAP_PERFMON (Spectre v1 hardening), which is how the speaker runs. A message's length
+// is one of six multiples of 8, so its end, each option's start and each word of the checksum
+// are at one of a few constant places, each tried in turn.
+
+/// Whether the `len`-byte message at `L2` lies inside the frame.
+#[inline(always)]
+fn holds<const L2: usize>(frame: Frame, len: usize) -> bool {
+    let at = L2 + IPV6_HLEN;
+    match len {
+        24 => frame.at::<[u8; 24]>(at).is_some(),
+        32 => frame.at::<[u8; 32]>(at).is_some(),
+        40 => frame.at::<[u8; 40]>(at).is_some(),
+        48 => frame.at::<[u8; 48]>(at).is_some(),
+        56 => frame.at::<[u8; 56]>(at).is_some(),
+        64 => frame.at::<[u8; 64]>(at).is_some(),
+        _ => false,
+    }
+}
+
+/// Walks the options of the `len`-byte message at `L2` (which the frame holds): `Some(true)` if
+/// one is a source link-layer address, `None` if one has length 0 or they do not end with the
+/// message.
 #[inline(always)]
 fn options<const L2: usize>(frame: Frame, len: usize) -> Option<bool> {
-    let mut at = ND_LEN;
-    let mut source_link_addr = false;
-    for _ in 0..(MAX_LEN - ND_LEN) / 8 {
-        if at >= len {
-            break;
-        }
-        // SAFETY: `at` checked the bounds.
-        let opt = unsafe { &*frame.at::<LinkAddrOpt>(L2 + IPV6_HLEN + at)? };
-        if opt.len == 0 {
-            return None;
-        }
-        source_link_addr |= opt.kind == OPT_SOURCE_LINK_ADDR;
-        at += opt.len as usize * 8;
+    // Where the next option starts, and whether a source link-layer address was seen.
+    let mut walk = (ND_LEN, false);
+    option::<L2, 24>(frame, len, &mut walk)?;
+    option::<L2, 32>(frame, len, &mut walk)?;
+    option::<L2, 40>(frame, len, &mut walk)?;
+    option::<L2, 48>(frame, len, &mut walk)?;
+    option::<L2, 56>(frame, len, &mut walk)?;
+    (walk.0 == len).then_some(walk.1)
+}
+
+/// One step of [`options`]: the option at `AT`, if one starts there.
+#[inline(always)]
+fn option<const L2: usize, const AT: usize>(
+    frame: Frame,
+    len: usize,
+    walk: &mut (usize, bool),
+) -> Option<()> {
+    if walk.0 != AT || AT >= len {
+        return Some(());
     }
-    (at == len).then_some(source_link_addr)
+    // SAFETY: `at` checked the bounds.
+    let opt = unsafe { &*frame.at::<LinkAddrOpt>(L2 + IPV6_HLEN + AT)? };
+    if opt.len == 0 {
+        return None;
+    }
+    walk.1 |= opt.kind == OPT_SOURCE_LINK_ADDR;
+    walk.0 = AT + opt.len as usize * 8;
+    Some(())
 }
 
 /// The one's complement sum (RFC 1071) of what the ICMPv6 checksum of the `len`-byte message at
@@ -142,20 +175,33 @@ fn options<const L2: usize>(frame: Frame, len: usize) -> Option<bool> {
 #[inline(always)]
 fn sum<const L2: usize>(frame: Frame, len: usize) -> Option<u16> {
     let mut sum = u32::from((len as u16).to_be()) + u32::from(u16::from(NEXTHDR_ICMPV6).to_be());
-    // The source and destination addresses, then the message (at most MAX_LEN bytes).
-    for i in 0..16 {
-        // SAFETY: `at` checked the bounds; packet data is 2-byte aligned.
-        sum += u32::from(unsafe { *frame.at::<u16>(L2 + 8 + i * 2)? });
-    }
-    for i in 0..MAX_LEN / 2 {
-        if i * 2 >= len {
-            break;
-        }
-        // SAFETY: as above.
-        sum += u32::from(unsafe { *frame.at::<u16>(L2 + IPV6_HLEN + i * 2)? });
-    }
+    // The source and destination addresses (at 8 in the IPv6 header), then the message.
+    sum += words::<4>(frame, L2 + 8)?;
+    sum += words::<4>(frame, L2 + 16)?;
+    sum += words::<4>(frame, L2 + 24)?;
+    sum += words::<4>(frame, L2 + 32)?;
+    let at = L2 + IPV6_HLEN;
+    sum += words::<12>(frame, at)?;
+    // Each option's 8 bytes, written out (a loop LLVM left rolled would be a variable offset).
+    sum += if len > 24 { words::<4>(frame, at + 24)? } else { 0 };
+    sum += if len > 32 { words::<4>(frame, at + 32)? } else { 0 };
+    sum += if len > 40 { words::<4>(frame, at + 40)? } else { 0 };
+    sum += if len > 48 { words::<4>(frame, at + 48)? } else { 0 };
+    sum += if len > 56 { words::<4>(frame, at + 56)? } else { 0 };
     let sum = (sum & 0xffff) + (sum >> 16);
     Some(((sum & 0xffff) + (sum >> 16)) as u16)
+}
+
+/// The sum of the `N` 16-bit words at `at`.
+#[inline(always)]
+fn words<const N: usize>(frame: Frame, at: usize) -> Option<u32> {
+    // SAFETY: `at` checked the bounds; packet data is 2-byte aligned.
+    let words = unsafe { read_volatile(frame.at::<[u16; N]>(at)?) };
+    let mut sum = 0;
+    for word in words {
+        sum += u32::from(word);
+    }
+    Some(sum)
 }
 
 /// Rewrites the solicitation with its IPv6 header at `L2` into the Advertisement (§7.2.4), in
