@@ -100,14 +100,18 @@ impl NodeLab {
         Ok(())
     }
 
-    /// Every node's kubelet and containerd log, for a failure message (their tails).
+    /// Every node's kubelet and containerd log and its pods' containers' logs, for a failure
+    /// message (their tails).
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for node in &self.nodes {
-            for log in ["kubelet.log", "containerd.log", "node.log"] {
-                let text = std::fs::read_to_string(node.dir.join(log)).unwrap_or_default();
+            let pod_logs = files_under(&node.dir.join("pods"));
+            let logs = ["kubelet.log", "containerd.log", "node.log"].map(|l| node.dir.join(l));
+            for log in logs.iter().chain(&pod_logs) {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                out += &format!("--- {} {log}\n", node.name);
+                let name = log.strip_prefix(&node.dir).unwrap_or(log);
+                out += &format!("--- {} {}\n", node.name, name.display());
                 for line in tail.into_iter().rev() {
                     out += line;
                     out.push('\n');
@@ -359,4 +363,19 @@ makeIPTablesUtilChains: false
 resolvConf: /etc/resolv.conf
 "#
     )
+}
+
+/// Every file under `dir`, at any depth (a pod's logs are `<pod>/<container>/<n>.log`).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
 }
