@@ -5,11 +5,12 @@
 //! solicited-node group and without a source link-layer option); sent to the target's
 //! solicited-node group, or to the target itself at our MAC (unreachability detection).
 //! Extension headers before ICMPv6, advertisements and everything else pass untouched.
+//! Unlike ARP's, this path has no log statements yet: with them, the device-bound object
+//! (`herald_arp_meta`) compiled to a call the verifier refused (an argument register never
+//! written on one path).
 
 use core::ptr::read_volatile;
 
-use aya_ebpf::EbpfContext;
-use aya_log_ebpf::{debug, warn};
 use speaker_common::{ArpEntry, NdpKey};
 
 use crate::{
@@ -40,12 +41,7 @@ const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 /// The IPv6 packet at `L2`, on VLAN `vlan`: answered if it is a valid solicitation for an
 /// address announced here, while the speaker is alive.
 #[inline(always)]
-pub(crate) fn decide<const L2: usize, C: EbpfContext>(
-    ctx: &C,
-    frame: Frame,
-    ifindex: u32,
-    vlan: u16,
-) -> Option<Answer> {
+pub(crate) fn decide<const L2: usize>(frame: Frame, ifindex: u32, vlan: u16) -> Option<Answer> {
     // SAFETY (every dereference below): `at` checked the bounds; packet data is at least
     // 2-byte aligned and every field here is at most 2-byte aligned.
     let ip = unsafe { &*frame.at::<Ipv6Hdr>(L2)? };
@@ -62,13 +58,11 @@ pub(crate) fn decide<const L2: usize, C: EbpfContext>(
     let key = NdpKey::new(unsafe { read_volatile(&msg.target) }, ifindex, vlan);
     let target = &key.addr;
     if ip.vtc_flow[0] >> 4 != 6 || ip.hop_limit != 255 || msg.code != 0 || target[0] == 0xff {
-        debug!(ctx, "pass: solicitation for {:i} not valid (version, hop limit, code or target)", *target);
         return None;
     }
     let len = u16::from_be(ip.payload_len) as usize;
     // Options come in units of 8 bytes, so a valid length is one of six.
     if !(ND_LEN..=MAX_LEN).contains(&len) || len % 8 != 0 {
-        debug!(ctx, "pass: solicitation for {:i} of {} bytes", *target, len);
         return None;
     }
     // The whole message lies inside the frame.
@@ -79,33 +73,23 @@ pub(crate) fn decide<const L2: usize, C: EbpfContext>(
     let dad = same(&ip.src, &[0; 16]);
     let to_group = is_solicited_node(&ip.dst, target) && mac_eq(&eth.dst, &solicited_node_mac(target));
     if dad && (source_link_addr || !to_group) {
-        debug!(ctx, "pass: DAD probe for {:i} not valid", *target);
         return None;
     }
-    let Some(entry) = NDP.get_ptr_mut(&key) else {
-        debug!(ctx, "pass: {:i} on VLAN {} is not announced on interface {}", *target, vlan, ifindex);
-        return None;
-    };
+    let entry = NDP.get_ptr_mut(&key)?;
     // SAFETY: map values stay valid for the whole program run; `mac` is only written by the
     // speaker.
     let mac = unsafe { (*entry).mac };
     let to_us = !dad && same(&ip.dst, target) && mac_eq(&eth.dst, &mac);
     if !(to_group || to_us) || is_group(&eth.src) {
-        debug!(ctx, "pass: solicitation for {:i} sent elsewhere or from a group", *target);
         return None;
     }
     if sum::<L2>(frame, len)? != 0xffff {
-        debug!(ctx, "pass: solicitation for {:i} with a wrong checksum", *target);
         return None;
     }
+    // The dead-man switch.
     if !heartbeat_fresh() {
-        warn!(
-            ctx,
-            "pass: solicitation for {:i}: dead-man tripped, the speaker's heartbeat is stale", *target
-        );
         return None;
     }
-    debug!(ctx, "answer: {:i} on VLAN {} is at {:mac}", *target, vlan, mac);
     // A solicitation without options leaves no room for the Advertisement's option.
     let grow =
         if frame.at::<[u8; ADVERTISEMENT_LEN]>(L2 + IPV6_HLEN).is_some() { 0 } else { LINK_ADDR_OPT_LEN };

@@ -65,7 +65,7 @@ pub fn decide<C: EbpfContext>(ctx: &C, frame: Frame, ifindex: u32, tag: Tag) -> 
     let eth = unsafe { &*frame.at::<EthHdr>(0)? };
     match (tag, eth.proto) {
         (Tag::InFrame, ETH_P_ARP) => arp::decide::<ETH_HLEN, C>(ctx, frame, ifindex, 0),
-        (Tag::InFrame, ETH_P_IPV6) => ndp::decide::<ETH_HLEN, C>(ctx, frame, ifindex, 0),
+        (Tag::InFrame, ETH_P_IPV6) => ndp::decide::<ETH_HLEN>(frame, ifindex, 0),
         (Tag::InFrame, ETH_P_8021Q) => {
             // One 802.1Q tag. Behind a second tag (QinQ) the inner EtherType is neither: pass.
             // SAFETY: as above.
@@ -73,15 +73,13 @@ pub fn decide<C: EbpfContext>(ctx: &C, frame: Frame, ifindex: u32, tag: Tag) -> 
             let id = u16::from_be(vlan.tci) & VLAN_VID_MASK;
             match vlan.proto {
                 ETH_P_ARP => arp::decide::<TAGGED_HLEN, C>(ctx, frame, ifindex, id),
-                ETH_P_IPV6 => ndp::decide::<TAGGED_HLEN, C>(ctx, frame, ifindex, id),
+                ETH_P_IPV6 => ndp::decide::<TAGGED_HLEN>(frame, ifindex, id),
                 _ => None,
             }
         }
         // A stripped tag and an untagged frame; a stripped tag and one in the frame is QinQ.
         (Tag::Beside(tci), ETH_P_ARP) => arp::decide::<ETH_HLEN, C>(ctx, frame, ifindex, tci & VLAN_VID_MASK),
-        (Tag::Beside(tci), ETH_P_IPV6) => {
-            ndp::decide::<ETH_HLEN, C>(ctx, frame, ifindex, tci & VLAN_VID_MASK)
-        }
+        (Tag::Beside(tci), ETH_P_IPV6) => ndp::decide::<ETH_HLEN>(frame, ifindex, tci & VLAN_VID_MASK),
         // 802.1ad outer tags, IPv4 and everything else.
         _ => None,
     }

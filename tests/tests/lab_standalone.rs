@@ -65,7 +65,8 @@ fn answers_arp_at_every_hook() {
         let attached = speaker.attached().unwrap();
         assert!(
             attached.len() == 1 && attached[0].ends_with(program),
-            "--datapath {mode}: expected {program} on eth0, found {attached:?}"
+            "--datapath {mode}: expected {program} on eth0, found {attached:?}\n{}",
+            speaker.log_text()
         );
 
         assert_answers(&lab, &node, VIP_A);
