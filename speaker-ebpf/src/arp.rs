@@ -1,7 +1,8 @@
 //! ARP for the addresses in [`ARP`]: a request for one on the interface and VLAN it came in on
 //! is answered; an ARP reply or gratuitous ARP that gives such an address another host's MAC is
-//! counted as a conflict; everything else passes on untouched. Statements at each decision go to aya-log, at the level
-//! the speaker loaded the program with (`--xdp-log`); the verifier prunes the others.
+//! counted as a conflict; everything else passes on untouched. Statements at each decision go to
+//! aya-log, at the level the speaker loaded the program with (`--xdp-log`); the verifier prunes
+//! the others.
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},

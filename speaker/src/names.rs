@@ -11,14 +11,6 @@ impl Names {
     pub fn iter(&self) -> std::slice::Iter<'_, String> {
         self.0.iter()
     }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl FromIterator<String> for Names {
@@ -53,7 +45,6 @@ mod tests {
     fn sorted_without_repeats() {
         let names: Names = ["eth1", "eth0", "eth1"].map(String::from).into_iter().collect();
         assert_eq!(names.iter().map(String::as_str).collect::<Vec<_>>(), ["eth0", "eth1"]);
-        assert!(names.contains("eth0") && names.contains("eth1") && !names.contains("eth2"));
         let same: Names = ["eth0", "eth1"].map(String::from).into_iter().collect();
         assert_eq!(names, same);
     }

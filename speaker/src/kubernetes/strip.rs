@@ -1,8 +1,8 @@
 //! What the speaker keeps of each cached Node, pool and L2Advertisement: the fields its decisions
 //! read, nothing else (a Node's status carries its image list, capacities and versions: most of
-//! the object, none of it read; a pool's, counts the controller rewrites). Applied to each object as the watch delivers it, before the cache stores it. Services
-//! and endpoints, the kinds that count in thousands, are not cached as objects at all (see
-//! `herald_kube::facts`).
+//! the object, none of it read; a pool's, counts the controller rewrites). Applied to each object
+//! as the watch delivers it, before the cache stores it. Services and endpoints, the kinds that
+//! count in thousands, are not cached as objects at all (see `herald_kube::facts`).
 
 use herald_kube::crd::{IPAddressPool, L2Advertisement};
 use k8s_openapi::{
