@@ -3,21 +3,19 @@
 
 use std::path::PathBuf;
 
-/// The objects, by the variable that carries each path into the build.
-const OBJECTS: [(&str, &str); 2] =
-    [("HERALD_BPF_OBJECT", "herald"), ("HERALD_BPF_META_OBJECT", "herald-meta")];
+/// The objects, by the variable that carries each path into the build: the target directory of
+/// their build (with log statements, and without: `--xdp-log off`) and the name.
+const OBJECTS: [(&str, &str, &str); 4] = [
+    ("HERALD_BPF_OBJECT", "bpf", "herald"),
+    ("HERALD_BPF_META_OBJECT", "bpf", "herald-meta"),
+    ("HERALD_BPF_QUIET_OBJECT", "bpf-quiet", "herald"),
+    ("HERALD_BPF_QUIET_META_OBJECT", "bpf-quiet", "herald-meta"),
+];
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=HERALD_BPF_DIR");
-    let dir = match std::env::var_os("HERALD_BPF_DIR") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
-            manifest.join("../target/bpf/bpfel-unknown-none/release")
-        }
-    };
-    for (variable, name) in OBJECTS {
-        let object = dir.join(name);
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    for (variable, build, name) in OBJECTS {
+        let object = manifest.join("../target").join(build).join("bpfel-unknown-none/release").join(name);
         if !object.is_file() {
             panic!(
                 "\n\nHerald's BPF object is missing: {}\n\

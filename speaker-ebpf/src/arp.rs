@@ -10,14 +10,14 @@ use core::{
 };
 
 use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
-use aya_log_ebpf::{debug, info, warn};
 use speaker_common::{ArpEntry, ArpKey};
 
 use crate::{
     frame::{
-        ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ArpEth, ETH_P_IP, EthHdr, Frame, is_broadcast, is_group,
-        mac_eq,
+        ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ArpEth, ETH_P_IP, EthHdr, Frame, Mac, is_broadcast,
+        is_group, mac_eq,
     },
+    log::{debug, info, warn},
     maps::{ARP, CONFLICTS, heartbeat_fresh, is_peer},
     respond::{Answer, Kind},
 };
@@ -92,28 +92,27 @@ fn claim<C: EbpfContext>(ctx: &C, arp: &ArpEth, ifindex: u32, vlan: u16) {
     let Some(entry) = ARP.get_ptr_mut(&ArpKey::new(address, ifindex, vlan)) else {
         return;
     };
-    // SAFETY: a plain read inside the bounds checked by the caller.
-    let claimed = unsafe { read_volatile(&arp.sha) };
-    // SAFETY: map values stay valid for the whole program run.
-    if mac_eq(&claimed, unsafe { &(*entry).mac }) {
+    // SAFETY: a read inside the bounds checked by the caller, and of a live map value.
+    let (claimed, ours) = unsafe { (Mac::read(&arp.sha), Mac::read(&raw const (*entry).mac)) };
+    if claimed == ours {
         return;
     }
     if is_peer(claimed) {
-        debug!(ctx, "pass: {:i} claimed by {:mac}, a Herald speaker taking over", address, claimed);
+        debug!(ctx, "pass: {:i} claimed by {:mac}, a Herald speaker taking over", address, claimed.bytes());
         return;
     }
     // SAFETY: as above; `conflicts` is a naturally aligned u64 changed only atomically, the MAC
     // and the time are only written here (two claims at once may mix them: both are foreign).
     unsafe {
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).conflicts, 1);
-        write_volatile(&raw mut (*entry).conflict_mac, claimed);
+        claimed.write(&raw mut (*entry).conflict_mac);
         write_volatile(&raw mut (*entry).conflict_ns, bpf_ktime_get_ns());
     }
     if let Some(total) = CONFLICTS.get_ptr_mut(0) {
         // SAFETY: a naturally aligned u64 in a live map value, changed only atomically.
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(total, 1) };
     }
-    info!(ctx, "conflict: {:i} on VLAN {} claimed by {:mac}", address, vlan, claimed);
+    info!(ctx, "conflict: {:i} on VLAN {} claimed by {:mac}", address, vlan, claimed.bytes());
 }
 
 /// Rewrites the request with its ARP body at `L2` into its reply (RFC 826: to the requester,
@@ -124,20 +123,20 @@ pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> O
     let eth = frame.at::<EthHdr>(0)?;
     // SAFETY: `at` checked that both lie inside the packet; they do not overlap. Map values stay
     // valid for the whole program run.
-    let (arp, eth, mac) = unsafe { (&mut *arp, &mut *eth, (*entry).mac) };
-    // The fields are read to the stack with volatile loads: otherwise LLVM turns the
-    // packet-to-packet copies into a memmove, whose pointer subtraction the verifier refuses
-    // without CAP_PERFMON (the speaker runs with CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW only).
-    // SAFETY: plain reads of fields inside the bounds checked above.
-    let (requester_mac, requester_ip, vip) =
-        unsafe { (read_volatile(&arp.sha), read_volatile(&arp.spa), read_volatile(&arp.tpa)) };
-    eth.dst = requester_mac;
-    eth.src = mac;
-    arp.op = ARPOP_REPLY;
-    arp.sha = mac;
-    arp.spa = vip;
-    arp.tha = requester_mac;
-    arp.tpa = requester_ip;
+    let (arp, eth) = unsafe { (&mut *arp, &mut *eth) };
+    // Addresses are read first (the rewrite overwrites them), into registers: see [`Mac`].
+    // SAFETY: plain reads of fields inside the bounds checked above, and of a live map value.
+    unsafe {
+        let (mac, requester_mac) = (Mac::read(&raw const (*entry).mac), Mac::read(&arp.sha));
+        let (requester_ip, vip) = (read_volatile(&arp.spa), read_volatile(&arp.tpa));
+        requester_mac.write(&mut eth.dst);
+        mac.write(&mut eth.src);
+        arp.op = ARPOP_REPLY;
+        mac.write(&mut arp.sha);
+        arp.spa = vip;
+        requester_mac.write(&mut arp.tha);
+        arp.tpa = requester_ip;
+    }
     // SAFETY: `replies` is a naturally aligned u64 inside a live map value.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).replies, 1) };
     Some(())

@@ -1,6 +1,8 @@
 //! Frames as the programs see them: header layouts, field values in wire order, and the one
 //! bounds check every access goes through.
 
+use core::ptr::{read_unaligned, write_unaligned};
+
 // Header fields are compared in wire order, against constants swapped at compile time.
 pub const ETH_P_ARP: u16 = 0x0806u16.to_be();
 pub const ETH_P_8021Q: u16 = 0x8100u16.to_be();
@@ -121,4 +123,112 @@ pub fn is_broadcast(mac: &[u8; 6]) -> bool {
 #[inline(always)]
 pub fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
     (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5]) == 0
+}
+
+/// A MAC address held in registers, to move one between packet and map value without a copy on
+/// the stack: copied byte by byte into a stack slot, Linux 6.1's verifier refuses the second
+/// byte without CAP_PERFMON ("attempt to corrupt spilled pointer on stack": it takes the first
+/// byte for a spilled register). Each part is one integer load or store, which LLVM neither
+/// spills byte by byte nor merges into a memmove (whose pointer subtraction is refused too).
+#[derive(Clone, Copy)]
+pub struct Mac {
+    head: u32,
+    tail: u16,
+}
+
+impl Mac {
+    #[inline(always)]
+    pub const fn new(bytes: [u8; 6]) -> Self {
+        let [a, b, c, d, e, f] = bytes;
+        Self { head: u32::from_ne_bytes([a, b, c, d]), tail: u16::from_ne_bytes([e, f]) }
+    }
+
+    /// # Safety
+    /// `from` points at 6 readable bytes.
+    #[inline(always)]
+    pub unsafe fn read(from: *const [u8; 6]) -> Self {
+        let from = from.cast::<u8>();
+        // SAFETY: as the caller vouches; arrays of bytes need no alignment.
+        unsafe { Self { head: read_unaligned(from.cast()), tail: read_unaligned(from.add(4).cast()) } }
+    }
+
+    /// # Safety
+    /// `to` points at 6 writable bytes.
+    #[inline(always)]
+    pub unsafe fn write(self, to: *mut [u8; 6]) {
+        let to = to.cast::<u8>();
+        // SAFETY: as the caller vouches; arrays of bytes need no alignment.
+        unsafe {
+            write_unaligned(to.cast(), self.head);
+            write_unaligned(to.add(4).cast(), self.tail);
+        }
+    }
+}
+
+impl Mac {
+    /// The address in the low 6 bytes of a word, in memory order (little endian).
+    #[inline(always)]
+    pub fn word(self) -> u64 {
+        u64::from(self.head) | (u64::from(self.tail) << 32)
+    }
+
+    /// The bytes, for the log statements.
+    #[inline(always)]
+    pub fn bytes(self) -> [u8; 6] {
+        let [a, b, c, d] = self.head.to_ne_bytes();
+        let [e, f] = self.tail.to_ne_bytes();
+        [a, b, c, d, e, f]
+    }
+
+    /// Whether it is a group (multicast or broadcast) address.
+    #[inline(always)]
+    pub fn is_group(self) -> bool {
+        self.head & 1 == 1
+    }
+}
+
+impl PartialEq for Mac {
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        (self.head ^ other.head) | (self.tail ^ other.tail) as u32 == 0
+    }
+}
+
+/// An IPv6 address held in registers, for the reason [`Mac`] is.
+#[derive(Clone, Copy)]
+pub struct Ip6([u64; 2]);
+
+impl Ip6 {
+    #[inline(always)]
+    pub const fn new(bytes: [u8; 16]) -> Self {
+        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = bytes;
+        Self([u64::from_ne_bytes([a, b, c, d, e, f, g, h]), u64::from_ne_bytes([i, j, k, l, m, n, o, p])])
+    }
+
+    /// # Safety
+    /// `from` points at 16 readable bytes.
+    #[inline(always)]
+    pub unsafe fn read(from: *const [u8; 16]) -> Self {
+        let from = from.cast::<u8>();
+        // SAFETY: as the caller vouches; arrays of bytes need no alignment.
+        unsafe { Self([read_unaligned(from.cast()), read_unaligned(from.add(8).cast())]) }
+    }
+
+    /// Its two words, in memory order.
+    #[inline(always)]
+    pub fn words(self) -> [u64; 2] {
+        self.0
+    }
+
+    /// # Safety
+    /// `to` points at 16 writable bytes.
+    #[inline(always)]
+    pub unsafe fn write(self, to: *mut [u8; 16]) {
+        let to = to.cast::<u8>();
+        // SAFETY: as the caller vouches; arrays of bytes need no alignment.
+        unsafe {
+            write_unaligned(to.cast(), self.0[0]);
+            write_unaligned(to.add(8).cast(), self.0[1]);
+        }
+    }
 }

@@ -21,6 +21,7 @@
 
 pub mod arp;
 pub mod frame;
+pub mod log;
 pub mod maps;
 pub mod ndp;
 pub mod respond;

@@ -2,6 +2,7 @@
 
 use core::ptr::read_volatile;
 
+use crate::frame::{Ip6, Mac};
 use aya_ebpf::{
     btf_maps::{Array, HashMap},
     helpers::bpf_ktime_get_ns,
@@ -47,8 +48,26 @@ pub fn heartbeat_fresh() -> bool {
     beat.monotonic_ns != 0 && now >= beat.monotonic_ns && now - beat.monotonic_ns <= bound
 }
 
+// Keys are built on the stack from whole 8-byte words: stored there a byte or two at a time,
+// Linux 6.1's verifier refuses some of the stores without CAP_PERFMON (see `frame::Mac`).
+
 /// Whether `mac` is another Herald speaker's.
 #[inline(always)]
-pub fn is_peer(mac: [u8; 6]) -> bool {
-    PEERS.get_ptr(&MacKey::new(mac)).is_some()
+pub fn is_peer(mac: Mac) -> bool {
+    // `MacKey`: the MAC, then 2 bytes of padding (zero).
+    let key: u64 = mac.word();
+    // SAFETY: a u64 has `MacKey`'s size (8) and at least its alignment (1).
+    PEERS.get_ptr(unsafe { &*(&raw const key).cast::<MacKey>() }).is_some()
+}
+
+/// The entry of `target` on `ifindex` and `vlan`, if announced there.
+#[inline(always)]
+pub fn ndp_entry(target: Ip6, ifindex: u32, vlan: u16) -> Option<*mut ArpEntry> {
+    // `NdpKey`: the address, the ifindex, the VLAN, then 2 bytes of padding (zero).
+    let [a, b] = target.words();
+    let key: [u64; 3] = [a, b, u64::from(ifindex) | (u64::from(vlan) << 32)];
+    const _: () = assert!(size_of::<NdpKey>() == 24 && align_of::<NdpKey>() <= 8);
+    // SAFETY: as the assertion above; the words are laid out as `NdpKey`'s fields (little
+    // endian, as BPF is here).
+    NDP.get_ptr_mut(unsafe { &*(&raw const key).cast::<NdpKey>() })
 }

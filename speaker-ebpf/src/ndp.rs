@@ -11,14 +11,14 @@
 
 use core::ptr::read_volatile;
 
-use speaker_common::{ArpEntry, NdpKey};
+use speaker_common::ArpEntry;
 
 use crate::{
     frame::{
-        EthHdr, Frame, IPV6_HLEN, Ipv6Hdr, LINK_ADDR_OPT_LEN, LinkAddrOpt, ND_LEN, NeighborMsg, is_group,
-        mac_eq,
+        EthHdr, Frame, IPV6_HLEN, Ip6, Ipv6Hdr, LINK_ADDR_OPT_LEN, LinkAddrOpt, Mac, ND_LEN, NeighborMsg,
+        is_group,
     },
-    maps::{NDP, heartbeat_fresh},
+    maps::{heartbeat_fresh, ndp_entry},
     respond::{Answer, Kind},
 };
 
@@ -54,9 +54,7 @@ pub(crate) fn decide<const L2: usize>(frame: Frame, ifindex: u32, vlan: u16) -> 
         return None;
     }
     let eth = unsafe { &*frame.at::<EthHdr>(0)? };
-    // The key is the one copy of the target on the stack (BPF's stack is small).
-    let key = NdpKey::new(unsafe { read_volatile(&msg.target) }, ifindex, vlan);
-    let target = &key.addr;
+    let target = &msg.target;
     if ip.vtc_flow[0] >> 4 != 6 || ip.hop_limit != 255 || msg.code != 0 || target[0] == 0xff {
         return None;
     }
@@ -71,15 +69,14 @@ pub(crate) fn decide<const L2: usize>(frame: Frame, ifindex: u32, vlan: u16) -> 
     }
     let source_link_addr = options::<L2>(frame, len)?;
     let dad = same(&ip.src, &[0; 16]);
-    let to_group = is_solicited_node(&ip.dst, target) && mac_eq(&eth.dst, &solicited_node_mac(target));
+    let to_group = is_solicited_node(&ip.dst, target) && is_solicited_node_mac(&eth.dst, target);
     if dad && (source_link_addr || !to_group) {
         return None;
     }
-    let entry = NDP.get_ptr_mut(&key)?;
-    // SAFETY: map values stay valid for the whole program run; `mac` is only written by the
-    // speaker.
-    let mac = unsafe { (*entry).mac };
-    let to_us = !dad && same(&ip.dst, target) && mac_eq(&eth.dst, &mac);
+    let entry = ndp_entry(unsafe { Ip6::read(target) }, ifindex, vlan)?;
+    // SAFETY: a live map value; `mac` is only written by the speaker.
+    let to_us =
+        !dad && same(&ip.dst, target) && unsafe { Mac::read(&eth.dst) == Mac::read(&raw const (*entry).mac) };
     if !(to_group || to_us) || is_group(&eth.src) {
         return None;
     }
@@ -201,29 +198,33 @@ pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry, dad:
     let opt = frame.at::<LinkAddrOpt>(L2 + IPV6_HLEN + ND_LEN)?;
     // SAFETY: `at` checked that all lie inside the packet; they do not overlap. Map values stay
     // valid for the whole program run.
-    let (eth, ip, msg, opt, mac) = unsafe { (&mut *eth, &mut *ip, &mut *msg_at, &mut *opt, (*entry).mac) };
-    // Read to the stack with volatile loads: see `arp::reply_at` (no packet-to-packet copies).
-    // SAFETY: plain reads of fields inside the bounds checked above.
-    let (peer_mac, peer_ip, target) =
-        unsafe { (read_volatile(&eth.src), read_volatile(&ip.src), read_volatile(&msg.target)) };
+    let (eth, ip, msg, opt) = unsafe { (&mut *eth, &mut *ip, &mut *msg_at, &mut *opt) };
+    // Addresses are read first (the rewrite overwrites them), into registers: see [`Mac`].
+    // SAFETY: plain reads of fields inside the bounds checked above, and of a live map value.
+    let (mac, peer_mac, peer_ip, target) = unsafe {
+        (Mac::read(&raw const (*entry).mac), Mac::read(&eth.src), Ip6::read(&ip.src), Ip6::read(&msg.target))
+    };
     let (to_mac, to_ip, flags) = if dad {
-        (ALL_NODES_MAC, ALL_NODES, FLAG_OVERRIDE)
+        (Mac::new(ALL_NODES_MAC), Ip6::new(ALL_NODES), FLAG_OVERRIDE)
     } else {
         (peer_mac, peer_ip, FLAG_SOLICITED | FLAG_OVERRIDE)
     };
-    eth.dst = to_mac;
-    eth.src = mac;
+    // SAFETY: fields inside the bounds checked above.
+    unsafe {
+        to_mac.write(&mut eth.dst);
+        mac.write(&mut eth.src);
+        target.write(&mut ip.src);
+        to_ip.write(&mut ip.dst);
+        mac.write(&mut opt.mac);
+    }
     ip.vtc_flow = [0x60, 0, 0, 0];
     ip.payload_len = (ADVERTISEMENT_LEN as u16).to_be();
     ip.hop_limit = 255;
-    ip.src = target;
-    ip.dst = to_ip;
     msg.kind = ND_ADVERTISEMENT;
     msg.code = 0;
     msg.flags = [flags, 0, 0, 0];
     opt.kind = OPT_TARGET_LINK_ADDR;
     opt.len = 1;
-    opt.mac = mac;
     msg.checksum = 0;
     // Summed over the Advertisement as written; the references above are done with.
     let checksum = !sum::<L2>(frame, ADVERTISEMENT_LEN)?;
@@ -250,10 +251,16 @@ fn is_solicited_node(dst: &[u8; 16], target: &[u8; 16]) -> bool {
     differ | (dst[13] ^ target[13]) | (dst[14] ^ target[14]) | (dst[15] ^ target[15]) == 0
 }
 
-/// The MAC of `target`'s solicited-node group: 33:33:ff and its last 24 bits.
+/// Whether `mac` is that of `target`'s solicited-node group: 33:33:ff and its last 24 bits.
 #[inline(always)]
-fn solicited_node_mac(target: &[u8; 16]) -> [u8; 6] {
-    [0x33, 0x33, 0xff, target[13], target[14], target[15]]
+fn is_solicited_node_mac(mac: &[u8; 6], target: &[u8; 16]) -> bool {
+    (mac[0] ^ 0x33)
+        | (mac[1] ^ 0x33)
+        | (mac[2] ^ 0xff)
+        | (mac[3] ^ target[13])
+        | (mac[4] ^ target[14])
+        | (mac[5] ^ target[15])
+        == 0
 }
 
 /// Byte-wise comparison: `==` on arrays may become a `bcmp` call, which BPF does not have.

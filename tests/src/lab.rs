@@ -283,7 +283,7 @@ impl Lab {
         let ports: Vec<String> = self.nodes.iter().chain([&self.client]).map(|h| h.port.clone()).collect();
         // Interface indexes are per namespace: attach from a thread that entered the switch's.
         in_netns(&self.switch, move || {
-            let mut ebpf = Ebpf::load(herald_speaker::datapath::OBJECT)?;
+            let mut ebpf = Ebpf::load(herald_speaker::datapath::QUIET.main)?;
             let program: &mut Xdp = ebpf.program_mut(PASS_PROGRAM).context("no pass program")?.try_into()?;
             program.load()?;
             for port in &ports {

@@ -10,7 +10,10 @@ use aya::{
     maps::{Array, HashMap, RingBuf},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
-use herald_speaker::{clock::monotonic_ns, datapath::OBJECT};
+use herald_speaker::{
+    clock::monotonic_ns,
+    datapath::{LOGGING, QUIET},
+};
 use speaker_common::{
     ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
     Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PASS_PROGRAM, PEER_MAP,
@@ -73,18 +76,21 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// Loaded with `--xdp-log off`.
+    /// Loaded as with `--xdp-log off`: the object without log statements.
     pub fn new() -> Self {
         Self::with_log_level(0)
     }
 
-    /// Loaded with aya-log's level `level` (0: off ... 4: debug).
+    /// Loaded as the speaker loads it for aya-log's level `level` (0: off, the object without
+    /// log statements ... 4: debug).
     pub fn with_log_level(level: u8) -> Self {
-        let mut ebpf = EbpfLoader::new()
-            .override_global(DEAD_MAN_GLOBAL, &BOUND_NS, true)
-            .override_global(LOG_LEVEL_GLOBAL, &level, true)
-            .load(OBJECT)
-            .expect("the object loads");
+        let mut loader = EbpfLoader::new();
+        loader.override_global(DEAD_MAN_GLOBAL, &BOUND_NS, true);
+        if level > 0 {
+            loader.override_global(LOG_LEVEL_GLOBAL, &level, true);
+        }
+        let object = if level > 0 { LOGGING.main } else { QUIET.main };
+        let mut ebpf = loader.load(object).expect("the object loads");
         for name in [ARP_PROGRAM, PASS_PROGRAM] {
             let xdp: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
             xdp.load().expect("the XDP program verifies");

@@ -276,3 +276,23 @@ fn model(frame: &[u8]) -> Option<Vec<u8>> {
     out[a + 24..a + 28].copy_from_slice(spa);
     Some(out)
 }
+
+/// The speaker runs with CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW only (deploy/'s DaemonSet):
+/// every program must verify with those, where the verifier is stricter than for root.
+#[test]
+fn programs_verify_with_the_daemonsets_capabilities_only() {
+    if !root_or_skip("programs_verify_with_the_daemonsets_capabilities_only") {
+        return;
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-all,+bpf,+net_admin,+net_raw", "--inh-caps=-all"])
+        .arg(herald_tests::workspace_bin("herald-verify"))
+        .output()
+        .expect("setpriv runs");
+    assert!(
+        out.status.success(),
+        "refused without CAP_PERFMON/CAP_SYS_ADMIN: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,25 +9,35 @@ pub struct Options {
     pub release: bool,
 }
 
-/// Builds the objects herald and herald-meta in target/bpf/bpfel-unknown-none/release, where
-/// speaker/build.rs looks for them.
+/// The two builds of the BPF objects: with the log statements (`--xdp-log` other than off), and
+/// without (`--xdp-log off`, see speaker-ebpf/src/log.rs). Each in a target directory of its own,
+/// so that neither rebuilds the other; speaker/build.rs looks for the objects there.
+const BUILDS: [(&str, &[&str]); 2] = [("target/bpf", &[]), ("target/bpf-quiet", &["--no-default-features"])];
+
+/// Builds the objects herald and herald-meta in both builds' bpfel-unknown-none/release.
 pub fn bpf() -> anyhow::Result<()> {
-    toolchain::run(&mut bpf_cargo("build")?)
+    for (dir, features) in BUILDS {
+        toolchain::run(bpf_cargo("build", dir)?.args(features))?;
+    }
+    Ok(())
 }
 
-/// Lints the BPF programs with the eBPF toolchain's clippy.
+/// Lints the BPF programs, as both builds compile them, with the eBPF toolchain's clippy.
 pub fn bpf_clippy() -> anyhow::Result<()> {
-    toolchain::run(bpf_cargo("clippy")?.args(["--", "-D", "warnings"]))
+    for (dir, features) in BUILDS {
+        toolchain::run(bpf_cargo("clippy", dir)?.args(features).args(["--", "-D", "warnings"]))?;
+    }
+    Ok(())
 }
 
 /// `cargo <command>` for the BPF programs: the eBPF toolchain, its target, core built from
-/// source.
-fn bpf_cargo(command: &str) -> anyhow::Result<std::process::Command> {
+/// source, into `target_dir`.
+fn bpf_cargo(command: &str, target_dir: &str) -> anyhow::Result<std::process::Command> {
     let mut cmd = cargo();
     cmd.current_dir(root().join("speaker-ebpf"))
         .arg(format!("+{}", bpf_toolchain()?))
         .args([command, "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
-        .env("CARGO_TARGET_DIR", root().join("target/bpf"))
+        .env("CARGO_TARGET_DIR", root().join(target_dir))
         // BTF for the maps (readable bpftool dumps) and for the verifier's messages.
         .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf");
     Ok(cmd)

@@ -14,9 +14,9 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use aya_log_ebpf::error;
 use speaker_ebpf::{
     frame::{ETH_P_8021Q, Frame, VLAN_HLEN},
+    log::error,
     respond::{self, Tag},
 };
 

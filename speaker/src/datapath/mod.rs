@@ -38,12 +38,35 @@ pub use self::{
 };
 use crate::{bpffs, clock, ethtool, netlink, pinned};
 
-/// Herald's main BPF object, built by `cargo xtask build`: `herald_arp`, `herald_arp_tc`,
-/// `herald_pass`.
-pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("HERALD_BPF_OBJECT"));
-/// The object of `herald_arp_meta`, loaded per device where the driver reports stripped tags.
-pub static META_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("HERALD_BPF_META_OBJECT"));
-/// aya-log's ring buffer, which both objects write to.
+/// Herald's BPF objects, as one build of them made them.
+#[derive(Clone, Copy, Debug)]
+pub struct Objects {
+    /// `herald_arp`, `herald_arp_tc`, `herald_pass`.
+    pub main: &'static [u8],
+    /// `herald_arp_meta`, loaded per device where the driver reports stripped tags.
+    pub meta: &'static [u8],
+}
+
+/// The objects with log statements, for `--xdp-log` error, info and debug.
+pub static LOGGING: Objects = Objects {
+    main: aya::include_bytes_aligned!(env!("HERALD_BPF_OBJECT")),
+    meta: aya::include_bytes_aligned!(env!("HERALD_BPF_META_OBJECT")),
+};
+/// The objects without them, for `--xdp-log off`: the verifier has nothing of aya-log's to check
+/// (older verifiers refuse some of it without CAP_PERFMON, even where the level prunes it).
+pub static QUIET: Objects = Objects {
+    main: aya::include_bytes_aligned!(env!("HERALD_BPF_QUIET_OBJECT")),
+    meta: aya::include_bytes_aligned!(env!("HERALD_BPF_QUIET_META_OBJECT")),
+};
+
+impl Objects {
+    /// The objects for programs that log at `level`.
+    pub fn at(level: LogLevel) -> Self {
+        if level == LogLevel::Off { QUIET } else { LOGGING }
+    }
+}
+
+/// aya-log's ring buffer, which both logging objects write to.
 const LOG_MAP: &str = "AYA_LOGS";
 
 /// How the datapath is set up.
@@ -89,8 +112,11 @@ pub struct Datapath {
     heartbeat: Array<MapData, Heartbeat>,
     peers: HashMap<MapData, MacKey, u32>,
     conflicts: Array<MapData, u64>,
-    /// The log ring buffer, for `herald_arp_meta`'s relocations.
-    log_map: OwnedFd,
+    /// The log ring buffer, for `herald_arp_meta`'s relocations (none in the quiet objects).
+    log_map: Option<OwnedFd>,
+    /// The objects loaded, and what their programs log.
+    objects: Objects,
+    log: LogLevel,
     options: Options,
     attached: BTreeMap<u32, Attached>,
     // Dropped last: links detach when `ebpf` drops, then the pins go, then the directory is
@@ -115,21 +141,23 @@ enum Link {
 impl Datapath {
     /// Loads the main object with the bound and log level of `options`, and pins its maps under
     /// the pin directory. Programs are attached per interface by [`Datapath::attach`].
+    ///
+    /// Where the verifier refuses the programs with log statements, they load without (the
+    /// speaker says so): logging is a diagnosis, answering is the job.
     pub fn load(options: &Options) -> Result<Self, DatapathError> {
         let pin_dir = bpffs::prepare(&options.pin_dir)?;
-        let dead_man_ns = options.dead_man.as_nanos() as u64;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(DEAD_MAN_GLOBAL, &dead_man_ns, true)
-            .override_global(LOG_LEVEL_GLOBAL, &options.log.value(), true)
-            .load(OBJECT)?;
-        for name in [ARP_PROGRAM, ARP_TC_PROGRAM] {
-            let program = ebpf.program_mut(name).ok_or(DatapathError::Missing("a responder program"))?;
-            match program {
-                aya::programs::Program::Xdp(p) => p.load()?,
-                aya::programs::Program::SchedClassifier(p) => p.load()?,
-                _ => return Err(DatapathError::Missing("a responder program of the right type")),
+        let (mut ebpf, log) = match load_programs(options.dead_man, options.log) {
+            Ok(ebpf) => (ebpf, options.log),
+            Err(e) if options.log != LogLevel::Off => {
+                warn!(
+                    error = %Chain(&e),
+                    "the kernel refused the programs with log statements (older verifiers do \
+                     without CAP_PERFMON); loading them without: --xdp-log is off"
+                );
+                (load_programs(options.dead_man, LogLevel::Off)?, LogLevel::Off)
             }
-        }
+            Err(e) => return Err(e),
+        };
 
         let mut pins = Pins(Vec::new());
         let mut take = |name| -> Result<aya::maps::Map, DatapathError> {
@@ -144,9 +172,12 @@ impl Datapath {
         let heartbeat = Array::try_from(take(HEARTBEAT_MAP)?)?;
         let peers = HashMap::try_from(take(PEER_MAP)?)?;
         let conflicts = Array::try_from(take(CONFLICT_MAP)?)?;
-        let logs = ebpf.map(LOG_MAP).ok_or(DatapathError::Missing("map AYA_LOGS"))?;
-        let log_map =
-            RingBuf::try_from(logs)?.as_fd().try_clone_to_owned().map_err(aya::maps::MapError::from)?;
+        let log_map = match ebpf.map(LOG_MAP) {
+            Some(logs) => Some(
+                RingBuf::try_from(logs)?.as_fd().try_clone_to_owned().map_err(aya::maps::MapError::from)?,
+            ),
+            None => None,
+        };
         Ok(Self {
             ebpf,
             arp,
@@ -155,6 +186,8 @@ impl Datapath {
             peers,
             conflicts,
             log_map,
+            objects: Objects::at(log),
+            log,
             options: options.clone(),
             attached: BTreeMap::new(),
             _pins: pins,
@@ -165,7 +198,7 @@ impl Datapath {
     /// The reader of the programs' log statements, once (`None` with `--xdp-log off`): hand it
     /// to [`forward_logs`].
     pub fn take_logs(&mut self) -> Option<aya_log::EbpfLogger<logs::Tracing>> {
-        if self.options.log == LogLevel::Off {
+        if self.log == LogLevel::Off {
             return None;
         }
         match aya_log::EbpfLogger::init_with_logger(&mut self.ebpf, logs::Tracing) {
@@ -238,12 +271,16 @@ impl Datapath {
                 let pinned = pinned.into_iter().collect::<Result<Vec<_>, _>>()?;
                 let mut maps: StdHashMap<&str, _> =
                     pinned.iter().map(|(name, map)| (*name, map.fd().as_fd())).collect();
-                maps.insert(LOG_MAP, self.log_map.as_fd());
+                if let Some(logs) = &self.log_map {
+                    maps.insert(LOG_MAP, logs.as_fd());
+                }
                 let dead_man_ns = (self.options.dead_man.as_nanos() as u64).to_ne_bytes();
-                let level = [self.options.log.value()];
-                let globals: [(&str, &[u8]); 2] =
-                    [(DEAD_MAN_GLOBAL, &dead_man_ns), (LOG_LEVEL_GLOBAL, &level)];
-                bound::attach(META_OBJECT, ifindex, &maps, &globals)
+                let level = [self.log.value()];
+                let mut globals: Vec<(&str, &[u8])> = vec![(DEAD_MAN_GLOBAL, &dead_man_ns)];
+                if self.log != LogLevel::Off {
+                    globals.push((LOG_LEVEL_GLOBAL, &level));
+                }
+                bound::attach(self.objects.meta, ifindex, &maps, &globals)
                     .map(Link::Bound)
                     .map_err(|e: BoundError| failed(e.into()))
             }
@@ -330,6 +367,27 @@ impl Datapath {
             .ok_or(DatapathError::Missing("program herald_arp_tc"))?
             .try_into()?)
     }
+}
+
+/// The main object for programs that log at `log`, loaded with the dead-man bound, its two
+/// responders verified.
+fn load_programs(dead_man: Duration, log: LogLevel) -> Result<Ebpf, DatapathError> {
+    let (dead_man_ns, level) = (dead_man.as_nanos() as u64, log.value());
+    let mut loader = EbpfLoader::new();
+    loader.override_global(DEAD_MAN_GLOBAL, &dead_man_ns, true);
+    if log != LogLevel::Off {
+        loader.override_global(LOG_LEVEL_GLOBAL, &level, true);
+    }
+    let mut ebpf = loader.load(Objects::at(log).main)?;
+    for name in [ARP_PROGRAM, ARP_TC_PROGRAM] {
+        let program = ebpf.program_mut(name).ok_or(DatapathError::Missing("a responder program"))?;
+        match program {
+            aya::programs::Program::Xdp(p) => p.load()?,
+            aya::programs::Program::SchedClassifier(p) => p.load()?,
+            _ => return Err(DatapathError::Missing("a responder program of the right type")),
+        }
+    }
+    Ok(ebpf)
 }
 
 /// Pinned map paths, removed on drop (also when loading fails half-way).
