@@ -21,6 +21,8 @@ pub struct EthHdr {
     pub proto: u16,
 }
 pub const ETH_HLEN: usize = size_of::<EthHdr>();
+/// Where the source MAC is in an Ethernet header.
+pub const ETH_SRC: usize = 6;
 const _: () = assert!(ETH_HLEN == 14);
 
 /// What follows the Ethernet header's EtherType 0x8100.

@@ -189,10 +189,16 @@ fn words<const N: usize>(frame: Frame, at: usize) -> Option<u32> {
 /// place: from the target, with the entry's MAC in the target link-layer option, Override set;
 /// to the soliciting node with Solicited set, or for a DAD probe (`dad`) to all nodes without.
 /// The frame holds [`ADVERTISEMENT_LEN`] bytes after the header (the caller grew it); any
-/// bytes after those stay as link padding.
+/// bytes after those stay as link padding. The soliciting node's MAC is read at `PEER_MAC`
+/// (the Ethernet source, unless the caller moved the header to make room for a tag).
 #[inline(always)]
-pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry, dad: bool) -> Option<()> {
+pub(crate) fn reply_at<const L2: usize, const PEER_MAC: usize>(
+    frame: Frame,
+    entry: *mut ArpEntry,
+    dad: bool,
+) -> Option<()> {
     let eth = frame.at::<EthHdr>(0)?;
+    let peer_mac_at = frame.at::<[u8; 6]>(PEER_MAC)?;
     let ip = frame.at::<Ipv6Hdr>(L2)?;
     let msg_at = frame.at::<NeighborMsg>(L2 + IPV6_HLEN)?;
     let opt = frame.at::<LinkAddrOpt>(L2 + IPV6_HLEN + ND_LEN)?;
@@ -202,7 +208,12 @@ pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry, dad:
     // Addresses are read first (the rewrite overwrites them), into registers: see [`Mac`].
     // SAFETY: plain reads of fields inside the bounds checked above, and of a live map value.
     let (mac, peer_mac, peer_ip, target) = unsafe {
-        (Mac::read(&raw const (*entry).mac), Mac::read(&eth.src), Ip6::read(&ip.src), Ip6::read(&msg.target))
+        (
+            Mac::read(&raw const (*entry).mac),
+            Mac::read(peer_mac_at),
+            Ip6::read(&ip.src),
+            Ip6::read(&msg.target),
+        )
     };
     let (to_mac, to_ip, flags) = if dad {
         (Mac::new(ALL_NODES_MAC), Ip6::new(ALL_NODES), FLAG_OVERRIDE)

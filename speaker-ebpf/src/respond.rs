@@ -8,7 +8,8 @@ use speaker_common::ArpEntry;
 use crate::{
     arp,
     frame::{
-        ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV6, EthHdr, Frame, TAGGED_HLEN, VLAN_VID_MASK, VlanHdr,
+        ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV6, ETH_SRC, EthHdr, Frame, TAGGED_HLEN, VLAN_HLEN,
+        VLAN_VID_MASK, VlanHdr,
     },
     ndp,
 };
@@ -104,23 +105,24 @@ pub fn reply(frame: Frame, answer: &Answer) -> Option<()> {
     match (answer.kind, answer.l2 == ETH_HLEN) {
         (Kind::Arp, true) => arp::reply_at::<ETH_HLEN>(frame, answer.entry),
         (Kind::Arp, false) => arp::reply_at::<TAGGED_HLEN>(frame, answer.entry),
-        (Kind::Ndp { dad }, true) => ndp::reply_at::<ETH_HLEN>(frame, answer.entry, dad),
-        (Kind::Ndp { dad }, false) => ndp::reply_at::<TAGGED_HLEN>(frame, answer.entry, dad),
+        (Kind::Ndp { dad }, true) => ndp::reply_at::<ETH_HLEN, ETH_SRC>(frame, answer.entry, dad),
+        (Kind::Ndp { dad }, false) => ndp::reply_at::<TAGGED_HLEN, ETH_SRC>(frame, answer.entry, dad),
     }
 }
 
 /// [`reply`] for a request whose tag was stripped: the reply carries the tag in the frame.
 /// The caller made room with `bpf_xdp_adjust_head(-4)`, so the frame now holds 4 free bytes, the
 /// request's MACs and EtherType, and its body at [`TAGGED_HLEN`]; the MACs are rewritten
-/// anyway, so only the EtherType 0x8100 and the TCI go in between. Nothing is written unless the
-/// whole tagged reply fits.
+/// anyway (an Advertisement reads the soliciting node's MAC where it now is, 4 bytes further),
+/// so only the EtherType 0x8100 and the TCI go in between. Nothing is written unless the whole
+/// tagged reply fits.
 #[inline(always)]
 pub fn reply_tagged(frame: Frame, answer: &Answer, tci: u16) -> Option<()> {
     let eth = frame.at::<EthHdr>(0)?;
     let vlan = frame.at::<VlanHdr>(ETH_HLEN)?;
     match answer.kind {
         Kind::Arp => arp::reply_at::<TAGGED_HLEN>(frame, answer.entry)?,
-        Kind::Ndp { dad } => ndp::reply_at::<TAGGED_HLEN>(frame, answer.entry, dad)?,
+        Kind::Ndp { dad } => ndp::reply_at::<TAGGED_HLEN, { VLAN_HLEN + ETH_SRC }>(frame, answer.entry, dad)?,
     }
     // SAFETY: `at` checked the bounds.
     unsafe {
