@@ -1,14 +1,15 @@
 //! The entries of the responder map, as both modes want them, and what must change to get from
 //! those in the map to those wanted.
 
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{collections::BTreeSet, net::IpAddr};
 
-use speaker_common::ArpKey;
+use speaker_common::{ArpKey, NdpKey};
 
-/// One entry of the responder map: answer for `addr` on `ifindex` (VLAN `vlan`) with `mac`.
+/// One entry of the responder maps: answer for `addr` on `ifindex` (VLAN `vlan`) with `mac`, by
+/// ARP for an IPv4 address, by Neighbor Discovery for an IPv6 one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Announcement {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub ifindex: u32,
     pub vlan: u16,
     pub mac: [u8; 6],
@@ -16,9 +17,19 @@ pub struct Announcement {
 }
 
 impl Announcement {
-    pub fn key(&self) -> ArpKey {
-        ArpKey::new(self.addr.octets(), self.ifindex, self.vlan)
+    pub fn key(&self) -> Key {
+        match self.addr {
+            IpAddr::V4(a) => Key::Arp(ArpKey::new(a.octets(), self.ifindex, self.vlan)),
+            IpAddr::V6(a) => Key::Ndp(NdpKey::new(a.octets(), self.ifindex, self.vlan)),
+        }
     }
+}
+
+/// An announcement's key in the responder maps: ARP's or Neighbor Discovery's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Arp(ArpKey),
+    Ndp(NdpKey),
 }
 
 /// What to change to get from `current` to `desired`.

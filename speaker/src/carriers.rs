@@ -4,7 +4,7 @@
 //! subnet is not the LAN's). An address the host has configured, or that is a gateway of any of
 //! its interfaces, is refused: the kernel or a router already answers for it.
 
-use std::{collections::BTreeSet, fmt, net::Ipv4Addr};
+use std::{collections::BTreeSet, fmt, net::IpAddr};
 
 use crate::{
     announcement::Announcement,
@@ -79,11 +79,11 @@ pub fn unusable(it: &Interface) -> Option<&'static str> {
 /// The announcements that carry `address` (VLAN `vlan`) on `host`, or why there are none.
 pub fn carriers(
     host: &Host,
-    address: Ipv4Addr,
+    address: IpAddr,
     vlan: u16,
     wanted: &Interfaces,
 ) -> Result<BTreeSet<Announcement>, Refusal> {
-    if let Some(it) = host.interfaces.iter().find(|it| it.addrs.iter().any(|n| n.addr == address)) {
+    if let Some(it) = host.interfaces.iter().find(|it| it.addrs.iter().any(|n| n.addr() == address)) {
         return Err(Refusal::Local(it.name.clone()));
     }
     if let Some((ifname, _)) = host.gateways.iter().find(|(_, gw)| *gw == address) {
@@ -102,7 +102,7 @@ pub fn carriers(
             })
             .collect(),
         Interfaces::Subnet => {
-            host.interfaces.iter().filter(|it| it.addrs.iter().any(|n| n.contains(address))).collect()
+            host.interfaces.iter().filter(|it| it.addrs.iter().any(|n| n.contains(&address))).collect()
         }
     };
     let mut out = BTreeSet::new();

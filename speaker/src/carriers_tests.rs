@@ -1,16 +1,23 @@
 use super::*;
-use crate::host::Ipv4Net;
+use ipnet::IpNet;
 
 fn iface(name: &str, index: u32, net: Option<([u8; 4], u8)>) -> Interface {
     Interface {
         name: name.into(),
         index,
         mac: Some([2, 0, 0, 0, 0, index as u8]),
-        addrs: net.map(|(a, p)| Ipv4Net { addr: a.into(), prefix: p }).into_iter().collect(),
+        addrs: net
+            .map(|(a, p)| IpNet::new(std::net::Ipv4Addr::from(a).into(), p).unwrap())
+            .into_iter()
+            .collect(),
         loopback: false,
         noarp: false,
         port: false,
     }
+}
+
+fn v4(a: [u8; 4]) -> std::net::IpAddr {
+    std::net::Ipv4Addr::from(a).into()
 }
 
 /// A node with one of each kind of interface.
@@ -30,7 +37,7 @@ fn host() -> Host {
             iface("eth1", 7, Some(([198, 18, 0, 1], 24))),
             no_mac,
         ],
-        gateways: vec![("eth0".into(), [192, 0, 2, 254].into()), ("eth1".into(), [198, 18, 0, 254].into())],
+        gateways: vec![("eth0".into(), v4([192, 0, 2, 254])), ("eth1".into(), v4([198, 18, 0, 254]))],
     }
 }
 
@@ -116,4 +123,20 @@ fn refusals_say_why() {
     for (addr, wanted, want) in cases {
         assert_eq!(err(addr, &wanted), want, "{addr:?} on {wanted:?}");
     }
+}
+
+/// IPv6 as IPv4: by subnet, never for an address the host has or that is its router.
+#[test]
+fn ipv6_by_subnet_and_refusals() {
+    let mut h = host();
+    let eth0 = h.interfaces.iter_mut().find(|i| i.name == "eth0").unwrap();
+    eth0.addrs.push("2001:db8::1/64".parse().unwrap());
+    eth0.addrs.push("fe80::1/64".parse().unwrap());
+    h.gateways.push(("eth0".into(), "2001:db8::fe".parse().unwrap()));
+    let v6 = |a: &str| a.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(names(carriers(&h, v6("2001:db8::10"), 0, &Interfaces::Subnet)), ["eth0"]);
+    let refusal = |a: &str| carriers(&h, v6(a), 0, &Interfaces::Subnet).unwrap_err().to_string();
+    assert_eq!(refusal("2001:db8::1"), Refusal::Local("eth0".into()).to_string());
+    assert_eq!(refusal("2001:db8::fe"), Refusal::Gateway("eth0".into()).to_string());
+    assert!(refusal("2001:db8:1::10").starts_with("no interface has a subnet"));
 }

@@ -5,7 +5,7 @@
 //! quiet spell, or a claim by a new MAC, starts one and is told once (a warning, an Event);
 //! the claims that follow are counted, not told again.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use crate::pinned::Entry;
 
@@ -18,7 +18,7 @@ pub const EPISODE_GAP: Duration = Duration::from_secs(60);
 /// The start of an episode, to tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conflict {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub ifindex: u32,
     pub vlan: u16,
     /// The MAC the other host gave the address.
@@ -36,9 +36,9 @@ struct Episode {
 /// Episodes by entry (address, interface, VLAN).
 #[derive(Debug, Default)]
 pub struct Watch {
-    episodes: BTreeMap<(Ipv4Addr, u32, u16), Episode>,
+    episodes: BTreeMap<(IpAddr, u32, u16), Episode>,
     /// Counters as last seen, episode or not.
-    counts: BTreeMap<(Ipv4Addr, u32, u16), u64>,
+    counts: BTreeMap<(IpAddr, u32, u16), u64>,
 }
 
 impl Watch {

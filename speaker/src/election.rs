@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
 };
 
 use sha2::{Digest, Sha256};
@@ -80,7 +80,7 @@ pub fn has_quorum(alive: usize, configured: usize) -> bool {
 /// The owner of every configured address, given the live members: candidates are the live
 /// members the address's `nodes` allow (all of them when it names none). An address with no
 /// candidate has no owner.
-pub fn owners<'a>(vips: &[Vip], alive: &'a BTreeSet<String>) -> BTreeMap<Ipv4Addr, &'a str> {
+pub fn owners<'a>(vips: &[Vip], alive: &'a BTreeSet<String>) -> BTreeMap<IpAddr, &'a str> {
     successions(vips, alive).into_iter().map(|(address, (owner, _))| (address, owner)).collect()
 }
 
@@ -88,7 +88,7 @@ pub fn owners<'a>(vips: &[Vip], alive: &'a BTreeSet<String>) -> BTreeMap<Ipv4Add
 fn successions<'a>(
     vips: &[Vip],
     alive: &'a BTreeSet<String>,
-) -> BTreeMap<Ipv4Addr, (&'a str, Option<&'a str>)> {
+) -> BTreeMap<IpAddr, (&'a str, Option<&'a str>)> {
     let mut out = BTreeMap::new();
     for vip in vips {
         let allowed = alive
@@ -114,7 +114,7 @@ pub fn succession(me: &str, vips: &[Vip], alive: &BTreeSet<String>) -> Successio
 }
 
 /// The addresses `me` announces.
-pub fn mine(me: &str, vips: &[Vip], alive: &BTreeSet<String>) -> BTreeSet<Ipv4Addr> {
+pub fn mine(me: &str, vips: &[Vip], alive: &BTreeSet<String>) -> BTreeSet<IpAddr> {
     owners(vips, alive).into_iter().filter(|(_, owner)| *owner == me).map(|(a, _)| a).collect()
 }
 

@@ -1,9 +1,16 @@
 use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use super::*;
 
-fn vip(address: Ipv4Addr, nodes: &[&str]) -> Vip {
-    Vip { address, interface: None, vlan: 0, nodes: nodes.iter().map(|n| n.to_string()).collect() }
+fn vip(address: impl Into<std::net::IpAddr>, nodes: &[&str]) -> Vip {
+    Vip {
+        address: address.into(),
+        interface: None,
+        vlan: 0,
+        nodes: nodes.iter().map(|n| n.to_string()).collect(),
+    }
 }
 
 fn set(names: &[&str]) -> BTreeSet<String> {
@@ -25,7 +32,7 @@ fn metallb_order() {
 
 #[test]
 fn nodes_restrict_candidates() {
-    let a = Ipv4Addr::new(192, 0, 2, 10);
+    let a: IpAddr = Ipv4Addr::new(192, 0, 2, 10).into();
     let alive = set(&["node-a", "node-b", "node-c"]);
     assert_eq!(owners(&[vip(a, &["node-c"])], &alive)[&a], "node-c");
     assert!(owners(&[vip(a, &["node-x"])], &alive).is_empty(), "no allowed member alive: no owner");

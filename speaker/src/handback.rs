@@ -59,7 +59,7 @@ mod tests {
     #[test]
     fn holding_keeps_what_stays_and_drops_what_goes() {
         let at = |last: u8| Announcement {
-            addr: std::net::Ipv4Addr::new(192, 0, 2, last),
+            addr: std::net::Ipv4Addr::new(192, 0, 2, last).into(),
             ifindex: 2,
             vlan: 0,
             mac: [2, 0, 0, 0, 0, 1],

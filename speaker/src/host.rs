@@ -1,23 +1,13 @@
-//! The host's network interfaces and IPv4 gateways, read once into plain data so that the
-//! decisions in [`crate::plan`] can be tested without a host.
+//! The host's network interfaces and gateways (IPv4 and IPv6), read once into plain data so
+//! that the decisions in [`crate::carriers`] can be tested without a host.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
+use ipnet::IpNet;
 use nix::{ifaddrs::getifaddrs, net::if_::InterfaceFlags};
-
-/// An IPv4 address with its prefix length, as configured on an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4Net {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl Ipv4Net {
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-        u32::from(self.addr) & mask == u32::from(ip) & mask
-    }
-}
 
 /// One network interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +16,8 @@ pub struct Interface {
     pub index: u32,
     /// Ethernet address; `None` for interfaces without one (lo, tun, ...).
     pub mac: Option<[u8; 6]>,
-    pub addrs: Vec<Ipv4Net>,
+    /// Its addresses with their prefix lengths, both families.
+    pub addrs: Vec<IpNet>,
     pub loopback: bool,
     pub noarp: bool,
     /// A port of a bond or bridge: its master answers for the link, not it.
@@ -37,8 +28,8 @@ pub struct Interface {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Host {
     pub interfaces: Vec<Interface>,
-    /// IPv4 gateways of the routing table, by interface name.
-    pub gateways: Vec<(String, Ipv4Addr)>,
+    /// Gateways of the routing tables (IPv4 and IPv6), by interface name.
+    pub gateways: Vec<(String, IpAddr)>,
 }
 
 /// Name prefixes of the interfaces container runtimes and CNI plugins make.
@@ -113,7 +104,13 @@ pub fn discover() -> std::io::Result<Host> {
                 .netmask
                 .and_then(|m| m.as_sockaddr_in().map(|m| u32::from(m.ip()).count_ones() as u8))
                 .unwrap_or(32);
-            entry.addrs.push(Ipv4Net { addr: sin.ip(), prefix });
+            entry.addrs.extend(IpNet::new(sin.ip().into(), prefix));
+        } else if let Some(sin6) = address.as_sockaddr_in6() {
+            let prefix = ifa
+                .netmask
+                .and_then(|m| m.as_sockaddr_in6().map(|m| u128::from(m.ip()).count_ones() as u8))
+                .unwrap_or(128);
+            entry.addrs.extend(IpNet::new(sin6.ip().into(), prefix));
         }
     }
     let ports = crate::netlink::ports()?;
@@ -121,11 +118,16 @@ pub fn discover() -> std::io::Result<Host> {
         it.port = ports.contains(&it.index);
     }
     let routes = std::fs::read_to_string("/proc/net/route")?;
-    Ok(Host { interfaces: by_name.into_values().collect(), gateways: parse_proc_route(&routes) })
+    let mut gateways = parse_proc_route(&routes);
+    // Absent where IPv6 is off.
+    if let Ok(routes) = std::fs::read_to_string("/proc/net/ipv6_route") {
+        gateways.extend(parse_proc_ipv6_route(&routes));
+    }
+    Ok(Host { interfaces: by_name.into_values().collect(), gateways })
 }
 
 /// The gateways in `/proc/net/route` (IPv4; addresses in host byte order as hex).
-pub fn parse_proc_route(text: &str) -> Vec<(String, Ipv4Addr)> {
+pub fn parse_proc_route(text: &str) -> Vec<(String, IpAddr)> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -134,7 +136,20 @@ pub fn parse_proc_route(text: &str) -> Vec<(String, Ipv4Addr)> {
             let gateway = u32::from_str_radix(cols.nth(1)?, 16).ok()?;
             // The kernel prints the network-order u32 as a native-endian number.
             let gateway = Ipv4Addr::from(gateway.to_ne_bytes());
-            (!gateway.is_unspecified()).then(|| (iface.to_owned(), gateway))
+            (!gateway.is_unspecified()).then(|| (iface.to_owned(), gateway.into()))
+        })
+        .collect()
+}
+
+/// The gateways in `/proc/net/ipv6_route`: the next hop (fifth column, 32 hex digits) of each
+/// route that has one, by its device (the last column).
+pub fn parse_proc_ipv6_route(text: &str) -> Vec<(String, IpAddr)> {
+    text.lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (hop, iface) = (cols.get(4)?, cols.get(9)?);
+            let hop = Ipv6Addr::from(u128::from_str_radix(hop, 16).ok()?);
+            (!hop.is_unspecified()).then(|| (iface.to_string(), hop.into()))
         })
         .collect()
 }
@@ -142,17 +157,6 @@ pub fn parse_proc_route(text: &str) -> Vec<(String, Ipv4Addr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn contains() {
-        let net = Ipv4Net { addr: [192, 0, 2, 1].into(), prefix: 24 };
-        assert!(net.contains([192, 0, 2, 200].into()));
-        assert!(!net.contains([192, 0, 3, 1].into()));
-        let host = Ipv4Net { addr: [192, 0, 2, 1].into(), prefix: 32 };
-        assert!(!host.contains([192, 0, 2, 2].into()));
-        let all = Ipv4Net { addr: [192, 0, 2, 1].into(), prefix: 0 };
-        assert!(all.contains([203, 0, 113, 9].into()));
-    }
 
     #[test]
     #[cfg(target_endian = "little")]
@@ -163,7 +167,21 @@ mod tests {
                     eth1\t00007198\tFE6433C6\t0003\t0\t0\t0\t0000FFFF\n";
         assert_eq!(
             parse_proc_route(text),
-            vec![("eth0".into(), [192, 0, 2, 1].into()), ("eth1".into(), [198, 51, 100, 254].into())]
+            vec![
+                ("eth0".into(), Ipv4Addr::new(192, 0, 2, 1).into()),
+                ("eth1".into(), Ipv4Addr::new(198, 51, 100, 254).into())
+            ]
         );
+    }
+
+    #[test]
+    fn proc_ipv6_route() {
+        let text = "20010db8000000000000000000000000 40 00000000000000000000000000000000 00 \
+                    00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n\
+                    00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
+                    20010db80000000000000000000000fe 00000400 00000001 00000000 00000003     eth0\n\
+                    fe800000000000000000000000000000 40 00000000000000000000000000000000 00 \
+                    00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth1\n";
+        assert_eq!(parse_proc_ipv6_route(text), vec![("eth0".into(), "2001:db8::fe".parse().unwrap())]);
     }
 }

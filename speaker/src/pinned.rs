@@ -1,15 +1,15 @@
 //! Read-only access to the maps a running speaker pinned: for `herald-speaker status`, and to
 //! tell a live speaker's pins from a dead one's.
 
-use std::{net::Ipv4Addr, path::Path};
+use std::{net::IpAddr, path::Path};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
-use speaker_common::{ARP_MAP, ArpEntry, ArpKey, HEARTBEAT_MAP, Heartbeat};
+use speaker_common::{ARP_MAP, ArpEntry, ArpKey, HEARTBEAT_MAP, Heartbeat, NDP_MAP, NdpKey};
 
-/// One entry of the responder map.
+/// One entry of the responder maps (ARP's or Neighbor Discovery's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub ifindex: u32,
     pub vlan: u16,
     pub mac: [u8; 6],
@@ -22,11 +22,11 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(key: &ArpKey, value: &ArpEntry) -> Self {
+    fn new(addr: IpAddr, ifindex: u32, vlan: u16, value: &ArpEntry) -> Self {
         Self {
-            addr: key.addr.into(),
-            ifindex: key.ifindex,
-            vlan: key.vlan,
+            addr,
+            ifindex,
+            vlan,
             mac: value.mac,
             replies: value.replies,
             conflicts: value.conflicts,
@@ -36,11 +36,18 @@ impl Entry {
     }
 }
 
-/// The entries of a responder map, in address order.
-pub fn entries_of<T: std::borrow::Borrow<MapData>>(
-    map: &HashMap<T, ArpKey, ArpEntry>,
-) -> Result<Vec<Entry>, MapError> {
-    let mut out = map.iter().map(|kv| kv.map(|(k, v)| Entry::new(&k, &v))).collect::<Result<Vec<_>, _>>()?;
+/// The entries of both responder maps, in address order (IPv4 first).
+pub fn entries_of<A, N>(
+    arp: &HashMap<A, ArpKey, ArpEntry>,
+    ndp: &HashMap<N, NdpKey, ArpEntry>,
+) -> Result<Vec<Entry>, MapError>
+where
+    A: std::borrow::Borrow<MapData>,
+    N: std::borrow::Borrow<MapData>,
+{
+    let arp = arp.iter().map(|kv| kv.map(|(k, v)| Entry::new(k.addr.into(), k.ifindex, k.vlan, &v)));
+    let ndp = ndp.iter().map(|kv| kv.map(|(k, v)| Entry::new(k.addr.into(), k.ifindex, k.vlan, &v)));
+    let mut out = arp.chain(ndp).collect::<Result<Vec<_>, _>>()?;
     out.sort_by_key(|e| (e.addr, e.ifindex, e.vlan));
     Ok(out)
 }
@@ -66,8 +73,12 @@ pub fn heartbeat(dir: &Path) -> Result<Heartbeat, MapError> {
 }
 
 pub fn entries(dir: &Path) -> Result<Vec<Entry>, MapError> {
-    let map = Map::HashMap(MapData::from_pin(dir.join(ARP_MAP))?);
-    entries_of(&HashMap::<_, ArpKey, ArpEntry>::try_from(map)?)
+    let arp = Map::HashMap(MapData::from_pin(dir.join(ARP_MAP))?);
+    let ndp = Map::HashMap(MapData::from_pin(dir.join(NDP_MAP))?);
+    entries_of(
+        &HashMap::<_, ArpKey, ArpEntry>::try_from(arp)?,
+        &HashMap::<_, NdpKey, ArpEntry>::try_from(ndp)?,
+    )
 }
 
 #[cfg(test)]

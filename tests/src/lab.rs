@@ -15,7 +15,7 @@
 //! the veths, the bridge and the attached programs with them).
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -30,6 +30,16 @@ use speaker_common::PASS_PROGRAM;
 /// The subnet every lab host is on.
 pub const PREFIX: u8 = 24;
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+/// The IPv6 subnet every lab host is also on (a /64, as LANs are).
+pub const PREFIX6: u8 = 64;
+
+/// A lab host's IPv6 address: the IPv4 one's last byte after 2001:db8::, as hex digits written
+/// like the decimal ones (192.0.2.100 is 2001:db8::100), so both are easy to tell apart in logs.
+pub fn addr6(addr: Ipv4Addr) -> Ipv6Addr {
+    let last = addr.octets()[3];
+    let digits = u16::from_str_radix(&last.to_string(), 16).expect("decimal digits are hex digits");
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, digits)
+}
 
 /// One host of the lab.
 #[derive(Clone, Debug)]
@@ -38,6 +48,8 @@ pub struct Host {
     /// Network namespace, under /run/netns.
     pub netns: String,
     pub addr: Ipv4Addr,
+    /// Its IPv6 address ([`addr6`]).
+    pub addr6: Ipv6Addr,
     pub mac: [u8; 6],
     /// The switch-side end of its veth pair.
     pub port: String,
@@ -206,6 +218,7 @@ impl Lab {
                 name: String::new(),
                 netns: String::new(),
                 addr: CLIENT_ADDR,
+                addr6: addr6(CLIENT_ADDR),
                 mac: [0; 6],
                 port: String::new(),
             },
@@ -264,6 +277,10 @@ impl Lab {
         ip(&["-n", &netns, "link", "set", &tmp, "name", "eth0"])?;
         ip(&["-n", &self.switch, "link", "set", &port, "master", "br0", "up"])?;
         ip(&["-n", &netns, "addr", "add", &format!("{addr}/{PREFIX}"), "dev", "eth0"])?;
+        // No duplicate address detection: the lab's addresses are unique by construction, and
+        // a tentative address cannot be used for the first second.
+        let v6 = format!("{}/{PREFIX6}", addr6(addr));
+        ip(&["-n", &netns, "addr", "add", &v6, "dev", "eth0", "nodad"])?;
         ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &netns, "link", "set", "lo", "up"])?;
         if self.offload == VlanOffload::Off {
@@ -271,7 +288,7 @@ impl Lab {
                 run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
             }
         }
-        let host = Host { name: name.into(), netns, addr, mac: [0; 6], port };
+        let host = Host { name: name.into(), netns, addr, addr6: addr6(addr), mac: [0; 6], port };
         // `ip -br link`: "eth0@if3  UP  de:4b:ce:2f:f0:28 <...>"
         let brief = host.run("ip", &["-br", "link", "show", "dev", "eth0"])?;
         let mac = brief.split_whitespace().nth(2).context("no MAC in ip -br link")?;

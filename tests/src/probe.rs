@@ -1,7 +1,7 @@
 //! What a client on the LAN sees: `arping` replies, `tcpdump` captures, the neighbour table.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     process::{Child, Stdio},
     time::Duration,
 };
@@ -51,6 +51,23 @@ pub fn parse_arping(text: &str) -> anyhow::Result<Vec<[u8; 6]>> {
         .collect()
 }
 
+/// Resolves `target` with `from`'s own Neighbor Discovery, as any IPv6 host does: forgets what it
+/// knew of it, pings it once (the kernel solicits the address first), and returns the MAC its
+/// neighbour table then holds, if any.
+pub fn resolve6(from: &Host, target: Ipv6Addr) -> anyhow::Result<Option<[u8; 6]>> {
+    let target_s = target.to_string();
+    from.run("ip", &["-6", "neigh", "flush", "to", &target_s, "dev", "eth0"])?;
+    // No echo reply comes (the address is on no node's interface): only the solicitation counts.
+    let _ = from.output("ping", &["-6", "-c", "1", "-W", "1", &target_s])?;
+    neighbour6(from, target)
+}
+
+/// The MAC `from`'s neighbour table holds for `target` (none while unresolved or failed).
+pub fn neighbour6(from: &Host, target: Ipv6Addr) -> anyhow::Result<Option<[u8; 6]>> {
+    let out = from.run("ip", &["-6", "neigh", "show", &target.to_string(), "dev", "eth0"])?;
+    out.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(parse_mac).transpose()
+}
+
 /// Polls until `check` holds for the MACs answering `target`, or `timeout` passes.
 pub fn wait_for_answer(
     from: &Host,
@@ -87,6 +104,30 @@ impl Capture {
     /// [`frames`]). A tag that travelled beside the frame is put back in its place, as on a wire.
     pub fn arp_frames(host: &Host) -> anyhow::Result<Self> {
         Self::start_with(host, "in", &["-xx"], &["arp", "or", "(vlan", "and", "arp)"])
+    }
+
+    /// Incoming ARP and ICMPv6 (Neighbor Discovery among it), untagged or behind one 802.1Q tag,
+    /// each frame also printed whole in hex (see [`Capture::arp_frames`]).
+    pub fn answer_frames(host: &Host) -> anyhow::Result<Self> {
+        let filter = ["arp", "or", "icmp6", "or", "(vlan", "and", "(arp", "or", "icmp6))"];
+        Self::start_with(host, "in", &["-xx"], &filter)
+    }
+
+    /// Incoming Neighbor Discovery and MLD (ICMPv6 types 130-143), each frame also printed whole
+    /// in hex (read them with [`frames`]).
+    pub fn ndp_frames(host: &Host) -> anyhow::Result<Self> {
+        Self::start_with(
+            host,
+            "in",
+            &["-xx"],
+            &["icmp6", "and", "ip6[40]", ">=", "130", "and", "ip6[40]", "<=", "143"],
+        )
+    }
+
+    /// Outgoing MLDv2 reports (to ff02::16, behind a hop-by-hop header), verbose: each names
+    /// its groups (`gaddr ...`).
+    pub fn mld_reports(host: &Host) -> anyhow::Result<Self> {
+        Self::start_with(host, "out", &["-v"], &["ip6", "dst", "ff02::16"])
     }
 
     /// `direction`: in, out or inout; `filter`: a tcpdump expression.

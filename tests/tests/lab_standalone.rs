@@ -263,11 +263,25 @@ fn bad_config_attaches_nothing() {
     }
     let (mut lab, node) = lab();
     node.run("ip", &["route", "add", "default", "via", "192.0.2.254"]).unwrap();
+    node.run("ip", &["-6", "route", "add", "default", "via", "2001:db8::fe"]).unwrap();
+    let own6 = node.addr6.to_string();
+    let own6_case = format!("node = \"a\"\n[[vip]]\naddress = \"{own6}\"\n");
+    let own6_said = format!("vip[0].address = {own6}: it is configured on interface eth0");
     let cases = [
         (
             "node = \"a\"\n[[vip]]\naddress = \"192.0.2.300\"\n",
-            "vip[0].address = \"192.0.2.300\": not an IPv4 address",
+            "vip[0].address = \"192.0.2.300\": not an IP address",
         ),
+        (own6_case.as_str(), own6_said.as_str()),
+        (
+            "node = \"a\"\n[[vip]]\naddress = \"2001:db8::fe\"\n",
+            "vip[0].address = 2001:db8::fe: it is a gateway of interface eth0",
+        ),
+        (
+            "node = \"a\"\n[[vip]]\naddress = \"fe80::200\"\n",
+            "vip[0].address = \"fe80::200\": not a unicast address that can be announced on a LAN",
+        ),
+        ("node = \"a\"\n[[vip]]\naddress = \"2001:db8:9::1\"\n", "no interface has a subnet that holds it"),
         ("node = \"a\"\n[[vip]]\naddress = \"192.0.2.200\"\nport = 1\n", "unknown field `port`"),
         ("node = \"a\"\n[[vip]\n", "line 2"),
         (

@@ -1,5 +1,6 @@
 //! Applies a desired set of announcements to the datapath: attaches the responder where it is
-//! needed, fills and trims the responder map, and sends gratuitous ARP for what is new.
+//! needed, fills and trims the responder maps, and sends gratuitous ARP (unsolicited Neighbor
+//! Advertisements for IPv6) for what is new.
 //! A change is applied whole or not at all; an entry whose removal failed is kept, and its
 //! removal tried again ([`Announcer::settle`]), never reported as withdrawn.
 //!
@@ -11,20 +12,18 @@ mod ports;
 use std::{collections::BTreeSet, sync::Arc, time::Instant};
 
 use herald_kube::report::Chain;
-use speaker_common::ArpKey;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use self::ports::{Frames, Responder};
 use crate::{
-    announcement::{self, Announcement},
+    announcement::{self, Announcement, Key},
     clock,
     cluster::PeerMacs,
     config::Gratuitous,
     conflict::{self, Conflict},
     datapath::{Datapath, DatapathError},
-    frame::Arp,
-    garp, handback,
+    frame, garp, handback,
     metrics::{InterfaceNames, Metrics},
 };
 
@@ -35,7 +34,7 @@ pub struct Announcer<D = Datapath, F = garp::Sender> {
     /// Entries withdrawn from `current` whose removal from the map failed: still answering, to
     /// be removed by [`Announcer::settle`].
     stale: BTreeSet<Announcement>,
-    bursts: std::collections::HashMap<ArpKey, JoinHandle<()>>,
+    bursts: std::collections::HashMap<Key, JoinHandle<()>>,
     metrics: Arc<Metrics>,
     /// Names of the interfaces announced on, for metric labels.
     names: InterfaceNames,
@@ -296,7 +295,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             return Err(e);
         }
 
-        let announced: BTreeSet<ArpKey> = diff.announce.iter().map(Announcement::key).collect();
+        let announced: BTreeSet<Key> = diff.announce.iter().map(Announcement::key).collect();
         for a in &diff.withdraw {
             let key = a.key();
             if let Some(burst) = self.bursts.remove(&key) {
@@ -351,12 +350,12 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     /// One gratuitous ARP for every current announcement (the periodic refresh).
     pub fn refresh(&self) {
         for a in &self.current {
-            match self.sender.send(a.ifindex, &Arp::gratuitous(a.mac, a.addr, a.vlan).to_bytes()) {
+            match self.sender.send(a.ifindex, &frame::gratuitous(a.mac, a.addr, a.vlan)) {
                 Ok(()) => {
                     self.metrics.gratuitous_sent.inc();
                 }
                 Err(e) => {
-                    warn!(address = %a.addr, interface = a.ifname, error = %Chain(&e), "gratuitous ARP not sent")
+                    warn!(address = %a.addr, interface = a.ifname, error = %Chain(&e), "gratuitous ARP or unsolicited NA not sent")
                 }
             }
         }
@@ -383,7 +382,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         if gratuitous.count == 0 {
             return;
         }
-        let frame = Arp::gratuitous(a.mac, a.addr, a.vlan).to_bytes();
+        let frame = frame::gratuitous(a.mac, a.addr, a.vlan);
         let (sender, ifindex, addr, ifname) = (self.sender.clone(), a.ifindex, a.addr, a.ifname.clone());
         let metrics = self.metrics.clone();
         let burst = tokio::spawn(async move {
@@ -399,7 +398,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
                         }
                     }
                     Err(e) => {
-                        warn!(address = %addr, interface = ifname, error = %Chain(&e), "gratuitous ARP not sent")
+                        warn!(address = %addr, interface = ifname, error = %Chain(&e), "gratuitous ARP or unsolicited NA not sent")
                     }
                 }
             }

@@ -3,9 +3,8 @@
 
 use std::io;
 
-use speaker_common::ArpKey;
-
 use crate::{
+    announcement::Key,
     datapath::{Datapath, DatapathError, Hook},
     garp,
     pinned::Entry,
@@ -17,8 +16,8 @@ pub trait Responder {
     fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError>;
     fn is_attached(&self, ifindex: u32) -> bool;
     fn hook(&self, ifindex: u32) -> Option<Hook>;
-    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError>;
-    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError>;
+    fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError>;
+    fn remove(&mut self, key: &Key) -> Result<(), DatapathError>;
     fn beat(&mut self) -> Result<(), DatapathError>;
     fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError>;
     fn entries(&self) -> Result<Vec<Entry>, DatapathError>;
@@ -38,10 +37,10 @@ impl Responder for Datapath {
     fn hook(&self, ifindex: u32) -> Option<Hook> {
         Datapath::hook(self, ifindex)
     }
-    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError> {
+    fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError> {
         Datapath::insert(self, key, mac)
     }
-    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError> {
+    fn remove(&mut self, key: &Key) -> Result<(), DatapathError> {
         Datapath::remove(self, key)
     }
     fn beat(&mut self) -> Result<(), DatapathError> {

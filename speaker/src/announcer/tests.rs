@@ -13,14 +13,14 @@ use crate::{datapath::Hook, pinned::Entry};
 /// A datapath in memory, whose operations fail where a test says.
 #[derive(Default)]
 struct FakeDatapath {
-    map: BTreeMap<ArpKey, [u8; 6]>,
+    map: BTreeMap<Key, [u8; 6]>,
     attached: BTreeSet<u32>,
     /// Removals of these keys fail this many more times.
-    failing_removes: BTreeMap<ArpKey, u32>,
+    failing_removes: BTreeMap<Key, u32>,
     /// Inserts of these keys fail.
-    failing_inserts: BTreeSet<ArpKey>,
+    failing_inserts: BTreeSet<Key>,
     /// Every key removed, in order.
-    removed: Vec<ArpKey>,
+    removed: Vec<Key>,
     peers: BTreeSet<[u8; 6]>,
 }
 
@@ -43,14 +43,14 @@ impl Responder for FakeDatapath {
     fn hook(&self, ifindex: u32) -> Option<Hook> {
         self.attached.contains(&ifindex).then_some(Hook::Tc)
     }
-    fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError> {
+    fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError> {
         if self.failing_inserts.contains(key) {
             return Err(refused());
         }
         self.map.insert(*key, mac);
         Ok(())
     }
-    fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError> {
+    fn remove(&mut self, key: &Key) -> Result<(), DatapathError> {
         if let Some(n) = self.failing_removes.get_mut(key).filter(|n| **n > 0) {
             *n -= 1;
             return Err(refused());

@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -27,7 +27,7 @@ pub struct Config {
 /// One address to announce.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vip {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// The interface to answer on; `None`: every interface whose subnet holds the address.
     pub interface: Option<String>,
     /// 802.1Q VLAN id on `interface`, 0 for untagged.
@@ -170,23 +170,10 @@ pub fn parse_with(
 
 fn parse_vip(i: usize, raw: RawVip) -> Result<Vip, ConfigError> {
     let name = |key: &str| format!("vip[{i}].{key}");
-    let address = match raw.address.trim().parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) => a,
-        Ok(IpAddr::V6(_)) => {
-            let reason = "IPv6 addresses (NDP) are not supported yet";
-            return Err(field(&name("address"), quoted(&raw.address), reason));
-        }
-        Err(_) => {
-            let reason = "not an IPv4 address";
-            return Err(field(&name("address"), quoted(&raw.address), reason));
-        }
+    let Ok(address) = raw.address.trim().parse::<IpAddr>() else {
+        return Err(field(&name("address"), quoted(&raw.address), "not an IP address"));
     };
-    if address.is_unspecified()
-        || address.is_loopback()
-        || address.is_multicast()
-        || address.is_broadcast()
-        || address.is_link_local()
-    {
+    if !announceable(address) {
         let reason = "not a unicast address that can be announced on a LAN";
         return Err(field(&name("address"), quoted(&raw.address), reason));
     }
@@ -210,6 +197,25 @@ fn parse_vip(i: usize, raw: RawVip) -> Result<Vip, ConfigError> {
         return Err(field(&name("nodes"), quoted(bad), "node names must not be empty"));
     }
     Ok(Vip { address, interface: raw.interface, vlan, nodes })
+}
+
+/// Whether `address` is one a LAN can reach a node at: not unspecified, loopback, multicast,
+/// broadcast, or link-local (IPv6 link-local addresses belong to one link's hosts, not to a
+/// Service).
+pub fn announceable(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(a) => {
+            !(a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_link_local())
+        }
+        IpAddr::V6(a) => {
+            !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_unicast_link_local())
+                && a.to_ipv4_mapped().is_none()
+        }
+    }
 }
 
 fn field(name: &str, value: impl std::fmt::Display, reason: &str) -> ConfigError {

@@ -76,16 +76,33 @@ fn wrong_type_is_named_on_one_line() {
 fn bad_address_names_field_and_value() {
     assert_eq!(
         err("node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\n[[vip]]\naddress = \"192.0.2.300\"\n"),
-        r#"vip[1].address = "192.0.2.300": not an IPv4 address"#
+        r#"vip[1].address = "192.0.2.300": not an IP address"#
     );
-    assert_eq!(
-        err("node = \"a\"\n[[vip]]\naddress = \"2001:db8::1\"\n"),
-        r#"vip[0].address = "2001:db8::1": IPv6 addresses (NDP) are not supported yet"#
-    );
-    for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "169.254.1.1"] {
+    for bad in [
+        "0.0.0.0",
+        "127.0.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "169.254.1.1",
+        "::",
+        "::1",
+        "ff02::1",
+        "fe80::1",
+        "::ffff:192.0.2.1",
+    ] {
         let e = err(&format!("node = \"a\"\n[[vip]]\naddress = \"{bad}\"\n"));
         assert!(e.contains("not a unicast address"), "{bad}: {e}");
     }
+}
+
+#[test]
+fn ipv6_addresses_are_announced_beside_ipv4() {
+    let text = "node = \"a\"\n[[vip]]\naddress = \"192.0.2.1\"\n[[vip]]\naddress = \" 2001:db8::1 \"\n";
+    let vips = parse(text).unwrap().vips;
+    assert_eq!(vips[1].address, "2001:db8::1".parse::<std::net::IpAddr>().unwrap());
+    // The same address written twice, however it is written, is one.
+    let twice = "node = \"a\"\n[[vip]]\naddress = \"2001:db8::1\"\n[[vip]]\naddress = \"2001:0db8:0::1\"\n";
+    assert_eq!(err(twice), "vip[1].address = 2001:db8::1: already listed as vip[0]");
 }
 
 #[test]
@@ -140,7 +157,7 @@ fn load_names_the_file() {
     let path = dir.join("bad.toml");
     std::fs::write(&path, "node = \"a\"\n[[vip]]\naddress = \"nope\"\n").unwrap();
     let e = load(&path).unwrap_err().to_string();
-    assert_eq!(e, format!("config file {}: vip[0].address = \"nope\": not an IPv4 address", path.display()));
+    assert_eq!(e, format!("config file {}: vip[0].address = \"nope\": not an IP address", path.display()));
     let e = load(&dir.join("missing.toml")).unwrap_err().to_string();
     assert!(e.starts_with("cannot read config file") && e.contains("missing.toml"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -6,8 +6,10 @@
 //! it can know every request's 802.1Q tag, TC ingress elsewhere.
 
 mod bound;
+mod groups;
 pub mod hook;
 mod logs;
+mod objects;
 mod offload;
 
 use std::{
@@ -18,7 +20,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, HashMap, MapData, RingBuf},
     programs::{
         ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
@@ -31,40 +33,13 @@ use speaker_common::{
 };
 use tracing::{info, warn};
 
-use self::{bound::BoundError, offload::OffloadOff};
+use self::{bound::BoundError, objects::load_programs, offload::OffloadOff};
 pub use self::{
     hook::{Hook, Mode},
     logs::{LogLevel, forward as forward_logs},
+    objects::{LOGGING, Objects, QUIET},
 };
-use crate::{bpffs, clock, ethtool, netlink, pinned};
-
-/// Herald's BPF objects, as one build of them made them.
-#[derive(Clone, Copy, Debug)]
-pub struct Objects {
-    /// `herald_arp`, `herald_arp_tc`, `herald_pass`.
-    pub main: &'static [u8],
-    /// `herald_arp_meta`, loaded per device where the driver reports stripped tags.
-    pub meta: &'static [u8],
-}
-
-/// The objects with log statements, for `--xdp-log` error, info and debug.
-pub static LOGGING: Objects = Objects {
-    main: aya::include_bytes_aligned!(env!("HERALD_BPF_OBJECT")),
-    meta: aya::include_bytes_aligned!(env!("HERALD_BPF_META_OBJECT")),
-};
-/// The objects without them, for `--xdp-log off`: the verifier has nothing of aya-log's to check
-/// (older verifiers refuse some of it without CAP_PERFMON, even where the level prunes it).
-pub static QUIET: Objects = Objects {
-    main: aya::include_bytes_aligned!(env!("HERALD_BPF_QUIET_OBJECT")),
-    meta: aya::include_bytes_aligned!(env!("HERALD_BPF_QUIET_META_OBJECT")),
-};
-
-impl Objects {
-    /// The objects for programs that log at `level`.
-    pub fn at(level: LogLevel) -> Self {
-        if level == LogLevel::Off { QUIET } else { LOGGING }
-    }
-}
+use crate::{announcement::Key, bpffs, clock, ethtool, netlink, pinned};
 
 /// aya-log's ring buffer, which both logging objects write to.
 const LOG_MAP: &str = "AYA_LOGS";
@@ -106,9 +81,12 @@ pub enum DatapathError {
 pub struct Datapath {
     ebpf: Ebpf,
     arp: HashMap<MapData, ArpKey, ArpEntry>,
-    /// The IPv6 (Neighbor Discovery) entries: pinned and shared with `herald_arp_meta`, not
-    /// filled yet (the speaker announces IPv4 addresses only so far).
-    _ndp: HashMap<MapData, NdpKey, ArpEntry>,
+    /// The IPv6 (Neighbor Discovery) entries.
+    ndp: HashMap<MapData, NdpKey, ArpEntry>,
+    /// Their solicited-node groups, joined while an entry needs one (`None`: the kernel has no
+    /// IPv6, so no IPv6 address reaches the node anyway).
+    needs: groups::Needs,
+    memberships: Option<groups::Memberships>,
     heartbeat: Array<MapData, Heartbeat>,
     peers: HashMap<MapData, MacKey, u32>,
     conflicts: Array<MapData, u64>,
@@ -181,7 +159,11 @@ impl Datapath {
         Ok(Self {
             ebpf,
             arp,
-            _ndp: ndp,
+            ndp,
+            needs: groups::Needs::default(),
+            memberships: groups::Memberships::new()
+                .inspect_err(|e| warn!(error = %e, "no IPv6 sockets: no solicited-node group can be joined"))
+                .ok(),
             heartbeat,
             peers,
             conflicts,
@@ -321,21 +303,58 @@ impl Datapath {
         Ok(())
     }
 
-    pub fn insert(&mut self, key: &ArpKey, mac: [u8; 6]) -> Result<(), DatapathError> {
-        Ok(self.arp.insert(key, &ArpEntry::new(mac), 0)?)
+    pub fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError> {
+        let entry = ArpEntry::new(mac);
+        match key {
+            Key::Arp(key) => self.arp.insert(key, &entry, 0)?,
+            Key::Ndp(key) => {
+                self.ndp.insert(key, &entry, 0)?;
+                if let Some(group) = self.needs.add(key) {
+                    self.membership(&group, true);
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Removes an entry; an entry that is already gone is not an error.
-    pub fn remove(&mut self, key: &ArpKey) -> Result<(), DatapathError> {
-        match self.arp.remove(key) {
-            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(e.into()),
+    /// Joins or leaves `group`. A failure is told, not returned: the responder answers all the
+    /// same wherever solicitations reach it (the NIC is promiscuous for the group, or a switch
+    /// floods it).
+    fn membership(&self, group: &groups::Group, join: bool) {
+        let Some(memberships) = &self.memberships else { return };
+        let done = if join { memberships.join(group) } else { memberships.leave(group) };
+        match done {
+            Ok(()) => {
+                info!(group = %group.addr, ifindex = group.ifindex, vlan = group.vlan, join, "solicited-node group")
+            }
+            Err(e) => warn!(
+                group = %group.addr, ifindex = group.ifindex, vlan = group.vlan, join, error = %e,
+                "solicited-node group: the NIC may drop solicitations for the address"
+            ),
         }
     }
 
-    /// Every entry of the responder map, with its counters.
+    /// Removes an entry; an entry that is already gone is not an error.
+    pub fn remove(&mut self, key: &Key) -> Result<(), DatapathError> {
+        let removed = match key {
+            Key::Arp(key) => self.arp.remove(key),
+            Key::Ndp(key) => self.ndp.remove(key),
+        };
+        match removed {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Key::Ndp(key) = key
+            && let Some(group) = self.needs.remove(key)
+        {
+            self.membership(&group, false);
+        }
+        Ok(())
+    }
+
+    /// Every entry of the responder maps, with its counters.
     pub fn entries(&self) -> Result<Vec<pinned::Entry>, DatapathError> {
-        Ok(pinned::entries_of(&self.arp)?)
+        Ok(pinned::entries_of(&self.arp, &self.ndp)?)
     }
 
     /// The conflicts the programs counted on any entry, ever: when it grows, read the entries.
@@ -367,27 +386,6 @@ impl Datapath {
             .ok_or(DatapathError::Missing("program herald_arp_tc"))?
             .try_into()?)
     }
-}
-
-/// The main object for programs that log at `log`, loaded with the dead-man bound, its two
-/// responders verified.
-fn load_programs(dead_man: Duration, log: LogLevel) -> Result<Ebpf, DatapathError> {
-    let (dead_man_ns, level) = (dead_man.as_nanos() as u64, log.value());
-    let mut loader = EbpfLoader::new();
-    loader.override_global(DEAD_MAN_GLOBAL, &dead_man_ns, true);
-    if log != LogLevel::Off {
-        loader.override_global(LOG_LEVEL_GLOBAL, &level, true);
-    }
-    let mut ebpf = loader.load(Objects::at(log).main)?;
-    for name in [ARP_PROGRAM, ARP_TC_PROGRAM] {
-        let program = ebpf.program_mut(name).ok_or(DatapathError::Missing("a responder program"))?;
-        match program {
-            aya::programs::Program::Xdp(p) => p.load()?,
-            aya::programs::Program::SchedClassifier(p) => p.load()?,
-            _ => return Err(DatapathError::Missing("a responder program of the right type")),
-        }
-    }
-    Ok(ebpf)
 }
 
 /// Pinned map paths, removed on drop (also when loading fails half-way).

@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
+    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -34,7 +34,7 @@ pub struct Report {
     /// Services with an address given to this node that no interface here can carry, and why.
     pub failed: BTreeMap<String, String>,
     /// The Service of each address this node announces.
-    pub services: BTreeMap<Ipv4Addr, String>,
+    pub services: BTreeMap<IpAddr, String>,
 }
 
 /// Labels every ServiceL2Status carries, as MetalLB's do.

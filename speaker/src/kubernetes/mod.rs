@@ -8,13 +8,7 @@ mod l2status;
 mod strip;
 mod watches;
 
-use std::{
-    collections::BTreeSet,
-    net::{SocketAddr, SocketAddrV4},
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Node;
@@ -70,7 +64,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("reading Node {:?} (NODE_NAME): is it this node's name?", opts.node))?;
     let my_ip = watches::internal_ip(&me)
-        .with_context(|| format!("Node {:?} has no IPv4 InternalIP to run membership on", opts.node))?;
+        .with_context(|| format!("Node {:?} has no InternalIP to run membership on", opts.node))?;
     let runtime = Runtime::start(opts.runtime).await?;
     let source = ClusterObjects::start(
         &client,
@@ -82,7 +76,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     )
     .await?;
     let cluster = Cluster {
-        bind: SocketAddrV4::new(my_ip, opts.membership_port).into(),
+        bind: SocketAddr::new(my_ip, opts.membership_port),
         peers: source.peers(),
         key,
         quorum: false,
@@ -151,7 +145,7 @@ impl ClusterObjects {
             .iter()
             .filter(|n| n.metadata.name.as_deref() != Some(self.node.as_str()))
             .filter_map(|n| watches::internal_ip(n))
-            .map(|ip| SocketAddrV4::new(ip, self.membership_port).into())
+            .map(|ip| SocketAddr::new(ip, self.membership_port))
             .collect();
         out.sort();
         out
@@ -261,8 +255,7 @@ pub fn own_share(snapshot: &Snapshot, alive: &Alive, host: &Host, node: &str) ->
     }
     for (service, owned) in decide::owned_by(&assignments, node) {
         for a in owned {
-            // NDP comes with the IPv6 datapath; until then IPv6 addresses are not announced.
-            let std::net::IpAddr::V4(address) = a.address else { continue };
+            let address = a.address;
             match carriers::carriers(host, address, 0, &a.interfaces) {
                 Ok(carriers) => {
                     let names = report.announced.entry(service.to_owned()).or_default();

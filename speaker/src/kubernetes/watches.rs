@@ -4,7 +4,7 @@
 use std::{
     borrow::Borrow,
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
 };
 
 use herald_kube::{
@@ -246,10 +246,17 @@ fn candidate(node: &Node) -> candidates::Node {
     candidates::Node { name: node.name_any(), labels: node.labels().clone(), network_unavailable }
 }
 
-/// A Node's InternalIP (IPv4): where its speaker's membership listens.
-pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
+/// A Node's InternalIP, where its speaker's membership listens: its IPv4 one, or on an IPv6-only
+/// node its IPv6 one (a dual-stack node lists both; every node then picks IPv4).
+pub fn internal_ip(node: &Node) -> Option<IpAddr> {
     let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
-    addresses.into_iter().flatten().filter(|a| a.type_ == "InternalIP").find_map(|a| a.address.parse().ok())
+    let internal: Vec<IpAddr> = addresses
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .filter_map(|a| a.address.parse().ok())
+        .collect();
+    internal.iter().find(|ip| ip.is_ipv4()).or(internal.first()).copied()
 }
 
 #[cfg(test)]
@@ -258,6 +265,28 @@ mod tests {
 
     fn names(list: &[&str]) -> Names {
         list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn internal_ip_prefers_ipv4() {
+        let node = |addresses: serde_json::Value| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "a" }, "status": { "addresses": addresses },
+            }))
+            .unwrap()
+        };
+        let dual = node(serde_json::json!([
+            { "type": "InternalIP", "address": "2001:db8::a" },
+            { "type": "Hostname", "address": "a" },
+            { "type": "InternalIP", "address": "192.0.2.10" },
+        ]));
+        assert_eq!(internal_ip(&dual), Some("192.0.2.10".parse().unwrap()));
+        let v6 = node(serde_json::json!([{ "type": "InternalIP", "address": "2001:db8::a" }]));
+        assert_eq!(internal_ip(&v6), Some("2001:db8::a".parse().unwrap()));
+        assert_eq!(
+            internal_ip(&node(serde_json::json!([{ "type": "ExternalIP", "address": "192.0.2.1" }]))),
+            None
+        );
     }
 
     #[test]

@@ -1,8 +1,5 @@
 use super::*;
-use crate::{
-    config::parse,
-    host::{Interface, Ipv4Net},
-};
+use crate::{config::parse, host::Interface};
 
 const MAC0: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -12,7 +9,10 @@ fn iface(name: &str, index: u32, mac: Option<[u8; 6]>, addrs: &[([u8; 4], u8)]) 
         name: name.into(),
         index,
         mac,
-        addrs: addrs.iter().map(|&(a, p)| Ipv4Net { addr: a.into(), prefix: p }).collect(),
+        addrs: addrs
+            .iter()
+            .map(|&(a, p)| ipnet::IpNet::new(std::net::Ipv4Addr::from(a).into(), p).unwrap())
+            .collect(),
         loopback: name == "lo",
         noarp: false,
         port: false,
@@ -27,7 +27,7 @@ fn host() -> Host {
             iface("eth1", 3, Some(MAC1), &[([198, 51, 100, 1], 24)]),
             iface("eth2", 4, Some(MAC1), &[([198, 51, 100, 2], 25)]),
         ],
-        gateways: vec![("eth0".into(), [192, 0, 2, 254].into())],
+        gateways: vec![("eth0".into(), std::net::Ipv4Addr::new(192, 0, 2, 254).into())],
     }
 }
 

@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use herald_kube::crd::ServiceL2Status;
-use herald_speaker::datapath::Datapath;
+use herald_speaker::{announcement::Key, datapath::Datapath};
 use herald_tests::{
     kube_lab::{self, KubeLab, NAMESPACE},
     lab::Host,
@@ -322,7 +322,7 @@ fn bare_inserts(n: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
     for i in 0..n {
         let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)) + i as u32);
-        datapath.insert(&ArpKey::new(addr.octets(), 1, 0), [2, 0, 0, 0, 0, 1])?;
+        datapath.insert(&Key::Arp(ArpKey::new(addr.octets(), 1, 0)), [2, 0, 0, 0, 0, 1])?;
     }
     let took = start.elapsed();
     drop(datapath);
