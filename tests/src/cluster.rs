@@ -2,7 +2,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
 
@@ -20,8 +20,17 @@ pub const PORT: u16 = 7946;
 pub const VIPS: [Ipv4Addr; 3] =
     [Ipv4Addr::new(192, 0, 2, 200), Ipv4Addr::new(192, 0, 2, 201), Ipv4Addr::new(192, 0, 2, 202)];
 
-/// The config of `node` in a cluster of all of `lab`'s nodes; `extra` goes into `[cluster]`.
+/// The IPv6 address the failover bench announces besides.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x200);
+
+/// The config of `node` in a cluster of all of `lab`'s nodes, announcing [`VIPS`]; `extra` goes
+/// into `[cluster]`.
 pub fn config(lab: &Lab, node: &Host, extra: &str) -> String {
+    config_with(lab, node, extra, &VIPS.map(IpAddr::from))
+}
+
+/// [`config`] announcing `vips`.
+pub fn config_with(lab: &Lab, node: &Host, extra: &str, vips: &[IpAddr]) -> String {
     let peers: Vec<String> =
         lab.nodes.iter().filter(|n| n.name != node.name).map(|n| format!("\"{}:{PORT}\"", n.addr)).collect();
     let mut text = format!(
@@ -31,7 +40,7 @@ pub fn config(lab: &Lab, node: &Host, extra: &str) -> String {
         node.addr,
         peers.join(", ")
     );
-    for vip in VIPS {
+    for vip in vips {
         text += &format!("[[vip]]\naddress = \"{vip}\"\n");
     }
     text
@@ -44,7 +53,7 @@ pub fn start(lab: &mut Lab, extra: &str, args: &[&str]) -> anyhow::Result<Vec<Sp
 }
 
 /// The node the election gives `vip` to among `alive` (by name).
-pub fn elected<'a>(vip: Ipv4Addr, alive: &[&'a str]) -> &'a str {
+pub fn elected<'a>(vip: impl Into<IpAddr>, alive: &[&'a str]) -> &'a str {
     herald_speaker::election::owner(vip, alive.iter().copied()).expect("a candidate")
 }
 
@@ -63,6 +72,26 @@ pub fn wait_for_owner(lab: &Lab, vip: Ipv4Addr, mac: [u8; 6], timeout: Duration)
         }
         if start.elapsed() > timeout {
             bail!("{vip}: answered by {seen:02x?} after {timeout:?}, expected only {mac:02x?}");
+        }
+    }
+}
+
+/// Waits until the client resolves `vip` to `mac` by Neighbor Discovery; returns how long that
+/// took.
+pub fn wait_for_owner6(
+    lab: &Lab,
+    vip: Ipv6Addr,
+    mac: [u8; 6],
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let seen = crate::probe::resolve6(&lab.client, vip)?;
+        if seen == Some(mac) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            bail!("{vip}: resolved to {seen:02x?} after {timeout:?}, expected {mac:02x?}");
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Measuring a takeover as the client sees it: from the moment the owner dies to the first ARP
-//! reply from the new owner, and to the client's neighbour entry pointing at the new owner.
+//! reply (Neighbor Advertisement for IPv6) from the new owner, and to the client's neighbour
+//! entry pointing at the new owner.
 
 use std::{
     io::Read as _,
-    net::Ipv4Addr,
+    net::IpAddr,
     process::Stdio,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -30,7 +31,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(10);
 /// `new_mac`. The client should have a neighbour entry for `vip` (see [`resolve`]).
 pub fn measure(
     lab: &Lab,
-    vip: Ipv4Addr,
+    vip: IpAddr,
     new_mac: [u8; 6],
     window: Duration,
     kill: impl FnOnce() -> anyhow::Result<()>,
@@ -74,8 +75,9 @@ pub fn measure(
 }
 
 /// Makes the client resolve `vip` (as any client talking to it would) so it has an entry.
-pub fn resolve(lab: &Lab, vip: Ipv4Addr) {
-    let _ = lab.client.output("ping", &["-c", "1", "-W", "1", &vip.to_string()]);
+pub fn resolve(lab: &Lab, vip: IpAddr) {
+    let family = if vip.is_ipv6() { "-6" } else { "-4" };
+    let _ = lab.client.output("ping", &[family, "-c", "1", "-W", "1", &vip.to_string()]);
 }
 
 fn now() -> f64 {

@@ -1,7 +1,7 @@
 //! What a client on the LAN sees: `arping` replies, `tcpdump` captures, the neighbour table.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     process::{Child, Stdio},
     time::Duration,
 };
@@ -255,12 +255,12 @@ pub struct Probe {
 /// the same time; returns what each request got, from a capture on `host`.
 pub fn series(
     host: &Host,
-    target: Ipv4Addr,
+    target: impl Into<IpAddr>,
     count: usize,
     every: Duration,
     during: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Probe>> {
-    probes(host, target, Some(count), every, during)
+    probes(host, target.into(), Some(count), every, during)
 }
 
 /// Like [`series`], for as long as `during` runs (and half a second more).
@@ -270,12 +270,59 @@ pub fn series_during(
     every: Duration,
     during: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Probe>> {
-    probes(host, target, None, every, during)
+    probes(host, target.into(), None, every, during)
+}
+
+/// What a series sends and how its capture reads: an ARP request, or a Neighbor Solicitation to
+/// the target's solicited-node group.
+struct Asking {
+    request: Vec<u8>,
+    filter: Vec<String>,
+    /// In tcpdump's line for one of our requests.
+    asks: String,
+    /// In its line for an answer.
+    answer: String,
+}
+
+impl Asking {
+    fn new(host: &Host, target: IpAddr) -> Self {
+        match target {
+            IpAddr::V4(t) => Self {
+                request: herald_speaker::frame::Arp::request(host.mac, host.addr, t).to_bytes(),
+                filter: vec!["arp".into(), "and".into(), "host".into(), t.to_string()],
+                asks: format!("Request who-has {t} tell {}", host.addr),
+                answer: format!("Reply {t} is-at "),
+            },
+            IpAddr::V6(t) => Self {
+                request: crate::ndp::solicitation(host.mac, host.addr6, t).to_bytes(),
+                filter: ["icmp6", "and", "(ip6[40]", "==", "135", "or", "ip6[40]", "==", "136)"]
+                    .map(String::from)
+                    .to_vec(),
+                asks: format!(
+                    "{} > {}: ICMP6, neighbor solicitation, who has {t}",
+                    host.addr6,
+                    crate::ndp::solicited_node(t).0
+                ),
+                answer: format!("ICMP6, neighbor advertisement, tgt is {t}"),
+            },
+        }
+    }
+
+    /// The MAC an answer line comes from: ARP's is-at, or the Ethernet source (`-e`).
+    fn mac_of<'a>(&self, line: &'a str) -> Option<&'a str> {
+        if !line.contains(&self.answer) {
+            return None;
+        }
+        match line.split(&self.answer).nth(1) {
+            Some(rest) if self.answer.ends_with("is-at ") => rest.split([',', ' ']).next(),
+            _ => line.split_whitespace().nth(1),
+        }
+    }
 }
 
 fn probes(
     host: &Host,
-    target: Ipv4Addr,
+    target: IpAddr,
     count: Option<usize>,
     every: Duration,
     during: impl FnOnce() -> anyhow::Result<()>,
@@ -284,8 +331,10 @@ fn probes(
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     };
-    let capture = Capture::start(host, "inout", &["arp", "and", "host", &target.to_string()])?;
-    let request = herald_speaker::frame::Arp::request(host.mac, host.addr, target).to_bytes();
+    let asking = Asking::new(host, target);
+    let filter: Vec<&str> = asking.filter.iter().map(String::as_str).collect();
+    let capture = Capture::start(host, "inout", &filter)?;
+    let request = asking.request.clone();
     let ifindex = host.ifindex()?;
     let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     let sender = std::thread::spawn({
@@ -315,18 +364,15 @@ fn probes(
     std::thread::sleep(Duration::from_millis(200));
     let lines = capture.stop()?;
     let mut probes: Vec<Probe> = Vec::new();
-    let (asks, is_at) =
-        (format!("Request who-has {target} tell {}", host.addr), format!("Reply {target} is-at "));
     let time = |line: &str| {
         line.split_whitespace().next().and_then(|t| t.parse::<f64>().ok()).context("capture time")
     };
     for line in &lines {
-        if line.contains(&asks) {
+        if line.contains(&asking.asks) {
             probes.push(Probe { sent: time(line)?, replies: Vec::new() });
-        } else if let Some(rest) = line.split(&is_at).nth(1)
+        } else if let Some(mac) = asking.mac_of(line)
             && let Some(last) = probes.last_mut()
         {
-            let mac = rest.split([',', ' ']).next().context("reply MAC")?;
             last.replies.push((time(line)?, parse_mac(mac)?));
         }
     }

@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
@@ -13,7 +13,7 @@ use herald_kube::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
 use herald_tests::{
     apiserver, cluster,
     kube_lab::{self, KubeLab, NAMESPACE},
-    objects, poll, root_or_skip,
+    objects, poll, probe, root_or_skip,
 };
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::{
@@ -80,6 +80,8 @@ async fn whole_cluster() {
     kl.start_speaker(owner).unwrap();
     answered_by(&kl, vip, owner, BOUND);
     status_names(&kl, &client, owner).await;
+
+    dual_stack(&kl, &client).await;
 
     // externalTrafficPolicy: Local: only the endpoint's node, and it follows the endpoint.
     set_local(&services, true).await;
@@ -161,6 +163,61 @@ async fn whole_cluster() {
     let gone =
         eventually(async || statuses.list(&ListParams::default()).await.unwrap().items.is_empty()).await;
     assert!(gone, "ServiceL2Status left behind\n{}", kl.logs());
+}
+
+/// A dual-stack Service from a pool of both families: both its addresses are answered (ARP and
+/// the client kernel's own Neighbor Discovery) by the one node MetalLB's rule elects over the
+/// Service's first address; deleted, neither is.
+async fn dual_stack(kl: &KubeLab, client: &Client) {
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NAMESPACE);
+    let pool = json!({ "metadata": { "name": "dual" },
+                       "spec": { "addresses": ["192.0.2.232/29", "2001:db8::240/124"], "autoAssign": false } });
+    pools.create(&PostParams::default(), &serde_json::from_value(pool).unwrap()).await.unwrap();
+    let ads: Api<L2Advertisement> = Api::namespaced(client.clone(), NAMESPACE);
+    let ad = json!({ "metadata": { "name": "dual" }, "spec": { "ipAddressPools": ["dual"] } });
+    ads.create(&PostParams::default(), &serde_json::from_value(ad).unwrap()).await.unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = json!({
+        "metadata": { "name": "dual", "annotations": { "metallb.io/address-pool": "dual" } },
+        "spec": { "type": "LoadBalancer", "selector": { "app": "web" }, "ports": [{ "port": 80 }],
+                  "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"] } });
+    services.create(&PostParams::default(), &serde_json::from_value(svc).unwrap()).await.unwrap();
+
+    let addresses = allocated_all(&services, "dual", 2).await;
+    let (IpAddr::V6(v6), IpAddr::V4(v4)) = (addresses[0], addresses[1]) else {
+        panic!("expected an IPv6 then an IPv4 address: {addresses:?}");
+    };
+    let owner = herald_speaker::election::owner(addresses[0], NODES).expect("a candidate");
+    let mac = kl.lab.node(owner).mac;
+    let t = answered_by(kl, v4, owner, API_BOUND);
+    let resolved = poll::until(API_BOUND, || probe::resolve6(&kl.lab.client, v6).unwrap() == Some(mac));
+    assert!(resolved.is_some(), "{v6} not resolved to {owner}'s MAC\n{}", kl.logs());
+    eprintln!("dual stack {v6} and {v4}: {owner} answers both, {t:?} after allocation");
+    // The other nodes stay silent for the IPv6 address: the client's table holds the owner's MAC
+    // after a fresh solicitation, again.
+    assert_eq!(probe::resolve6(&kl.lab.client, v6).unwrap(), Some(mac));
+
+    services.delete("dual", &DeleteParams::default()).await.unwrap();
+    silent(kl, v4);
+    let quiet = poll::until(API_BOUND, || probe::resolve6(&kl.lab.client, v6).unwrap().is_none());
+    assert!(quiet.is_some(), "{v6} still answered after the Service went\n{}", kl.logs());
+    ads.delete("dual", &DeleteParams::default()).await.unwrap();
+    pools.delete("dual", &DeleteParams::default()).await.unwrap();
+}
+
+/// The `count` addresses the controller gives Service `name`, in its status's order.
+async fn allocated_all(services: &Api<Service>, name: &str, count: usize) -> Vec<IpAddr> {
+    let deadline = Instant::now() + API_BOUND;
+    loop {
+        let svc = services.get(name).await.unwrap();
+        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+        let ips: Vec<IpAddr> = ingress.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect();
+        if ips.len() == count {
+            return ips;
+        }
+        assert!(Instant::now() < deadline, "{name}: {ips:?} allocated, not {count} addresses");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The address the controller gives Service `web`.

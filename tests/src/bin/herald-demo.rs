@@ -51,9 +51,9 @@ fn run() -> anyhow::Result<()> {
     let alive: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old.name).collect();
     let new = lab.node(cluster::elected(vip, &alive)).clone();
     println!("\n== kill -9 the speaker on {} (it owns {vip}); the client probes every 10 ms", old.name);
-    failover::resolve(&lab, vip);
+    failover::resolve(&lab, vip.into());
     let pid = Pid::from_raw(victim.pid as i32);
-    let took = failover::measure(&lab, vip, new.mac, Duration::from_secs(3), || {
+    let took = failover::measure(&lab, vip.into(), new.mac, Duration::from_secs(3), || {
         Ok(nix::sys::signal::kill(pid, Signal::SIGKILL)?)
     })?;
     let ms = |d: Option<Duration>| d.map_or("never".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3));

@@ -1,11 +1,14 @@
 //! `cargo xtask bench failover`: how long a client waits when the owner of an address dies,
 //! for Herald and for keepalived, in the same lab with the same measurement.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use herald_tests::{
-    cluster::{self, VIPS},
+    cluster::{self, VIP6, VIPS},
     failover::{self, Takeover},
     keepalived::{self, Timing},
     lab::{Host, Lab},
@@ -32,12 +35,13 @@ pub fn run(runs: usize, soak: Duration) -> anyhow::Result<()> {
     println!("cargo xtask bench failover --runs {runs} --soak {} ({})", soak.as_secs(), conditions());
     println!(
         "The owner of {vip} fails (its daemon SIGKILLed, or its switch port cut) while the client sends an ARP\n\
-         request every 10 ms; three nodes on a bridge of veth pairs; {runs} runs per row.\n"
+         request every 10 ms (for {VIP6}: a Neighbor Solicitation); three nodes on a bridge of veth pairs;\n\
+         {runs} runs per row.\n"
     );
     use Failure::*;
     let rows = [
-        ("Herald, defaults: SIGKILL", herald(vip, runs, Kill).context("Herald, SIGKILL")?),
-        ("Herald, defaults: link down", herald(vip, runs, LinkDown).context("Herald, link down")?),
+        ("Herald, defaults: SIGKILL", herald(vip.into(), runs, Kill).context("Herald, SIGKILL")?),
+        ("Herald, defaults: link down", herald(vip.into(), runs, LinkDown).context("Herald, link down")?),
         (
             "keepalived VRRPv3 0.1 s (tuned): SIGKILL",
             vrrp(vip, runs, Timing::Tuned, Kill).context("keepalived tuned, SIGKILL")?,
@@ -50,6 +54,7 @@ pub fn run(runs: usize, soak: Duration) -> anyhow::Result<()> {
             "keepalived VRRPv2 1 s (default): SIGKILL",
             vrrp(vip, runs, Timing::Default, Kill).context("keepalived default")?,
         ),
+        ("Herald, defaults: SIGKILL, IPv6 (NDP)", herald(VIP6.into(), runs, Kill).context("Herald, IPv6")?),
     ];
     println!("  {:<46} {:^26} {:^26}", "", "to first reply, new owner", "to client's neighbour entry");
     println!(
@@ -85,13 +90,23 @@ pub fn run(runs: usize, soak: Duration) -> anyhow::Result<()> {
     price::run(soak)
 }
 
-fn herald(vip: Ipv4Addr, runs: usize, failure: Failure) -> anyhow::Result<Vec<Takeover>> {
+fn herald(vip: IpAddr, runs: usize, failure: Failure) -> anyhow::Result<Vec<Takeover>> {
     let mut lab = Lab::new(&NAMES)?;
-    let mut speakers = cluster::start(&mut lab, "", &[])?;
+    let config = |lab: &Lab, node: &Host| cluster::config_with(lab, node, "", &[vip]);
+    let nodes = lab.nodes.clone();
+    let mut speakers = Vec::new();
+    for node in &nodes {
+        let text = config(&lab, node);
+        speakers.push(Speaker::start(&mut lab, node, &text, &[])?);
+    }
     let (old, new) = owners(&lab, vip);
     let mut out = Vec::new();
     for run in 0..runs {
-        cluster::wait_for_owner(&lab, vip, old.mac, SETTLE).with_context(|| {
+        let settled = match vip {
+            IpAddr::V4(v4) => cluster::wait_for_owner(&lab, v4, old.mac, SETTLE),
+            IpAddr::V6(v6) => cluster::wait_for_owner6(&lab, v6, old.mac, SETTLE),
+        };
+        settled.with_context(|| {
             let logs: Vec<String> =
                 speakers.iter().map(|s| format!("--- {}\n{}", s.host.name, s.log_text())).collect();
             format!("run {run}: the owner did not get its address back\n{}", logs.join("\n"))
@@ -106,8 +121,8 @@ fn herald(vip: Ipv4Addr, runs: usize, failure: Failure) -> anyhow::Result<Vec<Ta
         match failure {
             Failure::Kill => {
                 lab.take_child(pid).context("speaker")?.wait()?;
-                let config = cluster::config(&lab, &old, "");
-                speakers[i] = Speaker::start(&mut lab, &old, &config, &[])?;
+                let text = config(&lab, &old);
+                speakers[i] = Speaker::start(&mut lab, &old, &text, &[])?;
             }
             Failure::LinkDown => lab.set_port(&old, true)?,
         }
@@ -134,8 +149,8 @@ fn vrrp(vip: Ipv4Addr, runs: usize, timing: Timing, failure: Failure) -> anyhow:
             let log = std::fs::read_to_string(lab.workdir.join(format!("keepalived-{}.log", old.name)));
             format!("run {run}: VRRP master; {}'s log:\n{}", old.name, log.unwrap_or_default())
         })?;
-        failover::resolve(&lab, vip);
-        out.push(failover::measure(&lab, vip, new.mac, window, || match failure {
+        failover::resolve(&lab, vip.into());
+        out.push(failover::measure(&lab, vip.into(), new.mac, window, || match failure {
             Failure::Kill => keepalived::kill(&lab, &old),
             Failure::LinkDown => lab.set_port(&old, false),
         })?);
@@ -154,15 +169,15 @@ fn vrrp(vip: Ipv4Addr, runs: usize, timing: Timing, failure: Failure) -> anyhow:
 }
 
 /// The owner of `vip` with all three nodes alive, and the one that takes over from it.
-fn owners(lab: &Lab, vip: Ipv4Addr) -> (Host, Host) {
+fn owners(lab: &Lab, vip: impl Into<IpAddr> + Copy) -> (Host, Host) {
     let old = cluster::elected(vip, &NAMES);
     let rest: Vec<&str> = NAMES.iter().copied().filter(|n| *n != old).collect();
     (lab.node(old).clone(), lab.node(cluster::elected(vip, &rest)).clone())
 }
 
 /// Drops the client's entry for `vip`, so the next run starts from a fresh resolution.
-fn forget(lab: &Lab, vip: Ipv4Addr) -> anyhow::Result<()> {
-    let _ = lab.client.output("ip", &["neigh", "del", &vip.to_string(), "dev", "eth0"]);
+fn forget(lab: &Lab, vip: impl Into<IpAddr>) -> anyhow::Result<()> {
+    let _ = lab.client.output("ip", &["neigh", "del", &vip.into().to_string(), "dev", "eth0"]);
     Ok(())
 }
 
