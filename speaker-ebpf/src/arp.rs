@@ -6,10 +6,10 @@
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
-    ptr::{read_volatile, write_volatile},
+    ptr::read_volatile,
 };
 
-use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
+use aya_ebpf::EbpfContext;
 use speaker_common::{ArpEntry, ArpKey};
 
 use crate::{
@@ -18,7 +18,7 @@ use crate::{
         is_group, mac_eq,
     },
     log::{debug, info, warn},
-    maps::{ARP, CONFLICTS, heartbeat_fresh, is_peer},
+    maps::{ARP, count_claim, heartbeat_fresh, is_peer},
     respond::{Answer, Kind},
 };
 
@@ -101,17 +101,7 @@ fn claim<C: EbpfContext>(ctx: &C, arp: &ArpEth, ifindex: u32, vlan: u16) {
         debug!(ctx, "pass: {:i} claimed by {:mac}, a Herald speaker taking over", address, claimed.bytes());
         return;
     }
-    // SAFETY: as above; `conflicts` is a naturally aligned u64 changed only atomically, the MAC
-    // and the time are only written here (two claims at once may mix them: both are foreign).
-    unsafe {
-        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).conflicts, 1);
-        claimed.write(&raw mut (*entry).conflict_mac);
-        write_volatile(&raw mut (*entry).conflict_ns, bpf_ktime_get_ns());
-    }
-    if let Some(total) = CONFLICTS.get_ptr_mut(0) {
-        // SAFETY: a naturally aligned u64 in a live map value, changed only atomically.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(total, 1) };
-    }
+    count_claim(entry, claimed);
     info!(ctx, "conflict: {:i} on VLAN {} claimed by {:mac}", address, vlan, claimed.bytes());
 }
 

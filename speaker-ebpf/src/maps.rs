@@ -1,6 +1,9 @@
 //! The maps the speaker fills and reads, and the globals it sets at load time.
 
-use core::ptr::read_volatile;
+use core::{
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    ptr::{read_volatile, write_volatile},
+};
 
 use crate::frame::{Ip6, Mac};
 use aya_ebpf::{
@@ -46,6 +49,24 @@ pub fn heartbeat_fresh() -> bool {
     // A beat of 0 means "never"; a beat in the future (clock skew cannot happen on one host, but
     // be safe) is treated as stale too.
     beat.monotonic_ns != 0 && now >= beat.monotonic_ns && now - beat.monotonic_ns <= bound
+}
+
+/// Counts a claim on `entry`'s address by another host, at `claimed`: on the entry (with the
+/// MAC and the time of the last one) and in the total the speaker polls.
+#[inline(always)]
+pub(crate) fn count_claim(entry: *mut ArpEntry, claimed: Mac) {
+    // SAFETY: a live map value; `conflicts` is a naturally aligned u64 changed only atomically,
+    // the MAC and the time are only written here (two claims at once may mix them: both are
+    // foreign).
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).conflicts, 1);
+        claimed.write(&raw mut (*entry).conflict_mac);
+        write_volatile(&raw mut (*entry).conflict_ns, bpf_ktime_get_ns());
+    }
+    if let Some(total) = CONFLICTS.get_ptr_mut(0) {
+        // SAFETY: a naturally aligned u64 in a live map value, changed only atomically.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(total, 1) };
+    }
 }
 
 // Keys are built on the stack from whole 8-byte words: stored there a byte or two at a time,

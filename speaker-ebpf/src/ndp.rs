@@ -1,10 +1,11 @@
-//! Neighbor Discovery (RFC 4861) for the addresses in [`NDP`]: a Neighbor Solicitation for one,
+//! Neighbor Discovery (RFC 4861) for the addresses in [`crate::maps::NDP`]: a Neighbor Solicitation for one,
 //! on the interface and VLAN it came in on, is answered with a Neighbor Advertisement in place.
 //! Only a solicitation valid by §7.1.1 is answered (hop limit 255, code 0, checksum right, at
 //! least 24 bytes, target not multicast, no option of length 0, from `::` only to the target's
 //! solicited-node group and without a source link-layer option); sent to the target's
 //! solicited-node group, or to the target itself at our MAC (unreachability detection).
-//! Extension headers before ICMPv6, advertisements and everything else pass untouched.
+//! An Advertisement that gives such an address another host's MAC is counted as a conflict, as
+//! ARP's claims are. Extension headers before ICMPv6 and everything else pass untouched.
 //! Unlike ARP's, this path has no log statements yet: with them, the device-bound object
 //! (`herald_arp_meta`) compiled to a call the verifier refused (an argument register never
 //! written on one path).
@@ -18,7 +19,7 @@ use crate::{
         EthHdr, Frame, IPV6_HLEN, Ip6, Ipv6Hdr, LINK_ADDR_OPT_LEN, LinkAddrOpt, Mac, ND_LEN, NeighborMsg,
         is_group,
     },
-    maps::{heartbeat_fresh, ndp_entry},
+    maps::{count_claim, heartbeat_fresh, is_peer, ndp_entry},
     respond::{Answer, Kind},
 };
 
@@ -50,10 +51,14 @@ pub(crate) fn decide<const L2: usize>(frame: Frame, ifindex: u32, vlan: u16) -> 
         return None;
     }
     let msg = unsafe { &*frame.at::<NeighborMsg>(L2 + IPV6_HLEN)? };
+    let eth = unsafe { &*frame.at::<EthHdr>(0)? };
+    if msg.kind == ND_ADVERTISEMENT {
+        claim::<L2>(frame, eth, ip, msg, ifindex, vlan);
+        return None;
+    }
     if msg.kind != ND_SOLICITATION {
         return None;
     }
-    let eth = unsafe { &*frame.at::<EthHdr>(0)? };
     let target = &msg.target;
     if ip.vtc_flow[0] >> 4 != 6 || ip.hop_limit != 255 || msg.code != 0 || target[0] == 0xff {
         return None;
@@ -91,6 +96,40 @@ pub(crate) fn decide<const L2: usize>(frame: Frame, ifindex: u32, vlan: u16) -> 
     let grow =
         if frame.at::<[u8; ADVERTISEMENT_LEN]>(L2 + IPV6_HLEN).is_some() { 0 } else { LINK_ADDR_OPT_LEN };
     Some(Answer { entry, l2: L2, kind: Kind::Ndp { dad }, grow })
+}
+
+/// An Advertisement (`msg`, in `ip`), which claims its target for the MAC in its target
+/// link-layer option (the first option), or for its sender without one: counted on the entry
+/// when the target is one we announce here and the MAC is neither ours nor another Herald
+/// speaker's. Only hop limit 255 and code 0 are checked (a claim is told, never acted on).
+#[inline(always)]
+fn claim<const L2: usize>(
+    frame: Frame,
+    eth: &EthHdr,
+    ip: &Ipv6Hdr,
+    msg: &NeighborMsg,
+    ifindex: u32,
+    vlan: u16,
+) {
+    if ip.hop_limit != 255 || msg.code != 0 {
+        return;
+    }
+    // SAFETY: a read inside the bounds the caller checked.
+    let Some(entry) = ndp_entry(unsafe { Ip6::read(&msg.target) }, ifindex, vlan) else {
+        return;
+    };
+    let option = frame.at::<LinkAddrOpt>(L2 + IPV6_HLEN + ND_LEN);
+    // SAFETY: `at` checked the bounds; a live map value.
+    let (claimed, ours) = unsafe {
+        let claimed = match option {
+            Some(opt) if (*opt).kind == OPT_TARGET_LINK_ADDR && (*opt).len == 1 => Mac::read(&(*opt).mac),
+            _ => Mac::read(&eth.src),
+        };
+        (claimed, Mac::read(&raw const (*entry).mac))
+    };
+    if claimed != ours && !is_peer(claimed) {
+        count_claim(entry, claimed);
+    }
 }
 
 // Every packet offset below is a constant: the verifier refuses a variable one to a speaker

@@ -62,6 +62,32 @@ fn a_foreign_claim_shows_in_status_metrics_and_the_log() {
     assert_eq!(probe::arping(&lab.client, VIP, 1).unwrap(), vec![node.mac]);
 }
 
+/// The same for an IPv6 address: another host's unsolicited Advertisement for it.
+#[test]
+fn a_foreign_advertisement_shows_in_status_and_metrics() {
+    if !root_or_skip("a_foreign_advertisement_shows_in_status_and_metrics") {
+        return;
+    }
+    let vip6: std::net::Ipv6Addr = "2001:db8::200".parse().unwrap();
+    let mut lab = Lab::new(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    let config = format!("node = \"node-a\"\n[gratuitous]\ncount = 1\n[[vip]]\naddress = \"{vip6}\"\n");
+    let speaker = Speaker::start(&mut lab, &node, &config, &[]).expect("speaker");
+    let claim = herald_speaker::frame::unsolicited_advertisement(lab.client.mac, vip6, 0);
+    probe::send_frames(&lab.client, vec![claim.clone(), claim]).unwrap();
+    let intruder = format_mac(lab.client.mac);
+    let wanted = format!("conflict: {vip6} also claimed by {intruder}");
+    let shown = poll::until(BOUND, || speaker.status().unwrap().contains(&wanted));
+    assert!(shown.is_some(), "no conflict in status:\n{}", speaker.status().unwrap());
+    let metrics = || node.run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
+    let counter = format!("herald_address_conflicts_total{{ip=\"{vip6}\",interface=\"eth0\",vlan=\"0\"}} 2");
+    let counted = poll::until(BOUND, || metrics().contains(&counter));
+    assert!(counted.is_some(), "expected {counter}:\n{}", metrics());
+    speaker.wait_log("address conflict", BOUND).unwrap();
+    // It is still this node that answers.
+    assert_eq!(probe::resolve6(&lab.client, vip6).unwrap(), Some(node.mac));
+}
+
 #[test]
 fn xdp_log_debug_shows_each_decision() {
     if !root_or_skip("xdp_log_debug_shows_each_decision") {
