@@ -117,8 +117,8 @@ fn test_run_table() -> anyhow::Result<()> {
          (adds the harness's loop, and a fixed ~15 ms per call here, which {REPEAT} runs amortize).\n  \
          Logged rows run {LOGGED_BATCH} at a time (the log ring buffer holds about 1,300 statements),\n  \
          drained between calls: their wall time is that fixed cost, not shown. The verifier leaves\n  \
-         {} bytes of herald_arp with logging off, {} with debug (off: the statements are\n  \
-         pruned). Target: pass path within 10% of the baseline; logging off costs nothing.\n",
+         {} bytes of herald_arp with logging off, {} with debug (off: the object built\n  \
+         without them). Target: pass path within 10% of the baseline; logging off costs nothing.\n",
         size(&quiet, Hook::Xdp),
         size(&verbose, Hook::Xdp),
     );
