@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod objects;
 pub mod poll;
 pub mod probe;
+pub mod series;
 pub mod speaker;
 pub mod test_run;
 pub mod workload;
