@@ -181,12 +181,6 @@ impl Mac {
         let [e, f] = self.tail.to_ne_bytes();
         [a, b, c, d, e, f]
     }
-
-    /// Whether it is a group (multicast or broadcast) address.
-    #[inline(always)]
-    pub fn is_group(self) -> bool {
-        self.head & 1 == 1
-    }
 }
 
 impl PartialEq for Mac {

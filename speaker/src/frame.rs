@@ -48,14 +48,7 @@ impl Arp {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut f = Vec::with_capacity(46);
-        f.extend_from_slice(&self.eth_dst);
-        f.extend_from_slice(&self.eth_src);
-        if let Some(vlan) = self.vlan {
-            f.extend_from_slice(&0x8100u16.to_be_bytes());
-            f.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
-        }
-        f.extend_from_slice(&0x0806u16.to_be_bytes());
+        let mut f = ethernet(self.eth_dst, self.eth_src, self.vlan, 0x0806, 28);
         f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
         f.extend_from_slice(&self.op.to_be_bytes());
         f.extend_from_slice(&self.sha);
@@ -64,6 +57,20 @@ impl Arp {
         f.extend_from_slice(&self.tpa.octets());
         f
     }
+}
+
+/// An Ethernet header from `src` to `dst`, behind an 802.1Q tag of `vlan` if any, for a payload
+/// of `payload` bytes and type `ethertype` (which the caller appends).
+fn ethernet(dst: [u8; 6], src: [u8; 6], vlan: Option<u16>, ethertype: u16, payload: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(18 + payload);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if let Some(vlan) = vlan {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
 }
 
 /// The frame that tells the LAN `addr` is now at `mac`: a gratuitous ARP for an IPv4 address, an
@@ -92,14 +99,7 @@ pub fn unsolicited_advertisement(mac: [u8; 6], target: Ipv6Addr, vlan: u16) -> V
     let checksum = icmpv6_checksum(target, ALL_NODES, &icmp);
     icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
 
-    let mut f = Vec::with_capacity(18 + 40 + icmp.len());
-    f.extend_from_slice(&ALL_NODES_MAC);
-    f.extend_from_slice(&mac);
-    if vlan != 0 {
-        f.extend_from_slice(&0x8100u16.to_be_bytes());
-        f.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
-    }
-    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    let mut f = ethernet(ALL_NODES_MAC, mac, (vlan != 0).then_some(vlan), 0x86dd, 40 + icmp.len());
     f.extend_from_slice(&[0x60, 0, 0, 0]);
     f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
     f.extend_from_slice(&[58, 255]); // ICMPv6, hop limit 255
