@@ -1,8 +1,10 @@
 //! Which addresses each LoadBalancer Service gets, by MetalLB's rules. Pure: plain data in,
 //! decisions out; the reconciler reads Services and pools into it and writes the results back.
 //!
-//! Invariant: an address is held by several Services only when they may share it (same sharing
-//! key, no clashing port, compatible traffic policies).
+//! Invariants: an address is held by several Services only when they may share it (same sharing
+//! key, no clashing port, compatible traffic policies); a Service given an address from a pool
+//! keeps it through any change of the pools (it is only "stranded", and said so), and loses it
+//! only when the Service itself asks for something else.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -22,6 +24,9 @@ pub struct Request {
     pub requested: Vec<IpAddr>,
     /// Pool asked for (`metallb.io/address-pool`).
     pub pool: Option<String>,
+    /// The pool its current addresses were given from (`metallb.io/ip-allocated-from-pool`, which
+    /// the controller writes): set only on a Service that was given addresses.
+    pub allocated_from: Option<String>,
     /// `metallb.io/allow-shared-ip`.
     pub sharing_key: Option<String>,
     pub families: Families,
@@ -82,6 +87,10 @@ pub struct Port {
 pub struct Assignment {
     pub pool: String,
     pub ips: Vec<IpAddr>,
+    /// Set when the pools in force no longer give these addresses (the pool was deleted, refused,
+    /// shrunk, or covers a node's address now): the Service keeps them, and this says why they
+    /// would not be given today.
+    pub stranded: Option<AllocError>,
 }
 
 /// Why a Service got no address; the text goes into an AllocationFailed Event.
@@ -95,6 +104,8 @@ pub enum AllocError {
     NotInPool { ip: IpAddr, pool: String },
     #[error("{0} may not be given out (avoidBuggyIPs)")]
     Buggy(IpAddr),
+    #[error("{ip} is an address of node {node}")]
+    NodeAddress { ip: IpAddr, node: String },
     #[error("{ip} is in use by {by}, and may not be shared with it ({why})")]
     InUse { ip: IpAddr, by: String, why: String },
     #[error("the requested addresses are not from one pool")]
@@ -103,6 +114,21 @@ pub enum AllocError {
     Families,
     #[error("no pool has a free address for this Service ({0})")]
     NoAddress(String),
+}
+
+impl AllocError {
+    /// Whether the error is about the pools in force, not about what the Service asks: a held
+    /// address that fails only this way stays with its Service.
+    fn is_about_pools(&self) -> bool {
+        matches!(
+            self,
+            AllocError::UnknownPool(_)
+                | AllocError::NotInAnyPool(_)
+                | AllocError::NotInPool { .. }
+                | AllocError::Buggy(_)
+                | AllocError::NodeAddress { .. }
+        )
+    }
 }
 
 /// One Service holding an address, with what sharing depends on.
@@ -149,6 +175,9 @@ pub struct Allocator {
     /// Per pool and family (IPv4?): every usable address below it is held. Searches for a free
     /// address start there, so filling a pool costs O(1) per address, not O(pool).
     cursors: BTreeMap<(String, bool), IpAddr>,
+    /// The nodes' own addresses (InternalIP, ExternalIP), never given out: a pool that covers
+    /// one stays in force without it.
+    node_addresses: BTreeMap<IpAddr, String>,
 }
 
 impl Allocator {
@@ -160,18 +189,31 @@ impl Allocator {
         Self { pools, ..Default::default() }
     }
 
+    /// Never gives out these addresses, each a node's (by name).
+    pub fn with_node_addresses(self, node_addresses: BTreeMap<IpAddr, String>) -> Self {
+        Self { node_addresses, ..self }
+    }
+
     pub fn assignment(&self, service: &str) -> Option<&Assignment> {
         self.assigned.get(service)
     }
 
-    /// Gives `svc` its addresses. Its `current` ones (from its status) are kept when they are
-    /// still valid, so a restart changes nothing; otherwise it gets what it asks for, or what
-    /// the pools give it. On error it holds nothing.
+    /// Gives `svc` its addresses. Its `current` ones (from its status) are kept while it asks
+    /// for nothing else, so a restart changes nothing: when the pools in force still give them,
+    /// and when they do not but a pool gave them before (stranded); otherwise it gets what it
+    /// asks for, or what the pools give it. On error it holds nothing.
     pub fn allocate(&mut self, svc: &Request, current: &[IpAddr]) -> Result<Assignment, AllocError> {
         self.release(&svc.key());
         let keep = !current.is_empty() && (svc.requested.is_empty() || same_set(current, &svc.requested));
-        if keep && let Ok(a) = self.check(svc, current) {
-            return Ok(self.record(svc, a));
+        if keep {
+            match self.check(svc, current) {
+                Ok(a) => return Ok(self.record(svc, a)),
+                Err(why) if let Some(pool) = self.strandable(svc, current, &why) => {
+                    let a = Assignment { pool, ips: current.to_vec(), stranded: Some(why) };
+                    return Ok(self.record(svc, a));
+                }
+                Err(_) => {}
+            }
         }
         let assignment =
             if svc.requested.is_empty() { self.pick(svc)? } else { self.check(svc, &svc.requested)? };
@@ -206,6 +248,16 @@ impl Allocator {
         })
     }
 
+    /// The pool `svc` keeps its `current` addresses under though the pools in force would not
+    /// give them (`why`): the pool that gave them, if a pool gave them, the Service still asks
+    /// for that pool (or none), and no holder of the addresses objects to sharing them.
+    fn strandable(&self, svc: &Request, current: &[IpAddr], why: &AllocError) -> Option<String> {
+        let from = svc.allocated_from.as_ref()?;
+        let asks_the_same = svc.pool.as_ref().is_none_or(|p| p == from);
+        let shareable = current.iter().all(|ip| self.shareable(svc, *ip).is_ok());
+        (why.is_about_pools() && asks_the_same && shareable).then(|| from.clone())
+    }
+
     /// Whether `ips` (asked for, or held from before) can be `svc`'s.
     fn check(&self, svc: &Request, ips: &[IpAddr]) -> Result<Assignment, AllocError> {
         let pool = match &svc.pool {
@@ -226,6 +278,9 @@ impl Allocator {
             if !pool.usable(ip) {
                 return Err(AllocError::Buggy(ip));
             }
+            if let Some(node) = self.node_addresses.get(&ip) {
+                return Err(AllocError::NodeAddress { ip, node: node.clone() });
+            }
             self.shareable(svc, ip)?;
         }
         let families: BTreeSet<Family> = ips.iter().map(|ip| Family::of(*ip)).collect();
@@ -238,7 +293,7 @@ impl Allocator {
         if !fits {
             return Err(AllocError::Families);
         }
-        Ok(Assignment { pool: pool.name.clone(), ips: ips.to_vec() })
+        Ok(Assignment { pool: pool.name.clone(), ips: ips.to_vec(), stranded: None })
     }
 
     /// Picks addresses from the pools that admit `svc`, in order; within a pool, an address
@@ -267,7 +322,7 @@ impl Allocator {
                 FamilyPolicy::SingleStack => found.len() == 1,
             };
             if enough {
-                return Ok(Assignment { pool: pool.name.clone(), ips: found });
+                return Ok(Assignment { pool: pool.name.clone(), ips: found, stranded: None });
             }
         }
         Err(AllocError::NoAddress("every admitting pool is full for its IP families".into()))
@@ -276,13 +331,20 @@ impl Allocator {
     fn free_in(&self, pool: &Pool, family: Family, svc: &Request) -> Option<IpAddr> {
         let v4 = family == Family::V4;
         if svc.sharing_key.is_some() {
-            let shared = self.holders.keys().filter(|ip| ip.is_ipv4() == v4 && pool.usable(**ip));
+            let shared = self.holders.keys().filter(|ip| {
+                ip.is_ipv4() == v4 && pool.usable(**ip) && !self.node_addresses.contains_key(ip)
+            });
             if let Some(ip) = shared.copied().find(|ip| self.shareable(svc, *ip).is_ok()) {
                 return Some(ip);
             }
         }
         let from = self.cursors.get(&(pool.name.clone(), v4)).copied();
-        pool.addresses_from(v4, from).find(|ip| !self.holders.contains_key(ip))
+        pool.addresses_from(v4, from).find(|ip| !self.taken(ip))
+    }
+
+    /// Held by a Service, or a node's own.
+    fn taken(&self, ip: &IpAddr) -> bool {
+        self.holders.contains_key(ip) || self.node_addresses.contains_key(ip)
     }
 
     fn shareable(&self, svc: &Request, ip: IpAddr) -> Result<(), AllocError> {
@@ -308,7 +370,7 @@ impl Allocator {
             for v4 in [true, false] {
                 let key = (pool.name.clone(), v4);
                 let from = self.cursors.get(&key).copied();
-                if let Some(next) = pool.addresses_from(v4, from).find(|ip| !self.holders.contains_key(ip)) {
+                if let Some(next) = pool.addresses_from(v4, from).find(|ip| !self.taken(ip)) {
                     self.cursors.insert(key, next);
                 }
             }

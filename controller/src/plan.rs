@@ -3,7 +3,9 @@
 //! pool's counts. The reconciler reads the cluster into it and writes its result back.
 //!
 //! Services that already have addresses go first, so that a pass (after a restart, or after any
-//! change) keeps every address that is still valid; new Services then get what is left.
+//! change) keeps every address they hold; new Services then get what is left. No change of the
+//! pools takes an address from a Service: which pools are in force is `herald_kube::pools`'
+//! rule, and an address they no longer give stays with its Service (a warning Event says so).
 
 use std::{
     borrow::Borrow,
@@ -15,7 +17,7 @@ use k8s_openapi::api::core::v1::Service as KubeService;
 
 use herald_kube::{
     crd::{IPAddressPool, IPAddressPoolStatus},
-    pool::Pool,
+    pools::{self, LastValid},
     selector::Labels,
     service,
 };
@@ -35,9 +37,14 @@ pub struct Plan {
     /// `None` to remove it.
     pub annotations: BTreeMap<String, Option<String>>,
     pub events: Vec<Event>,
-    /// Pools that are ignored, with the reason (an Event and a condition on each).
+    /// Pools refused, or in force only as last seen valid, with the reason (an Event and a
+    /// condition on each).
     pub invalid_pools: BTreeMap<String, String>,
+    /// Pools in force that hold a node's address, which they never give out: what to say so.
+    pub pool_notes: BTreeMap<String, String>,
     pub pool_status: BTreeMap<String, IPAddressPoolStatus>,
+    /// The pools' last valid versions, for the next pass's [`Cluster::last_valid`].
+    pub last_valid: LastValid,
 }
 
 /// An Event on a Service, with MetalLB's reasons.
@@ -53,6 +60,8 @@ pub enum Reason {
     IPAllocated,
     AllocationFailed,
     ClearAssignment,
+    /// A Service keeps addresses the pools in force would not give it now (a warning).
+    AddressStranded,
 }
 
 /// What a pass reads from the cluster besides pools and Services.
@@ -60,10 +69,12 @@ pub enum Reason {
 pub struct Cluster {
     /// Labels of each namespace, for namespaceSelectors.
     pub namespaces: BTreeMap<String, Labels>,
-    /// The nodes' own addresses, by node: a pool must not cover them.
+    /// The nodes' own addresses, by node: never given out.
     pub node_addresses: BTreeMap<String, Vec<IpAddr>>,
     /// The controller's loadBalancerClass.
     pub class: Option<String>,
+    /// What the previous pass returned in [`Plan::last_valid`].
+    pub last_valid: LastValid,
 }
 
 /// One pass: `services` are all Services (only handled ones are touched). Pools and Services are
@@ -75,8 +86,27 @@ where
 {
     let mut out = Plan::default();
     let (namespaces, class) = (&cluster.namespaces, cluster.class.as_deref());
-    let valid = valid_pools(pools, &cluster.node_addresses, &mut out.invalid_pools);
-    let mut allocator = Allocator::new(valid.clone());
+    let in_force = pools::in_force(pools, &cluster.last_valid);
+    out.invalid_pools = in_force.refused.iter().map(|(name, why)| (name.clone(), why.to_string())).collect();
+    out.last_valid = in_force.last_valid;
+    let valid: Vec<_> = in_force.pools.into_iter().map(|(pool, _)| pool).collect();
+    let node_addresses: BTreeMap<IpAddr, String> = cluster
+        .node_addresses
+        .iter()
+        .flat_map(|(node, ips)| ips.iter().map(move |ip| (*ip, node.clone())))
+        .collect();
+    for pool in &valid {
+        let held: Vec<String> = node_addresses
+            .iter()
+            .filter(|(ip, _)| pool.contains(**ip))
+            .map(|(ip, node)| format!("{ip} (node {node})"))
+            .collect();
+        if !held.is_empty() {
+            let note = format!("in use; never gives out the node addresses {}", held.join(", "));
+            out.pool_notes.insert(pool.name.clone(), note);
+        }
+    }
+    let mut allocator = Allocator::new(valid.clone()).with_node_addresses(node_addresses);
 
     let mut handled: Vec<&KubeService> =
         services.iter().map(Borrow::borrow).filter(|s| service::handled(s, class)).collect();
@@ -93,6 +123,14 @@ where
         let annotated = service::allocated_from(svc);
         match result {
             Ok(a) if same(&a.ips, &current) => {
+                if let Some(why) = &a.stranded {
+                    let message = format!(
+                        "Keeps IP {} from pool {}, though the pools in force would not give it now: {why}",
+                        list(&a.ips),
+                        a.pool
+                    );
+                    out.events.push(Event { service: key.clone(), reason: Reason::AddressStranded, message });
+                }
                 if annotated != Some(a.pool.as_str()) {
                     out.annotations.insert(key, Some(a.pool));
                 }
@@ -132,41 +170,6 @@ where
         );
     }
     out
-}
-
-/// The pools that are valid, in name order; the others land in `invalid` with the reason. Of
-/// two overlapping pools, the one that comes later by name is refused; so is a pool that covers
-/// a node's own address (handing it out would take the node's traffic).
-fn valid_pools<P: Borrow<IPAddressPool>>(
-    pools: &[P],
-    nodes: &BTreeMap<String, Vec<IpAddr>>,
-    invalid: &mut BTreeMap<String, String>,
-) -> Vec<Pool> {
-    let mut sorted: Vec<&IPAddressPool> = pools.iter().map(Borrow::borrow).collect();
-    sorted.sort_by_key(|p| p.metadata.name.clone());
-    let mut valid: Vec<Pool> = Vec::new();
-    for p in sorted {
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let covered = |pool: &Pool| {
-            nodes.iter().find_map(|(node, ips)| {
-                ips.iter().find(|ip| pool.contains(**ip)).map(|ip| (node.clone(), *ip))
-            })
-        };
-        match Pool::from_spec(&name, &p.spec) {
-            Ok(pool) if let Some((node, ip)) = covered(&pool) => {
-                drop(invalid.insert(name, format!("covers {ip}, an address of node {node}")));
-            }
-            Ok(pool) => match valid
-                .iter()
-                .find(|v| v.ranges.iter().any(|a| pool.ranges.iter().any(|b| a.overlaps(b))))
-            {
-                Some(other) => drop(invalid.insert(name, format!("overlaps pool {:?}", other.name))),
-                None => valid.push(pool),
-            },
-            Err(reason) => drop(invalid.insert(name, reason)),
-        }
-    }
-    valid
 }
 
 fn clear(service: &str, current: &[IpAddr], why: &str) -> Event {

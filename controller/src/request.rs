@@ -65,6 +65,7 @@ pub fn from_kube(svc: &KubeService, namespace_labels: &Labels) -> Result<Request
         namespace_labels: namespace_labels.clone(),
         requested,
         pool: annotation(ADDRESS_POOL).filter(|p| !p.is_empty()),
+        allocated_from: herald_kube::service::allocated_from(svc).map(str::to_owned),
         sharing_key: annotation(ALLOW_SHARED_IP).filter(|k| !k.is_empty()),
         families: Families { order, policy },
         ports,

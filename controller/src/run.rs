@@ -2,7 +2,12 @@
 //! `RESYNC`, so failed writes are retried) run the pure [`plan`] over the caches and write the
 //! result: Service statuses and the pool annotation, Events, pool statuses.
 
-use std::{cell::LazyCell, collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    cell::LazyCell,
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use k8s_openapi::{
     api::core::v1::{Namespace, Node, Service},
@@ -73,7 +78,8 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let leader = lead(&client, &opts, changed.clone(), metrics.clone());
     let events = Events::new(client.clone(), "herald-controller", &opts.instance);
-    let writer = Writer { client, events, pool_namespace: opts.pool_namespace.clone() };
+    let mut writer = Writer::new(client, events, &opts.pool_namespace);
+    let mut last_valid = herald_kube::pools::LastValid::default();
     loop {
         let _ = tokio::time::timeout(RESYNC, changes.recv()).await;
         tokio::time::sleep(DEBOUNCE).await;
@@ -86,10 +92,12 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
             namespaces: namespaces.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect(),
             node_addresses: nodes.state().iter().map(|n| (n.name_any(), node_addresses(n))).collect(),
             class: opts.class.clone(),
+            last_valid: std::mem::take(&mut last_valid),
         };
         let (services, pools) = (services.state(), pools.state());
         let started = std::time::Instant::now();
-        let plan = plan::plan(&pools, &services, &cluster);
+        let mut plan = plan::plan(&pools, &services, &cluster);
+        last_valid = std::mem::take(&mut plan.last_valid);
         let errors = writer.write(&plan, &services, &pools).await;
         metrics.observe(&plan);
         metrics.reconcile_errors.inc_by(errors);
@@ -144,7 +152,7 @@ fn pool_status(pool: &IPAddressPool, plan: &Plan) -> IPAddressPoolStatus {
     let name = pool.name_any();
     let (ready, reason, message) = match plan.invalid_pools.get(&name) {
         Some(why) => ("False", "Invalid", why.clone()),
-        None => ("True", "Valid", "in use".to_owned()),
+        None => ("True", "Valid", plan.pool_notes.get(&name).cloned().unwrap_or_else(|| "in use".into())),
     };
     let previous = pool.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     let since = match previous {
@@ -178,13 +186,21 @@ struct Writer {
     client: Client,
     events: Events,
     pool_namespace: String,
+    /// The warnings the last pass published or found already told (object, reason, message): a
+    /// pass repeats the same warnings, and each is told once, until it stops and comes back.
+    told: BTreeSet<(String, String, String)>,
 }
 
 impl Writer {
+    fn new(client: Client, events: Events, pool_namespace: &str) -> Self {
+        Self { client, events, pool_namespace: pool_namespace.to_owned(), told: BTreeSet::new() }
+    }
+
     /// Writes `plan`; what fails is logged, counted (the return value), and done again by a
     /// later pass.
-    async fn write(&self, plan: &Plan, services: &[Arc<Service>], pools: &[Arc<IPAddressPool>]) -> u64 {
+    async fn write(&mut self, plan: &Plan, services: &[Arc<Service>], pools: &[Arc<IPAddressPool>]) -> u64 {
         let mut errors = 0;
+        let mut told = BTreeSet::new();
         // Built when a pass has something to write, not on every resync.
         let by_key: LazyCell<HashMap<String, &Arc<Service>>, _> =
             LazyCell::new(|| services.iter().map(|s| (service::key(s), s)).collect());
@@ -227,14 +243,21 @@ impl Writer {
             let (type_, action) = match event.reason {
                 Reason::IPAllocated => (events::Type::Normal, "Allocate"),
                 Reason::ClearAssignment => (events::Type::Normal, "Release"),
-                Reason::AllocationFailed => (events::Type::Warning, "Allocate"),
+                Reason::AllocationFailed | Reason::AddressStranded => (events::Type::Warning, "Allocate"),
             };
             let reason = format!("{:?}", event.reason);
+            if type_ == events::Type::Warning
+                && !self.once(&mut told, &event.service, &reason, &event.message)
+            {
+                continue;
+            }
             let published = self
                 .events
                 .publish(&svc.object_ref(&()), type_, &reason, action, event.message.clone())
                 .await;
             if let Err(e) = published {
+                // Told again by the next pass.
+                told.remove(&(event.service.clone(), reason, event.message.clone()));
                 warn!(service = event.service, error = %e, "event not written");
                 errors += 1;
             }
@@ -242,7 +265,9 @@ impl Writer {
         let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.pool_namespace);
         for pool in pools {
             let name = pool.name_any();
-            if let Some(reason) = plan.invalid_pools.get(&name) {
+            if let Some(reason) = plan.invalid_pools.get(&name)
+                && self.once(&mut told, &format!("pool {name}"), "InvalidPool", reason)
+            {
                 let published = self
                     .events
                     .publish(
@@ -254,6 +279,7 @@ impl Writer {
                     )
                     .await;
                 if let Err(e) = published {
+                    told.remove(&(format!("pool {name}"), "InvalidPool".to_owned(), reason.clone()));
                     warn!(pool = name, error = %e, "event not written");
                     errors += 1;
                 }
@@ -268,7 +294,22 @@ impl Writer {
                 errors += 1;
             }
         }
+        self.told = told;
         errors
+    }
+
+    /// Whether a warning is new (not told by the last pass); notes it in `told` either way.
+    fn once(
+        &self,
+        told: &mut BTreeSet<(String, String, String)>,
+        object: &str,
+        reason: &str,
+        message: &str,
+    ) -> bool {
+        let key = (object.to_owned(), reason.to_owned(), message.to_owned());
+        let new = !self.told.contains(&key);
+        told.insert(key);
+        new
     }
 }
 

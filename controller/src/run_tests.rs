@@ -48,11 +48,8 @@ async fn requests_for(services: Vec<Service>, class: Option<&str>) -> Vec<String
     let pools = vec![Arc::new(pool())];
     let cluster = Cluster { class: class.map(str::to_owned), ..Default::default() };
     let plan = plan(&pools, &services, &cluster);
-    let writer = Writer {
-        client: client.clone(),
-        events: Events::new(client, "herald-controller", "test"),
-        pool_namespace: "herald-system".into(),
-    };
+    let mut writer =
+        Writer::new(client.clone(), Events::new(client, "herald-controller", "test"), "herald-system");
     let server = tokio::spawn(serve(handle, services[0].clone()));
     let services: Vec<Arc<Service>> = services.into_iter().map(Arc::new).collect();
     let errors = writer.write(&plan, &services, &pools).await;

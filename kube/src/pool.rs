@@ -52,6 +52,18 @@ impl Range {
         to_u128(self.last) - to_u128(self.first) + 1
     }
 
+    /// How many of its addresses end in .0 or .255 (IPv4), counted without walking them: a /8
+    /// holds 16 million.
+    pub fn buggy(&self) -> u128 {
+        if !self.is_ipv4() {
+            return 0;
+        }
+        // Addresses n in 0..=x with n % 256 == r.
+        let upto = |x: Option<u128>, r: u128| x.filter(|x| *x >= r).map_or(0, |x| (x - r) / 256 + 1);
+        let (first, last) = (to_u128(self.first), to_u128(self.last));
+        [0, 255].iter().map(|&r| upto(Some(last), r) - upto(first.checked_sub(1), r)).sum()
+    }
+
     /// The addresses from the first on.
     pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
         (to_u128(self.first)..=to_u128(self.last)).map(|n| from_u128(n, self.is_ipv4()))
@@ -152,13 +164,7 @@ impl Pool {
         self.ranges
             .iter()
             .filter(|r| r.is_ipv4() == v4)
-            .map(|r| {
-                if v4 && self.avoid_buggy_ips {
-                    r.iter().filter(|ip| self.usable(*ip)).count() as u128
-                } else {
-                    r.size()
-                }
-            })
+            .map(|r| if v4 && self.avoid_buggy_ips { r.size() - r.buggy() } else { r.size() })
             .sum()
     }
 
@@ -246,5 +252,26 @@ mod tests {
         assert!(!pool.usable(ip("192.0.3.0")) && pool.contains(ip("192.0.3.0")));
         let plain = Pool::from_spec("p", &IPAddressPoolSpec { avoid_buggy_ips: false, ..spec }).unwrap();
         assert_eq!(plain.capacity(true), 4);
+    }
+
+    #[test]
+    fn buggy_addresses_are_counted_as_a_walk_would_count_them() {
+        for text in [
+            "192.0.2.0/24",
+            "192.0.2.1-192.0.2.254",
+            "192.0.2.255-192.0.3.0",
+            "192.0.2.17-192.0.5.3",
+            "0.0.0.0/30",
+            "255.255.255.250-255.255.255.255",
+            "192.0.2.77/32",
+            "2001:db8::/120",
+        ] {
+            let r = Range::parse(text).unwrap();
+            let walked =
+                r.iter().filter(|ip| matches!(ip, IpAddr::V4(a) if matches!(a.octets()[3], 0 | 255)));
+            assert_eq!(r.buggy(), walked.count() as u128, "{text}");
+        }
+        // The whole IPv4 space, at once.
+        assert_eq!(Range::parse("0.0.0.0/0").unwrap().buggy(), 2 << 24);
     }
 }

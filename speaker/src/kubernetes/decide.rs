@@ -19,8 +19,11 @@ use crate::{candidates, carriers::Interfaces, election};
 pub struct Snapshot {
     pub services: Vec<LoadBalancer>,
     pub nodes: Vec<candidates::Node>,
-    /// Valid IPAddressPools, with their labels (L2Advertisements select pools by label).
+    /// The IPAddressPools in force (`herald_kube::pools`), oldest first, with their labels
+    /// (L2Advertisements select pools by label).
     pub pools: Vec<(Pool, selector::Labels)>,
+    /// The labels of every IPAddressPool, in force or not, by name.
+    pub pool_labels: BTreeMap<String, selector::Labels>,
     /// L2Advertisements by name.
     pub advertisements: Vec<(String, L2AdvertisementSpec)>,
 }
@@ -33,6 +36,8 @@ pub struct LoadBalancer {
     pub labels: selector::Labels,
     /// In the order of its status: the first decides the owner.
     pub addresses: Vec<IpAddr>,
+    /// The pool the controller gave them from (`metallb.io/ip-allocated-from-pool`).
+    pub pool: Option<String>,
     pub traffic: candidates::Traffic,
 }
 
@@ -48,24 +53,32 @@ pub struct Assignment {
 }
 
 /// The owner of every Service address that some L2Advertisement covers, among the `live`
-/// speakers. Per Service, as MetalLB decides: the pool of its first address, the
-/// advertisements that cover that pool and select the Service, their candidates, and the
-/// sha256 order of the first address; its other addresses go to the same node, those that lie
-/// in a pool those advertisements cover. Services outside every pool, not advertised, or without
-/// a candidate have no owner (and are not in the result): nobody announces them.
+/// speakers. Per Service, as MetalLB decides: the pool of its addresses, the advertisements that
+/// cover that pool and select the Service, their candidates, and the sha256 order of the first
+/// address; its other addresses go to the same node. Services outside every pool, not
+/// advertised, or without a candidate have no owner (and are not in the result): nobody
+/// announces them.
 pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
     let mut out = Vec::new();
+    let no_labels = selector::Labels::new();
     for svc in &snapshot.services {
         let Some(&first) = svc.addresses.first() else { continue };
-        let Some((pool, pool_labels)) = snapshot.pools.iter().find(|(p, _)| p.contains(first)) else {
-            continue;
+        // The pool the controller names, in force or not: a stranded address keeps the pool that
+        // gave it, and every speaker reads the same name whatever it knows of the pools' history.
+        // Without the name, MetalLB's rule: the pool (in force) that holds the first address.
+        let (pool, pool_labels) = match &svc.pool {
+            Some(name) => (name.as_str(), snapshot.pool_labels.get(name).unwrap_or(&no_labels)),
+            None => match snapshot.pools.iter().find(|(p, _)| p.contains(first)) {
+                Some((p, labels)) => (p.name.as_str(), labels),
+                None => continue,
+            },
         };
         let ads: Vec<&L2AdvertisementSpec> = snapshot
             .advertisements
             .iter()
             .map(|(_, ad)| ad)
             .filter(|ad| {
-                covers_pool(ad, &pool.name, pool_labels) && any_or_empty(&ad.service_selectors, &svc.labels)
+                covers_pool(ad, pool, pool_labels) && any_or_empty(&ad.service_selectors, &svc.labels)
             })
             .collect();
         if ads.is_empty() {
@@ -85,10 +98,12 @@ pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
             }
             _ => Interfaces::Subnet,
         });
+        // A named pool gave all of them; otherwise each is in a pool the advertisements cover.
         let advertised = |address: IpAddr| {
-            snapshot.pools.iter().any(|(p, labels)| {
-                p.contains(address) && ads.iter().any(|ad| covers_pool(ad, &p.name, labels))
-            })
+            svc.pool.is_some()
+                || snapshot.pools.iter().any(|(p, labels)| {
+                    p.contains(address) && ads.iter().any(|ad| covers_pool(ad, &p.name, labels))
+                })
         };
         for &address in svc.addresses.iter().filter(|a| advertised(**a)) {
             out.push(Assignment {

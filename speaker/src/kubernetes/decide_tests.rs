@@ -27,6 +27,7 @@ fn snapshot(ads: Vec<L2AdvertisementSpec>) -> Snapshot {
             key: "default/web".into(),
             labels: labels(&[("app", "web")]),
             addresses: vec![VIP.into()],
+            pool: None,
             traffic: candidates::Traffic {
                 local_traffic: false,
                 ready_endpoint_nodes: ["node-a".to_string()].into(),
@@ -44,6 +45,8 @@ fn snapshot(ads: Vec<L2AdvertisementSpec>) -> Snapshot {
             })
             .collect(),
         pools: vec![pool("lan", "192.0.2.0/28", &[("tier", "lan")]), pool("other", "198.51.100.0/28", &[])],
+        pool_labels: [("lan".to_string(), labels(&[("tier", "lan")])), ("other".to_string(), labels(&[]))]
+            .into(),
         advertisements: ads.into_iter().enumerate().map(|(i, ad)| (format!("ad-{i}"), ad)).collect(),
     }
 }
@@ -203,6 +206,34 @@ fn addresses_outside_every_pool_are_never_announced() {
     let mut s = snapshot(vec![ad()]);
     s.services[0].addresses = vec![Ipv4Addr::new(203, 0, 113, 5).into()];
     assert!(assign(&s, &live()).is_empty());
+}
+
+/// The pool the controller names in the Service's annotation decides which advertisements
+/// cover it, in force or not: every speaker reads the same name, and a stranded address (its
+/// pool deleted, shrunk or refused) is still announced where its pool's advertisements say.
+#[test]
+fn the_pool_the_controller_names_decides() {
+    let by_name = |pool: &str| vec![L2AdvertisementSpec { ip_address_pools: vec![pool.into()], ..ad() }];
+    let by_label =
+        vec![L2AdvertisementSpec { ip_address_pool_selectors: vec![selector(&[("tier", "lan")])], ..ad() }];
+    let mut s = snapshot(by_name("lan"));
+    s.services[0].pool = Some("other".into());
+    assert!(assign(&s, &live()).is_empty(), "named other: lan's advertisement does not cover it");
+    let mut s = snapshot(by_name("other"));
+    s.services[0].pool = Some("other".into());
+    assert_eq!(assign(&s, &live()).len(), 1);
+    // Stranded: outside every pool in force, announced as its pool's.
+    for (what, ads, pool, announced) in [
+        ("by name", by_name("lan"), "lan", true),
+        ("by the pool's labels", by_label.clone(), "lan", true),
+        ("a deleted pool, no labels left", by_label, "gone", false),
+        ("a deleted pool, every pool covered", vec![ad()], "gone", true),
+    ] {
+        let mut s = snapshot(ads);
+        s.services[0].addresses = vec![Ipv4Addr::new(203, 0, 113, 5).into()];
+        s.services[0].pool = Some(pool.into());
+        assert_eq!(assign(&s, &live()).len(), usize::from(announced), "{what}");
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use herald_kube::{
     cache::watch_stripped,
     crd::{IPAddressPool, L2Advertisement},
     facts::{self, Facts},
-    pool::Pool,
+    pools::{self, LastValid},
     selector, service,
 };
 use k8s_openapi::api::{
@@ -34,6 +34,8 @@ pub struct ServiceFacts {
     pub labels: selector::Labels,
     /// In the order of its status: the first decides the owner, as in MetalLB.
     pub addresses: Vec<IpAddr>,
+    /// The pool they were given from (`metallb.io/ip-allocated-from-pool`).
+    pub pool: Option<String>,
     /// externalTrafficPolicy: Local.
     pub local_traffic: bool,
 }
@@ -44,6 +46,7 @@ impl ServiceFacts {
         service::handled(svc, class).then(|| Self {
             labels: svc.labels().clone(),
             addresses: service::current(svc),
+            pool: service::allocated_from(svc).map(str::to_owned),
             local_traffic: svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref())
                 == Some("Local"),
         })
@@ -153,13 +156,14 @@ fn load_balancer(key: String, facts: &ServiceFacts, ready_endpoint_nodes: BTreeS
         traffic: candidates::Traffic { local_traffic: facts.local_traffic, ready_endpoint_nodes },
         labels: facts.labels.clone(),
         addresses: facts.addresses.clone(),
+        pool: facts.pool.clone(),
         key,
     }
 }
 
 /// The cluster as the decisions see it: the Services Herald handles (`class` as the
 /// controller's) with their addresses and the nodes of their `ready` endpoints (by Service key),
-/// the Nodes, the valid pools, the advertisements. Pure, over the objects as the API serves them.
+/// the Nodes, the pools in force, the advertisements. Pure, over the objects as the API serves them.
 pub fn snapshot_of<S, N, P, A>(
     services: &[S],
     ready: &BTreeMap<String, BTreeSet<String>>,
@@ -195,21 +199,17 @@ where
     A: Borrow<L2Advertisement>,
 {
     let nodes = nodes.iter().map(|n| candidate(n.borrow())).collect();
-    let pools = pools
-        .iter()
-        .map(Borrow::borrow)
-        .filter_map(|p| match Pool::from_spec(&p.name_any(), &p.spec) {
-            Ok(pool) => Some((pool, p.labels().clone())),
-            Err(e) => {
-                // Every pass sees it; the controller reports it (pool condition, Event).
-                debug!(pool = p.name_any(), error = e, "invalid IPAddressPool ignored");
-                None
-            }
-        })
-        .collect();
+    let pool_labels = pools.iter().map(Borrow::borrow).map(|p| (p.name_any(), p.labels().clone())).collect();
+    // Without the controller's memory of last valid versions: what a speaker needs of a refused
+    // pool is its name and labels, which a Service's pool annotation and `pool_labels` give.
+    let in_force = pools::in_force(pools, &LastValid::default());
+    for (pool, why) in &in_force.refused {
+        // Every pass sees it; the controller reports it (pool condition, Event).
+        debug!(pool, %why, "IPAddressPool not in force");
+    }
     let advertisements =
         advertisements.iter().map(Borrow::borrow).map(|a| (a.name_any(), a.spec.clone())).collect();
-    Snapshot { services, nodes, pools, advertisements }
+    Snapshot { services, nodes, pools: in_force.pools, pool_labels, advertisements }
 }
 
 /// The Service an EndpointSlice belongs to (`namespace/name`), and the nodes of its serving
