@@ -1,8 +1,11 @@
 //! Which of this host's interfaces may carry an address, in both modes: those asked for by name,
-//! or those whose subnet holds it; never a bond or bridge port, a NOARP interface, loopback, an
-//! interface without an Ethernet address, or a container interface (whatever it is named, its
-//! subnet is not the LAN's). An address the host has configured, or that is a gateway of any of
-//! its interfaces, is refused: the kernel or a router already answers for it.
+//! or those whose subnet holds it; never a bond, bridge or team port, a NOARP interface,
+//! loopback, an interface without an Ethernet address, or an excluded one (container and proxy
+//! interfaces, MetalLB's `metallb-excludel2`: whatever their subnets, they are not the LAN's).
+//! An address the host has configured, or that is a gateway of any of its interfaces, is
+//! refused: the kernel or a router already answers for it. Except where a Service proxy put it:
+//! kube-proxy in IPVS mode binds every LoadBalancer address to `kube-ipvs0` on every node, and
+//! kube-router to `kube-dummy-if`; those addresses are the ones Herald is there to announce.
 
 use std::{collections::BTreeSet, fmt, net::IpAddr};
 
@@ -28,7 +31,7 @@ pub enum Refusal {
     /// The address is a gateway of interface `0`.
     Gateway(String),
     /// Nothing carries it; each interface that was considered, with why it cannot.
-    NoCarrier { wanted: Interfaces, refused: Vec<(String, &'static str)> },
+    NoCarrier { wanted: Interfaces, refused: Vec<(String, String)> },
 }
 
 impl fmt::Display for Refusal {
@@ -60,20 +63,26 @@ impl fmt::Display for Refusal {
 }
 
 /// Why `it` cannot answer ARP for an address, if it cannot.
-pub fn unusable(it: &Interface) -> Option<&'static str> {
-    if it.loopback {
-        Some("is loopback")
+pub fn unusable(it: &Interface) -> Option<String> {
+    let why = if it.loopback {
+        "is loopback"
     } else if it.noarp {
-        Some("is NOARP")
+        "is NOARP"
     } else if it.port {
-        Some("is a bond or bridge port")
+        "is a bond, bridge or team port"
     } else if it.mac.is_none() {
-        Some("has no Ethernet address")
-    } else if it.is_container() {
-        Some("is a container interface")
+        "has no Ethernet address"
     } else {
-        None
-    }
+        return it.excluded.clone();
+    };
+    Some(why.to_owned())
+}
+
+/// Whether an address on `it` is the host's own, which the kernel answers for: not when a
+/// Service proxy put it there (an excluded interface, or a NOARP one that is not loopback, such
+/// as kube-proxy's `kube-ipvs0` dummy).
+fn holds_as_own(it: &Interface) -> bool {
+    it.loopback || (it.excluded.is_none() && !it.noarp)
 }
 
 /// The announcements that carry `address` (VLAN `vlan`) on `host`, or why there are none.
@@ -83,7 +92,8 @@ pub fn carriers(
     vlan: u16,
     wanted: &Interfaces,
 ) -> Result<BTreeSet<Announcement>, Refusal> {
-    if let Some(it) = host.interfaces.iter().find(|it| it.addrs.iter().any(|n| n.addr() == address)) {
+    let local = |it: &&Interface| holds_as_own(it) && it.addrs.iter().any(|n| n.addr() == address);
+    if let Some(it) = host.interfaces.iter().find(local) {
         return Err(Refusal::Local(it.name.clone()));
     }
     if let Some((ifname, _)) = host.gateways.iter().find(|(_, gw)| *gw == address) {
@@ -96,7 +106,7 @@ pub fn carriers(
             .filter_map(|name| {
                 let it = host.interface(name);
                 if it.is_none() {
-                    refused.push((name.clone(), "does not exist"));
+                    refused.push((name.clone(), "does not exist".to_owned()));
                 }
                 it
             })
@@ -117,7 +127,9 @@ pub fn carriers(
                     ifname: it.name.clone(),
                 });
             }
-            (why, _) => refused.push((it.name.clone(), why.unwrap_or("has no Ethernet address"))),
+            (why, _) => {
+                refused.push((it.name.clone(), why.unwrap_or_else(|| "has no Ethernet address".into())))
+            }
         }
     }
     if out.is_empty() {

@@ -13,6 +13,7 @@ fn iface(name: &str, index: u32, net: Option<([u8; 4], u8)>) -> Interface {
         loopback: false,
         noarp: false,
         port: false,
+        excluded: crate::exclusions::Exclusions::default().why(name),
     }
 }
 
@@ -84,7 +85,7 @@ fn refusals_say_why() {
             [192, 0, 2, 10],
             named(&["eno2", "lo", "eth9"]),
             "none of the interfaces eno2, eth9, lo can carry it \
-             (eth9 does not exist, eno2 is a bond or bridge port, lo is loopback)",
+             (eth9 does not exist, eno2 is a bond, bridge or team port, lo is loopback)",
         ),
         (
             [100, 64, 0, 9],
@@ -94,7 +95,7 @@ fn refusals_say_why() {
         (
             [192, 0, 2, 10],
             named(&["cali1234"]),
-            "none of the interfaces cali1234 can carry it (cali1234 is a container interface)",
+            "none of the interfaces cali1234 can carry it (cali1234 is a container or proxy interface (cali*))",
         ),
         ([198, 18, 1, 1], Interfaces::Subnet, "no interface has a subnet that holds it"),
         (
@@ -139,4 +140,27 @@ fn ipv6_by_subnet_and_refusals() {
     assert_eq!(refusal("2001:db8::1"), Refusal::Local("eth0".into()).to_string());
     assert_eq!(refusal("2001:db8::fe"), Refusal::Gateway("eth0".into()).to_string());
     assert!(refusal("2001:db8:1::10").starts_with("no interface has a subnet"));
+}
+
+/// kube-proxy in IPVS mode binds every LoadBalancer address to its dummy `kube-ipvs0` (NOARP,
+/// down) on every node, kube-router to `kube-dummy-if`: those addresses are announced as any
+/// other. The host's own address stays refused, and so does one on loopback.
+#[test]
+fn addresses_a_service_proxy_binds_are_announced() {
+    let mut h = host();
+    let vip = [192, 0, 2, 240];
+    let proxy = |name: &str, index: u32, noarp: bool| Interface {
+        noarp,
+        mac: None,
+        ..iface(name, index, Some((vip, 32)))
+    };
+    h.interfaces.push(proxy("kube-ipvs0", 20, true));
+    h.interfaces.push(proxy("kube-dummy-if", 21, false));
+    // A NOARP dummy of another name (some proxies' own): a proxy's too.
+    h.interfaces.push(proxy("lb0", 22, true));
+    assert_eq!(names(carriers(&h, vip.into(), 0, &Interfaces::Subnet)), ["eth0"]);
+    assert_eq!(names(carriers(&h, vip.into(), 0, &named(&["eth0"]))), ["eth0"]);
+    // On loopback (a direct-return backend's address): the kernel's.
+    h.interfaces.push(Interface { loopback: true, ..proxy("lo", 1, true) });
+    assert_eq!(carriers(&h, vip.into(), 0, &Interfaces::Subnet).unwrap_err(), Refusal::Local("lo".into()));
 }

@@ -9,6 +9,8 @@ use std::{
 use ipnet::IpNet;
 use nix::{ifaddrs::getifaddrs, net::if_::InterfaceFlags};
 
+use crate::exclusions::Exclusions;
+
 /// One network interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
@@ -20,8 +22,10 @@ pub struct Interface {
     pub addrs: Vec<IpNet>,
     pub loopback: bool,
     pub noarp: bool,
-    /// A port of a bond or bridge: its master answers for the link, not it.
+    /// A port of a bond, bridge or team: its master answers for the link, not it.
     pub port: bool,
+    /// Why Herald never announces on it, if it does not (see [`crate::exclusions`]).
+    pub excluded: Option<String>,
 }
 
 /// The host as the speaker sees it.
@@ -32,48 +36,21 @@ pub struct Host {
     pub gateways: Vec<(String, IpAddr)>,
 }
 
-/// Name prefixes of the interfaces container runtimes and CNI plugins make.
-pub const CONTAINER_PREFIXES: &[&str] = &[
-    "veth",
-    "cni",
-    "flannel",
-    "cali",
-    "docker",
-    "kube-ipvs",
-    "kube-bridge",
-    "cilium",
-    "lxc",
-    "vxlan",
-    "tunl",
-    "weave",
-    "genev",
-    "nodelocaldns",
-    "tap",
-    "virbr",
-];
-
 /// At most this many MACs go into the membership identity.
 const MAX_OWN_MACS: usize = 16;
-
-impl Interface {
-    /// An interface a container runtime or CNI plugin made, whatever its subnet.
-    pub fn is_container(&self) -> bool {
-        CONTAINER_PREFIXES.iter().any(|p| self.name.starts_with(p))
-    }
-}
 
 impl Host {
     pub fn interface(&self, name: &str) -> Option<&Interface> {
         self.interfaces.iter().find(|i| i.name == name)
     }
 
-    /// The MACs this node may answer with: those of its interfaces but loopback and container
-    /// interfaces (at most 16), for the other speakers to know its gratuitous ARP by.
+    /// The MACs this node may answer with: those of its interfaces but loopback and excluded
+    /// ones (at most 16), for the other speakers to know its gratuitous ARP by.
     pub fn own_macs(&self) -> Vec<[u8; 6]> {
         let mut macs: Vec<[u8; 6]> = self
             .interfaces
             .iter()
-            .filter(|it| !it.loopback && !it.is_container())
+            .filter(|it| !it.loopback && it.excluded.is_none())
             .filter_map(|it| it.mac)
             .collect();
         macs.sort();
@@ -83,8 +60,9 @@ impl Host {
     }
 }
 
-/// Reads the interfaces of the current network namespace and its IPv4 routes.
-pub fn discover() -> std::io::Result<Host> {
+/// Reads the interfaces of the current network namespace (those `exclusions` name marked so)
+/// and its routes' gateways.
+pub fn discover(exclusions: &Exclusions) -> std::io::Result<Host> {
     let mut by_name: BTreeMap<String, Interface> = BTreeMap::new();
     for ifa in getifaddrs()? {
         let entry = by_name.entry(ifa.interface_name.clone()).or_insert_with(|| Interface {
@@ -95,6 +73,7 @@ pub fn discover() -> std::io::Result<Host> {
             loopback: ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK),
             noarp: ifa.flags.contains(InterfaceFlags::IFF_NOARP),
             port: false,
+            excluded: exclusions.why(&ifa.interface_name),
         });
         let Some(address) = ifa.address else { continue };
         if let Some(link) = address.as_link_addr() {

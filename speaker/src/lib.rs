@@ -20,6 +20,7 @@ pub mod conflict;
 pub mod datapath;
 pub mod election;
 pub mod ethtool;
+pub mod exclusions;
 pub mod frame;
 pub mod garp;
 pub mod handback;

@@ -57,6 +57,10 @@ struct KubeArgs {
     /// The membership key: a file (a mounted Secret) of at least 16 bytes.
     #[arg(long, env = "HERALD_CLUSTER_KEY_FILE", default_value = "/etc/herald/memberlist/secretkey")]
     cluster_key_file: PathBuf,
+    /// MetalLB's interface exclusions: `excludel2.yaml` of the `metallb-excludel2` ConfigMap
+    /// (regular expressions under `announcedInterfacesToExclude`), mounted; none when absent.
+    #[arg(long, env = "HERALD_EXCLUDEL2_FILE", default_value = "/etc/herald/excludel2/excludel2.yaml")]
+    exclude_interfaces_file: PathBuf,
     /// UDP port of the membership, on the node's InternalIP.
     #[arg(long, global = true, env = "HERALD_MEMBERSHIP_PORT", default_value_t = 7946)]
     membership_port: u16,
@@ -163,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         namespace: k.namespace,
         class: k.lb_class,
         key_file: k.cluster_key_file,
+        exclude_file: k.exclude_interfaces_file,
         membership_port: k.membership_port,
         runtime: run_opts,
     };

@@ -116,7 +116,8 @@ impl Runtime {
         let gratuitous = source.gratuitous();
         let mut membership = match &cluster {
             Some(cluster) => {
-                let own_macs = host::discover().context("reading the host's interfaces")?.own_macs();
+                let own_macs =
+                    host::discover(&Default::default()).context("reading the host's interfaces")?.own_macs();
                 Some(
                     Membership::start(&node, own_macs, cluster, self.metrics.clone())
                         .with_context(|| format!("starting membership on {}", cluster.bind))?,

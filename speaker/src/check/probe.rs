@@ -27,11 +27,11 @@ pub fn probe(p: &Probe) -> Facts {
     let field = |name: &str| {
         status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(|v| v.trim().to_owned()))
     };
-    let host = host::discover().unwrap_or_default();
+    let host = host::discover(&Default::default()).unwrap_or_default();
     let names = p.interfaces.clone().unwrap_or_else(|| {
         host.interfaces
             .iter()
-            .filter(|i| !i.loopback && !i.is_container() && !i.port && !i.addrs.is_empty())
+            .filter(|i| !i.loopback && i.excluded.is_none() && !i.port && !i.addrs.is_empty())
             .map(|i| i.name.clone())
             .collect()
     });

@@ -17,7 +17,7 @@ use tokio::{
     sync::{mpsc, watch},
     time::{Instant, Interval},
 };
-use tracing::error;
+use tracing::{error, info, warn};
 
 pub use self::{
     decide::{Assignment, Snapshot, assign},
@@ -31,6 +31,7 @@ use crate::{
     config::{Cluster, Gratuitous, Timers, cluster::MIN_KEY},
     conflict::Conflict,
     election::Succession,
+    exclusions::Exclusions,
     host::{self, Host},
     metrics::Metrics,
     runtime::{self, Changed, Desired, Runtime},
@@ -45,6 +46,8 @@ pub struct Options {
     pub class: Option<String>,
     /// The membership key, from the Secret mounted as a file.
     pub key_file: PathBuf,
+    /// MetalLB's interface exclusions (`metallb-excludel2`'s `excludel2.yaml`, mounted), if any.
+    pub exclude_file: PathBuf,
     pub membership_port: u16,
     pub runtime: runtime::Options,
 }
@@ -73,6 +76,7 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         opts.class,
         opts.membership_port,
         runtime.metrics(),
+        opts.exclude_file,
     )
     .await?;
     let cluster = Cluster {
@@ -103,6 +107,8 @@ struct ClusterObjects {
     host: Option<Host>,
     /// When the interfaces the responder stands by on were last worked out.
     standby_at: Option<Instant>,
+    exclusions: Exclusions,
+    exclude_file: PathBuf,
 }
 
 impl ClusterObjects {
@@ -114,7 +120,10 @@ impl ClusterObjects {
         class: Option<String>,
         membership_port: u16,
         metrics: Arc<Metrics>,
+        exclude_file: PathBuf,
     ) -> anyhow::Result<Self> {
+        // A bad file stops the start, naming what is wrong; later, the last good one stays.
+        let exclusions = Exclusions::read(&exclude_file).map_err(anyhow::Error::msg)?;
         let (updated, updates) = mpsc::channel(1);
         let watches = Watches::start(client, namespace, class, &updated).await?;
         watches.ready().await.context("filling the caches")?;
@@ -135,7 +144,23 @@ impl ClusterObjects {
             conflicts,
             host: None,
             standby_at: None,
+            exclusions,
+            exclude_file,
         })
+    }
+
+    /// The host's interfaces, with MetalLB's exclusions as the file says now (a mounted
+    /// ConfigMap follows its edits).
+    fn discover(&mut self) -> std::io::Result<Host> {
+        match Exclusions::read(&self.exclude_file) {
+            Ok(now) if now != self.exclusions => {
+                info!(exclusions = ?now, "interface exclusions changed");
+                self.exclusions = now;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = e, "interface exclusions not read; the last ones stay"),
+        }
+        host::discover(&self.exclusions)
     }
 
     /// Every other Node's InternalIP, at the membership port.
@@ -169,7 +194,7 @@ impl runtime::Source for ClusterObjects {
     }
 
     fn stand_by(&mut self) -> BTreeSet<(u32, String)> {
-        match host::discover() {
+        match self.discover() {
             Ok(host) => self.could(&self.watches.snapshot(), &host),
             Err(e) => {
                 error!(error = %e, "reading the host's interfaces; the responder stands by nowhere yet");
@@ -181,7 +206,7 @@ impl runtime::Source for ClusterObjects {
     /// Decides from the caches and `alive`, and hands the report to the status writer.
     fn desired(&mut self, alive: Option<&Alive>) -> Option<Desired> {
         let alive = alive?;
-        let host = match host::discover() {
+        let host = match self.discover() {
             Ok(host) => host,
             Err(e) => {
                 error!(error = %e, "reading the host's interfaces; keeping what is announced");
@@ -217,7 +242,7 @@ impl runtime::Source for ClusterObjects {
             }
             tokio::select! {
                 Some(()) = self.updates.recv() => self.debounce_until = Some(Instant::now() + DEBOUNCE),
-                _ = self.resync.tick() => match host::discover() {
+                _ = self.resync.tick() => match self.discover() {
                     Ok(host) if self.host.as_ref() != Some(&host) => return Changed::default(),
                     Ok(_) => {}
                     Err(e) => error!(error = %e, "reading the host's interfaces"),

@@ -1,6 +1,11 @@
-//! Ports of bonds and bridges: links with a master (RTM_GETLINK dump, IFLA_MASTER).
+//! Ports of bonds, bridges and teams: links with a master (RTM_GETLINK dump, IFLA_MASTER) that
+//! is not a VRF. A VRF's members are routed interfaces of their own, not ports: they answer for
+//! their link.
 
-use std::{collections::BTreeSet, io};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io,
+};
 
 use nix::sys::socket::SockProtocol;
 
@@ -10,57 +15,106 @@ const IFINFOMSG: usize = 16;
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const IFLA_MASTER: u16 = 10;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
 
-/// Indexes of the interfaces that have a master (bond, bridge, team ports).
+/// Indexes of the interfaces that are ports of a bond, bridge or team (a master that is not a
+/// VRF).
 pub fn ports() -> io::Result<BTreeSet<u32>> {
-    let mut out = BTreeSet::new();
+    let mut links = Vec::new();
     Socket::open(SockProtocol::NetlinkRoute)?.request(
         RTM_GETLINK,
         true,
         &[0u8; IFINFOMSG],
         |kind, link| {
             if kind == RTM_NEWLINK
-                && let Some(index) = port(link)
+                && let Some(parsed) = parse(link)
             {
-                out.insert(index);
+                links.push(parsed);
             }
         },
     )?;
-    Ok(out)
+    Ok(ports_of(&links))
 }
 
-/// The index of the link in an RTM_NEWLINK payload, if it has a master.
-fn port(link: &[u8]) -> Option<u32> {
+/// What a link says of itself: its index, its master's (if any), its kind (`IFLA_INFO_KIND`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Link {
+    index: u32,
+    master: Option<u32>,
+    kind: Option<String>,
+}
+
+/// The links whose master is not a VRF.
+fn ports_of(links: &[Link]) -> BTreeSet<u32> {
+    let kinds: BTreeMap<u32, Option<&str>> = links.iter().map(|l| (l.index, l.kind.as_deref())).collect();
+    links
+        .iter()
+        .filter_map(|l| Some((l.index, l.master?)))
+        .filter(|(_, master)| kinds.get(master).copied().flatten() != Some("vrf"))
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// An RTM_NEWLINK payload.
+fn parse(link: &[u8]) -> Option<Link> {
     if link.len() < IFINFOMSG {
         return None;
     }
-    let index = u32_at(link, 4);
-    attributes(&link[IFINFOMSG..])
-        .any(|(kind, value)| kind == IFLA_MASTER && value.len() >= 4 && u32_at(value, 0) != 0)
-        .then_some(index)
+    let mut out = Link { index: u32_at(link, 4), ..Default::default() };
+    for (kind, value) in attributes(&link[IFINFOMSG..]) {
+        match kind {
+            IFLA_MASTER if value.len() >= 4 && u32_at(value, 0) != 0 => out.master = Some(u32_at(value, 0)),
+            IFLA_LINKINFO => {
+                out.kind = attributes(value)
+                    .find(|(k, _)| *k == IFLA_INFO_KIND)
+                    .map(|(_, name)| String::from_utf8_lossy(name).trim_end_matches('\0').to_owned());
+            }
+            _ => {}
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::{super::attribute, *};
 
-    /// An RTM_NEWLINK payload for index `index`, with an IFLA_MASTER attribute when `master` is set.
-    fn link(index: u32, master: Option<u32>) -> Vec<u8> {
+    /// An RTM_NEWLINK payload for index `index`, with an IFLA_MASTER attribute when `master` is
+    /// set and IFLA_LINKINFO's kind when `kind` is.
+    fn link(index: u32, master: Option<u32>, kind: Option<&str>) -> Vec<u8> {
         let mut msg = vec![0u8; IFINFOMSG];
         msg[4..8].copy_from_slice(&index.to_ne_bytes());
         msg.extend(attribute(4, &1500u32.to_ne_bytes())); // IFLA_MTU
         if let Some(m) = master {
             msg.extend(attribute(IFLA_MASTER, &m.to_ne_bytes()));
         }
+        if let Some(kind) = kind {
+            let name = [kind.as_bytes(), b"\0"].concat();
+            msg.extend(attribute(IFLA_LINKINFO, &attribute(IFLA_INFO_KIND, &name)));
+        }
         msg
     }
 
     #[test]
-    fn finds_ports() {
-        assert_eq!(port(&link(2, None)), None);
-        assert_eq!(port(&link(3, Some(5))), Some(3));
-        assert_eq!(port(&link(4, Some(0))), None, "master 0 is no master");
-        assert_eq!(port(&link(9, Some(1))[..10]), None, "a cut-off payload is nobody's port");
+    fn finds_ports_but_not_vrf_members() {
+        let parsed = |bytes: &[u8]| parse(bytes).unwrap();
+        assert_eq!(parsed(&link(2, None, None)), Link { index: 2, master: None, kind: None });
+        assert_eq!(parsed(&link(4, Some(0), None)).master, None, "master 0 is no master");
+        assert_eq!(parsed(&link(7, None, Some("vrf"))).kind.as_deref(), Some("vrf"));
+        assert_eq!(parse(&link(9, Some(1), None)[..10]), None, "a cut-off payload is no link");
+        let links: Vec<Link> = [
+            link(1, None, Some("bond")),
+            link(2, None, Some("vrf")),
+            link(3, Some(1), None),
+            link(4, Some(2), None),
+            link(5, None, None),
+            link(6, Some(99), None),
+        ]
+        .iter()
+        .map(|l| parsed(l))
+        .collect();
+        assert_eq!(ports_of(&links), BTreeSet::from([3, 6]), "the bond's port, and a master not listed");
     }
 
     #[test]

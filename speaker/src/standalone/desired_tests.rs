@@ -16,6 +16,7 @@ fn iface(name: &str, index: u32, mac: Option<[u8; 6]>, addrs: &[([u8; 4], u8)]) 
         loopback: name == "lo",
         noarp: false,
         port: false,
+        excluded: None,
     }
 }
 

@@ -109,7 +109,7 @@ impl runtime::Source for ConfigFile {
 
 fn read(path: &std::path::Path) -> anyhow::Result<Wanted> {
     let config = config::load(path)?;
-    let host = host::discover().context("reading the host's interfaces")?;
+    let host = host::discover(&Default::default()).context("reading the host's interfaces")?;
     let resolved = desired::resolve(&config, &host)
         .map_err(|source| config::LoadError::Invalid { path: path.to_owned(), source })?;
     Ok(Wanted { config, resolved })
