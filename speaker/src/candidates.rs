@@ -24,18 +24,22 @@ pub struct Traffic {
     pub local_traffic: bool,
     /// Nodes with at least one ready (or serving) endpoint of the Service.
     pub ready_endpoint_nodes: BTreeSet<String>,
+    /// Some ready endpoint has no node: a selector-less Service's hand-written endpoints (an
+    /// external database, say). Enough for the Cluster policy, as in MetalLB.
+    pub ready_off_node: bool,
 }
 
 /// The nodes that may announce `svc`: live speakers' nodes that an L2Advertisement selects
 /// (`selected`), that carry no exclusion label and have their network, and, with
-/// externalTrafficPolicy Local, that hold a ready endpoint. No ready endpoint at all: nobody.
+/// externalTrafficPolicy Local, that hold a ready endpoint. No ready endpoint at all (on a node
+/// or off the nodes): nobody.
 pub fn candidates<'a>(
     svc: &Traffic,
     nodes: &'a [Node],
     live: &BTreeSet<String>,
     selected: impl Fn(&Node) -> bool,
 ) -> Vec<&'a str> {
-    if svc.ready_endpoint_nodes.is_empty() {
+    if svc.ready_endpoint_nodes.is_empty() && !svc.ready_off_node {
         return Vec::new();
     }
     nodes
@@ -78,6 +82,8 @@ mod tests {
     }
 
     const ALL: &[&str] = &["node-a", "node-b", "node-c"];
+    /// In `endpoints`: a ready endpoint without a nodeName.
+    const OFF_NODE: &str = "(no node)";
 
     const CASES: &[Case] = &[
         Case {
@@ -161,6 +167,26 @@ mod tests {
             announcer: Some("node-b"),
         },
         Case {
+            what: "selector-less, endpoints off the nodes (MetalLB: any serving endpoint)",
+            live: ALL,
+            local: false,
+            endpoints: &[OFF_NODE],
+            excluded: &[],
+            unavailable: &[],
+            unselected: &[],
+            announcer: Some("node-c"),
+        },
+        Case {
+            what: "Local, endpoints off the nodes: no node has one",
+            live: ALL,
+            local: true,
+            endpoints: &[OFF_NODE],
+            excluded: &[],
+            unavailable: &[],
+            unselected: &[],
+            announcer: None,
+        },
+        Case {
             what: "nobody selected",
             live: ALL,
             local: false,
@@ -187,7 +213,12 @@ mod tests {
                     node
                 })
                 .collect();
-            let svc = Traffic { local_traffic: case.local, ready_endpoint_nodes: names(case.endpoints) };
+            let on_nodes: Vec<&str> = case.endpoints.iter().copied().filter(|e| *e != OFF_NODE).collect();
+            let svc = Traffic {
+                local_traffic: case.local,
+                ready_endpoint_nodes: names(&on_nodes),
+                ready_off_node: case.endpoints.contains(&OFF_NODE),
+            };
             let chosen =
                 candidates(&svc, &nodes, &names(case.live), |n| !case.unselected.contains(&n.name.as_str()));
             assert_eq!(owner(address, chosen), case.announcer, "{}", case.what);

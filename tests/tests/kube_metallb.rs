@@ -184,7 +184,7 @@ async fn documented_configurations_mean_what_they_mean_in_metallb() {
         let ingress: Vec<_> = given.iter().map(|ip| json!({ "ip": ip.to_string() })).collect();
         svc.status = Some(serde_json::from_value(json!({ "loadBalancer": { "ingress": ingress } })).unwrap());
         let key = format!("{}/web", svc.metadata.namespace.as_deref().unwrap());
-        let ready = BTreeMap::from([(key, BTreeSet::from(["node-a".to_owned()]))]);
+        let ready = BTreeMap::from([(key, (BTreeSet::from(["node-a".to_owned()]), false))]);
         let snapshot = snapshot_of(&[svc], &ready, &nodes(), &pools, &ads, None);
         let live: BTreeSet<String> = case.live.iter().map(|n| n.to_string()).collect();
         let assignments = assign(&snapshot, &live);

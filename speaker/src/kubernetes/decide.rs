@@ -55,67 +55,155 @@ pub struct Assignment {
 /// The owner of every Service address that some L2Advertisement covers, among the `live`
 /// speakers. Per Service, as MetalLB decides: the pool of its addresses, the advertisements that
 /// cover that pool and select the Service, their candidates, and the sha256 order of the first
-/// address; its other addresses go to the same node. Services outside every pool, not
-/// advertised, or without a candidate have no owner (and are not in the result): nobody
-/// announces them.
+/// address; its other addresses go to the same node. Services that share an address
+/// (`allow-shared-ip`) are elected together, so that the address has one owner whatever their
+/// families: from the smallest address they share, among the nodes that are candidates for each
+/// of them. Services outside every pool, not advertised, or without a candidate have no owner
+/// (and are not in the result): nobody announces them.
 pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
+    let considered: Vec<Considered> =
+        snapshot.services.iter().filter_map(|svc| consider(snapshot, svc, live)).collect();
     let mut out = Vec::new();
-    let no_labels = selector::Labels::new();
-    for svc in &snapshot.services {
-        let Some(&first) = svc.addresses.first() else { continue };
-        // The pool the controller names, in force or not: a stranded address keeps the pool that
-        // gave it, and every speaker reads the same name whatever it knows of the pools' history.
-        // Without the name, MetalLB's rule: the pool (in force) that holds the first address.
-        let (pool, pool_labels) = match &svc.pool {
-            Some(name) => (name.as_str(), snapshot.pool_labels.get(name).unwrap_or(&no_labels)),
-            None => match snapshot.pools.iter().find(|(p, _)| p.contains(first)) {
-                Some((p, labels)) => (p.name.as_str(), labels),
-                None => continue,
-            },
-        };
-        let ads: Vec<&L2AdvertisementSpec> = snapshot
-            .advertisements
-            .iter()
-            .map(|(_, ad)| ad)
-            .filter(|ad| {
-                covers_pool(ad, pool, pool_labels) && any_or_empty(&ad.service_selectors, &svc.labels)
-            })
-            .collect();
-        if ads.is_empty() {
-            continue;
-        }
-        let selects =
-            |node: &candidates::Node| ads.iter().any(|ad| any_or_empty(&ad.node_selectors, &node.labels));
-        let candidates = candidates::candidates(&svc.traffic, &snapshot.nodes, live, selects);
-        let scored = candidates.into_iter().map(|name| (name, preference(&ads, snapshot.node(name))));
-        let Some((owner, heir)) = election::succession_preferring(first, scored) else { continue };
-        let owner_node = snapshot.nodes.iter().find(|n| n.name == owner).expect("a candidate is a node");
-        let on_owner = ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
-        let interfaces = on_owner.fold(Interfaces::Named(BTreeSet::new()), |acc, ad| match acc {
-            Interfaces::Named(mut names) if !ad.interfaces.is_empty() => {
-                names.extend(ad.interfaces.iter().cloned());
-                Interfaces::Named(names)
+    for group in sharing(&considered) {
+        let members: Vec<&Considered> = group.members.iter().map(|i| &considered[*i]).collect();
+        // Candidates of every member, their preferences summed.
+        let mut scored: BTreeMap<&str, i64> = members[0].scored.clone();
+        for m in &members[1..] {
+            scored.retain(|node, _| m.scored.contains_key(node));
+            for (node, score) in scored.iter_mut() {
+                *score += m.scored[node];
             }
-            _ => Interfaces::Subnet,
-        });
-        // A named pool gave all of them; otherwise each is in a pool the advertisements cover.
-        let advertised = |address: IpAddr| {
-            svc.pool.is_some()
-                || snapshot.pools.iter().any(|(p, labels)| {
-                    p.contains(address) && ads.iter().any(|ad| covers_pool(ad, &p.name, labels))
-                })
-        };
-        for &address in svc.addresses.iter().filter(|a| advertised(**a)) {
-            out.push(Assignment {
-                service: svc.key.clone(),
-                address,
-                owner: owner.to_owned(),
-                heir: heir.map(str::to_owned),
-                interfaces: interfaces.clone(),
-            });
+        }
+        let Some((owner, heir)) = election::succession_preferring(group.key, scored) else { continue };
+        for m in members {
+            out.extend(assignments(snapshot, m, owner, heir));
         }
     }
     out
+}
+
+/// A Service with its advertisements and scored candidates: what its election needs.
+struct Considered<'a> {
+    svc: &'a LoadBalancer,
+    ads: Vec<&'a L2AdvertisementSpec>,
+    scored: BTreeMap<&'a str, i64>,
+}
+
+/// `svc`'s pool, advertisements and candidates; `None` when it has no address, no pool, or no
+/// advertisement covers it.
+fn consider<'a>(
+    snapshot: &'a Snapshot,
+    svc: &'a LoadBalancer,
+    live: &BTreeSet<String>,
+) -> Option<Considered<'a>> {
+    static NO_LABELS: selector::Labels = selector::Labels::new();
+    let &first = svc.addresses.first()?;
+    // The pool the controller names, in force or not: a stranded address keeps the pool that
+    // gave it, and every speaker reads the same name whatever it knows of the pools' history.
+    // Without the name, MetalLB's rule: the pool (in force) that holds the first address.
+    let (pool, pool_labels) = match &svc.pool {
+        Some(name) => (name.as_str(), snapshot.pool_labels.get(name).unwrap_or(&NO_LABELS)),
+        None => snapshot.pools.iter().find(|(p, _)| p.contains(first)).map(|(p, l)| (p.name.as_str(), l))?,
+    };
+    let ads: Vec<&L2AdvertisementSpec> = snapshot
+        .advertisements
+        .iter()
+        .map(|(_, ad)| ad)
+        .filter(|ad| covers_pool(ad, pool, pool_labels) && any_or_empty(&ad.service_selectors, &svc.labels))
+        .collect();
+    if ads.is_empty() {
+        return None;
+    }
+    let selects =
+        |node: &candidates::Node| ads.iter().any(|ad| any_or_empty(&ad.node_selectors, &node.labels));
+    let candidates = candidates::candidates(&svc.traffic, &snapshot.nodes, live, selects);
+    let scored = candidates.into_iter().map(|name| (name, preference(&ads, snapshot.node(name)))).collect();
+    Some(Considered { svc, ads, scored })
+}
+
+/// Services elected together, and the address they are elected from.
+struct Group {
+    key: IpAddr,
+    members: Vec<usize>,
+}
+
+/// The Services of `considered` (by index) grouped by the addresses they share: a Service alone
+/// is elected from its first address (MetalLB's rule), a group from the smallest address two of
+/// its members share.
+fn sharing(considered: &[Considered]) -> Vec<Group> {
+    let mut holders: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+    for (i, c) in considered.iter().enumerate() {
+        for address in &c.svc.addresses {
+            holders.entry(*address).or_default().push(i);
+        }
+    }
+    holders.retain(|_, list| list.len() > 1);
+    // Union-find over the Services, joined by every shared address.
+    let mut parent: Vec<usize> = (0..considered.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for list in holders.values() {
+        for &i in &list[1..] {
+            let (a, b) = (root(&mut parent, list[0]), root(&mut parent, i));
+            parent[b] = a;
+        }
+    }
+    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+    for (i, c) in considered.iter().enumerate() {
+        let key = c.svc.addresses[0];
+        groups
+            .entry(root(&mut parent, i))
+            .or_insert_with(|| Group { key, members: Vec::new() })
+            .members
+            .push(i);
+    }
+    // In address order: a group's first shared address is its smallest.
+    let mut keyed = BTreeSet::new();
+    for (address, list) in &holders {
+        let r = root(&mut parent, list[0]);
+        if keyed.insert(r) {
+            groups.get_mut(&r).expect("every Service is in a group").key = *address;
+        }
+    }
+    groups.into_values().collect()
+}
+
+/// The assignments of `c`'s advertised addresses to `owner`, on the interfaces its
+/// advertisements name on the owner.
+fn assignments(snapshot: &Snapshot, c: &Considered, owner: &str, heir: Option<&str>) -> Vec<Assignment> {
+    let Some(owner_node) = snapshot.node(owner) else { return Vec::new() };
+    let on_owner = c.ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
+    let interfaces = on_owner.fold(Interfaces::Named(BTreeSet::new()), |acc, ad| match acc {
+        Interfaces::Named(mut names) if !ad.interfaces.is_empty() => {
+            names.extend(ad.interfaces.iter().cloned());
+            Interfaces::Named(names)
+        }
+        _ => Interfaces::Subnet,
+    });
+    // A named pool gave all of them; otherwise each is in a pool the advertisements cover.
+    let advertised = |address: IpAddr| {
+        c.svc.pool.is_some()
+            || snapshot.pools.iter().any(|(p, labels)| {
+                p.contains(address) && c.ads.iter().any(|ad| covers_pool(ad, &p.name, labels))
+            })
+    };
+    c.svc
+        .addresses
+        .iter()
+        .filter(|a| advertised(**a))
+        .map(|&address| Assignment {
+            service: c.svc.key.clone(),
+            address,
+            owner: owner.to_owned(),
+            heir: heir.map(str::to_owned),
+            interfaces: interfaces.clone(),
+        })
+        .collect()
 }
 
 /// A node's score from the advertisements' `preferredNodeSelectors`, as MetalLB sums it: each

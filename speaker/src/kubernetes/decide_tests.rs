@@ -31,6 +31,7 @@ fn snapshot(ads: Vec<L2AdvertisementSpec>) -> Snapshot {
             traffic: candidates::Traffic {
                 local_traffic: false,
                 ready_endpoint_nodes: ["node-a".to_string()].into(),
+                ready_off_node: false,
             },
         }],
         nodes: ALL
@@ -285,4 +286,56 @@ fn owned_by_groups_per_service() {
         assert_eq!(count, all.iter().filter(|a| a.owner == node).count());
         assert_eq!(mine.is_empty(), !owners.contains(node));
     }
+}
+
+/// Two Services that share an address (`allow-shared-ip`) give it one owner whatever their
+/// families: a dual-stack one, IPv6 first, would alone be elected from its IPv6 address, and
+/// an IPv4-only one from the shared address.
+#[test]
+fn services_that_share_an_address_have_one_owner() {
+    let by_itself = |a: IpAddr| election::owner(a, ALL).unwrap();
+    let shared: IpAddr = VIP.into();
+    // An IPv6 address that, hashed alone, elects another node than the shared address.
+    let v6: IpAddr = (1..200u16)
+        .map(|i| IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i)))
+        .find(|a| by_itself(*a) != by_itself(shared))
+        .expect("some address elects another node");
+    let mut s = snapshot(vec![ad()]);
+    s.pools.push(pool("lan6", "2001:db8::/120", &[]));
+    let dual =
+        LoadBalancer { key: "default/dual".into(), addresses: vec![v6, shared], ..s.services[0].clone() };
+    s.services.push(dual);
+    let owners = |s: &Snapshot| -> BTreeMap<(String, IpAddr), String> {
+        assign(s, &live()).into_iter().map(|a| ((a.service, a.address), a.owner)).collect()
+    };
+    let want = by_itself(shared).to_string();
+    assert_eq!(
+        owners(&s),
+        BTreeMap::from([
+            (("default/dual".to_string(), v6), want.clone()),
+            (("default/dual".to_string(), shared), want.clone()),
+            (("default/web".to_string(), shared), want.clone()),
+        ]),
+        "elected from the shared address, both families on one node"
+    );
+    // One of them may only be announced from node-a and node-b: both are, by one of those.
+    let mut narrow = s.clone();
+    narrow.services[0].labels = labels(&[("app", "narrow")]);
+    narrow.advertisements = vec![
+        (
+            "narrow".into(),
+            L2AdvertisementSpec {
+                service_selectors: vec![selector(&[("app", "narrow")])],
+                node_selectors: vec![selector(&[("zone", "a")])],
+                ..ad()
+            },
+        ),
+        ("all".into(), L2AdvertisementSpec { service_selectors: vec![selector(&[("app", "web")])], ..ad() }),
+    ];
+    let got: BTreeSet<String> = owners(&narrow).into_values().collect();
+    let in_zone_a = election::owner(shared, ["node-a", "node-b"]).unwrap().to_string();
+    assert_eq!(got, BTreeSet::from([in_zone_a]));
+    // Apart again, each is elected alone.
+    s.services[1].addresses = vec![v6];
+    assert_eq!(owners(&s)[&("default/dual".to_string(), v6)], by_itself(v6));
 }

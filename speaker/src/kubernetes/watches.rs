@@ -53,12 +53,20 @@ impl ServiceFacts {
     }
 }
 
+/// Where a Service's ready endpoints are: the nodes they run on, and whether some have none (a
+/// selector-less Service's hand-written endpoints, outside the cluster).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    pub nodes: Names,
+    pub off_node: bool,
+}
+
 /// Where ready endpoints are read from: EndpointSlices (discovery.k8s.io/v1; by slice, the
-/// Service key and the nodes), or core/v1 Endpoints on a cluster that does not serve those (by
-/// Service key, the nodes).
+/// Service key and where they are), or core/v1 Endpoints on a cluster that does not serve those
+/// (by Service key).
 pub enum EndpointSource {
-    Slices(Facts<(String, Names)>),
-    Endpoints(Facts<Names>),
+    Slices(Facts<(String, Ready)>),
+    Endpoints(Facts<Ready>),
 }
 
 /// The speaker's caches. Services and endpoints, which every node caches for the whole cluster,
@@ -123,37 +131,57 @@ impl Watches {
     /// The cluster as the decisions see it, from the caches.
     pub fn snapshot(&self) -> Snapshot {
         // Built for this snapshot: each Service takes its nodes out, rather than a copy.
-        let mut ready = self.ready_endpoint_nodes();
+        let mut ready = self.ready_endpoints();
         let services = self.services.read(|services| {
             services
                 .iter()
-                .map(|(key, facts)| load_balancer(key.clone(), facts, ready.remove(key).unwrap_or_default()))
+                .map(|(key, facts)| {
+                    let (nodes, off_node) = ready.remove(key).unwrap_or_default();
+                    load_balancer(key.clone(), facts, nodes, off_node)
+                })
                 .collect()
         });
         snapshot(services, &self.nodes.state(), &self.pools.state(), &self.advertisements.state())
     }
 
-    /// Nodes with a ready (or, while terminating, still serving) endpoint, by Service key.
-    fn ready_endpoint_nodes(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    /// Nodes with a ready (or, while terminating, still serving) endpoint, and whether one has
+    /// no node, by Service key.
+    fn ready_endpoints(&self) -> BTreeMap<String, (BTreeSet<String>, bool)> {
+        let mut out: BTreeMap<String, (BTreeSet<String>, bool)> = BTreeMap::new();
+        let mut add = |key: &String, ready: &Ready| {
+            let (nodes, off_node) = out.entry(key.clone()).or_default();
+            nodes.extend(ready.nodes.iter().cloned());
+            *off_node |= ready.off_node;
+        };
         match &self.endpoints {
             EndpointSource::Slices(slices) => slices.read(|slices| {
-                for (key, nodes) in slices.values() {
-                    out.entry(key.clone()).or_default().extend(nodes.iter().cloned());
+                for (key, ready) in slices.values() {
+                    add(key, ready);
                 }
             }),
             EndpointSource::Endpoints(endpoints) => endpoints.read(|endpoints| {
-                out.extend(endpoints.iter().map(|(k, n)| (k.clone(), n.iter().cloned().collect())))
+                for (key, ready) in endpoints {
+                    add(key, ready);
+                }
             }),
         }
         out
     }
 }
 
-/// A Service as the decisions see it: its facts and the nodes of its ready endpoints.
-fn load_balancer(key: String, facts: &ServiceFacts, ready_endpoint_nodes: BTreeSet<String>) -> LoadBalancer {
+/// A Service as the decisions see it: its facts and where its ready endpoints are.
+fn load_balancer(
+    key: String,
+    facts: &ServiceFacts,
+    ready_endpoint_nodes: BTreeSet<String>,
+    ready_off_node: bool,
+) -> LoadBalancer {
     LoadBalancer {
-        traffic: candidates::Traffic { local_traffic: facts.local_traffic, ready_endpoint_nodes },
+        traffic: candidates::Traffic {
+            local_traffic: facts.local_traffic,
+            ready_endpoint_nodes,
+            ready_off_node,
+        },
         labels: facts.labels.clone(),
         addresses: facts.addresses.clone(),
         pool: facts.pool.clone(),
@@ -162,11 +190,12 @@ fn load_balancer(key: String, facts: &ServiceFacts, ready_endpoint_nodes: BTreeS
 }
 
 /// The cluster as the decisions see it: the Services Herald handles (`class` as the
-/// controller's) with their addresses and the nodes of their `ready` endpoints (by Service key),
-/// the Nodes, the pools in force, the advertisements. Pure, over the objects as the API serves them.
+/// controller's) with their addresses and the nodes of their `ready` endpoints (by Service key:
+/// the nodes, and whether one has none), the Nodes, the pools in force, the advertisements.
+/// Pure, over the objects as the API serves them.
 pub fn snapshot_of<S, N, P, A>(
     services: &[S],
-    ready: &BTreeMap<String, BTreeSet<String>>,
+    ready: &BTreeMap<String, (BTreeSet<String>, bool)>,
     nodes: &[N],
     pools: &[P],
     advertisements: &[A],
@@ -184,8 +213,8 @@ where
         .filter_map(|svc| {
             let facts = ServiceFacts::of(svc, class)?;
             let key = service::key(svc);
-            let nodes = ready.get(&key).cloned().unwrap_or_default();
-            Some(load_balancer(key, &facts, nodes))
+            let (nodes, off_node) = ready.get(&key).cloned().unwrap_or_default();
+            Some(load_balancer(key, &facts, nodes, off_node))
         })
         .collect();
     snapshot(services, nodes, pools, advertisements)
@@ -212,30 +241,37 @@ where
     Snapshot { services, nodes, pools: in_force.pools, pool_labels, advertisements }
 }
 
-/// The Service an EndpointSlice belongs to (`namespace/name`), and the nodes of its serving
-/// endpoints. MetalLB's rule: `serving` counts (a terminating endpoint may still serve); unset
+/// The Service an EndpointSlice belongs to (`namespace/name`), and where its serving endpoints
+/// are. MetalLB's rule: `serving` counts (a terminating endpoint may still serve); unset
 /// `serving` means `ready`; unset `ready` means ready.
-pub(super) fn slice_nodes(slice: &EndpointSlice) -> Option<(String, Names)> {
+pub(super) fn slice_nodes(slice: &EndpointSlice) -> Option<(String, Ready)> {
     let service = slice.labels().get("kubernetes.io/service-name")?;
     let key = format!("{}/{service}", slice.namespace().unwrap_or_default());
-    let nodes = slice
-        .endpoints
-        .iter()
-        .filter(|ep| {
-            let c = ep.conditions.clone().unwrap_or_default();
-            c.serving.unwrap_or(c.ready.unwrap_or(true))
-        })
-        .filter_map(|ep| ep.node_name.clone())
-        .collect();
-    Some((key, nodes))
+    let serving = slice.endpoints.iter().filter(|ep| {
+        let c = ep.conditions.clone().unwrap_or_default();
+        c.serving.unwrap_or(c.ready.unwrap_or(true))
+    });
+    Some((key, ready(serving.map(|ep| ep.node_name.as_ref()))))
 }
 
-/// The Service of a core/v1 Endpoints object (same name), and the nodes of its ready addresses
+/// The Service of a core/v1 Endpoints object (same name), and where its ready addresses are
 /// (`notReadyAddresses` do not count).
-pub(super) fn endpoints_nodes(ep: &Endpoints) -> (String, Names) {
+pub(super) fn endpoints_nodes(ep: &Endpoints) -> (String, Ready) {
     let key = format!("{}/{}", ep.namespace().unwrap_or_default(), ep.name_any());
-    let ready = ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten());
-    (key, ready.filter_map(|a| a.node_name.clone()).collect())
+    let addresses = ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten());
+    (key, ready(addresses.map(|a| a.node_name.as_ref())))
+}
+
+/// Where endpoints are, from each one's node (if it has one).
+fn ready<'a>(nodes: impl Iterator<Item = Option<&'a String>>) -> Ready {
+    let mut off_node = false;
+    let nodes = nodes
+        .filter_map(|node| {
+            off_node |= node.is_none();
+            node.cloned()
+        })
+        .collect();
+    Ready { nodes, off_node }
 }
 
 /// A Node as the candidate rules see it.
@@ -307,9 +343,9 @@ mod tests {
             ],
         }))
         .unwrap();
-        let (key, nodes) = slice_nodes(&slice).unwrap();
+        let (key, ready) = slice_nodes(&slice).unwrap();
         assert_eq!(key, "shop/web");
-        assert_eq!(nodes, names(&["ready", "terminating", "unset"]));
+        assert_eq!(ready, Ready { nodes: names(&["ready", "terminating", "unset"]), off_node: true });
         let mut orphan = slice.clone();
         orphan.metadata.labels = None;
         assert!(slice_nodes(&orphan).is_none(), "a slice of no Service is ignored");
@@ -325,6 +361,7 @@ mod tests {
             }],
         }))
         .unwrap();
-        assert_eq!(endpoints_nodes(&ep), ("shop/web".to_string(), names(&["node-a"])));
+        let ready = Ready { nodes: names(&["node-a"]), off_node: true };
+        assert_eq!(endpoints_nodes(&ep), ("shop/web".to_string(), ready));
     }
 }
