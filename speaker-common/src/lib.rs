@@ -39,6 +39,15 @@ pub const ARP_MAP_CAPACITY: u32 = 65_536;
 pub const PEER_MAP: &str = "HERALD_PEERS";
 /// Capacity of [`PEER_MAP`].
 pub const PEER_MAP_CAPACITY: u32 = 1024;
+/// The IPv4 addresses Herald announces from another node, whose ARP requests this node drops
+/// while its speaker is alive: kube-proxy in IPVS mode (and kube-router) bind every Service
+/// address on every node, and a kernel that answers ARP for any local address (`arp_ignore` 0,
+/// the default) would answer beside the owner. The address in wire order, as a `u32` ->
+/// requests dropped (`u64`, only the program increments it). IPv6 needs no such map: a kernel
+/// answers a Neighbor Solicitation only on the interface that holds the address.
+pub const ELSEWHERE_MAP: &str = "HERALD_ELSEWHERE";
+/// Capacity of [`ELSEWHERE_MAP`].
+pub const ELSEWHERE_MAP_CAPACITY: u32 = 65_536;
 /// One-slot array: every conflict the program counted on any entry, so that the speaker learns
 /// of new ones by reading one `u64` rather than the whole of [`ARP_MAP`].
 pub const CONFLICT_MAP: &str = "HERALD_CONFLICTS";

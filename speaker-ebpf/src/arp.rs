@@ -1,8 +1,9 @@
 //! ARP for the addresses in [`ARP`]: a request for one on the interface and VLAN it came in on
-//! is answered; an ARP reply or gratuitous ARP that gives such an address another host's MAC is
-//! counted as a conflict; everything else passes on untouched. Statements at each decision go to
-//! aya-log, at the level the speaker loaded the program with (`--xdp-log`); the verifier prunes
-//! the others.
+//! is answered; a request for one in [`ELSEWHERE`](crate::maps::ELSEWHERE) (another node
+//! answers it) is dropped, so that this node's kernel does not answer too; an ARP reply or
+//! gratuitous ARP that gives an announced address another host's MAC is counted as a conflict;
+//! everything else passes on untouched. Statements at each decision go to aya-log, at the level
+//! the speaker loaded the program with (`--xdp-log`); the verifier prunes the others.
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
@@ -18,18 +19,18 @@ use crate::{
         is_group, mac_eq,
     },
     log::{debug, info, warn},
-    maps::{ARP, count_claim, heartbeat_fresh, is_peer},
-    respond::{Answer, Kind},
+    maps::{ARP, count_claim, elsewhere, heartbeat_fresh, is_peer},
+    respond::{Answer, Kind, Verdict},
 };
 
-/// The ARP body at `L2`, on VLAN `vlan`.
+/// The ARP body at `L2`, on VLAN `vlan`; `None` passes it.
 #[inline(always)]
 pub(crate) fn decide<const L2: usize, C: EbpfContext>(
     ctx: &C,
     frame: Frame,
     ifindex: u32,
     vlan: u16,
-) -> Option<Answer> {
+) -> Option<Verdict> {
     // One bounds check covers the Ethernet header, the tag if any, and the whole ARP body.
     // SAFETY: `at` checked that both lie inside the packet.
     let arp = unsafe { &*frame.at::<ArpEth>(L2)? };
@@ -50,7 +51,8 @@ pub(crate) fn decide<const L2: usize, C: EbpfContext>(
 }
 
 /// A request: answered if its target is announced here, to broadcast or to our MAC, from a
-/// unicast sender, while the speaker is alive.
+/// unicast sender, while the speaker is alive; dropped, while the speaker is alive, if another
+/// node announces its target.
 #[inline(always)]
 fn request<const L2: usize, C: EbpfContext>(
     ctx: &C,
@@ -58,7 +60,7 @@ fn request<const L2: usize, C: EbpfContext>(
     arp: &ArpEth,
     ifindex: u32,
     vlan: u16,
-) -> Option<Answer> {
+) -> Option<Verdict> {
     let target = arp.tpa;
     // Never send a reply to a group address.
     if is_group(&arp.sha) || is_group(&eth.src) {
@@ -66,6 +68,10 @@ fn request<const L2: usize, C: EbpfContext>(
         return None;
     }
     let Some(entry) = ARP.get_ptr_mut(&ArpKey::new(target, ifindex, vlan)) else {
+        if heartbeat_fresh() && elsewhere(target) {
+            debug!(ctx, "drop: {:i} is announced by another node", target);
+            return Some(Verdict::Drop);
+        }
         debug!(ctx, "pass: {:i} on VLAN {} is not announced on interface {}", target, vlan, ifindex);
         return None;
     };
@@ -81,7 +87,7 @@ fn request<const L2: usize, C: EbpfContext>(
         return None;
     }
     debug!(ctx, "answer: {:i} on VLAN {} is at {:mac}, to {:mac}", target, vlan, mac, arp.sha);
-    Some(Answer { entry, l2: L2, kind: Kind::Arp, grow: 0 })
+    Some(Verdict::Answer(Answer { entry, l2: L2, kind: Kind::Arp, grow: 0 }))
 }
 
 /// A claim on an address (a reply or a gratuitous ARP): counted on the entry when it is one we

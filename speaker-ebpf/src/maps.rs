@@ -12,8 +12,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use speaker_common::{
-    ARP_MAP_CAPACITY, ArpEntry, ArpKey, DEFAULT_DEAD_MAN_NS, Heartbeat, MacKey, NDP_MAP_CAPACITY, NdpKey,
-    PEER_MAP_CAPACITY,
+    ARP_MAP_CAPACITY, ArpEntry, ArpKey, DEFAULT_DEAD_MAN_NS, ELSEWHERE_MAP_CAPACITY, Heartbeat, MacKey,
+    NDP_MAP_CAPACITY, NdpKey, PEER_MAP_CAPACITY,
 };
 
 #[btf_map(name = "HERALD_ARP")]
@@ -27,6 +27,9 @@ pub static HEARTBEAT: Array<Heartbeat, 1> = Array::new();
 
 #[btf_map(name = "HERALD_PEERS")]
 pub static PEERS: HashMap<MacKey, u32, { PEER_MAP_CAPACITY as usize }> = HashMap::new();
+
+#[btf_map(name = "HERALD_ELSEWHERE")]
+pub static ELSEWHERE: HashMap<u32, u64, { ELSEWHERE_MAP_CAPACITY as usize }> = HashMap::new();
 
 #[btf_map(name = "HERALD_CONFLICTS")]
 pub static CONFLICTS: Array<u64, 1> = Array::new();
@@ -79,6 +82,18 @@ pub fn is_peer(mac: Mac) -> bool {
     let key: u64 = mac.word();
     // SAFETY: a u64 has `MacKey`'s size (8) and at least its alignment (1).
     PEERS.get_ptr(unsafe { &*(&raw const key).cast::<MacKey>() }).is_some()
+}
+
+/// Whether requests for `target` are to be dropped (another node announces it), counting the
+/// drop when they are.
+#[inline(always)]
+pub fn elsewhere(target: [u8; 4]) -> bool {
+    let Some(dropped) = ELSEWHERE.get_ptr_mut(&u32::from_ne_bytes(target)) else {
+        return false;
+    };
+    // SAFETY: a naturally aligned u64 in a live map value, changed only atomically.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(dropped, 1) };
+    true
 }
 
 /// The entry of `target` on `ifindex` and `vlan`, if announced there.

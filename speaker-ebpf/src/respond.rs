@@ -1,6 +1,7 @@
 //! The responder, whichever hook runs it: what to do with one frame. An ARP request ([`arp`])
 //! or a Neighbor Solicitation ([`ndp`]) for an address announced on the interface and VLAN it
-//! came in on is answered in place; everything else passes on untouched.
+//! came in on is answered in place; an ARP request for an address another node announces is
+//! dropped; everything else passes on untouched.
 
 use aya_ebpf::{EbpfContext, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use speaker_common::ArpEntry;
@@ -35,6 +36,17 @@ pub enum Kind {
     },
 }
 
+/// What to do with a frame.
+pub enum Verdict {
+    /// On to the kernel, untouched.
+    Pass,
+    /// Rewrite it into its reply and send that back.
+    Answer(Answer),
+    /// Nobody here answers it: another node announces its address (the kernel would answer
+    /// beside it; see `speaker_common::ELSEWHERE_MAP`).
+    Drop,
+}
+
 /// A request this node answers: only [`decide`] makes one.
 pub struct Answer {
     /// The entry it asked for: a live map value.
@@ -58,15 +70,20 @@ pub fn may_be_request(frame: Frame) -> bool {
         .is_some_and(|eth| matches!(unsafe { (*eth).proto }, ETH_P_ARP | ETH_P_IPV6 | ETH_P_8021Q))
 }
 
-/// What to do with `frame`, received on `ifindex` with its tag where `tag` says: `None` passes
-/// it on untouched.
+/// What to do with `frame`, received on `ifindex` with its tag where `tag` says.
 #[inline(always)]
-pub fn decide<C: EbpfContext>(ctx: &C, frame: Frame, ifindex: u32, tag: Tag) -> Option<Answer> {
+pub fn decide<C: EbpfContext>(ctx: &C, frame: Frame, ifindex: u32, tag: Tag) -> Verdict {
+    verdict(ctx, frame, ifindex, tag).unwrap_or(Verdict::Pass)
+}
+
+/// [`decide`]; `None` passes.
+#[inline(always)]
+fn verdict<C: EbpfContext>(ctx: &C, frame: Frame, ifindex: u32, tag: Tag) -> Option<Verdict> {
     // SAFETY: `at` checked the bounds; packet data is at least 2-byte aligned.
     let eth = unsafe { &*frame.at::<EthHdr>(0)? };
     match (tag, eth.proto) {
         (Tag::InFrame, ETH_P_ARP) => arp::decide::<ETH_HLEN, C>(ctx, frame, ifindex, 0),
-        (Tag::InFrame, ETH_P_IPV6) => ndp::decide::<ETH_HLEN>(frame, ifindex, 0),
+        (Tag::InFrame, ETH_P_IPV6) => ndp::decide::<ETH_HLEN>(frame, ifindex, 0).map(Verdict::Answer),
         (Tag::InFrame, ETH_P_8021Q) => {
             // One 802.1Q tag. Behind a second tag (QinQ) the inner EtherType is neither: pass.
             // SAFETY: as above.
@@ -74,13 +91,15 @@ pub fn decide<C: EbpfContext>(ctx: &C, frame: Frame, ifindex: u32, tag: Tag) -> 
             let id = u16::from_be(vlan.tci) & VLAN_VID_MASK;
             match vlan.proto {
                 ETH_P_ARP => arp::decide::<TAGGED_HLEN, C>(ctx, frame, ifindex, id),
-                ETH_P_IPV6 => ndp::decide::<TAGGED_HLEN>(frame, ifindex, id),
+                ETH_P_IPV6 => ndp::decide::<TAGGED_HLEN>(frame, ifindex, id).map(Verdict::Answer),
                 _ => None,
             }
         }
         // A stripped tag and an untagged frame; a stripped tag and one in the frame is QinQ.
         (Tag::Beside(tci), ETH_P_ARP) => arp::decide::<ETH_HLEN, C>(ctx, frame, ifindex, tci & VLAN_VID_MASK),
-        (Tag::Beside(tci), ETH_P_IPV6) => ndp::decide::<ETH_HLEN>(frame, ifindex, tci & VLAN_VID_MASK),
+        (Tag::Beside(tci), ETH_P_IPV6) => {
+            ndp::decide::<ETH_HLEN>(frame, ifindex, tci & VLAN_VID_MASK).map(Verdict::Answer)
+        }
         // 802.1ad outer tags, IPv4 and everything else.
         _ => None,
     }

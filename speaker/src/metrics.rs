@@ -172,6 +172,17 @@ impl Collector for Responder {
         for e in &entries {
             ConstCounter::new(e.conflicts).encode(family.encode_family(&labels(e))?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "arp_requests_dropped",
+            "ARP requests dropped by the XDP program for an address another node announces, so \
+             that this node's kernel does not answer them too (a Service proxy binds the address \
+             on every node)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (addr, dropped) in pinned::elsewhere(&self.pin_dir).unwrap_or_default() {
+            ConstCounter::new(dropped).encode(family.encode_family(&[("ip", addr.to_string())])?)?;
+        }
         // The last claim of each, by MAC: when it came, as Unix time.
         let (now_unix, now_ns) = (
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),

@@ -1,10 +1,13 @@
 //! Read-only access to the maps a running speaker pinned: for `herald-speaker status`, and to
 //! tell a live speaker's pins from a dead one's.
 
-use std::{net::IpAddr, path::Path};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
-use speaker_common::{ARP_MAP, ArpEntry, ArpKey, HEARTBEAT_MAP, Heartbeat, NDP_MAP, NdpKey};
+use speaker_common::{ARP_MAP, ArpEntry, ArpKey, ELSEWHERE_MAP, HEARTBEAT_MAP, Heartbeat, NDP_MAP, NdpKey};
 
 /// One entry of the responder maps (ARP's or Neighbor Discovery's).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +82,13 @@ pub fn entries(dir: &Path) -> Result<Vec<Entry>, MapError> {
         &HashMap::<_, ArpKey, ArpEntry>::try_from(arp)?,
         &HashMap::<_, NdpKey, ArpEntry>::try_from(ndp)?,
     )
+}
+
+/// The addresses another node announces, whose ARP requests the programs drop here, with how
+/// many they dropped.
+pub fn elsewhere(dir: &Path) -> Result<Vec<(Ipv4Addr, u64)>, MapError> {
+    let map = Map::HashMap(MapData::from_pin(dir.join(ELSEWHERE_MAP))?);
+    crate::datapath::elsewhere::counts(&HashMap::<_, u32, u64>::try_from(map)?)
 }
 
 #[cfg(test)]

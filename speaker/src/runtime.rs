@@ -42,6 +42,9 @@ pub struct Desired {
     pub stand_by: Option<BTreeSet<(u32, String)>>,
     /// Whom this node's membership sends heartbeats to, and whose it watches for.
     pub succession: Succession,
+    /// IPv4 addresses another node announces: their ARP requests are dropped here, so that this
+    /// node's kernel never answers beside the owner (where a Service proxy bound them locally).
+    pub elsewhere: BTreeSet<std::net::Ipv4Addr>,
 }
 
 /// A change in what a source says.
@@ -255,6 +258,12 @@ fn pass(
     }
     if let Some(membership) = membership {
         membership.set_succession(desired.succession);
+    }
+    // Before the entries: an address this node loses is answered until its entry goes (the
+    // programs look there first), then dropped; one it gains is dropped no more an instant
+    // before it is answered.
+    if let Err(e) = announcer.set_elsewhere(&desired.elsewhere) {
+        error!(error = %Chain(&e), "the addresses other nodes announce not all written");
     }
     match announcer.apply(desired.announce, gratuitous, takeover) {
         Ok(changed) => changed,

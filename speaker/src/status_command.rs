@@ -21,6 +21,8 @@ pub fn report(dir: &Path, state_dir: &Path) -> anyhow::Result<String> {
     let now = clock::monotonic_ns();
     let mut out = format!("heartbeat: {}\n", heartbeat_line(&beat, now, alive));
     out += &table(&entries, &names, now);
+    // Absent from a speaker of an older build: no lines.
+    out += &elsewhere_lines(&pinned::elsewhere(dir).unwrap_or_default());
     out += &state.unwrap_or_default();
     Ok(out)
 }
@@ -47,6 +49,18 @@ pub fn table(entries: &[pinned::Entry], names: &BTreeMap<u32, String>, now_ns: u
             e.addr,
             format_mac(e.conflict_mac),
             name(e.ifindex),
+        );
+    }
+    out
+}
+
+/// A line per address another node announces, whose requests are dropped here.
+pub fn elsewhere_lines(elsewhere: &[(std::net::Ipv4Addr, u64)]) -> String {
+    let mut out = String::new();
+    for (addr, dropped) in elsewhere {
+        let _ = writeln!(
+            out,
+            "elsewhere: {addr} is announced by another node; {dropped} ARP requests dropped here"
         );
     }
     out

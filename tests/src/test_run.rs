@@ -15,8 +15,8 @@ use herald_speaker::{
     datapath::{LOGGING, QUIET},
 };
 use speaker_common::{
-    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
-    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PASS_PROGRAM, PEER_MAP,
+    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, ELSEWHERE_MAP,
+    HEARTBEAT_MAP, Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PASS_PROGRAM, PEER_MAP,
 };
 
 /// Where the kernel runs test frames in.
@@ -53,6 +53,8 @@ pub enum Verdict {
     Answer,
     /// Passed on: XDP_PASS, or TC_ACT_UNSPEC (on to the next program or the stack).
     Pass,
+    /// Dropped: XDP_DROP, or TC_ACT_SHOT.
+    Drop,
     /// Not run: for a TC run the kernel builds a socket buffer, and refuses a frame whose
     /// EtherType says IPv4 or IPv6 but whose header is cut short. On a real interface such a
     /// frame reaches the program, which passes every frame that is not ARP.
@@ -64,6 +66,7 @@ impl Verdict {
     fn of(hook: Hook, code: u32) -> Self {
         match (hook, code) {
             (Hook::Xdp, 3) | (Hook::Tc, 7) => Verdict::Answer,
+            (Hook::Xdp, 1) | (Hook::Tc, 2) => Verdict::Drop,
             (Hook::Xdp | Hook::Pass, 2) | (Hook::Tc, u32::MAX) => Verdict::Pass,
             (_, other) => Verdict::Other(other),
         }
@@ -119,6 +122,19 @@ impl Fixture {
     pub fn ndp_entry(&self, key: NdpKey) -> ArpEntry {
         let map: HashMap<_, NdpKey, ArpEntry> = HashMap::try_from(self.ebpf.map(NDP_MAP).unwrap()).unwrap();
         map.get(&key, 0).unwrap()
+    }
+
+    /// Another node announces `addr`: requests for it are dropped.
+    pub fn insert_elsewhere(&mut self, addr: std::net::Ipv4Addr) {
+        let mut map: HashMap<_, u32, u64> =
+            HashMap::try_from(self.ebpf.map_mut(ELSEWHERE_MAP).unwrap()).unwrap();
+        map.insert(&u32::from_ne_bytes(addr.octets()), &0, 0).unwrap();
+    }
+
+    /// How many requests for `addr` were dropped.
+    pub fn dropped(&self, addr: std::net::Ipv4Addr) -> u64 {
+        let map: HashMap<_, u32, u64> = HashMap::try_from(self.ebpf.map(ELSEWHERE_MAP).unwrap()).unwrap();
+        map.get(&u32::from_ne_bytes(addr.octets()), 0).unwrap()
     }
 
     /// Another Herald speaker's MAC.
@@ -221,6 +237,11 @@ impl Fixture {
         let (verdict, out) = self.run(hook, frame).unwrap_or_else(|e| panic!("{hook:?} {name}: {e:?}"));
         assert!(matches!(verdict, Verdict::Pass | Verdict::Refused), "{hook:?} {name}: verdict {verdict:?}");
         assert_eq!(out, frame, "{hook:?} {name}: a passed frame must be unchanged");
+    }
+
+    pub fn assert_drop(&self, hook: Hook, name: &str, frame: &[u8]) {
+        let (verdict, _) = self.run(hook, frame).unwrap_or_else(|e| panic!("{hook:?} {name}: {e:?}"));
+        assert_eq!(verdict, Verdict::Drop, "{hook:?} {name}: verdict");
     }
 
     pub fn assert_answer(&self, hook: Hook, name: &str, frame: &[u8], reply: &[u8]) {

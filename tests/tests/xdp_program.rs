@@ -22,12 +22,16 @@ const NODE_MAC: [u8; 6] = [0x02, 0x4e, 0x4f, 0x44, 0x45, 0x01];
 const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0x1e, 0x47, 0x00, 0x01];
 const OTHER_MAC: [u8; 6] = [0x02, 0x07, 0x07, 0x07, 0x07, 0x07];
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+/// An address another node announces (a Service proxy bound it here too).
+const ELSEWHERE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 240);
 
-/// Both programs, VIP answered untagged and VIP_VLAN on VLAN 42, with a fresh heartbeat.
+/// Both programs, VIP answered untagged and VIP_VLAN on VLAN 42, ELSEWHERE's requests dropped,
+/// with a fresh heartbeat.
 fn fixture() -> Fixture {
     let mut f = Fixture::new();
     f.insert(ArpKey::new(VIP.octets(), LO, 0), NODE_MAC);
     f.insert(ArpKey::new(VIP_VLAN.octets(), LO, 42), NODE_MAC);
+    f.insert_elsewhere(ELSEWHERE);
     f
 }
 
@@ -195,9 +199,45 @@ fn stale_heartbeat_stops_answers() {
     }
 }
 
+/// Requests for an address another node announces are dropped, whatever their VLAN or
+/// destination MAC, so that this node's kernel never answers them (kube-proxy in IPVS mode binds
+/// the address here too); while the speaker is alive only, and never what announces rather than
+/// asks.
+#[test]
+fn drops_requests_for_addresses_another_node_announces() {
+    if !root_or_skip("drops_requests_for_addresses_another_node_announces") {
+        return;
+    }
+    for hook in Hook::ALL {
+        let mut f = fixture();
+        let req = request(ELSEWHERE);
+        f.assert_drop(hook, "broadcast request", &req.to_bytes());
+        f.assert_drop(hook, "request on VLAN 42", &Arp { vlan: Some(42), ..req }.to_bytes());
+        f.assert_drop(
+            hook,
+            "unicast to another MAC (a cache refresh)",
+            &Arp { eth_dst: OTHER_MAC, ..req }.to_bytes(),
+        );
+        f.assert_drop(hook, "ARP probe", &Arp { spa: Ipv4Addr::UNSPECIFIED, ..req }.to_bytes());
+        assert_eq!(f.dropped(ELSEWHERE), 4, "{hook:?}: each drop counted");
+        f.assert_pass(hook, "the owner's gratuitous ARP", &Arp { spa: ELSEWHERE, ..req }.to_bytes());
+        f.assert_pass(hook, "a reply", &Arp { op: ARP_REPLY, ..req }.to_bytes());
+        f.assert_pass(hook, "from a group address", &Arp { sha: [0x01, 0, 0x5e, 0, 0, 1], ..req }.to_bytes());
+        f.assert_pass(hook, "another address", &request(Ipv4Addr::new(203, 0, 113, 241)).to_bytes());
+        // Announced here and listed as elsewhere (a moment of a takeover): answered.
+        f.insert_elsewhere(VIP);
+        let mine = request(VIP);
+        f.assert_answer(hook, "announced here", &mine.to_bytes(), &reply_to(&mine).to_bytes());
+        // A hung speaker's node lets its kernel answer again (fail open).
+        f.beat(monotonic_ns() - BOUND_NS - 100_000_000);
+        f.assert_pass(hook, "heartbeat older than the bound", &req.to_bytes());
+        assert_eq!(f.dropped(ELSEWHERE), 4, "{hook:?}: passes are not counted");
+    }
+}
+
 /// The program against an independent model of what it must do, over frames mutated at random
-/// from valid requests: it answers exactly when the model says so, with the model's bytes, and
-/// passes everything else unchanged.
+/// from valid requests: it answers or drops exactly when the model says so, answers with the
+/// model's bytes, and passes everything else unchanged.
 #[test]
 fn mutated_frames_match_the_model() {
     if !root_or_skip("mutated_frames_match_the_model") {
@@ -208,9 +248,10 @@ fn mutated_frames_match_the_model() {
         request(VIP).to_bytes(),
         Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes(),
         Arp { eth_dst: NODE_MAC, ..request(VIP) }.to_bytes(),
+        request(ELSEWHERE).to_bytes(),
     ];
     let mut rng = seeded(0x9e37_79b9_7f4a_7c15);
-    let (mut answered, mut passed) = (0, 0);
+    let (mut answered, mut passed, mut dropped) = (0, 0, 0);
     for i in 0..6000 {
         let mut frame = seeds[i % seeds.len()].clone();
         for _ in 0..rng.random_range(0..4) {
@@ -227,25 +268,63 @@ fn mutated_frames_match_the_model() {
         if cut < 2 {
             frame.truncate(14 + rng.random_range(0..frame.len() - 13));
         }
-        let expected = model(&frame);
         // Alternately through each hook: both must agree with the model.
         let hook = Hook::ALL[i % 2];
-        match &expected {
-            Some(reply) => {
-                f.assert_answer(hook, &format!("frame {i} {frame:02x?}"), &frame, reply);
+        let name = format!("frame {i} {frame:02x?}");
+        match model(&frame) {
+            Expect::Answer(reply) => {
+                f.assert_answer(hook, &name, &frame, &reply);
                 answered += 1;
             }
-            None => {
-                f.assert_pass(hook, &format!("frame {i} {frame:02x?}"), &frame);
+            Expect::Drop => {
+                f.assert_drop(hook, &name, &frame);
+                dropped += 1;
+            }
+            Expect::Pass => {
+                f.assert_pass(hook, &name, &frame);
                 passed += 1;
             }
         }
     }
-    assert!(answered > 500 && passed > 500, "both paths exercised: {answered} answered, {passed} passed");
+    assert!(
+        answered > 500 && passed > 500 && dropped > 200,
+        "every path exercised: {answered} answered, {dropped} dropped, {passed} passed"
+    );
 }
 
-/// What the program must do with `frame` given Fixture's entries: the reply, or `None` (pass).
-fn model(frame: &[u8]) -> Option<Vec<u8>> {
+/// What the model says the program does with a frame.
+enum Expect {
+    Answer(Vec<u8>),
+    Drop,
+    Pass,
+}
+
+/// What the program must do with `frame` given Fixture's entries.
+fn model(frame: &[u8]) -> Expect {
+    let Some(reply) = answer_model(frame) else {
+        return if drop_model(frame) { Expect::Drop } else { Expect::Pass };
+    };
+    Expect::Answer(reply)
+}
+
+/// Whether `frame` is a request, from a unicast sender, for ELSEWHERE, on any VLAN.
+fn drop_model(frame: &[u8]) -> bool {
+    let l2 = match frame.get(12..14) {
+        Some([0x08, 0x06]) => 14,
+        Some([0x81, 0x00]) if frame.get(16..18) == Some(&[0x08, 0x06]) => 18,
+        _ => return false,
+    };
+    let Some(arp) = frame.get(l2..l2 + 28) else { return false };
+    let (sha, spa, tpa) = (&arp[8..14], &arp[14..18], &arp[24..28]);
+    arp[..8] == [0, 1, 8, 0, 6, 4, 0, 1]
+        && spa != tpa
+        && sha[0] & 1 == 0
+        && frame[6] & 1 == 0
+        && tpa == ELSEWHERE.octets()
+}
+
+/// The reply to `frame` given Fixture's entries, or `None`.
+fn answer_model(frame: &[u8]) -> Option<Vec<u8>> {
     let tpid = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
     let (l2, vlan) = match tpid {
         0x0806 => (14, 0),

@@ -7,7 +7,7 @@
 
 use aya_ebpf::{
     bindings::{
-        xdp_action::{XDP_PASS, XDP_TX},
+        xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
         xdp_md,
     },
     helpers::bpf_xdp_adjust_head,
@@ -17,7 +17,7 @@ use aya_ebpf::{
 use speaker_ebpf::{
     frame::{ETH_P_8021Q, Frame, VLAN_HLEN},
     log::error,
-    respond::{self, Tag},
+    respond::{self, Tag, Verdict},
 };
 
 unsafe extern "C" {
@@ -45,8 +45,10 @@ pub fn herald_arp_meta(ctx: XdpContext) -> u32 {
         _ => return XDP_PASS,
     };
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    let Some(answer) = respond::decide(&ctx, frame, ctx.ingress_ifindex() as u32, tag) else {
-        return XDP_PASS;
+    let answer = match respond::decide(&ctx, frame, ctx.ingress_ifindex() as u32, tag) {
+        Verdict::Answer(answer) => answer,
+        Verdict::Drop => return XDP_DROP,
+        Verdict::Pass => return XDP_PASS,
     };
     let Some(frame) = respond::grow_xdp(&ctx, answer.grow) else {
         return XDP_PASS;

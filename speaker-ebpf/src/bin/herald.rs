@@ -9,8 +9,8 @@
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        __sk_buff, TC_ACT_UNSPEC,
-        xdp_action::{XDP_PASS, XDP_TX},
+        __sk_buff, TC_ACT_SHOT, TC_ACT_UNSPEC,
+        xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     },
     helpers::{bpf_redirect, bpf_skb_change_tail},
     macros::{classifier, xdp},
@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use speaker_ebpf::{
     frame::{ETH_P_8021Q, Frame},
-    respond::{self, Tag},
+    respond::{self, Tag, Verdict},
 };
 
 /// Devices that leave 802.1Q tags in the frames (rx VLAN offload off): the tag, if any, is read
@@ -26,8 +26,10 @@ use speaker_ebpf::{
 #[xdp]
 pub fn herald_arp(ctx: XdpContext) -> u32 {
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    let Some(answer) = respond::decide(&ctx, frame, ctx.ingress_ifindex() as u32, Tag::InFrame) else {
-        return XDP_PASS;
+    let answer = match respond::decide(&ctx, frame, ctx.ingress_ifindex() as u32, Tag::InFrame) {
+        Verdict::Answer(answer) => answer,
+        Verdict::Drop => return XDP_DROP,
+        Verdict::Pass => return XDP_PASS,
     };
     match respond::grow_xdp(&ctx, answer.grow) {
         Some(frame) if respond::reply(frame, &answer).is_some() => XDP_TX,
@@ -50,9 +52,11 @@ pub fn herald_arp_tc(ctx: TcContext) -> i32 {
         _ => return TC_ACT_UNSPEC,
     };
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    // Untouched, on to the next program or the stack.
-    let Some(answer) = respond::decide(&ctx, frame, ifindex, tag) else {
-        return TC_ACT_UNSPEC;
+    let answer = match respond::decide(&ctx, frame, ifindex, tag) {
+        Verdict::Answer(answer) => answer,
+        Verdict::Drop => return TC_ACT_SHOT,
+        // Untouched, on to the next program or the stack.
+        Verdict::Pass => return TC_ACT_UNSPEC,
     };
     // SAFETY: a helper on this program's own socket buffer; it moves the packet data, which is
     // read again below.

@@ -7,6 +7,7 @@
 //! The datapath and the frame sender are traits ([`Responder`], [`Frames`]), so that these
 //! rules are tested with in-memory fakes, without root.
 
+mod conflicts;
 mod ports;
 
 use std::{collections::BTreeSet, sync::Arc, time::Instant};
@@ -18,10 +19,9 @@ use tracing::{info, warn};
 pub use self::ports::{Frames, Responder};
 use crate::{
     announcement::{self, Announcement, Key},
-    clock,
     cluster::PeerMacs,
     config::Gratuitous,
-    conflict::{self, Conflict},
+    conflict,
     datapath::{Datapath, DatapathError},
     frame, garp, handback,
     metrics::{InterfaceNames, Metrics},
@@ -138,39 +138,10 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         self.held.take().map(|(_, seen)| seen)
     }
 
-    /// Other hosts' claims on what this node announces: when the programs counted new ones,
-    /// the episodes that start, each logged once as a warning. Cheap when there are none: one
-    /// map read.
-    pub fn poll_conflicts(&mut self) -> Vec<Conflict> {
-        let total = match self.datapath.conflicts_total() {
-            Ok(total) if total == self.conflicts_read => return Vec::new(),
-            Ok(total) => total,
-            Err(e) => {
-                warn!(error = %Chain(&e), "reading the conflict count");
-                return Vec::new();
-            }
-        };
-        let entries = match self.datapath.entries() {
-            Ok(entries) => entries,
-            Err(e) => {
-                warn!(error = %Chain(&e), "reading the responder map");
-                return Vec::new();
-            }
-        };
-        self.conflicts_read = total;
-        let started = self.conflicts.observe(clock::monotonic_ns(), &entries);
-        let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
-        for c in &started {
-            warn!(
-                address = %c.addr,
-                interface = names.get(&c.ifindex).map_or("?", String::as_str),
-                vlan = c.vlan,
-                claimed_by = crate::frame::format_mac(c.mac),
-                "address conflict: another host claims an address this node announces \
-                 (a MetalLB speaker still running? the address configured on a host?)"
-            );
-        }
-        started
+    /// Drops, in the programs, ARP requests for exactly `addresses` while this speaker is
+    /// alive: another node announces them (see `speaker_common::ELSEWHERE_MAP`).
+    pub fn set_elsewhere(&mut self, addresses: &BTreeSet<std::net::Ipv4Addr>) -> Result<(), DatapathError> {
+        self.datapath.set_elsewhere(addresses)
     }
 
     pub fn current(&self) -> &BTreeSet<Announcement> {

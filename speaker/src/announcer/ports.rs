@@ -1,7 +1,7 @@
 //! What the announcer drives, as traits: the datapath ([`Responder`]) and the frame sender
 //! ([`Frames`]); the real ones here, in-memory fakes in the tests.
 
-use std::io;
+use std::{collections::BTreeSet, io, net::Ipv4Addr};
 
 use crate::{
     announcement::Key,
@@ -22,6 +22,7 @@ pub trait Responder {
     fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError>;
     fn entries(&self) -> Result<Vec<Entry>, DatapathError>;
     fn conflicts_total(&self) -> Result<u64, DatapathError>;
+    fn set_elsewhere(&mut self, addresses: &BTreeSet<Ipv4Addr>) -> Result<(), DatapathError>;
 }
 
 impl Responder for Datapath {
@@ -54,6 +55,9 @@ impl Responder for Datapath {
     }
     fn conflicts_total(&self) -> Result<u64, DatapathError> {
         Datapath::conflicts_total(self)
+    }
+    fn set_elsewhere(&mut self, addresses: &BTreeSet<Ipv4Addr>) -> Result<(), DatapathError> {
+        Datapath::set_elsewhere(self, addresses)
     }
 }
 

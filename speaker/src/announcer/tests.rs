@@ -22,6 +22,7 @@ struct FakeDatapath {
     /// Every key removed, in order.
     removed: Vec<Key>,
     peers: BTreeSet<[u8; 6]>,
+    elsewhere: BTreeSet<std::net::Ipv4Addr>,
 }
 
 fn refused() -> DatapathError {
@@ -71,6 +72,10 @@ impl Responder for FakeDatapath {
     }
     fn conflicts_total(&self) -> Result<u64, DatapathError> {
         Ok(0)
+    }
+    fn set_elsewhere(&mut self, addresses: &BTreeSet<std::net::Ipv4Addr>) -> Result<(), DatapathError> {
+        self.elsewhere = addresses.clone();
+        Ok(())
     }
 }
 

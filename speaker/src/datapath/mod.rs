@@ -6,6 +6,7 @@
 //! it can know every request's 802.1Q tag, TC ingress elsewhere.
 
 mod bound;
+pub mod elsewhere;
 mod groups;
 pub mod hook;
 mod logs;
@@ -28,12 +29,12 @@ use aya::{
 };
 use herald_kube::report::Chain;
 use speaker_common::{
-    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, HEARTBEAT_MAP,
-    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PEER_MAP,
+    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, ELSEWHERE_MAP,
+    HEARTBEAT_MAP, Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PEER_MAP,
 };
 use tracing::{info, warn};
 
-use self::{bound::BoundError, objects::load_programs, offload::OffloadOff};
+use self::{bound::BoundError, elsewhere::Elsewhere, objects::load_programs, offload::OffloadOff};
 pub use self::{
     hook::{Hook, Mode},
     logs::{LogLevel, forward as forward_logs},
@@ -90,6 +91,7 @@ pub struct Datapath {
     heartbeat: Array<MapData, Heartbeat>,
     peers: HashMap<MapData, MacKey, u32>,
     conflicts: Array<MapData, u64>,
+    elsewhere: Elsewhere,
     /// The log ring buffer, for `herald_arp_meta`'s relocations (none in the quiet objects).
     log_map: Option<OwnedFd>,
     /// The objects loaded, and what their programs log.
@@ -150,6 +152,7 @@ impl Datapath {
         let heartbeat = Array::try_from(take(HEARTBEAT_MAP)?)?;
         let peers = HashMap::try_from(take(PEER_MAP)?)?;
         let conflicts = Array::try_from(take(CONFLICT_MAP)?)?;
+        let elsewhere = Elsewhere::new(HashMap::try_from(take(ELSEWHERE_MAP)?)?);
         let log_map = match ebpf.map(LOG_MAP) {
             Some(logs) => Some(
                 RingBuf::try_from(logs)?.as_fd().try_clone_to_owned().map_err(aya::maps::MapError::from)?,
@@ -167,6 +170,7 @@ impl Datapath {
             heartbeat,
             peers,
             conflicts,
+            elsewhere,
             log_map,
             objects: Objects::at(log),
             log,
@@ -248,7 +252,7 @@ impl Datapath {
         match hook {
             Hook::XdpBound => {
                 // The same maps, opened again from their pins.
-                let pinned = [ARP_MAP, NDP_MAP, HEARTBEAT_MAP, PEER_MAP, CONFLICT_MAP]
+                let pinned = [ARP_MAP, NDP_MAP, HEARTBEAT_MAP, PEER_MAP, CONFLICT_MAP, ELSEWHERE_MAP]
                     .map(|name| MapData::from_pin(self.options.pin_dir.join(name)).map(|m| (name, m)));
                 let pinned = pinned.into_iter().collect::<Result<Vec<_>, _>>()?;
                 let mut maps: StdHashMap<&str, _> =
@@ -355,6 +359,15 @@ impl Datapath {
     /// Every entry of the responder maps, with its counters.
     pub fn entries(&self) -> Result<Vec<pinned::Entry>, DatapathError> {
         Ok(pinned::entries_of(&self.arp, &self.ndp)?)
+    }
+
+    /// Makes the programs drop ARP requests for exactly `addresses` (another node announces
+    /// them), while the speaker is alive.
+    pub fn set_elsewhere(
+        &mut self,
+        addresses: &std::collections::BTreeSet<std::net::Ipv4Addr>,
+    ) -> Result<(), DatapathError> {
+        Ok(self.elsewhere.set(addresses)?)
     }
 
     /// The conflicts the programs counted on any entry, ever: when it grows, read the entries.

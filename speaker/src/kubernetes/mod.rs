@@ -5,6 +5,7 @@
 
 mod decide;
 mod l2status;
+mod share;
 mod strip;
 mod watches;
 
@@ -21,16 +22,15 @@ use tracing::{error, info, warn};
 
 pub use self::{
     decide::{Assignment, Snapshot, assign},
+    share::{Share, own_share},
     watches::snapshot_of,
 };
 use self::{l2status::Report, watches::Watches};
 use crate::{
-    announcement::{self, Announcement},
-    carriers,
+    announcement,
     cluster::Alive,
     config::{Cluster, Gratuitous, Timers, cluster::MIN_KEY},
     conflict::Conflict,
-    election::Succession,
     exclusions::Exclusions,
     host::{self, Host},
     metrics::Metrics,
@@ -105,8 +105,9 @@ struct ClusterObjects {
     conflicts: mpsc::Sender<Conflict>,
     /// The host's interfaces as the last pass saw them.
     host: Option<Host>,
-    /// When the interfaces the responder stands by on were last worked out.
+    /// When the interfaces the responder stands by on were last worked out, and what they were.
     standby_at: Option<Instant>,
+    standing: BTreeSet<(u32, String)>,
     exclusions: Exclusions,
     exclude_file: PathBuf,
 }
@@ -144,6 +145,7 @@ impl ClusterObjects {
             conflicts,
             host: None,
             standby_at: None,
+            standing: BTreeSet::new(),
             exclusions,
             exclude_file,
         })
@@ -214,10 +216,15 @@ impl runtime::Source for ClusterObjects {
             }
         };
         let snapshot = self.watches.snapshot();
-        let Share { announce, report, succession } = own_share(&snapshot, alive, &host, &self.node);
-        let stand_by = self.standby_at.is_none_or(|at| at.elapsed() >= RESYNC).then(|| {
+        let Share { announce, report, succession, elsewhere, elsewhere_on } =
+            own_share(&snapshot, alive, &host, &self.node);
+        // Where it may take addresses over, and where requests for others' arrive.
+        let due = self.standby_at.is_none_or(|at| at.elapsed() >= RESYNC)
+            || !elsewhere_on.is_subset(&self.standing);
+        let stand_by = due.then(|| {
             self.standby_at = Some(Instant::now());
-            self.could(&snapshot, &host)
+            self.standing = self.could(&snapshot, &host).into_iter().chain(elsewhere_on).collect();
+            self.standing.clone()
         });
         self.host = Some(host);
         self.reports.send_if_modified(|current| {
@@ -227,7 +234,7 @@ impl runtime::Source for ClusterObjects {
             }
             differs
         });
-        Some(Desired { announce, stand_by, succession })
+        Some(Desired { announce, stand_by, succession, elsewhere })
     }
 
     /// A watch update (after [`DEBOUNCE`], with the Nodes' addresses as the peers), or a change
@@ -257,44 +264,6 @@ impl runtime::Source for ClusterObjects {
             let _ = self.conflicts.try_send(conflict);
         }
     }
-}
-
-/// A node's part in the cluster's decisions.
-pub struct Share {
-    /// What it announces.
-    pub announce: BTreeSet<Announcement>,
-    /// What its status writer reports.
-    pub report: Report,
-    /// Who takes over from it, and from whom it takes over.
-    pub succession: Succession,
-}
-
-/// What `node` announces on `host`, the report for the API, and its succession. Pure.
-pub fn own_share(snapshot: &Snapshot, alive: &Alive, host: &Host, node: &str) -> Share {
-    let assignments = decide::assign(snapshot, alive);
-    let mut desired = BTreeSet::new();
-    let mut report = Report::default();
-    let mut succession = Succession::default();
-    for a in &assignments {
-        succession.note(node, &a.owner, a.heir.as_deref());
-    }
-    for (service, owned) in decide::owned_by(&assignments, node) {
-        for a in owned {
-            let address = a.address;
-            match carriers::carriers(host, address, 0, &a.interfaces) {
-                Ok(carriers) => {
-                    let names = report.announced.entry(service.to_owned()).or_default();
-                    *names = names.iter().cloned().chain(carriers.iter().map(|c| c.ifname.clone())).collect();
-                    desired.extend(carriers);
-                    report.services.insert(address, service.to_owned());
-                }
-                Err(refusal) => {
-                    drop(report.failed.insert(service.to_owned(), format!("{address}: {refusal}")))
-                }
-            }
-        }
-    }
-    Share { announce: desired, report, succession }
 }
 
 /// The membership key: the file's text, trimmed; at least [`MIN_KEY`] bytes.

@@ -94,6 +94,8 @@ impl runtime::Source for ConfigFile {
             announce: elected(config, &self.wanted.resolved, alive),
             stand_by: Some(self.stand_by()),
             succession: succession.unwrap_or_default(),
+            // No Service proxy binds a config file's addresses on the other nodes.
+            elsewhere: Default::default(),
         })
     }
 
