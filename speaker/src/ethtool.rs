@@ -27,6 +27,12 @@ impl Driver {
     pub fn on_a_bus(&self) -> bool {
         !self.bus_info.is_empty()
     }
+
+    /// A veth: the other end of the pair, in another namespace, decides whether an XDP reply
+    /// arrives (see `datapath::hook`).
+    pub fn is_veth(&self) -> bool {
+        self.name == "veth"
+    }
 }
 
 /// The driver of interface `ifname`.

@@ -48,7 +48,8 @@ impl KubeLab {
     /// The lab, its control plane (API server, controller-manager, herald-controller), and the
     /// Namespace and Node objects. Speakers are started with [`KubeLab::start_speaker`].
     pub fn start(nodes: &[&str]) -> anyhow::Result<Self> {
-        let mut lab = Lab::new(nodes)?;
+        // The nodes' veths as a node that is a container has them: nothing on the other end.
+        let mut lab = Lab::plain(nodes)?;
         let control_plane = lab.add_other("cp", CONTROL_PLANE)?;
         let mut server = ApiServer::start_in(&control_plane.netns, CONTROL_PLANE)?;
         server.start_controller_manager()?;

@@ -3,7 +3,10 @@
 //! `eth0`. Addresses come from 192.0.2.0/24 (documentation range).
 //!
 //! Every veth end on the switch side carries Herald's pass-through XDP program, because a reply
-//! sent with XDP_TX in native mode on veth is dropped unless the peer has an XDP program.
+//! sent with XDP_TX in native mode on veth is dropped unless the peer has an XDP program; so the
+//! datapath suites can run the responder at XDP (`--datapath xdp`). [`Lab::plain`] leaves the
+//! switch side bare, as a node that is a container has it (kind, k3d, containerlab: the other
+//! end of its eth0 sits in a bridge with no program): the speaker's defaults must answer there.
 //!
 //! The veths keep the kernel's default features, VLAN offloads on, as nearly every real NIC has
 //! them: an 802.1Q tag then travels beside the frame (skb metadata), not in it, and a program
@@ -26,6 +29,8 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use speaker_common::PASS_PROGRAM;
+
+pub use crate::host_bpffs::HostBpffs;
 
 /// The subnet every lab host is on.
 pub const PREFIX: u8 = 24;
@@ -136,49 +141,6 @@ pub struct Lab {
     _bpffs: HostBpffs,
 }
 
-/// The host's bpffs at /sys/fs/bpf, as every node has it (its init system mounts it; the
-/// DaemonSet mounts it into the speaker's pod, which has no CAP_SYS_ADMIN to mount one itself).
-/// Mounted here when the machine has none, and unmounted when the last lab of this process that
-/// holds it is dropped (labs run in parallel: the first one's drop must not pull it from under
-/// the others' speakers); the lab's speakers would otherwise mount one themselves and leave it
-/// behind.
-pub struct HostBpffs(());
-
-/// Labs holding the host's bpffs, and whether this process mounted it.
-static HOST_BPFFS: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
-
-impl HostBpffs {
-    const PATH: &str = "/sys/fs/bpf";
-
-    pub fn ensure() -> anyhow::Result<Self> {
-        let mut held = HOST_BPFFS.lock().unwrap_or_else(|e| e.into_inner());
-        if held.0 == 0 && !herald_speaker::bpffs::is_bpffs(std::path::Path::new(Self::PATH)) {
-            nix::mount::mount(
-                Some("bpf"),
-                Self::PATH,
-                Some("bpf"),
-                nix::mount::MsFlags::empty(),
-                None::<&str>,
-            )
-            .with_context(|| format!("mounting a bpffs on {}", Self::PATH))?;
-            held.1 = true;
-        }
-        held.0 += 1;
-        Ok(Self(()))
-    }
-}
-
-impl Drop for HostBpffs {
-    fn drop(&mut self) {
-        let mut held = HOST_BPFFS.lock().unwrap_or_else(|e| e.into_inner());
-        held.0 -= 1;
-        if held.0 == 0 && held.1 {
-            let _ = nix::mount::umount2(Self::PATH, nix::mount::MntFlags::MNT_DETACH);
-            held.1 = false;
-        }
-    }
-}
-
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Where an 802.1Q tag travels between the lab's veths.
@@ -197,6 +159,12 @@ impl Lab {
         Self::build(node_names, VlanOffload::On)
     }
 
+    /// [`Lab::new`] without the pass program on the switch side: no XDP reply on the nodes'
+    /// veths arrives.
+    pub fn plain(node_names: &[&str]) -> anyhow::Result<Self> {
+        Self::build_with(node_names, VlanOffload::On, false)
+    }
+
     /// [`Lab::new`] with rx and tx VLAN offload off on every veth end: tags stay in the frames.
     pub fn with_vlan_offload_off(node_names: &[&str]) -> anyhow::Result<Self> {
         Self::build(node_names, VlanOffload::Off)
@@ -208,6 +176,11 @@ impl Lab {
     }
 
     fn build(node_names: &[&str], offload: VlanOffload) -> anyhow::Result<Self> {
+        Self::build_with(node_names, offload, true)
+    }
+
+    /// The lab, with the pass program on the switch side (`pass`) or without.
+    fn build_with(node_names: &[&str], offload: VlanOffload, pass: bool) -> anyhow::Result<Self> {
         crate::require_root()?;
         let id = format!("h{}-{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed));
         let switch = format!("{id}-sw");
@@ -242,7 +215,9 @@ impl Lab {
             lab.nodes.push(host);
         }
         lab.client = lab.add_host(&id, "client", CLIENT_ADDR, node_names.len())?;
-        lab._pass = Some(lab.attach_pass_programs()?);
+        if pass {
+            lab._pass = Some(lab.attach_pass_programs()?);
+        }
         Ok(lab)
     }
 

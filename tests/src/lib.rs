@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod failover;
+mod host_bpffs;
 pub mod keepalived;
 pub mod kube_lab;
 pub mod lab;

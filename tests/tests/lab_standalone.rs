@@ -53,6 +53,37 @@ fn assert_silent(lab: &Lab, vip: Ipv4Addr) {
     assert!(macs.is_empty(), "{vip} is still answered by {macs:02x?}");
 }
 
+/// A node that is a container (kind, k3d, containerlab): its eth0 is a veth whose other end sits
+/// in a bridge with no XDP program. The speaker's defaults answer there (TC ingress), where a
+/// native XDP reply reaches nobody (shown where the kernel can run XDP on a veth at all).
+#[test]
+fn a_plain_veth_answers_at_the_defaults() {
+    if !root_or_skip("a_plain_veth_answers_at_the_defaults") {
+        return;
+    }
+    let mut lab = Lab::plain(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    let speaker = Speaker::start(&mut lab, &node, &config(&[VIP_A]), &[]).expect("speaker");
+    let attached = speaker.attached().unwrap();
+    assert!(
+        attached.len() == 1 && attached[0].ends_with(speaker::TC),
+        "defaults: expected {} on eth0, found {attached:?}\n{}",
+        speaker::TC,
+        speaker.log_text()
+    );
+    assert_answers(&lab, &node, VIP_A);
+    let bin = herald_tests::workspace_bin("herald-speaker");
+    let check = node.output(bin.to_str().unwrap(), &["check", "--interface", "eth0"]).unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("TC ingress: a veth"), "check says what it chose and why:\n{report}");
+    drop(speaker);
+    if herald_tests::kernel_at_least(6, 8) {
+        let xdp = start(&mut lab, &node, &[VIP_A], "xdp");
+        assert!(xdp.attached().unwrap()[0].ends_with(speaker::XDP_BOUND));
+        assert_silent(&lab, VIP_A);
+    }
+}
+
 #[test]
 fn answers_arp_at_every_hook() {
     if !root_or_skip("answers_arp_at_every_hook") {

@@ -22,11 +22,7 @@ use herald_tests::{
 
 /// `--datapath` values and the program each attaches; `xdp` where XDP can know every VLAN.
 fn modes() -> Vec<(&'static str, &'static str)> {
-    let mut modes = speaker::datapaths();
-    if herald_tests::kernel_at_least(6, 8) {
-        modes.push(("xdp", speaker::XDP_BOUND));
-    }
-    modes
+    speaker::datapaths()
 }
 /// Answered untagged only.
 const UNTAGGED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);

@@ -4,14 +4,16 @@
 //!
 //! The judgement is a pure function over [`Facts`]; [`probe`] reads them from the host.
 
+mod interfaces;
 mod probe;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 
+use self::interfaces::{interface, ipv6, service_proxy};
 pub use self::probe::{Probe, api_server, at_start, probe};
-use crate::datapath::hook::{self, Hook, Mode};
+use crate::datapath::hook::{self, Mode};
 
 /// Linux 5.8: CAP_BPF, BPF ring buffers (the programs' log), bpf_link for XDP.
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
@@ -41,6 +43,19 @@ pub struct Facts {
     pub membership: Option<Membership>,
     /// Kubernetes mode: the API server's version, or why it could not be asked.
     pub api_server: Option<Result<String, String>>,
+    pub proxy: ServiceProxy,
+}
+
+/// What a Service proxy does to this node's kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceProxy {
+    /// The dummy interface it binds Service addresses to: `kube-ipvs0` (kube-proxy in IPVS
+    /// mode) or `kube-dummy-if` (kube-router); `None` for neither.
+    pub dummy: Option<String>,
+    /// The `arp_ignore` in force on the judged interfaces (the larger of `all` and the
+    /// interface's own, as the kernel takes it): 0 answers ARP for any local address on any
+    /// interface; 1 and up (kube-proxy's strictARP) only for the receiving interface's own.
+    pub arp_ignore: Option<u8>,
 }
 
 /// The membership's UDP port.
@@ -132,6 +147,7 @@ pub fn verdicts(facts: &Facts) -> Vec<Verdict> {
     if let Some(m) = &facts.membership {
         out.push(membership(m));
     }
+    out.push(service_proxy(&facts.proxy));
     if let Some(api) = &facts.api_server {
         out.push(match api {
             Ok(version) => Verdict::new("API server", State::Ok, format!("reachable, Kubernetes {version}")),
@@ -263,51 +279,6 @@ fn bpffs(dir: &PinDir, can_mount: bool) -> Verdict {
     .fatal()
 }
 
-fn interface(it: &Interface, mode: Mode, btf: bool) -> Verdict {
-    let Some(facts) = &it.hook else {
-        return Verdict::new(&it.name, State::Missing, "no such interface")
-            .fix("name an interface of this host");
-    };
-    let offload = match facts.rx_vlan_offload {
-        Some(true) => "rx VLAN offload on",
-        Some(false) => "rx VLAN offload off",
-        None => "rx VLAN offload unknown",
-    };
-    let hooks = match hook::plan(mode, facts) {
-        Ok(hooks) => hooks,
-        Err(why) => return Verdict::new(&it.name, State::Missing, why).fix("use --datapath auto"),
-    };
-    let first = hooks.iter().copied().find(|h| btf || *h != Hook::XdpBound).unwrap_or(Hook::Tc);
-    match first {
-        Hook::XdpBound => Verdict::new(
-            &it.name,
-            State::Ok,
-            format!("XDP in the driver, which reports the VLAN tags it strips ({offload})"),
-        ),
-        Hook::XdpInFrame => Verdict::new(
-            &it.name,
-            State::Ok,
-            format!("XDP in the driver ({offload}; turned off while Herald runs, so tags stay in the frames)"),
-        ),
-        Hook::Tc if mode == Mode::Tc => Verdict::new(&it.name, State::Ok, "TC ingress (--datapath tc)"),
-        Hook::Tc => Verdict::new(&it.name, State::Degraded, format!("TC ingress: {}", why_tc(facts, btf)))
-            .fix("answers are right either way; XDP needs Linux 6.8 and a driver that reports stripped VLAN tags, or a NIC whose rx VLAN offload can be turned off"),
-    }
-}
-
-/// Why an interface gets TC ingress rather than XDP.
-fn why_tc(facts: &hook::Facts, btf: bool) -> String {
-    match facts.xdp {
-        None => "the kernel cannot say what the driver offers XDP (Linux < 6.3)".into(),
-        Some(x) if !x.native => "the driver has no native XDP".into(),
-        Some(x) if x.vlan_tag && !btf => "the kernel has no BTF to bind the program to the driver".into(),
-        Some(_) => {
-            "the driver does not report the VLAN tags it strips (bpf_xdp_metadata_rx_vlan_tag, Linux 6.8)"
-                .into()
-        }
-    }
-}
-
 fn membership(m: &Membership) -> Verdict {
     const WHAT: &str = "membership port";
     match (&m.bound, m.speaker) {
@@ -319,19 +290,6 @@ fn membership(m: &Membership) -> Verdict {
         ),
         (Err(e), None) => Verdict::new(WHAT, State::Missing, format!("UDP {}: {e}", m.port))
             .fix("stop what holds it (MetalLB's memberlist?), or choose another port on every node"),
-    }
-}
-
-fn ipv6(it: &Interface) -> Verdict {
-    let what = format!("{} IPv6", it.name);
-    match &it.ipv6 {
-        Ok(()) => Verdict::new(what, State::Ok, "multicast joins work (NDP's solicited-node groups)"),
-        Err(e) => Verdict::new(
-            what,
-            State::Degraded,
-            format!("{e}: IPv6 addresses cannot be announced here"),
-        )
-        .fix("enable IPv6 on the interface (net.ipv6.conf.<if>.disable_ipv6=0) if it carries IPv6 addresses"),
     }
 }
 

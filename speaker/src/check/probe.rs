@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Facts, Interface, Membership, PinDir};
+use super::{Facts, Interface, Membership, PinDir, ServiceProxy};
 use crate::{bpffs, datapath::hook, ethtool, host, netlink, pinned};
 
 /// What to look at.
@@ -35,6 +35,17 @@ pub fn probe(p: &Probe) -> Facts {
             .map(|i| i.name.clone())
             .collect()
     });
+    let arp_ignore = |name: &str| {
+        let path = format!("/proc/sys/net/ipv4/conf/{name}/arp_ignore");
+        std::fs::read_to_string(path).ok().and_then(|v| v.trim().parse::<u8>().ok())
+    };
+    let proxy = ServiceProxy {
+        dummy: ["kube-ipvs0", "kube-dummy-if"]
+            .into_iter()
+            .find(|d| host.interface(d).is_some())
+            .map(str::to_owned),
+        arp_ignore: names.iter().map(|n| arp_ignore(n)).chain([arp_ignore("all")]).flatten().max(),
+    };
     let interfaces = names
         .into_iter()
         .map(|name| {
@@ -63,6 +74,7 @@ pub fn probe(p: &Probe) -> Facts {
             speaker: running_speaker(p.pin_dir),
         }),
         api_server: None,
+        proxy,
     }
 }
 

@@ -14,6 +14,15 @@ fn veth(kernel_6_8: bool) -> hook::Facts {
     }
 }
 
+/// A NIC whose driver reports the VLAN tags it strips (Linux 6.8).
+fn mlx5() -> hook::Facts {
+    hook::Facts {
+        xdp: Some(XdpFeatures { native: true, vlan_tag: true }),
+        driver: Some(Driver { name: "mlx5_core".into(), bus_info: "0000:5e:00.0".into() }),
+        rx_vlan_offload: Some(true),
+    }
+}
+
 fn nic() -> hook::Facts {
     hook::Facts {
         xdp: Some(XdpFeatures { native: true, vlan_tag: false }),
@@ -31,9 +40,10 @@ fn facts() -> Facts {
         bpf: Ok(()),
         pin_dir: PinDir { path: "/sys/fs/bpf/herald".into(), on_bpffs: true, parent_exists: true },
         mode: Mode::Auto,
-        interfaces: vec![Interface { name: "eth0".into(), hook: Some(veth(true)), ipv6: Ok(()) }],
+        interfaces: vec![Interface { name: "eth0".into(), hook: Some(mlx5()), ipv6: Ok(()) }],
         membership: None,
         api_server: None,
+        proxy: ServiceProxy::default(),
     }
 }
 
@@ -52,7 +62,10 @@ fn a_capable_host_is_ok_throughout() {
     assert!(all.iter().all(|v| v.state == State::Ok), "{all:#?}");
     assert!(!any_missing(&all));
     let names: Vec<&str> = all.iter().map(|v| v.what.as_str()).collect();
-    assert_eq!(names, ["kernel", "BTF", "capabilities", "bpf() syscall", "bpffs", "eth0", "eth0 IPv6"]);
+    assert_eq!(
+        names,
+        ["kernel", "BTF", "capabilities", "bpf() syscall", "bpffs", "eth0", "eth0 IPv6", "Service proxy"]
+    );
 }
 
 #[test]
@@ -122,8 +135,27 @@ fn each_requirement_judged() {
         ),
         ("kfunc", |_| {}, "eth0", State::Ok, "reports the VLAN tags", false),
         (
-            "Linux 6.1 veth",
+            "a veth (a node that is a container), 6.8+",
+            |f| f.interfaces[0].hook = Some(veth(true)),
+            "eth0",
+            State::Ok,
+            "TC ingress: a veth, whose XDP replies reach the other end only if it runs XDP",
+            false,
+        ),
+        (
+            "a veth, Linux 6.1",
             |f| f.interfaces[0].hook = Some(veth(false)),
+            "eth0",
+            State::Ok,
+            "a veth",
+            false,
+        ),
+        (
+            "a software device, 6.5",
+            |f| {
+                let bond = Driver { name: "bonding".into(), bus_info: String::new() };
+                f.interfaces[0].hook = Some(hook::Facts { driver: Some(bond), ..veth(false) })
+            },
             "eth0",
             State::Degraded,
             "TC ingress: the driver does not report",
@@ -131,7 +163,10 @@ fn each_requirement_judged() {
         ),
         (
             "Linux 6.1 before netdev",
-            |f| f.interfaces[0].hook = Some(hook::Facts { xdp: None, ..veth(false) }),
+            |f| {
+                let bond = Driver { name: "bonding".into(), bus_info: String::new() };
+                f.interfaces[0].hook = Some(hook::Facts { xdp: None, driver: Some(bond), ..veth(false) })
+            },
             "eth0",
             State::Degraded,
             "Linux < 6.3",
@@ -193,6 +228,31 @@ fn each_requirement_judged() {
             "membership port",
             State::Ok,
             "held by the running speaker (pid 42)",
+            false,
+        ),
+        (
+            "kube-proxy IPVS, strictARP",
+            |f| f.proxy = ServiceProxy { dummy: Some("kube-ipvs0".into()), arp_ignore: Some(1) },
+            "Service proxy",
+            State::Ok,
+            "kube-proxy in IPVS mode (kube-ipvs0) binds every Service address here; arp_ignore 1 (strictARP): \
+             this kernel never answers",
+            false,
+        ),
+        (
+            "kube-proxy IPVS, no strictARP",
+            |f| f.proxy = ServiceProxy { dummy: Some("kube-ipvs0".into()), arp_ignore: Some(0) },
+            "Service proxy",
+            State::Degraded,
+            "arp_ignore 0: this kernel would answer ARP for them all; the responder drops",
+            false,
+        ),
+        (
+            "kube-router",
+            |f| f.proxy = ServiceProxy { dummy: Some("kube-dummy-if".into()), arp_ignore: Some(2) },
+            "Service proxy",
+            State::Ok,
+            "kube-router (kube-dummy-if)",
             false,
         ),
         (

@@ -14,6 +14,12 @@
 //! Elsewhere the responder runs at TC ingress, where the kernel shows a stripped tag in
 //! `__sk_buff`. Generic XDP is never used: it runs on the same socket buffers as TC and cannot
 //! see a stripped tag.
+//!
+//! A veth gets TC ingress too unless XDP is asked for (`--datapath xdp`): a reply sent with
+//! XDP_TX on a veth reaches the other end only if that end runs an XDP program (or GRO), and the
+//! other end is in a namespace the speaker cannot see. A node that is a container (kind, k3d,
+//! minikube's docker driver, containerlab, LXD) has such an eth0, its other end in a bridge with
+//! no program: native XDP there answers nobody.
 
 use crate::{ethtool::Driver, netlink::XdpFeatures};
 
@@ -62,7 +68,8 @@ impl std::fmt::Display for Hook {
 
 /// The hooks to try on an interface, best first, or why `--datapath xdp` cannot have one.
 pub fn plan(mode: Mode, facts: &Facts) -> Result<Vec<Hook>, String> {
-    if mode == Mode::Tc {
+    let veth = facts.driver.as_ref().is_some_and(Driver::is_veth);
+    if mode == Mode::Tc || (mode == Mode::Auto && veth) {
         return Ok(vec![Hook::Tc]);
     }
     // Without the netdev family the kernel cannot say; attaching will tell.
@@ -120,6 +127,13 @@ mod tests {
         }
     }
 
+    fn veth(native: Option<bool>, vlan_tag: bool) -> Facts {
+        Facts {
+            driver: Some(Driver { name: "veth".into(), bus_info: String::new() }),
+            ..facts(native, vlan_tag, "", Some(true))
+        }
+    }
+
     /// What, the facts, the mode, and the hooks or the start of the error.
     type Row = (&'static str, Facts, Mode, Result<Vec<Hook>, &'static str>);
 
@@ -127,7 +141,14 @@ mod tests {
     fn table() {
         use Hook::*;
         let rows: Vec<Row> = vec![
-            ("veth on 6.8+", facts(Some(true), true, "", Some(true)), Mode::Auto, Ok(vec![XdpBound, Tc])),
+            (
+                "a software device that reports tags, 6.8+",
+                facts(Some(true), true, "", Some(true)),
+                Mode::Auto,
+                Ok(vec![XdpBound, Tc]),
+            ),
+            ("veth on 6.8+: its peer may run no XDP", veth(Some(true), true), Mode::Auto, Ok(vec![Tc])),
+            ("veth on 6.8+, XDP asked for", veth(Some(true), true), Mode::Xdp, Ok(vec![XdpBound])),
             (
                 "mlx5 on 6.8+",
                 facts(Some(true), true, "0000:03:00.0", Some(true)),
@@ -146,8 +167,8 @@ mod tests {
                 Mode::Auto,
                 Ok(vec![XdpInFrame, Tc]),
             ),
-            ("veth on 6.1", facts(None, false, "", Some(true)), Mode::Auto, Ok(vec![Tc])),
-            ("veth on 6.3 to 6.7", facts(Some(true), false, "", Some(true)), Mode::Auto, Ok(vec![Tc])),
+            ("veth on 6.1", veth(None, false), Mode::Auto, Ok(vec![Tc])),
+            ("veth on 6.3 to 6.7", veth(Some(true), false), Mode::Auto, Ok(vec![Tc])),
             (
                 "no native XDP",
                 facts(Some(false), false, "0000:00:1f.6", Some(true)),

@@ -1,0 +1,205 @@
+//! kube-proxy in IPVS mode binds every LoadBalancer address to its dummy `kube-ipvs0` (down,
+//! NOARP) on every node; with strictARP off (`arp_ignore` 0, kube-proxy's default) every node's
+//! kernel then answers ARP for it, and with it on nobody but an announcer does. The lab does
+//! what kube-proxy does, checks first that the kernels really answer, then that with Herald
+//! exactly one MAC answers, the one the ServiceL2Status names, strictARP on or off, every 20 ms,
+//! and through a SIGKILL takeover (strictARP on).
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
+
+use herald_kube::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
+use herald_tests::{
+    apiserver, cluster,
+    kube_lab::{self, KubeLab, NAMESPACE},
+    probe::{self, Probe},
+    root_or_skip,
+};
+use k8s_openapi::api::core::v1::Service;
+use kube::{Api, Client, api::PostParams};
+use serde_json::json;
+
+const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+/// Changes that travel through the API server: watches, a controller pass, the speakers' pass.
+const API_BOUND: Duration = Duration::from_secs(20);
+/// Membership failover and the killed node's program going away, on a loaded CI machine.
+const BOUND: Duration = Duration::from_secs(4);
+const EVERY: Duration = Duration::from_millis(20);
+
+#[tokio::test(flavor = "current_thread")]
+async fn ipvs_every_node_binds_the_address_one_answers() {
+    if !root_or_skip("ipvs_every_node_binds_the_address_one_answers")
+        || !apiserver::available_or_skip("ipvs_every_node_binds_the_address_one_answers")
+    {
+        return;
+    }
+    let mut kl = KubeLab::start(&NODES).expect("lab and control plane");
+    let client = kl.enter().await.unwrap_or_else(|e| panic!("control plane: {e:#}\n{}", kl.logs()));
+    let vip = service(&client).await;
+    for node in NODES {
+        let host = kl.lab.node(node);
+        host.run("ip", &["link", "add", "kube-ipvs0", "type", "dummy"]).unwrap();
+        host.run("ip", &["addr", "add", &format!("{vip}/32"), "dev", "kube-ipvs0"]).unwrap();
+    }
+    // The lab shows the problem: strictARP off, no announcer, every kernel answers.
+    strict_arp(&kl, false);
+    let macs: BTreeSet<[u8; 6]> = NODES.iter().map(|n| kl.lab.node(n).mac).collect();
+    let seen = cluster::answering(&kl.lab, vip).unwrap();
+    assert_eq!(seen, macs, "{vip}: every node's kernel should answer with strictARP off");
+    strict_arp(&kl, true);
+    assert!(cluster::answering(&kl.lab, vip).unwrap().is_empty(), "strictARP on: no kernel answers");
+
+    for node in NODES {
+        kl.start_speaker(node).unwrap_or_else(|e| panic!("speaker on {node}: {e:#}\n{}", kl.logs()));
+    }
+    let owner = cluster::elected(vip, &NODES);
+    for strict in [true, false] {
+        strict_arp(&kl, strict);
+        let mac = kl.lab.node(owner).mac;
+        cluster::wait_for_owner(&kl.lab, vip, mac, API_BOUND)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
+        assert_eq!(status_node(&client).await.as_deref(), Some(owner), "the ServiceL2Status names the owner");
+        let probes = probe::series(&kl.lab.client, vip, 150, EVERY, || Ok(())).unwrap();
+        let (two, silent) = (answered_twice(&probes), unanswered(&probes));
+        eprintln!(
+            "strictARP {strict}: {} requests, {two} answered by two MACs, {silent} unanswered",
+            probes.len()
+        );
+        assert_eq!(two, 0, "strictARP {strict}: two MACs answered {vip}\n{}", kl.logs());
+        assert!(
+            probes.iter().all(|p| p.replies.iter().all(|(_, m)| *m == mac)),
+            "strictARP {strict}: a MAC other than {owner}'s answered"
+        );
+        assert!(silent <= 2, "strictARP {strict}: {silent} of {} requests unanswered", probes.len());
+    }
+    // The other nodes count what they dropped, and say so.
+    let other = NODES.iter().copied().find(|n| *n != owner).unwrap();
+    let metrics = kl.lab.node(other).run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
+    let dropped = metric(&metrics, &format!("herald_arp_requests_dropped_total{{ip=\"{vip}\"}}"));
+    assert!(dropped >= 100.0, "{other} dropped {dropped} requests for {vip}:\n{metrics}");
+
+    // The owner's speaker dies (strictARP on: its kernel stays silent): the heir alone answers,
+    // never beside it.
+    strict_arp(&kl, true);
+    let rest: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
+    let heir = cluster::elected(vip, &rest);
+    let heir_mac = kl.lab.node(heir).mac;
+    let asker = kl.lab.client.clone();
+    let probes = probe::series_during(&asker, vip, EVERY, || {
+        kl.kill_speaker(owner)?;
+        cluster::wait_for_owner(&kl.lab, vip, heir_mac, BOUND)?;
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
+    let two = answered_twice(&probes);
+    let gap = longest_silence(&probes);
+    eprintln!(
+        "SIGKILL of {owner}: {} requests, {two} answered by two MACs, longest silence {gap:?}",
+        probes.len()
+    );
+    assert_eq!(two, 0, "two MACs answered {vip} during the takeover");
+    assert!(gap < BOUND, "{vip} went unanswered for {gap:?}");
+    let last = probes.last().unwrap();
+    assert_eq!(last.replies.iter().map(|(_, m)| *m).collect::<BTreeSet<_>>(), BTreeSet::from([heir_mac]));
+    let status = poll_status(&client, heir).await;
+    assert!(status, "the ServiceL2Status does not name {heir}\n{}", kl.logs());
+}
+
+/// A pool, an advertisement, a ready endpoint and Service `web`; its address.
+async fn service(client: &Client) -> Ipv4Addr {
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NAMESPACE);
+    let pool = json!({ "metadata": { "name": "lan" }, "spec": { "addresses": ["192.0.2.240/28"] } });
+    pools.create(&PostParams::default(), &serde_json::from_value(pool).unwrap()).await.unwrap();
+    let ads: Api<L2Advertisement> = Api::namespaced(client.clone(), NAMESPACE);
+    let ad = json!({ "metadata": { "name": "lan" }, "spec": { "ipAddressPools": ["lan"] } });
+    ads.create(&PostParams::default(), &serde_json::from_value(ad).unwrap()).await.unwrap();
+    kube_lab::ready_pod(client, "web-1", "web", "node-a", Ipv4Addr::new(198, 51, 100, 1)).await.unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = json!({ "metadata": { "name": "web" }, "spec": {
+        "type": "LoadBalancer", "selector": { "app": "web" }, "ports": [{ "port": 80 }] } });
+    services.create(&PostParams::default(), &serde_json::from_value(svc).unwrap()).await.unwrap();
+    let deadline = Instant::now() + API_BOUND;
+    loop {
+        let svc = services.get("web").await.unwrap();
+        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+        if let Some(IpAddr::V4(ip)) = ingress.iter().find_map(|i| i.ip.as_deref()?.parse().ok()) {
+            return ip;
+        }
+        assert!(Instant::now() < deadline, "no address allocated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// kube-proxy's strictARP: `arp_ignore` 1 and `arp_announce` 2 on every interface of every
+/// node, or the kernel's defaults (0, 0).
+fn strict_arp(kl: &KubeLab, on: bool) {
+    let (ignore, announce) = if on { ("1", "2") } else { ("0", "0") };
+    for node in NODES {
+        let host = kl.lab.node(node);
+        host.run("sysctl", &["-qw", &format!("net.ipv4.conf.all.arp_ignore={ignore}")]).unwrap();
+        host.run("sysctl", &["-qw", &format!("net.ipv4.conf.all.arp_announce={announce}")]).unwrap();
+    }
+}
+
+/// Requests that got replies from two or more MACs.
+fn answered_twice(probes: &[Probe]) -> usize {
+    probes.iter().filter(|p| p.replies.iter().map(|(_, m)| m).collect::<BTreeSet<_>>().len() > 1).count()
+}
+
+fn unanswered(probes: &[Probe]) -> usize {
+    probes.iter().filter(|p| p.replies.is_empty()).count()
+}
+
+/// The longest run of unanswered requests, as time from the first to the next answered one.
+fn longest_silence(probes: &[Probe]) -> Duration {
+    let (mut longest, mut since) = (0.0f64, None);
+    for p in probes {
+        match (p.replies.is_empty(), since) {
+            (true, None) => since = Some(p.sent),
+            (false, Some(start)) => {
+                longest = longest.max(p.sent - start);
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(start), Some(last)) = (since, probes.last()) {
+        longest = longest.max(last.sent - start);
+    }
+    Duration::from_secs_f64(longest)
+}
+
+/// The node the ServiceL2Status of `default/web` names.
+async fn status_node(client: &Client) -> Option<String> {
+    let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), NAMESPACE);
+    let deadline = Instant::now() + API_BOUND;
+    loop {
+        let node =
+            statuses.get_opt("l2-default.web").await.ok().flatten().and_then(|s| s.status).map(|s| s.node);
+        if node.is_some() || Instant::now() > deadline {
+            return node;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether the ServiceL2Status of `default/web` comes to name `node`.
+async fn poll_status(client: &Client, node: &str) -> bool {
+    let deadline = Instant::now() + API_BOUND;
+    while Instant::now() < deadline {
+        if status_node(client).await.as_deref() == Some(node) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// The value of the series `name` (with its labels) in Prometheus text; 0 when absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
