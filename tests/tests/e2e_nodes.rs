@@ -85,7 +85,7 @@ async fn deploy_on_real_nodes() {
     .unwrap_or_else(|e| panic!("{e:#}\n{}", describe(&nl)));
     let gap = workload::longest_silence(&probes);
     eprintln!("rollout restart: longest stretch without an answer {gap:?} ({} probes)", probes.len());
-    assert!(gap < Duration::from_secs(1), "no answer for {gap:?} during the rollout");
+    assert!(gap < Duration::from_secs(1), "no answer for {gap:?} during the rollout\n{}", nl.logs());
     assert_one_answer_each(&probes);
 
     // The owner's node stops whole (kubelet, containerd, every pod): the address moves.

@@ -76,7 +76,7 @@ fn a_plain_veth_answers_at_the_defaults() {
     let check = node.output(bin.to_str().unwrap(), &["check", "--interface", "eth0"]).unwrap();
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(report.contains("TC ingress: a veth"), "check says what it chose and why:\n{report}");
-    drop(speaker);
+    assert!(speaker.stop(&mut lab).unwrap().success());
     if herald_tests::kernel_at_least(6, 8) {
         let xdp = start(&mut lab, &node, &[VIP_A], "xdp");
         assert!(xdp.attached().unwrap()[0].ends_with(speaker::XDP_BOUND));

@@ -16,6 +16,8 @@ use speaker_common::{ArpKey, NdpKey};
 use super::{conditions, median, xdp_lab};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+/// An address another node announces: its requests are dropped.
+const ELSEWHERE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 240);
 const ROUNDS: usize = 15;
 const REPEAT: u32 = 1_000_000;
 /// With logging on, the statements fill the ring buffer (128 KiB): runs are cut into batches
@@ -50,10 +52,21 @@ fn test_run_table() -> anyhow::Result<()> {
             let addr6 =
                 Ipv6Addr::from(u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xaa, 0)) + u128::from(i));
             f.insert_ndp(NdpKey::new(addr6.octets(), LO, 0), [2, 0, 0, 0, 0, 1]);
+            f.insert_elsewhere(Ipv4Addr::from(u32::from(Ipv4Addr::new(203, 0, 113, 0)) + 1000 + i));
         }
+        f.insert_elsewhere(ELSEWHERE);
     }
     let client = [2, 0, 0, 0, 0, 0x64];
     let miss = Arp::request(client, Ipv4Addr::new(192, 0, 2, 100), VIP).to_bytes();
+    // A request for an address another node announces: dropped, so that this kernel does not
+    // answer it too (a Service proxy bound it here); the frame is left as it was, so it repeats.
+    let elsewhere = Arp::request(client, Ipv4Addr::new(192, 0, 2, 100), ELSEWHERE).to_bytes();
+    for hook in [Hook::Xdp, Hook::Tc] {
+        anyhow::ensure!(
+            quiet.run(hook, &elsewhere)?.0 == Verdict::Drop,
+            "{hook:?}: the request is not dropped"
+        );
+    }
     let mut ipv4 = miss.clone();
     ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
     // A valid solicitation for an address not announced: checked up to the map lookup, as every
@@ -69,12 +82,14 @@ fn test_run_table() -> anyhow::Result<()> {
         row("trivial XDP_PASS program (baseline)", Hook::Pass, false, &ipv4),
         row("herald_arp (XDP), pass path (IPv4 frame)", Hook::Xdp, false, &ipv4),
         row("herald_arp (XDP), miss path (ARP, other address)", Hook::Xdp, false, &miss),
+        row("herald_arp (XDP), drop path (another node's address)", Hook::Xdp, false, &elsewhere),
         row("  same, --xdp-log debug: pass path", Hook::Xdp, true, &ipv4),
         row("  same, --xdp-log debug: miss path (one statement)", Hook::Xdp, true, &miss),
         row("herald_arp (XDP), pass path (IPv6 UDP packet)", Hook::Xdp, false, &ipv6),
         row("herald_arp (XDP), NDP miss (valid, other address)", Hook::Xdp, false, &ndp_miss),
         row("herald_arp_tc (TC), pass path (IPv4 frame)", Hook::Tc, false, &ipv4),
         row("herald_arp_tc (TC), miss path (ARP, other address)", Hook::Tc, false, &miss),
+        row("herald_arp_tc (TC), drop path (another node's address)", Hook::Tc, false, &elsewhere),
         row("herald_arp_tc (TC), NDP miss (valid, other address)", Hook::Tc, false, &ndp_miss),
     ];
     // Two figures per row: the kernel's own (the program alone, in whole ns) and the wall time of
