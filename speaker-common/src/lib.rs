@@ -162,7 +162,10 @@ pub struct Heartbeat {
     pub dead_man_ns: u64,
     /// The speaker's process id, so readers can tell a dead speaker from a live one.
     pub pid: u32,
-    pub _pad: u32,
+    /// How many addresses [`ELSEWHERE_MAP`] holds: while none, the programs skip its lookup (a
+    /// read of this slot costs next to nothing; a hash lookup on every request for another
+    /// host's address does not).
+    pub elsewhere: u32,
 }
 const _: () = assert!(size_of::<Heartbeat>() == 24);
 

@@ -19,7 +19,7 @@ use crate::{
         is_group, mac_eq,
     },
     log::{debug, info, warn},
-    maps::{ARP, count_claim, elsewhere, heartbeat_fresh, is_peer},
+    maps::{ARP, count_claim, count_drop, elsewhere, heartbeat_fresh, is_peer},
     respond::{Answer, Kind, Verdict},
 };
 
@@ -68,7 +68,11 @@ fn request<const L2: usize, C: EbpfContext>(
         return None;
     }
     let Some(entry) = ARP.get_ptr_mut(&ArpKey::new(target, ifindex, vlan)) else {
-        if heartbeat_fresh() && elsewhere(target) {
+        // The heartbeat only where a drop hangs on it: a hung speaker's node passes (fail open).
+        if let Some(dropped) = elsewhere(target)
+            && heartbeat_fresh()
+        {
+            count_drop(dropped);
             debug!(ctx, "drop: {:i} is announced by another node", target);
             return Some(Verdict::Drop);
         }

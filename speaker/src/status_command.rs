@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn heartbeat_states() {
-        let beat = Heartbeat { monotonic_ns: 10_000_000_000, dead_man_ns: 2_000_000_000, pid: 7, _pad: 0 };
+        let beat =
+            Heartbeat { monotonic_ns: 10_000_000_000, dead_man_ns: 2_000_000_000, pid: 7, elsewhere: 0 };
         assert_eq!(heartbeat_line(&beat, 10_400_000_000, true), "0.4 s ago (bound 2.0 s): answering");
         assert_eq!(
             heartbeat_line(&beat, 13_000_000_000, true),

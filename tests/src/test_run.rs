@@ -76,6 +76,8 @@ impl Verdict {
 /// Both programs loaded, with maps a test fills and a fresh heartbeat.
 pub struct Fixture {
     ebpf: Ebpf,
+    /// Addresses in the elsewhere map, as the heartbeat tells the programs.
+    elsewhere: u32,
 }
 
 impl Fixture {
@@ -100,7 +102,7 @@ impl Fixture {
         }
         let tc: &mut SchedClassifier = ebpf.program_mut(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
         tc.load().expect("the TC program verifies");
-        let mut f = Self { ebpf };
+        let mut f = Self { ebpf, elsewhere: 0 };
         f.beat(monotonic_ns());
         f
     }
@@ -129,6 +131,14 @@ impl Fixture {
         let mut map: HashMap<_, u32, u64> =
             HashMap::try_from(self.ebpf.map_mut(ELSEWHERE_MAP).unwrap()).unwrap();
         map.insert(&u32::from_ne_bytes(addr.octets()), &0, 0).unwrap();
+        self.elsewhere += 1;
+        let beat = self.heartbeat();
+        self.beat(beat.monotonic_ns);
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        let map: Array<_, Heartbeat> = Array::try_from(self.ebpf.map(HEARTBEAT_MAP).unwrap()).unwrap();
+        map.get(&0, 0).unwrap()
     }
 
     /// How many requests for `addr` were dropped.
@@ -147,7 +157,8 @@ impl Fixture {
     pub fn beat(&mut self, monotonic_ns: u64) {
         let mut map: Array<_, Heartbeat> =
             Array::try_from(self.ebpf.map_mut(HEARTBEAT_MAP).unwrap()).unwrap();
-        map.set(0, &Heartbeat { monotonic_ns, dead_man_ns: BOUND_NS, pid: 0, _pad: 0 }, 0).unwrap();
+        map.set(0, &Heartbeat { monotonic_ns, dead_man_ns: BOUND_NS, pid: 0, elsewhere: self.elsewhere }, 0)
+            .unwrap();
     }
 
     pub fn entry(&self, key: ArpKey) -> ArpEntry {

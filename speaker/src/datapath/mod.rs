@@ -202,7 +202,7 @@ impl Datapath {
             monotonic_ns: clock::monotonic_ns(),
             dead_man_ns: self.options.dead_man.as_nanos() as u64,
             pid: std::process::id(),
-            _pad: 0,
+            elsewhere: self.elsewhere.current().len() as u32,
         };
         Ok(self.heartbeat.set(0, &beat, 0)?)
     }
@@ -367,7 +367,11 @@ impl Datapath {
         &mut self,
         addresses: &std::collections::BTreeSet<std::net::Ipv4Addr>,
     ) -> Result<(), DatapathError> {
-        Ok(self.elsewhere.set(addresses)?)
+        let set = self.elsewhere.set(addresses);
+        // The programs look the map up only while the heartbeat counts entries: tell them now,
+        // whatever part of the change took.
+        self.beat()?;
+        Ok(set?)
     }
 
     /// The conflicts the programs counted on any entry, ever: when it grows, read the entries.

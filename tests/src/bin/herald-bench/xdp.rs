@@ -38,20 +38,28 @@ struct Row<'a> {
     label: &'static str,
     hook: Hook,
     logged: bool,
+    /// Run where no address is announced elsewhere (standalone mode): the drop map is skipped.
+    alone: bool,
     frame: &'a [u8],
 }
 
 /// ns per packet through BPF_PROG_TEST_RUN, interleaved rounds, median of each.
 fn test_run_table() -> anyhow::Result<()> {
     let (mut quiet, mut verbose) = (Fixture::with_log_level(0), Fixture::with_log_level(4));
-    // A populated map, so the miss path does a real lookup.
-    for f in [&mut quiet, &mut verbose] {
+    let mut alone = Fixture::with_log_level(0);
+    // Populated maps, so the miss path does real lookups; 1,001 addresses announced elsewhere
+    // (Kubernetes mode) but on `alone` (standalone: none, and the drop map is skipped).
+    for f in [&mut quiet, &mut verbose, &mut alone] {
         for i in 0..1000u32 {
             let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + i);
             f.insert(ArpKey::new(addr.octets(), LO, 0), [2, 0, 0, 0, 0, 1]);
             let addr6 =
                 Ipv6Addr::from(u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xaa, 0)) + u128::from(i));
             f.insert_ndp(NdpKey::new(addr6.octets(), LO, 0), [2, 0, 0, 0, 0, 1]);
+        }
+    }
+    for f in [&mut quiet, &mut verbose] {
+        for i in 0..1000u32 {
             f.insert_elsewhere(Ipv4Addr::from(u32::from(Ipv4Addr::new(203, 0, 113, 0)) + 1000 + i));
         }
         f.insert_elsewhere(ELSEWHERE);
@@ -77,11 +85,15 @@ fn test_run_table() -> anyhow::Result<()> {
     let ndp_miss = solicitation.to_bytes();
     let ipv6 = ndp::Packet { next_header: 17, ..solicitation }.to_bytes();
 
-    let row = |label, hook, logged, frame| Row { label, hook, logged, frame };
+    let row = |label, hook, logged, frame| Row { label, hook, logged, alone: false, frame };
     let rows = [
         row("trivial XDP_PASS program (baseline)", Hook::Pass, false, &ipv4),
         row("herald_arp (XDP), pass path (IPv4 frame)", Hook::Xdp, false, &ipv4),
         row("herald_arp (XDP), miss path (ARP, other address)", Hook::Xdp, false, &miss),
+        Row {
+            alone: true,
+            ..row("  same, nothing announced elsewhere (standalone)", Hook::Xdp, false, &miss)
+        },
         row("herald_arp (XDP), drop path (another node's address)", Hook::Xdp, false, &elsewhere),
         row("  same, --xdp-log debug: pass path", Hook::Xdp, true, &ipv4),
         row("  same, --xdp-log debug: miss path (one statement)", Hook::Xdp, true, &miss),
@@ -89,6 +101,10 @@ fn test_run_table() -> anyhow::Result<()> {
         row("herald_arp (XDP), NDP miss (valid, other address)", Hook::Xdp, false, &ndp_miss),
         row("herald_arp_tc (TC), pass path (IPv4 frame)", Hook::Tc, false, &ipv4),
         row("herald_arp_tc (TC), miss path (ARP, other address)", Hook::Tc, false, &miss),
+        Row {
+            alone: true,
+            ..row("  same, nothing announced elsewhere (standalone)", Hook::Tc, false, &miss)
+        },
         row("herald_arp_tc (TC), drop path (another node's address)", Hook::Tc, false, &elsewhere),
         row("herald_arp_tc (TC), NDP miss (valid, other address)", Hook::Tc, false, &ndp_miss),
     ];
@@ -102,7 +118,11 @@ fn test_run_table() -> anyhow::Result<()> {
                 if row.logged { (LOGGED_BATCH, REPEAT / LOGGED_BATCH / 20) } else { (REPEAT, 1) };
             let (mut kernel_ns, mut wall_ns) = (0.0, 0.0);
             for _ in 0..calls {
-                let f = if row.logged { &mut verbose } else { &mut quiet };
+                let f = match (row.logged, row.alone) {
+                    (true, _) => &mut verbose,
+                    (false, true) => &mut alone,
+                    (false, false) => &mut quiet,
+                };
                 let start = Instant::now();
                 let result = f.time(row.hook, row.frame, batch)?;
                 wall_ns += start.elapsed().as_nanos() as f64 / f64::from(batch);
