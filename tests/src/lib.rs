@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod controller;
 pub mod failover;
 mod host_bpffs;
 pub mod keepalived;

@@ -6,55 +6,14 @@ use std::time::Duration;
 use herald_kube::crd::IPAddressPool;
 use herald_tests::{
     apiserver::{self, ApiServer},
-    objects, poll, workspace_bin,
+    controller::{Controller, POOLS},
+    objects, poll,
 };
 use k8s_openapi::api::{core::v1::Namespace, core::v1::Service, events::v1::Event};
 use kube::{
     Api, Client,
     api::{ListParams, PostParams},
 };
-
-const POOLS: &str = "metallb-system";
-
-/// The controller binary, running against `server` until dropped; `port` serves its telemetry.
-struct Controller(std::process::Child, u16);
-
-impl Controller {
-    fn start(server: &ApiServer) -> Self {
-        Self::start_as(server, "herald-controller-0")
-    }
-
-    /// A replica called `name`, with a 3 s leader Lease.
-    fn start_as(server: &ApiServer, name: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(workspace_bin("herald-controller"))
-            .args(["--lease-seconds", "3", "--telemetry", &format!("127.0.0.1:{port}")])
-            .env("KUBECONFIG", &server.kubeconfig)
-            .env("POD_NAMESPACE", POOLS)
-            .env("POD_NAME", name)
-            .spawn()
-            .expect("herald-controller");
-        Self(child, port)
-    }
-
-    /// GET `path` on its telemetry endpoint: (HTTP status, body).
-    fn get(&self, path: &str) -> (u16, String) {
-        let out = std::process::Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{}{path}", self.1)])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_owned())
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn yaml<T: k8s_openapi::serde::de::DeserializeOwned>(text: &str) -> T {
     serde_yaml_ng::from_str(text).unwrap()

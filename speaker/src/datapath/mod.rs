@@ -5,6 +5,7 @@
 //! Each interface gets the responder at the hook [`hook::plan`] picks: XDP in the driver where
 //! it can know every request's 802.1Q tag, TC ingress elsewhere.
 
+mod attach;
 mod bound;
 pub mod elsewhere;
 mod groups;
@@ -14,7 +15,7 @@ mod objects;
 mod offload;
 
 use std::{
-    collections::{BTreeMap, HashMap as StdHashMap},
+    collections::BTreeMap,
     os::fd::{AsFd as _, OwnedFd},
     path::{Path, PathBuf},
     time::Duration,
@@ -23,18 +24,16 @@ use std::{
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, RingBuf},
-    programs::{
-        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
-    },
+    programs::{ProgramError, SchedClassifier, Xdp, tc::SchedClassifierLinkId, xdp::XdpLinkId},
 };
 use herald_kube::report::Chain;
 use speaker_common::{
-    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, ELSEWHERE_MAP,
-    HEARTBEAT_MAP, Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PEER_MAP,
+    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP,
+    Heartbeat, MacKey, NDP_MAP, NdpKey, PEER_MAP,
 };
 use tracing::{info, warn};
 
-use self::{bound::BoundError, elsewhere::Elsewhere, objects::load_programs, offload::OffloadOff};
+use self::{elsewhere::Elsewhere, objects::load_programs, offload::OffloadOff};
 pub use self::{
     hook::{Hook, Mode},
     logs::{LogLevel, forward as forward_logs},
@@ -241,56 +240,6 @@ impl Datapath {
             }
         }
         Err(error.expect("plan() gives at least one hook"))
-    }
-
-    fn attach_at(&mut self, hook: Hook, ifindex: u32, ifname: &str) -> Result<Link, DatapathError> {
-        let failed = |source: Box<dyn std::error::Error + Send + Sync>| DatapathError::Attach {
-            ifname: ifname.into(),
-            hook,
-            source,
-        };
-        match hook {
-            Hook::XdpBound => {
-                // The same maps, opened again from their pins.
-                let pinned = [ARP_MAP, NDP_MAP, HEARTBEAT_MAP, PEER_MAP, CONFLICT_MAP, ELSEWHERE_MAP]
-                    .map(|name| MapData::from_pin(self.options.pin_dir.join(name)).map(|m| (name, m)));
-                let pinned = pinned.into_iter().collect::<Result<Vec<_>, _>>()?;
-                let mut maps: StdHashMap<&str, _> =
-                    pinned.iter().map(|(name, map)| (*name, map.fd().as_fd())).collect();
-                if let Some(logs) = &self.log_map {
-                    maps.insert(LOG_MAP, logs.as_fd());
-                }
-                let dead_man_ns = (self.options.dead_man.as_nanos() as u64).to_ne_bytes();
-                let level = [self.log.value()];
-                let mut globals: Vec<(&str, &[u8])> = vec![(DEAD_MAN_GLOBAL, &dead_man_ns)];
-                if self.log != LogLevel::Off {
-                    globals.push((LOG_LEVEL_GLOBAL, &level));
-                }
-                bound::attach(self.objects.meta, ifindex, &maps, &globals)
-                    .map(Link::Bound)
-                    .map_err(|e: BoundError| failed(e.into()))
-            }
-            Hook::XdpInFrame => {
-                let record = offload_record(&self.options.state_dir, &self.options.pin_dir);
-                let offload = OffloadOff::take(ifname, &record).map_err(|e| failed(e.into()))?;
-                let link = self.xdp()?.attach(ifindex, XdpMode::Driver).map_err(|e| failed(e.into()))?;
-                Ok(Link::Xdp(link, offload))
-            }
-            Hook::Tc => {
-                let tc = self.tc()?;
-                let link = match tc.attach(ifindex, TcAttachType::Ingress) {
-                    Ok(link) => link,
-                    // Before TCX (Linux 6.6), a clsact qdisc must hold the filter.
-                    Err(_) => {
-                        if let Err(e) = aya::programs::tc::qdisc_add_clsact(ifindex) {
-                            warn!(interface = ifname, error = %e, "adding a clsact qdisc");
-                        }
-                        tc.attach(ifindex, TcAttachType::Ingress).map_err(|e| failed(e.into()))?
-                    }
-                };
-                Ok(Link::Tc(link))
-            }
-        }
     }
 
     /// Detaches the responder from `ifindex`, if attached (and restores its rx VLAN offload).
