@@ -87,13 +87,13 @@ pub fn is_peer(mac: Mac) -> bool {
 /// The drop count of `target` if another node announces it (a lookup and nothing more: on a LAN
 /// most requests are for other hosts' addresses, and miss here).
 #[inline(always)]
-pub fn elsewhere(target: [u8; 4]) -> Option<*mut u64> {
+pub(crate) fn elsewhere(target: [u8; 4]) -> Option<*mut u64> {
     ELSEWHERE.get_ptr_mut(&u32::from_ne_bytes(target))
 }
 
 /// Counts one request dropped on `dropped`, an [`elsewhere`] count.
 #[inline(always)]
-pub fn count_drop(dropped: *mut u64) {
+pub(crate) fn count_drop(dropped: *mut u64) {
     // SAFETY: a naturally aligned u64 in a live map value, changed only atomically.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(dropped, 1) };
 }
