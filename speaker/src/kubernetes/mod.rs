@@ -151,9 +151,14 @@ impl ClusterObjects {
         })
     }
 
-    /// The host's interfaces, with MetalLB's exclusions as the file says now (a mounted
-    /// ConfigMap follows its edits).
-    fn discover(&mut self) -> std::io::Result<Host> {
+    /// The host's interfaces, with MetalLB's exclusions as last read.
+    fn discover(&self) -> std::io::Result<Host> {
+        host::discover(&self.exclusions)
+    }
+
+    /// Reads MetalLB's exclusions again (a mounted ConfigMap follows its edits); a file that
+    /// cannot be read or parsed leaves the last ones in force.
+    fn reread_exclusions(&mut self) {
         match Exclusions::read(&self.exclude_file) {
             Ok(now) if now != self.exclusions => {
                 info!(exclusions = ?now, "interface exclusions changed");
@@ -162,7 +167,6 @@ impl ClusterObjects {
             Ok(_) => {}
             Err(e) => warn!(error = e, "interface exclusions not read; the last ones stay"),
         }
-        host::discover(&self.exclusions)
     }
 
     /// Every other Node's InternalIP, at the membership port.
@@ -249,11 +253,14 @@ impl runtime::Source for ClusterObjects {
             }
             tokio::select! {
                 Some(()) = self.updates.recv() => self.debounce_until = Some(Instant::now() + DEBOUNCE),
-                _ = self.resync.tick() => match self.discover() {
-                    Ok(host) if self.host.as_ref() != Some(&host) => return Changed::default(),
-                    Ok(_) => {}
-                    Err(e) => error!(error = %e, "reading the host's interfaces"),
-                },
+                _ = self.resync.tick() => {
+                    self.reread_exclusions();
+                    match self.discover() {
+                        Ok(host) if self.host.as_ref() != Some(&host) => return Changed::default(),
+                        Ok(_) => {}
+                        Err(e) => error!(error = %e, "reading the host's interfaces"),
+                    }
+                }
             }
         }
     }
