@@ -211,3 +211,40 @@ pub async fn ready_pod(
     pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await?;
     Ok(())
 }
+
+/// The cluster both whole-cluster suites start from: pool `lan` (192.0.2.240/28), an
+/// L2Advertisement of it, a ready endpoint on node-a and the LoadBalancer Service `default/web`
+/// selecting it; the address the controller gives `web`, within `within`.
+pub async fn web_service(client: &Client, within: Duration) -> anyhow::Result<Ipv4Addr> {
+    use herald_kube::crd::{IPAddressPool, L2Advertisement};
+    use k8s_openapi::api::core::v1::Service;
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NAMESPACE);
+    let pool = json!({ "metadata": { "name": "lan" }, "spec": { "addresses": ["192.0.2.240/28"] } });
+    pools.create(&PostParams::default(), &serde_json::from_value(pool)?).await?;
+    let ads: Api<L2Advertisement> = Api::namespaced(client.clone(), NAMESPACE);
+    let ad = json!({ "metadata": { "name": "lan" }, "spec": { "ipAddressPools": ["lan"] } });
+    ads.create(&PostParams::default(), &serde_json::from_value(ad)?).await?;
+    ready_pod(client, "web-1", "web", "node-a", Ipv4Addr::new(198, 51, 100, 1)).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = json!({ "metadata": { "name": "web" }, "spec": {
+        "type": "LoadBalancer", "selector": { "app": "web" }, "ports": [{ "port": 80 }] } });
+    services.create(&PostParams::default(), &serde_json::from_value(svc)?).await?;
+    let deadline = Instant::now() + within;
+    loop {
+        let svc = services.get("web").await?;
+        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+        if let Some(ip) = ingress.iter().find_map(|i| i.ip.as_deref()?.parse().ok()) {
+            return Ok(ip);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no IPv4 address allocated to default/web within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of the series `name` (with its labels) in Prometheus text; 0 when absent.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}

@@ -12,7 +12,7 @@ use std::{
 use herald_kube::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
 use herald_tests::{
     apiserver, cluster,
-    kube_lab::{self, KubeLab, NAMESPACE},
+    kube_lab::{self, KubeLab, NAMESPACE, metric},
     objects, poll, probe, root_or_skip,
 };
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -39,19 +39,10 @@ async fn whole_cluster() {
     for node in NODES {
         kl.start_speaker(node).unwrap_or_else(|e| panic!("speaker on {node}: {e:#}\n{}", kl.logs()));
     }
-    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NAMESPACE);
-    let pool = json!({ "metadata": { "name": "lan" }, "spec": { "addresses": ["192.0.2.240/28"] } });
-    pools.create(&PostParams::default(), &serde_json::from_value(pool).unwrap()).await.unwrap();
+    let vip =
+        kube_lab::web_service(&client, API_BOUND).await.unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
     let ads: Api<L2Advertisement> = Api::namespaced(client.clone(), NAMESPACE);
-    let ad = json!({ "metadata": { "name": "lan" }, "spec": { "ipAddressPools": ["lan"] } });
-    ads.create(&PostParams::default(), &serde_json::from_value(ad).unwrap()).await.unwrap();
-    kube_lab::ready_pod(&client, "web-1", "web", "node-a", Ipv4Addr::new(198, 51, 100, 1)).await.unwrap();
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let svc = json!({ "metadata": { "name": "web" }, "spec": {
-        "type": "LoadBalancer", "selector": { "app": "web" }, "ports": [{ "port": 80 }] } });
-    services.create(&PostParams::default(), &serde_json::from_value(svc).unwrap()).await.unwrap();
-
-    let vip = allocated(&services).await;
     assert!(vip.octets()[3] >= 240, "{vip} comes from the pool");
     let owner = cluster::elected(vip, &NODES);
     let t = answered_by(&kl, vip, owner, API_BOUND);
@@ -220,20 +211,6 @@ async fn allocated_all(services: &Api<Service>, name: &str, count: usize) -> Vec
     }
 }
 
-/// The address the controller gives Service `web`.
-async fn allocated(services: &Api<Service>) -> Ipv4Addr {
-    let deadline = Instant::now() + API_BOUND;
-    loop {
-        let svc = services.get("web").await.unwrap();
-        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
-        if let Some(ip) = ingress.iter().find_map(|i| i.ip.as_deref()?.parse().ok()) {
-            return ip;
-        }
-        assert!(Instant::now() < deadline, "no address allocated");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Waits until `node` alone answers ARP for `vip`; returns how long that took.
 fn answered_by(kl: &KubeLab, vip: Ipv4Addr, node: &str, bound: Duration) -> Duration {
     let mac = kl.lab.node(node).mac;
@@ -307,9 +284,4 @@ fn preflight_in_kubernetes_mode(kl: &KubeLab, node: &str) {
 /// Whether `check` answers within [`API_BOUND`].
 async fn eventually<A: poll::Answer>(check: impl AsyncFnMut() -> A) -> bool {
     poll::until_async(API_BOUND, check).await.is_some()
-}
-
-/// The value of the series `name` (with its labels) in Prometheus text; 0 when absent.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }

@@ -7,20 +7,17 @@
 
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
-use herald_kube::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
+use herald_kube::crd::ServiceL2Status;
 use herald_tests::{
     apiserver, cluster,
-    kube_lab::{self, KubeLab, NAMESPACE},
+    kube_lab::{self, KubeLab, NAMESPACE, metric},
     probe::{self, Probe},
     root_or_skip,
 };
-use k8s_openapi::api::core::v1::Service;
-use kube::{Api, Client, api::PostParams};
-use serde_json::json;
+use kube::{Api, Client};
 
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 /// Changes that travel through the API server: watches, a controller pass, the speakers' pass.
@@ -38,7 +35,8 @@ async fn ipvs_every_node_binds_the_address_one_answers() {
     }
     let mut kl = KubeLab::start(&NODES).expect("lab and control plane");
     let client = kl.enter().await.unwrap_or_else(|e| panic!("control plane: {e:#}\n{}", kl.logs()));
-    let vip = service(&client).await;
+    let vip =
+        kube_lab::web_service(&client, API_BOUND).await.unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
     for node in NODES {
         let host = kl.lab.node(node);
         kube_ipvs0(host);
@@ -147,31 +145,6 @@ async fn ipvs_every_node_binds_the_address_one_answers() {
     assert!(steady.iter().all(|p| p.replies.iter().all(|(_, m)| *m == owner_mac)));
 }
 
-/// A pool, an advertisement, a ready endpoint and Service `web`; its address.
-async fn service(client: &Client) -> Ipv4Addr {
-    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NAMESPACE);
-    let pool = json!({ "metadata": { "name": "lan" }, "spec": { "addresses": ["192.0.2.240/28"] } });
-    pools.create(&PostParams::default(), &serde_json::from_value(pool).unwrap()).await.unwrap();
-    let ads: Api<L2Advertisement> = Api::namespaced(client.clone(), NAMESPACE);
-    let ad = json!({ "metadata": { "name": "lan" }, "spec": { "ipAddressPools": ["lan"] } });
-    ads.create(&PostParams::default(), &serde_json::from_value(ad).unwrap()).await.unwrap();
-    kube_lab::ready_pod(client, "web-1", "web", "node-a", Ipv4Addr::new(198, 51, 100, 1)).await.unwrap();
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let svc = json!({ "metadata": { "name": "web" }, "spec": {
-        "type": "LoadBalancer", "selector": { "app": "web" }, "ports": [{ "port": 80 }] } });
-    services.create(&PostParams::default(), &serde_json::from_value(svc).unwrap()).await.unwrap();
-    let deadline = Instant::now() + API_BOUND;
-    loop {
-        let svc = services.get("web").await.unwrap();
-        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
-        if let Some(IpAddr::V4(ip)) = ingress.iter().find_map(|i| i.ip.as_deref()?.parse().ok()) {
-            return ip;
-        }
-        assert!(Instant::now() < deadline, "no address allocated");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// kube-proxy's `kube-ipvs0`: a dummy device, NOARP and down. On a kernel built without the
 /// dummy driver, one end of a veth pair, NOARP and down, stands in: what matters here is a local
 /// address on a device that never answers ARP itself.
@@ -248,9 +221,4 @@ async fn poll_status(client: &Client, node: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
-}
-
-/// The value of the series `name` (with its labels) in Prometheus text; 0 when absent.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
