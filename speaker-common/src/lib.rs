@@ -52,11 +52,6 @@ pub const ELSEWHERE_MAP_CAPACITY: u32 = 65_536;
 /// of new ones by reading one `u64` rather than the whole of [`ARP_MAP`].
 pub const CONFLICT_MAP: &str = "HERALD_CONFLICTS";
 
-/// Load-time global: how old (in ns of `CLOCK_MONOTONIC`) the heartbeat may be before the
-/// program stops answering and passes every frame.
-pub const DEAD_MAN_GLOBAL: &str = "HERALD_DEAD_MAN_NS";
-/// Default dead-man bound: 2 s.
-pub const DEFAULT_DEAD_MAN_NS: u64 = 2_000_000_000;
 /// Load-time global of aya-log: the most verbose level the program logs at (0: nothing, 1:
 /// error, 2: warn, 3: info, 4: debug). Statements above it are pruned by the verifier.
 pub const LOG_LEVEL_GLOBAL: &str = "AYA_LOG_LEVEL";
@@ -157,8 +152,9 @@ impl MacKey {
 pub struct Heartbeat {
     /// `CLOCK_MONOTONIC` in ns when the speaker last proved it is alive; 0 = never.
     pub monotonic_ns: u64,
-    /// The dead-man bound the program was loaded with, for `herald-speaker status` and bpftool
-    /// readers. The program itself reads the load-time global.
+    /// How long this beat holds: past `monotonic_ns + dead_man_ns` the programs stop answering
+    /// and pass every frame. Whoever beats says how long (the membership thread of a cluster
+    /// member beats often and briefly, a speaker alone seldom and for longer).
     pub dead_man_ns: u64,
     /// The speaker's process id, so readers can tell a dead speaker from a live one.
     pub pid: u32,

@@ -2,7 +2,7 @@
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
-    ptr::{read_volatile, write_volatile},
+    ptr::write_volatile,
 };
 
 use crate::frame::{Ip6, Mac};
@@ -12,7 +12,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use speaker_common::{
-    ARP_MAP_CAPACITY, ArpEntry, ArpKey, DEFAULT_DEAD_MAN_NS, ELSEWHERE_MAP_CAPACITY, Heartbeat, MacKey,
+    ARP_MAP_CAPACITY, ArpEntry, ArpKey, ELSEWHERE_MAP_CAPACITY, Heartbeat, MacKey,
     NDP_MAP_CAPACITY, NdpKey, PEER_MAP_CAPACITY,
 };
 
@@ -34,16 +34,9 @@ pub static ELSEWHERE: HashMap<u32, u64, { ELSEWHERE_MAP_CAPACITY as usize }> = H
 #[btf_map(name = "HERALD_CONFLICTS")]
 pub static CONFLICTS: Array<u64, 1> = Array::new();
 
-/// Dead-man bound in ns, set by the speaker at load time (`speaker_common::DEAD_MAN_GLOBAL`).
-#[unsafe(no_mangle)]
-static HERALD_DEAD_MAN_NS: u64 = DEFAULT_DEAD_MAN_NS;
-
-/// Whether the speaker proved it is alive within the dead-man bound.
+/// Whether the speaker proved it is alive within the bound its last beat gave.
 #[inline(always)]
 pub fn heartbeat_fresh() -> bool {
-    // SAFETY: read through a volatile load so the value set at load time is used, not the
-    // compile-time default.
-    let bound = unsafe { read_volatile(&HERALD_DEAD_MAN_NS) };
     let Some(beat) = HEARTBEAT.get(0) else {
         return false;
     };
@@ -51,7 +44,7 @@ pub fn heartbeat_fresh() -> bool {
     let now = unsafe { bpf_ktime_get_ns() };
     // A beat of 0 means "never"; a beat in the future (clock skew cannot happen on one host, but
     // be safe) is treated as stale too.
-    beat.monotonic_ns != 0 && now >= beat.monotonic_ns && now - beat.monotonic_ns <= bound
+    beat.monotonic_ns != 0 && now >= beat.monotonic_ns && now - beat.monotonic_ns <= beat.dead_man_ns
 }
 
 /// Counts a claim on `entry`'s address by another host, at `claimed`: on the entry (with the

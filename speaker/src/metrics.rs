@@ -33,6 +33,9 @@ pub struct Metrics {
     /// Owners this speaker, their heir, found failed from missed heartbeats and unanswered
     /// probes, before SWIM declared them down.
     pub owners_failed: Counter,
+    /// Times this node silenced itself: its run loop, or its membership, stalled past its bound
+    /// (see [`crate::fence`]).
+    pub fences: Counter,
     pub gratuitous_sent: Counter,
     /// Members this speaker sees alive, itself included.
     pub members_alive: Gauge,
@@ -60,6 +63,7 @@ impl Default for Metrics {
         Self {
             ownership_changes: Counter::default(),
             owners_failed: Counter::default(),
+            fences: Counter::default(),
             gratuitous_sent: Counter::default(),
             members_alive: Gauge::default(),
             rejected_unauthenticated: reason("unauthenticated"),
@@ -75,10 +79,11 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Name and value of every counter, for the status report.
-    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 9] {
         [
             ("ownership_changes", self.ownership_changes.get()),
             ("owners_failed", self.owners_failed.get()),
+            ("fences", self.fences.get()),
             ("gratuitous_sent", self.gratuitous_sent.get()),
             ("members_alive", self.members_alive.get().max(0) as u64),
             ("rejected_unauthenticated", self.rejected_unauthenticated.get()),
@@ -108,6 +113,11 @@ impl Metrics {
             "owners_failed",
             "Owners this node, their heir, found failed from missed heartbeats before SWIM did",
             self.owners_failed.clone(),
+        );
+        r.register(
+            "fences",
+            "Times this node silenced itself because its run loop or its membership stalled past their bounds",
+            self.fences.clone(),
         );
         r.register("gratuitous_arp_sent", "Gratuitous ARP frames sent", self.gratuitous_sent.clone());
         r.register(

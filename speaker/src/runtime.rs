@@ -18,8 +18,9 @@ use crate::{
     cluster::{Alive, Membership},
     config::{Cluster, Gratuitous},
     conflict::{self, Conflict},
-    datapath::{self, Datapath},
+    datapath::{self, Datapath, Heartbeats},
     election::Succession,
+    fence::{Fence, Pulse},
     garp, handback, host, memory,
     metrics::{Endpoint, Metrics},
     state_file,
@@ -84,6 +85,7 @@ pub struct Runtime {
     opts: datapath::Options,
     metrics: Arc<Metrics>,
     announcer: Announcer,
+    heartbeats: Heartbeats,
     endpoint: Arc<Endpoint>,
     term: Signal,
     int: Signal,
@@ -99,12 +101,13 @@ impl Runtime {
         if let Some(logs) = datapath.take_logs() {
             tokio::spawn(datapath::forward_logs(logs));
         }
+        let heartbeats = datapath.heartbeats();
+        heartbeats.beat(opts.datapath.dead_man)?;
         let sender = garp::Sender::new().context("opening a packet socket for gratuitous ARP")?;
-        let mut announcer = Announcer::new(datapath, sender, metrics.clone());
-        announcer.beat()?;
+        let announcer = Announcer::new(datapath, sender, metrics.clone());
         let registry = metrics.registry(opts.datapath.pin_dir.clone(), announcer.names());
         let endpoint = Endpoint::serve(opts.telemetry, registry).await?;
-        Ok(Self { opts: opts.datapath, metrics, announcer, endpoint, term, int })
+        Ok(Self { opts: opts.datapath, metrics, announcer, heartbeats, endpoint, term, int })
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -117,16 +120,25 @@ impl Runtime {
     pub async fn run(mut self, mut source: impl Source, cluster: Option<Cluster>) -> anyhow::Result<()> {
         let node = source.node().to_owned();
         let gratuitous = source.gratuitous();
-        let mut membership = match &cluster {
-            Some(cluster) => {
+        // With a cluster, the membership thread beats to the programs while this loop ticks the
+        // pulse (see `fence`); alone, this loop beats.
+        let pulse = cluster.as_ref().map(|_| Arc::new(Pulse::default()));
+        let mut membership = match (&cluster, &pulse) {
+            (Some(cluster), Some(pulse)) => {
                 let own_macs =
                     host::discover(&Default::default()).context("reading the host's interfaces")?.own_macs();
+                let fence = Fence::new(
+                    self.heartbeats.clone(),
+                    pulse.clone(),
+                    self.opts.dead_man,
+                    self.metrics.clone(),
+                );
                 Some(
-                    Membership::start(&node, own_macs, cluster, self.metrics.clone())
+                    Membership::start(&node, own_macs, cluster, fence, self.metrics.clone())
                         .with_context(|| format!("starting membership on {}", cluster.bind))?,
                 )
             }
-            None => None,
+            _ => None,
         };
         let mut peer_macs = membership.as_ref().map(|m| m.peer_macs.clone());
         let state_path = state_file::path(&self.opts.state_dir, &self.opts.pin_dir);
@@ -143,7 +155,7 @@ impl Runtime {
         }
         info!(node, pin_dir = %self.opts.pin_dir.display(), membership = ?cluster.as_ref().map(|c| c.bind), "speaker ready");
 
-        // Beat four times per bound: one late beat never stops the answers.
+        // Four times per bound: one late tick never stops the answers.
         let mut heartbeat = every(self.opts.dead_man / 4);
         let mut state_every = every(STATE_EVERY);
         let mut conflicts = every(conflict::POLL);
@@ -154,6 +166,11 @@ impl Runtime {
         let mut refresh =
             gratuitous.refresh.map(|every| tokio::time::interval_at(Instant::now() + every, every));
         loop {
+            if let (Some(pulse), Some(cluster)) = (&pulse, &cluster)
+                && pulse.is_fenced()
+            {
+                recover(announcer, pulse, cluster);
+            }
             let hold = announcer.hold_deadline();
             // What membership says, once joined (or without a cluster).
             let view = joined.as_ref();
@@ -165,9 +182,16 @@ impl Runtime {
                         error!(error = %Chain(&e), "the other speakers' MACs not written");
                     }
                 }
+                // Handled at the top of the loop.
+                _ = fenced(&pulse) => {}
                 _ = heartbeat.tick() => {
-                    if let Err(e) = announcer.beat() {
-                        error!(error = %Chain(&e), "heartbeat not written");
+                    match &pulse {
+                        Some(pulse) => drop(pulse.tick()),
+                        None => {
+                            if let Err(e) = self.heartbeats.beat(self.opts.dead_man) {
+                                error!(error = %Chain(&e), "heartbeat not written");
+                            }
+                        }
                     }
                     announcer.tidy();
                 }
@@ -242,6 +266,16 @@ impl Runtime {
     }
 }
 
+/// This node was silenced (see [`crate::fence`]) and may have been replaced meanwhile: it
+/// withdraws everything, lifts the fence (the others hear it again, and give its addresses
+/// back), and takes what it gains only after a hand-back's hold.
+fn recover(announcer: &mut Announcer, pulse: &Pulse, cluster: &Cluster) {
+    announcer.silence();
+    announcer.hold_gains(handback::hold(&cluster.timers), std::time::Instant::now());
+    pulse.lift();
+    warn!("silenced while the run loop or the membership stalled: announcing again after a hand-back");
+}
+
 /// Applies what `source` says this node announces now, and tells `membership` who succeeds
 /// whom. Returns how many entries changed.
 fn pass(
@@ -278,6 +312,14 @@ fn every(period: Duration) -> Interval {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     interval
+}
+
+/// Resolves when a fence may have gone up; never, without a cluster.
+async fn fenced(pulse: &Option<Arc<Pulse>>) {
+    match pulse {
+        Some(pulse) => pulse.fenced().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves at `deadline`; never without one.

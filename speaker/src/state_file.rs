@@ -88,7 +88,7 @@ mod tests {
             text,
             "node: node-a\ninterface 2: eth0 at TC ingress\ninterface 7: eth1 at not attached\n\
              members (2 alive): node-a node-b\nowns: 192.0.2.200 (eth0)\n\
-             counters: ownership_changes=0 owners_failed=0 gratuitous_sent=3 members_alive=0 rejected_unauthenticated=0 \
+             counters: ownership_changes=0 owners_failed=0 fences=0 gratuitous_sent=3 members_alive=0 rejected_unauthenticated=0 \
              rejected_stale=0 rejected_replayed=0 rejected_malformed=0\n"
         );
         assert_eq!(interface_names(&text), BTreeMap::from([(2, "eth0".into()), (7, "eth1".into())]));

@@ -4,9 +4,11 @@
 //! say loudly that they did not run, except under `CI=true`, where they fail.
 
 pub mod apiserver;
+pub mod checker;
 pub mod cluster;
 pub mod controller;
 pub mod failover;
+pub mod freeze;
 mod host_bpffs;
 pub mod keepalived;
 pub mod kube_lab;

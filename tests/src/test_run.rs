@@ -15,8 +15,8 @@ use herald_speaker::{
     datapath::{LOGGING, QUIET},
 };
 use speaker_common::{
-    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, DEAD_MAN_GLOBAL, ELSEWHERE_MAP,
-    HEARTBEAT_MAP, Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PASS_PROGRAM, PEER_MAP,
+    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP,
+    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PASS_PROGRAM, PEER_MAP,
 };
 
 /// Where the kernel runs test frames in.
@@ -90,7 +90,6 @@ impl Fixture {
     /// log statements ... 4: debug).
     pub fn with_log_level(level: u8) -> Self {
         let mut loader = EbpfLoader::new();
-        loader.override_global(DEAD_MAN_GLOBAL, &BOUND_NS, true);
         if level > 0 {
             loader.override_global(LOG_LEVEL_GLOBAL, &level, true);
         }

@@ -68,11 +68,6 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         }
     }
 
-    /// Proves the speaker alive to the programs (their dead man's switch).
-    pub fn beat(&mut self) -> Result<(), DatapathError> {
-        self.datapath.beat()
-    }
-
     /// The other speakers' MACs: gratuitous ARP from them is no conflict.
     pub fn add_peers(&mut self, macs: PeerMacs) -> Result<(), DatapathError> {
         self.datapath.add_peers(macs.into_iter().collect())

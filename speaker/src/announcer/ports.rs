@@ -18,7 +18,6 @@ pub trait Responder {
     fn hook(&self, ifindex: u32) -> Option<Hook>;
     fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError>;
     fn remove(&mut self, key: &Key) -> Result<(), DatapathError>;
-    fn beat(&mut self) -> Result<(), DatapathError>;
     fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError>;
     fn entries(&self) -> Result<Vec<Entry>, DatapathError>;
     fn conflicts_total(&self) -> Result<u64, DatapathError>;
@@ -43,9 +42,6 @@ impl Responder for Datapath {
     }
     fn remove(&mut self, key: &Key) -> Result<(), DatapathError> {
         Datapath::remove(self, key)
-    }
-    fn beat(&mut self) -> Result<(), DatapathError> {
-        Datapath::beat(self)
     }
     fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError> {
         Datapath::add_peers(self, macs)

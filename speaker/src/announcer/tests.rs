@@ -60,9 +60,6 @@ impl Responder for FakeDatapath {
         self.removed.push(*key);
         Ok(())
     }
-    fn beat(&mut self) -> Result<(), DatapathError> {
-        Ok(())
-    }
     fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError> {
         self.peers.extend(macs);
         Ok(())

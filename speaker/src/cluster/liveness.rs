@@ -181,6 +181,17 @@ impl Liveness {
         watches.chain(self.next_beat).min()
     }
 
+    /// Starts every watch afresh at `now`, after a time this member was mute (see
+    /// [`crate::fence`]): what it did not hear then says nothing of the owners it watches.
+    pub fn resume(&mut self, now: Instant) {
+        for watch in self.watched.values_mut() {
+            if !matches!(watch, Watch::Failed) {
+                *watch = Watch::Waiting { deadline: now + SUSPECT_AFTER };
+            }
+        }
+        self.next_beat = self.next_beat.map(|_| now);
+    }
+
     /// Members found failed and not heard from since.
     pub fn failed(&self) -> &BTreeSet<SocketAddr> {
         &self.failed

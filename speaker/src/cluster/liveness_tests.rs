@@ -151,3 +151,24 @@ fn the_election_decides_whom_to_watch() {
     assert!(l.retain_failed(&[addr(1), addr(2)]));
     assert!(l.failed().is_empty());
 }
+
+#[test]
+fn after_a_mute_spell_the_watches_start_afresh() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3)];
+    let mut l = Liveness::new(addr(2), 0);
+    l.follow(set(&[3]), set(&[1]), t0);
+    l.heard(addr(1), t0);
+    // Probed just before this member fell mute; the probe's time runs out while it is.
+    let (sent, _) = l.poll(t0 + SUSPECT_AFTER, &members);
+    assert!(sent.iter().any(|(to, m)| *to == addr(1) && matches!(m, Message::Probe(_))));
+    let back = t0 + ms(500);
+    l.resume(back);
+    // Not failed for a silence it could not have heard the end of: probed again in due time.
+    let (out, changed) = l.poll(back, &members);
+    assert!(!changed && l.failed().is_empty(), "{out:?}");
+    assert!(out.iter().any(|(to, m)| *to == addr(3) && *m == Message::Beat), "beats at once: {out:?}");
+    assert_eq!(l.next_wake(), Some(back + BEAT_EVERY));
+    let (_, changes) = run(&mut l, &members, back, back + ms(200));
+    assert_eq!(changes, vec![back + SUSPECT_AFTER + CONFIRM], "and failed if it stays silent");
+}

@@ -3,6 +3,8 @@
 //! authenticated with the shared key ([`auth`]). A task on a thread of its own (so that no
 //! long pass of the speaker delays a heartbeat or an ack) owns the socket and the protocol
 //! state, and publishes the names of the live members (this one included) on a watch channel.
+//! It also beats to the programs, and speaks for this node only while its run loop keeps up
+//! ([`crate::fence`]): to the programs and to the other members, a node is alive or not as one.
 
 pub mod auth;
 mod identity;
@@ -32,7 +34,7 @@ use self::{
     liveness::Liveness,
     task::Task,
 };
-use crate::{config::Cluster, election::Succession, metrics::Metrics};
+use crate::{config::Cluster, election::Succession, fence::Fence, metrics::Metrics};
 
 /// Live member names, this speaker's own included.
 pub type Alive = BTreeSet<String>;
@@ -53,11 +55,12 @@ pub struct Membership {
 
 impl Membership {
     /// Binds the socket and starts the protocol, announcing this speaker, whose node has `macs`,
-    /// to its peers.
+    /// to its peers; `fence` beats to the programs while the run loop keeps up.
     pub fn start(
         node: &str,
         macs: Vec<[u8; 6]>,
         cluster: &Cluster,
+        fence: Fence,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
         let socket = std::net::UdpSocket::bind(cluster.bind)?;
@@ -88,6 +91,8 @@ impl Membership {
                     alive_tx,
                     peer_macs_tx,
                     metrics,
+                    fence,
+                    mute: false,
                 };
                 task.run(leave_rx).await;
                 Ok(())

@@ -19,7 +19,11 @@ use super::{
     unix_ms,
     wire::Message,
 };
-use crate::{election::Succession, metrics::Metrics};
+use crate::{
+    election::Succession,
+    fence::{FENCE_EVERY, Fence},
+    metrics::Metrics,
+};
 
 /// How often configured peers that are not members yet are sent an announce.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
@@ -36,6 +40,10 @@ pub(super) struct Task {
     pub alive_tx: watch::Sender<Alive>,
     pub peer_macs_tx: watch::Sender<PeerMacs>,
     pub metrics: Arc<Metrics>,
+    /// Beats to the programs; says whether this member may speak for itself.
+    pub fence: Fence,
+    /// Fenced at the last check: neither reading nor sending.
+    pub mute: bool,
 }
 
 impl Task {
@@ -44,14 +52,25 @@ impl Task {
         let mut rt = AccumulatingRuntime::new();
         let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
         let mut buf = vec![0u8; 65_536];
+        let mut fence = tokio::time::interval(FENCE_EVERY);
+        fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wake = self.liveness.next_wake().map(Instant::from_std);
+            // Fenced, this member is to the others as if frozen: it reads nothing, sends
+            // nothing, and its timers wait. Its run loop ends the fence.
+            let vouching = self.fence.check();
+            if vouching && self.mute {
+                info!("the run loop caught up: speaking for this node again");
+                self.liveness.resume(std::time::Instant::now());
+            }
+            self.mute = !vouching;
+            let wake = self.liveness.next_wake().map(Instant::from_std).filter(|_| vouching);
             tokio::select! {
-                received = self.socket.recv_from(&mut buf) => match received {
+                _ = fence.tick() => drop(self.fence.beat()),
+                received = self.socket.recv_from(&mut buf), if vouching => match received {
                     Ok((len, from)) => self.receive(from, &buf[..len], &mut rt).await,
                     Err(e) => warn!(error = %e, "membership socket"),
                 },
-                Some(timer) = timers.recv() => {
+                Some(timer) = timers.recv(), if vouching => {
                     if let Err(e) = self.foca.handle_timer(timer, &mut rt) {
                         debug!(error = %e, "membership timer");
                     }
@@ -67,8 +86,8 @@ impl Task {
                         self.publish();
                     }
                 }
-                Ok(()) = self.succession.changed() => self.follow(),
-                _ = announce.tick() => self.announce_to_strangers(&mut rt),
+                Ok(()) = self.succession.changed(), if vouching => self.follow(),
+                _ = announce.tick(), if vouching => self.announce_to_strangers(&mut rt),
                 done = leave.recv() => {
                     if let Err(e) = self.foca.leave_cluster(&mut rt) {
                         warn!(error = %e, "leaving the cluster");

@@ -9,7 +9,7 @@ use aya::{
     programs::{TcAttachType, XdpMode},
 };
 use speaker_common::{
-    ARP_MAP, CONFLICT_MAP, DEAD_MAN_GLOBAL, ELSEWHERE_MAP, HEARTBEAT_MAP, LOG_LEVEL_GLOBAL, NDP_MAP, PEER_MAP,
+    ARP_MAP, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP, LOG_LEVEL_GLOBAL, NDP_MAP, PEER_MAP,
 };
 use tracing::warn;
 
@@ -41,9 +41,8 @@ impl Datapath {
                 if let Some(logs) = &self.log_map {
                     maps.insert(LOG_MAP, logs.as_fd());
                 }
-                let dead_man_ns = (self.options.dead_man.as_nanos() as u64).to_ne_bytes();
                 let level = [self.log.value()];
-                let mut globals: Vec<(&str, &[u8])> = vec![(DEAD_MAN_GLOBAL, &dead_man_ns)];
+                let mut globals: Vec<(&str, &[u8])> = Vec::new();
                 if self.log != LogLevel::Off {
                     globals.push((LOG_LEVEL_GLOBAL, &level));
                 }

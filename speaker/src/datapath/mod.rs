@@ -9,6 +9,7 @@ mod attach;
 mod bound;
 pub mod elsewhere;
 mod groups;
+mod heartbeat;
 pub mod hook;
 mod logs;
 mod objects;
@@ -29,17 +30,18 @@ use aya::{
 use herald_kube::report::Chain;
 use speaker_common::{
     ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP,
-    Heartbeat, MacKey, NDP_MAP, NdpKey, PEER_MAP,
+    MacKey, NDP_MAP, NdpKey, PEER_MAP,
 };
 use tracing::{info, warn};
 
 use self::{elsewhere::Elsewhere, objects::load_programs, offload::OffloadOff};
 pub use self::{
+    heartbeat::Heartbeats,
     hook::{Hook, Mode},
     logs::{LogLevel, forward as forward_logs},
     objects::{LOGGING, Objects, QUIET},
 };
-use crate::{announcement::Key, bpffs, clock, ethtool, netlink, pinned};
+use crate::{announcement::Key, bpffs, ethtool, netlink, pinned};
 
 /// aya-log's ring buffer, which both logging objects write to.
 const LOG_MAP: &str = "AYA_LOGS";
@@ -47,7 +49,8 @@ const LOG_MAP: &str = "AYA_LOGS";
 /// How the datapath is set up.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The programs stop answering when the heartbeat is older than this.
+    /// How long the run loop may stall before the node stops answering (see
+    /// [`crate::fence`]).
     pub dead_man: Duration,
     /// Where the maps are pinned.
     pub pin_dir: PathBuf,
@@ -87,7 +90,7 @@ pub struct Datapath {
     /// IPv6, so no IPv6 address reaches the node anyway).
     needs: groups::Needs,
     memberships: Option<groups::Memberships>,
-    heartbeat: Array<MapData, Heartbeat>,
+    heartbeat: Heartbeats,
     peers: HashMap<MapData, MacKey, u32>,
     conflicts: Array<MapData, u64>,
     elsewhere: Elsewhere,
@@ -125,7 +128,7 @@ impl Datapath {
     /// speaker says so): logging is a diagnosis, answering is the job.
     pub fn load(options: &Options) -> Result<Self, DatapathError> {
         let pin_dir = bpffs::prepare(&options.pin_dir)?;
-        let (mut ebpf, log) = match load_programs(options.dead_man, options.log) {
+        let (mut ebpf, log) = match load_programs(options.log) {
             Ok(ebpf) => (ebpf, options.log),
             Err(e) if options.log != LogLevel::Off => {
                 warn!(
@@ -133,7 +136,7 @@ impl Datapath {
                     "the kernel refused the programs with log statements (older verifiers do \
                      without CAP_PERFMON); loading them without: --xdp-log is off"
                 );
-                (load_programs(options.dead_man, LogLevel::Off)?, LogLevel::Off)
+                (load_programs(LogLevel::Off)?, LogLevel::Off)
             }
             Err(e) => return Err(e),
         };
@@ -148,7 +151,7 @@ impl Datapath {
         };
         let arp = HashMap::try_from(take(ARP_MAP)?)?;
         let ndp = HashMap::try_from(take(NDP_MAP)?)?;
-        let heartbeat = Array::try_from(take(HEARTBEAT_MAP)?)?;
+        let heartbeat = Heartbeats::new(Array::try_from(take(HEARTBEAT_MAP)?)?);
         let peers = HashMap::try_from(take(PEER_MAP)?)?;
         let conflicts = Array::try_from(take(CONFLICT_MAP)?)?;
         let elsewhere = Elsewhere::new(HashMap::try_from(take(ELSEWHERE_MAP)?)?);
@@ -195,15 +198,9 @@ impl Datapath {
         }
     }
 
-    /// Tells the programs the speaker is alive.
-    pub fn beat(&mut self) -> Result<(), DatapathError> {
-        let beat = Heartbeat {
-            monotonic_ns: clock::monotonic_ns(),
-            dead_man_ns: self.options.dead_man.as_nanos() as u64,
-            pid: std::process::id(),
-            elsewhere: self.elsewhere.current().len() as u32,
-        };
-        Ok(self.heartbeat.set(0, &beat, 0)?)
+    /// The programs' heartbeat slot, for whoever vouches for the speaker.
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.heartbeat.clone()
     }
 
     pub fn is_attached(&self, ifindex: u32) -> bool {
@@ -319,7 +316,7 @@ impl Datapath {
         let set = self.elsewhere.set(addresses);
         // The programs look the map up only while the heartbeat counts entries: tell them now,
         // whatever part of the change took.
-        self.beat()?;
+        self.heartbeat.count_elsewhere(self.elsewhere.current().len())?;
         Ok(set?)
     }
 

@@ -1,10 +1,8 @@
 //! Herald's BPF objects, built twice by `cargo xtask build` (with log statements and without),
 //! and the loading of the main one.
 
-use std::time::Duration;
-
 use aya::{Ebpf, EbpfLoader};
-use speaker_common::{ARP_PROGRAM, ARP_TC_PROGRAM, DEAD_MAN_GLOBAL, LOG_LEVEL_GLOBAL};
+use speaker_common::{ARP_PROGRAM, ARP_TC_PROGRAM, LOG_LEVEL_GLOBAL};
 
 use super::{DatapathError, LogLevel};
 
@@ -36,12 +34,10 @@ impl Objects {
     }
 }
 
-/// The main object for programs that log at `log`, loaded with the dead-man bound, its two
-/// responders verified.
-pub(super) fn load_programs(dead_man: Duration, log: LogLevel) -> Result<Ebpf, DatapathError> {
-    let (dead_man_ns, level) = (dead_man.as_nanos() as u64, log.value());
+/// The main object for programs that log at `log`, its two responders verified.
+pub(super) fn load_programs(log: LogLevel) -> Result<Ebpf, DatapathError> {
+    let level = log.value();
     let mut loader = EbpfLoader::new();
-    loader.override_global(DEAD_MAN_GLOBAL, &dead_man_ns, true);
     if log != LogLevel::Off {
         loader.override_global(LOG_LEVEL_GLOBAL, &level, true);
     }
