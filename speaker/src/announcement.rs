@@ -49,8 +49,8 @@ pub fn diff(current: &BTreeSet<Announcement>, desired: &BTreeSet<Announcement>) 
 }
 
 /// The interfaces (index, name) that carry at least one announcement.
-pub fn interfaces(announcements: &BTreeSet<Announcement>) -> BTreeSet<(u32, String)> {
-    announcements.iter().map(|a| (a.ifindex, a.ifname.clone())).collect()
+pub fn interfaces<'a>(announcements: impl IntoIterator<Item = &'a Announcement>) -> BTreeSet<(u32, String)> {
+    announcements.into_iter().map(|a| (a.ifindex, a.ifname.clone())).collect()
 }
 
 #[cfg(test)]

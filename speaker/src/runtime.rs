@@ -71,6 +71,9 @@ pub trait Source {
     fn changed(&mut self) -> impl Future<Output = Changed>;
     /// Another MAC answered for addresses this node announces.
     fn conflicts(&mut self, found: Vec<Conflict>);
+    /// The gains the datapath did not take at the last attempt, and why (retried; the speaker's
+    /// log and state file say so already). Called after every attempt.
+    fn not_announced(&mut self, _failed: &std::collections::BTreeMap<Announcement, String>) {}
 }
 
 pub struct Options {
@@ -193,7 +196,9 @@ impl Runtime {
                             }
                         }
                     }
-                    announcer.tidy();
+                    if announcer.tidy() {
+                        source.not_announced(announcer.failed());
+                    }
                 }
                 _ = state_every.tick() => {
                     // At most once a second, and only after work: a pass frees what it built.
@@ -206,7 +211,7 @@ impl Runtime {
                         continue;
                     }
                     stated = now;
-                    let report = state_file::render(&node, &announcer.interfaces(), view, announcer.current(), &self.metrics);
+                    let report = state_file::render(&node, &announcer.interfaces(), view, announcer.current(), announcer.failed(), &self.metrics);
                     if let Err(e) = state_file::write(&state_path, &report) {
                         warn!(path = %state_path.display(), error = %e, "state file not written");
                     }
@@ -299,13 +304,9 @@ fn pass(
     if let Err(e) = announcer.set_elsewhere(&desired.elsewhere) {
         error!(error = %Chain(&e), "the addresses other nodes announce not all written");
     }
-    match announcer.apply(desired.announce, gratuitous, takeover) {
-        Ok(changed) => changed,
-        Err(e) => {
-            error!(error = %Chain(&e), "could not apply what this node announces; keeping what is announced");
-            0
-        }
-    }
+    let changed = announcer.apply(desired.announce, gratuitous, takeover);
+    source.not_announced(announcer.failed());
+    changed
 }
 
 fn every(period: Duration) -> Interval {

@@ -25,6 +25,7 @@ pub fn render(
     interfaces: &[InterfaceLine],
     alive: Option<&BTreeSet<String>>,
     owned: &BTreeSet<Announcement>,
+    not_announced: &BTreeMap<Announcement, String>,
     metrics: &Metrics,
 ) -> String {
     let mut out = format!("node: {node}\n");
@@ -41,6 +42,9 @@ pub fn render(
     }
     let owns: Vec<String> = owned.iter().map(|a| format!("{} ({})", a.addr, a.ifname)).collect();
     let _ = writeln!(out, "owns: {}", if owns.is_empty() { "nothing".into() } else { owns.join(" ") });
+    for (a, why) in not_announced {
+        let _ = writeln!(out, "not announced: {} ({}): {why}; trying again", a.addr, a.ifname);
+    }
     let counters: Vec<String> = metrics.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(out, "counters: {}", counters.join(" "));
     out
@@ -83,17 +87,26 @@ mod tests {
         }]);
         let alive = BTreeSet::from(["node-a".to_string(), "node-b".to_string()]);
         let interfaces = [(2, "eth0".to_owned(), Some(Hook::Tc)), (7, "eth1".to_owned(), None)];
-        let text = render("node-a", &interfaces, Some(&alive), &owned, &metrics);
+        let eth1 = Announcement {
+            addr: [192, 0, 2, 201].into(),
+            ifindex: 7,
+            ifname: "eth1".into(),
+            ..owned.first().unwrap().clone()
+        };
+        let failed = BTreeMap::from([(eth1, "refused".to_owned())]);
+        let text = render("node-a", &interfaces, Some(&alive), &owned, &failed, &metrics);
         assert_eq!(
             text,
             "node: node-a\ninterface 2: eth0 at TC ingress\ninterface 7: eth1 at not attached\n\
              members (2 alive): node-a node-b\nowns: 192.0.2.200 (eth0)\n\
-             counters: ownership_changes=0 owners_failed=0 fences=0 gratuitous_sent=3 members_alive=0 rejected_unauthenticated=0 \
+             not announced: 192.0.2.201 (eth1): refused; trying again\n\
+             counters: ownership_changes=0 owners_failed=0 fences=0 gratuitous_sent=3 members_alive=0 speakers_running=0 isolated=0 \
+             rejected_unauthenticated=0 \
              rejected_stale=0 rejected_replayed=0 rejected_malformed=0\n"
         );
         assert_eq!(interface_names(&text), BTreeMap::from([(2, "eth0".into()), (7, "eth1".into())]));
         assert!(
-            render("n", &[], None, &BTreeSet::new(), &metrics)
+            render("n", &[], None, &BTreeSet::new(), &BTreeMap::new(), &metrics)
                 .contains("members: no cluster configured\nowns: nothing\n")
         );
         assert_eq!(

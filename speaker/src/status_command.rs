@@ -66,22 +66,27 @@ pub fn elsewhere_lines(elsewhere: &[(std::net::Ipv4Addr, u64)]) -> String {
     out
 }
 
-/// "0.4 s ago (bound 2.0 s): answering", or why the program is not answering.
+/// "400 ms ago (bound 2.0 s): answering", or why the program is not answering.
 pub fn heartbeat_line(beat: &Heartbeat, now_ns: u64, speaker_alive: bool) -> String {
-    let bound = beat.dead_man_ns as f64 / 1e9;
+    let bound = span(beat.dead_man_ns);
     if !speaker_alive {
         return format!("speaker (pid {}) is gone: its program is detached, nothing is answered", beat.pid);
     }
     if beat.monotonic_ns == 0 {
-        return format!("never (bound {bound:.1} s): NOT answering");
+        return format!("never (bound {bound}): NOT answering");
     }
-    let age = now_ns.saturating_sub(beat.monotonic_ns) as f64 / 1e9;
-    let state = if now_ns.saturating_sub(beat.monotonic_ns) <= beat.dead_man_ns {
+    let age = now_ns.saturating_sub(beat.monotonic_ns);
+    let state = if age <= beat.dead_man_ns {
         "answering"
     } else {
-        "NOT answering: the speaker is hung"
+        "NOT answering: the speaker is hung, or silenced itself (its log says which)"
     };
-    format!("{age:.1} s ago (bound {bound:.1} s): {state}")
+    format!("{} ago (bound {bound}): {state}", span(age))
+}
+
+/// A span of `ns`: in ms below a second (a cluster member's beats hold 40 ms), else in s.
+fn span(ns: u64) -> String {
+    if ns < 1_000_000_000 { format!("{} ms", ns / 1_000_000) } else { format!("{:.1} s", ns as f64 / 1e9) }
 }
 
 #[cfg(test)]
@@ -92,11 +97,13 @@ mod tests {
     fn heartbeat_states() {
         let beat =
             Heartbeat { monotonic_ns: 10_000_000_000, dead_man_ns: 2_000_000_000, pid: 7, elsewhere: 0 };
-        assert_eq!(heartbeat_line(&beat, 10_400_000_000, true), "0.4 s ago (bound 2.0 s): answering");
+        assert_eq!(heartbeat_line(&beat, 10_400_000_000, true), "400 ms ago (bound 2.0 s): answering");
         assert_eq!(
             heartbeat_line(&beat, 13_000_000_000, true),
-            "3.0 s ago (bound 2.0 s): NOT answering: the speaker is hung"
+            "3.0 s ago (bound 2.0 s): NOT answering: the speaker is hung, or silenced itself (its log says which)"
         );
+        let member = Heartbeat { dead_man_ns: 40_000_000, ..beat };
+        assert_eq!(heartbeat_line(&member, 10_012_000_000, true), "12 ms ago (bound 40 ms): answering");
         let never = Heartbeat { monotonic_ns: 0, ..beat };
         assert_eq!(heartbeat_line(&never, 1, true), "never (bound 2.0 s): NOT answering");
         assert_eq!(

@@ -1,21 +1,30 @@
 //! Applies a desired set of announcements to the datapath: attaches the responder where it is
 //! needed, fills and trims the responder maps, and sends gratuitous ARP (unsolicited Neighbor
 //! Advertisements for IPv6) for what is new.
-//! A change is applied whole or not at all; an entry whose removal failed is kept, and its
-//! removal tried again ([`Announcer::settle`]), never reported as withdrawn.
+//!
+//! Losses never wait for gains: what this node no longer announces leaves the map first, and
+//! each gain stands alone. An interface that will not take the responder, or an entry the map
+//! refuses, leaves that gain out (reported, and tried again every [`RETRY_EVERY`]), never the
+//! rest. An entry whose removal failed is kept as stale and its removal tried again
+//! ([`Announcer::settle`]), never reported as withdrawn.
 //!
 //! The datapath and the frame sender are traits ([`Responder`], [`Frames`]), so that these
 //! rules are tested with in-memory fakes, without root.
 
+mod bursts;
 mod conflicts;
 mod ports;
 
-use std::{collections::BTreeSet, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use herald_kube::report::Chain;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use self::bursts::Bursts;
 pub use self::ports::{Frames, Responder};
 use crate::{
     announcement::{self, Announcement, Key},
@@ -23,18 +32,27 @@ use crate::{
     config::Gratuitous,
     conflict,
     datapath::{Datapath, DatapathError},
-    frame, garp, handback,
+    garp, handback,
     metrics::{InterfaceNames, Metrics},
 };
 
+/// How often gains that failed are tried again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+
 pub struct Announcer<D = Datapath, F = garp::Sender> {
     datapath: D,
-    sender: Arc<F>,
+    bursts: Bursts<F>,
+    /// What the map holds and answers for, as far as this node is concerned.
     current: BTreeSet<Announcement>,
     /// Entries withdrawn from `current` whose removal from the map failed: still answering, to
     /// be removed by [`Announcer::settle`].
     stale: BTreeSet<Announcement>,
-    bursts: std::collections::HashMap<Key, JoinHandle<()>>,
+    /// What was last asked for, and how: what a retry applies again.
+    wanted: BTreeSet<Announcement>,
+    gratuitous: Gratuitous,
+    /// Gains left out, and why; tried again from [`Announcer::tidy`] at `retry_at`.
+    failed: BTreeMap<Announcement, String>,
+    retry_at: Option<Instant>,
     metrics: Arc<Metrics>,
     /// Names of the interfaces announced on, for metric labels.
     names: InterfaceNames,
@@ -54,10 +72,13 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     pub fn new(datapath: D, sender: F, metrics: Arc<Metrics>) -> Self {
         Self {
             datapath,
-            sender: Arc::new(sender),
+            bursts: Bursts::new(sender, metrics.clone()),
             current: BTreeSet::new(),
             stale: BTreeSet::new(),
-            bursts: Default::default(),
+            wanted: BTreeSet::new(),
+            gratuitous: Gratuitous::default(),
+            failed: BTreeMap::new(),
+            retry_at: None,
             metrics,
             names: Default::default(),
             conflicts: conflict::Watch::default(),
@@ -92,19 +113,9 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
                 }
             }
         }
-        let in_use: BTreeSet<u32> = announcement::interfaces(&self.current)
-            .union(&announcement::interfaces(&self.stale))
-            .map(|(i, _)| *i)
-            .collect();
-        for (ifindex, ifname) in self.standby.difference(&interfaces) {
-            if !in_use.contains(ifindex) && self.datapath.is_attached(*ifindex) {
-                match self.datapath.detach(*ifindex) {
-                    Ok(()) => info!(interface = ifname, "responder detached"),
-                    Err(e) => warn!(interface = ifname, error = %Chain(&e), "could not detach"),
-                }
-            }
-        }
+        let leaving: Vec<(u32, String)> = self.standby.difference(&interfaces).cloned().collect();
         self.standby = interfaces;
+        self.detach_unused(leaving);
         self.update_names();
     }
 
@@ -139,8 +150,14 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         self.datapath.set_elsewhere(addresses)
     }
 
+    /// What the map holds and answers for.
     pub fn current(&self) -> &BTreeSet<Announcement> {
         &self.current
+    }
+
+    /// Gains left out at the last attempt, and why (tried again every [`RETRY_EVERY`]).
+    pub fn failed(&self) -> &BTreeMap<Announcement, String> {
+        &self.failed
     }
 
     /// The interfaces announced on, with the hook the responder runs at on each.
@@ -151,13 +168,18 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             .collect()
     }
 
-    /// Housekeeping, at every heartbeat: retries the removals that failed, and forgets the bursts
-    /// that are over (each keeps its task's memory until then).
-    pub fn tidy(&mut self) {
+    /// Housekeeping, at every heartbeat: retries the removals and the gains that failed, and
+    /// forgets the bursts that are over. Returns whether gains were tried again.
+    pub fn tidy(&mut self) -> bool {
         if !self.stale.is_empty() {
             self.settle();
         }
-        self.bursts.retain(|_, burst| !burst.is_finished());
+        self.bursts.forget_finished();
+        let due = self.retry_at.is_some_and(|at| at <= Instant::now());
+        if due {
+            self.apply(self.wanted.clone(), self.gratuitous, None);
+        }
+        due
     }
 
     /// Changes whenever what is announced changes: while it stays the same, so does the state
@@ -181,15 +203,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
                 self.withdraw(a);
             }
         }
-        let in_use: BTreeSet<u32> = self.current.iter().chain(&self.stale).map(|a| a.ifindex).collect();
-        for (ifindex, ifname) in announcement::interfaces(&stale) {
-            if !in_use.contains(&ifindex) {
-                match self.datapath.detach(ifindex) {
-                    Ok(()) => info!(interface = ifname, "responder detached"),
-                    Err(e) => warn!(interface = ifname, error = %Chain(&e), "could not detach"),
-                }
-            }
-        }
+        self.detach_unused(announcement::interfaces(&stale));
         self.stale.is_empty()
     }
 
@@ -211,18 +225,19 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         }
     }
 
-    /// Moves the datapath from the current announcements to `desired`; returns how many entries
-    /// were announced or withdrawn. On error nothing has changed: interfaces attached and
-    /// entries inserted on the way are undone. `takeover`: when the membership change that
-    /// asked for this was seen (the first gratuitous ARP of each new entry is timed from it).
-    /// An entry whose removal fails stays in the map and is kept as stale (see
-    /// [`Announcer::settle`]); its interface stays attached.
+    /// Moves the datapath from the current announcements towards `desired`; returns how many
+    /// entries were announced or withdrawn. Losses first, each gain on its own (see the module's
+    /// notes): what could not be gained is in [`Announcer::failed`]. `takeover`: when the
+    /// membership change that asked for this was seen (the first gratuitous ARP of each new
+    /// entry is timed from it).
     pub fn apply(
         &mut self,
         desired: BTreeSet<Announcement>,
         gratuitous: Gratuitous,
         takeover: Option<Instant>,
-    ) -> Result<usize, DatapathError> {
+    ) -> usize {
+        self.wanted = desired.clone();
+        self.gratuitous = gratuitous;
         let desired = match self.held {
             Some((until, _)) if tokio::time::Instant::now() < until => {
                 handback::holding(&self.current, desired)
@@ -230,75 +245,97 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             _ => desired,
         };
         let diff = announcement::diff(&self.current, &desired);
-        let wanted = announcement::interfaces(&desired);
+        let gaining: BTreeSet<Key> = diff.announce.iter().map(Announcement::key).collect();
+        let before = announcement::interfaces(&self.current);
+        // Entries whose MAC changes: replaced in place when the new one is in.
+        let mut replaced: BTreeMap<Key, Announcement> = BTreeMap::new();
 
-        let mut attached = Vec::new();
-        let mut inserted = Vec::new();
-        let result = (|| {
-            for (ifindex, ifname) in &wanted {
-                if !self.datapath.is_attached(*ifindex) {
-                    self.datapath.attach(*ifindex, ifname)?;
-                    attached.push(*ifindex);
-                }
-            }
-            for a in &diff.announce {
-                self.datapath.insert(&a.key(), a.mac)?;
-                inserted.push(a.key());
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            for key in &inserted {
-                // A key that was there before (its MAC changed) goes back to its old entry.
-                match self.current.iter().find(|c| c.key() == *key) {
-                    Some(old) => drop(self.datapath.insert(key, old.mac)),
-                    None => drop(self.datapath.remove(key)),
-                }
-            }
-            for ifindex in attached {
-                drop(self.datapath.detach(ifindex));
-            }
-            return Err(e);
-        }
-
-        let announced: BTreeSet<Key> = diff.announce.iter().map(Announcement::key).collect();
+        // Losses, first and alone. An entry re-announced with a new MAC is overwritten below,
+        // never absent.
+        let mut changed = 0;
         for a in &diff.withdraw {
-            let key = a.key();
-            if let Some(burst) = self.bursts.remove(&key) {
-                burst.abort();
-            }
-            // An entry re-announced with a new MAC was overwritten above, not withdrawn.
-            if !announced.contains(&key) {
+            self.bursts.stop(&a.key());
+            if gaining.contains(&a.key()) {
+                replaced.insert(a.key(), a.clone());
+            } else {
+                self.current.remove(a);
                 self.withdraw(a);
+                changed += 1;
             }
         }
-        self.stale.retain(|a| !desired.iter().any(|d| d.key() == a.key()));
-        for a in &diff.announce {
-            info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "announcing");
-            self.start_burst(a, gratuitous, takeover);
+
+        // Gains, each on its own.
+        let mut failed = BTreeMap::new();
+        let mut refused = BTreeMap::new();
+        for (ifindex, ifname) in announcement::interfaces(&diff.announce) {
+            if !self.datapath.is_attached(ifindex)
+                && let Err(e) = self.datapath.attach(ifindex, &ifname)
+            {
+                refused.insert(ifindex, Chain(&e).to_string());
+            }
         }
-        // Interfaces that carry neither a wanted nor a stale entry, and do not stand by: the
-        // responder leaves them.
-        let still_wanted: BTreeSet<u32> = wanted
-            .iter()
-            .chain(&announcement::interfaces(&self.stale))
-            .chain(&self.standby)
-            .map(|(i, _)| *i)
-            .collect();
-        for (ifindex, ifname) in announcement::interfaces(&self.current) {
-            if !still_wanted.contains(&ifindex) {
-                match self.datapath.detach(ifindex) {
-                    Ok(()) => info!(interface = ifname, "responder detached"),
-                    Err(e) => warn!(interface = ifname, error = %Chain(&e), "could not detach"),
+        for a in &diff.announce {
+            let result = match refused.get(&a.ifindex) {
+                Some(why) => Err(why.clone()),
+                None => self.datapath.insert(&a.key(), a.mac).map_err(|e| Chain(&e).to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    if let Some(old) = replaced.get(&a.key()) {
+                        self.current.remove(old);
+                    }
+                    self.current.insert(a.clone());
+                    info!(address = %a.addr, interface = a.ifname, vlan = a.vlan, "announcing");
+                    self.bursts.start(a, gratuitous, takeover);
+                    changed += 1;
+                }
+                Err(why) => {
+                    if self.failed.get(a) != Some(&why) {
+                        warn!(address = %a.addr, interface = a.ifname, vlan = a.vlan, error = why, "not announced; trying again");
+                    }
+                    failed.insert(a.clone(), why);
                 }
             }
         }
-        if !diff.announce.is_empty() || !diff.withdraw.is_empty() {
+        // A stale entry announced again was overwritten: it answers as it should.
+        if !self.stale.is_empty() {
+            let held: BTreeSet<Key> = self.current.iter().map(Announcement::key).collect();
+            self.stale.retain(|s| !held.contains(&s.key()));
+        }
+        // The responder leaves interfaces nothing holds it on any more, and those where every
+        // gain failed.
+        self.detach_unused(before.into_iter().chain(announcement::interfaces(&diff.announce)));
+
+        if changed > 0 || failed != self.failed {
             self.generation += 1;
         }
-        self.current = desired;
+        self.retry_at = (!failed.is_empty()).then(|| Instant::now() + RETRY_EVERY);
+        self.metrics.not_announced.set(failed.len() as i64);
+        self.failed = failed;
         self.update_names();
-        Ok(diff.announce.len() + diff.withdraw.len())
+        changed
+    }
+
+    /// Detaches the responder from those of `interfaces` that carry no current or stale entry
+    /// and do not stand by.
+    fn detach_unused(&mut self, interfaces: impl IntoIterator<Item = (u32, String)>) {
+        let in_use: BTreeSet<u32> = self
+            .current
+            .iter()
+            .chain(&self.stale)
+            .map(|a| a.ifindex)
+            .chain(self.standby.iter().map(|(i, _)| *i))
+            .collect();
+        let unused: BTreeMap<u32, String> = interfaces
+            .into_iter()
+            .filter(|(i, _)| !in_use.contains(i) && self.datapath.is_attached(*i))
+            .collect();
+        for (ifindex, ifname) in unused {
+            match self.datapath.detach(ifindex) {
+                Ok(()) => info!(interface = ifname, "responder detached"),
+                Err(e) => warn!(interface = ifname, error = %Chain(&e), "could not detach"),
+            }
+        }
     }
 
     /// A gratuitous burst for every current announcement: after a membership change, so that
@@ -306,72 +343,29 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     /// off, and the others had taken over).
     /// Addresses whose burst is still going (just announced) are left to it.
     pub fn reannounce(&mut self, gratuitous: Gratuitous) {
-        for a in self.current.clone() {
-            if !self.bursts.get(&a.key()).is_some_and(|burst| !burst.is_finished()) {
-                self.start_burst(&a, gratuitous, None);
+        for a in &self.current {
+            if !self.bursts.is_running(&a.key()) {
+                self.bursts.start(a, gratuitous, None);
             }
         }
     }
 
     /// One gratuitous ARP for every current announcement (the periodic refresh).
     pub fn refresh(&self) {
-        for a in &self.current {
-            match self.sender.send(a.ifindex, &frame::gratuitous(a.mac, a.addr, a.vlan)) {
-                Ok(()) => {
-                    self.metrics.gratuitous_sent.inc();
-                }
-                Err(e) => {
-                    warn!(address = %a.addr, interface = a.ifname, error = %Chain(&e), "gratuitous ARP or unsolicited NA not sent")
-                }
-            }
-        }
+        self.bursts.refresh(&self.current);
     }
 
     /// Withdraws every announcement; the responder stays where it stands by. The program
     /// answers nothing more from here.
     pub fn silence(&mut self) {
-        for (_, burst) in self.bursts.drain() {
-            burst.abort();
-        }
-        if let Err(e) = self.apply(BTreeSet::new(), Gratuitous::default(), None) {
-            warn!(error = %Chain(&e), "could not withdraw everything");
-        }
+        self.bursts.stop_all();
+        self.apply(BTreeSet::new(), Gratuitous::default(), None);
     }
 
     /// Withdraws every announcement and detaches everywhere.
     pub fn withdraw_all(&mut self) {
         self.silence();
         self.stand_by(BTreeSet::new());
-    }
-
-    fn start_burst(&mut self, a: &Announcement, gratuitous: Gratuitous, takeover: Option<Instant>) {
-        if gratuitous.count == 0 {
-            return;
-        }
-        let frame = frame::gratuitous(a.mac, a.addr, a.vlan);
-        let (sender, ifindex, addr, ifname) = (self.sender.clone(), a.ifindex, a.addr, a.ifname.clone());
-        let metrics = self.metrics.clone();
-        let burst = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(gratuitous.interval);
-            let mut takeover = takeover;
-            for _ in 0..gratuitous.count {
-                tick.tick().await;
-                match sender.send(ifindex, &frame) {
-                    Ok(()) => {
-                        metrics.gratuitous_sent.inc();
-                        if let Some(since) = takeover.take() {
-                            metrics.takeover_seconds.observe(since.elapsed().as_secs_f64());
-                        }
-                    }
-                    Err(e) => {
-                        warn!(address = %addr, interface = ifname, error = %Chain(&e), "gratuitous ARP or unsolicited NA not sent")
-                    }
-                }
-            }
-        });
-        if let Some(old) = self.bursts.insert(a.key(), burst) {
-            old.abort();
-        }
     }
 }
 
