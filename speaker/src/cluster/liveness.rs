@@ -6,6 +6,11 @@
 //! would declare it down. A lossy link between two nodes costs a probe, not a takeover: the
 //! other members' path answers for the owner.
 //!
+//! Unless the heir is the one cut off: each helper says at once that it is asking (`Relaying`),
+//! and an heir none of whose helpers said so has heard from nobody. It takes nothing over and
+//! probes again later; whether it may announce at all is the quorum's to say. With no helper
+//! to ask (two members), the heir cannot tell, and takes over.
+//!
 //! Anything authenticated heard from a member (a beat, an ack, a SWIM message) proves it alive
 //! and brings it back into the view. The state machine is pure: time comes in, messages to
 //! send go out.
@@ -35,8 +40,9 @@ const RELAY_FOR: Duration = Duration::from_secs(1);
 enum Watch {
     /// Heard from lately; probed at the deadline.
     Waiting { deadline: Instant },
-    /// Probed with `nonce`; failed at `until` without an ack.
-    Confirming { nonce: u64, until: Instant },
+    /// Probed with `nonce`, through `helpers` others (`relayed`: one of them said it asks);
+    /// failed at `until` without an ack.
+    Confirming { nonce: u64, until: Instant, helpers: usize, relayed: bool },
     /// Failed; waits to be heard from again.
     Failed,
 }
@@ -53,6 +59,8 @@ pub struct Liveness {
     /// Probes relayed for another member: the nonce, whom to pass the ack to, and until when.
     relays: Vec<(u64, SocketAddr, Instant)>,
     nonce: u64,
+    /// Probes whose time ran out with no helper heard from: each a takeover not made.
+    pub unconfirmed: u64,
 }
 
 /// A datagram to send.
@@ -69,6 +77,7 @@ impl Liveness {
             failed: BTreeSet::new(),
             relays: Vec::new(),
             nonce: seed,
+            unconfirmed: 0,
         }
     }
 
@@ -113,7 +122,17 @@ impl Liveness {
             Message::ProbeFor(nonce, target) => {
                 self.relays.retain(|(_, _, until)| *until > now);
                 self.relays.push((nonce, from, now + RELAY_FOR));
-                (vec![(target, Message::Probe(nonce))], false)
+                (vec![(target, Message::Probe(nonce)), (from, Message::Relaying(nonce))], false)
+            }
+            Message::Relaying(nonce) => {
+                for watch in self.watched.values_mut() {
+                    if let Watch::Confirming { nonce: n, relayed, .. } = watch
+                        && *n == nonce
+                    {
+                        *relayed = true;
+                    }
+                }
+                (Vec::new(), false)
             }
             Message::Ack(nonce) => {
                 let relayed: Vec<Out> = self
@@ -130,6 +149,15 @@ impl Liveness {
                 let back = owner.is_some_and(|owner| self.heard(owner, now));
                 (relayed, back)
             }
+            // An owner leaving (SIGTERM): its heirs take over now, not when SWIM's word of it
+            // reaches them (in a large cluster, through others).
+            Message::Leaving => match self.watched.get_mut(&from) {
+                Some(watch) => {
+                    *watch = Watch::Failed;
+                    (Vec::new(), self.failed.insert(from))
+                }
+                None => (Vec::new(), false),
+            },
             Message::Beat | Message::Membership(_) => (Vec::new(), false),
         }
     }
@@ -153,13 +181,15 @@ impl Liveness {
                     out.push((*owner, Message::Probe(nonce)));
                     let others: Vec<&SocketAddr> =
                         members.iter().filter(|m| **m != *owner && **m != self.me).collect();
-                    let helpers = others.iter().cycle().skip(nonce as usize % others.len().max(1));
-                    out.extend(
-                        helpers
-                            .take(HELPERS.min(others.len()))
-                            .map(|h| (**h, Message::ProbeFor(nonce, *owner))),
-                    );
-                    *watch = Watch::Confirming { nonce, until: now + CONFIRM };
+                    let helpers = HELPERS.min(others.len());
+                    let chosen = others.iter().cycle().skip(nonce as usize % others.len().max(1));
+                    out.extend(chosen.take(helpers).map(|h| (**h, Message::ProbeFor(nonce, *owner))));
+                    *watch = Watch::Confirming { nonce, until: now + CONFIRM, helpers, relayed: false };
+                }
+                // No helper answered either: this member is the one cut off.
+                Watch::Confirming { until, helpers, relayed: false, .. } if until <= now && helpers > 0 => {
+                    *watch = Watch::Waiting { deadline: now + SUSPECT_AFTER };
+                    self.unconfirmed += 1;
                 }
                 Watch::Confirming { until, .. } if until <= now => {
                     *watch = Watch::Failed;
@@ -190,6 +220,11 @@ impl Liveness {
             }
         }
         self.next_beat = self.next_beat.map(|_| now);
+    }
+
+    /// What to send when this member leaves: a word to each heir.
+    pub fn leaving(&self) -> Vec<Out<'static>> {
+        self.heirs.iter().map(|heir| (*heir, Message::Leaving)).collect()
     }
 
     /// Members found failed and not heard from since.

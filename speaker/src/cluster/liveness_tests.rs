@@ -13,17 +13,33 @@ fn ms(n: u64) -> Duration {
 }
 
 /// Polls every millisecond from `from` to `to`, collecting what is sent and when the failed
-/// set changed.
+/// set changed. The helpers asked say at once that they ask (they are reachable; the owner
+/// answers nobody).
 fn run(
     l: &mut Liveness,
     members: &[SocketAddr],
     from: Instant,
     to: Instant,
 ) -> (Vec<Out<'static>>, Vec<Instant>) {
+    run_with(l, members, from, to, true)
+}
+
+fn run_with(
+    l: &mut Liveness,
+    members: &[SocketAddr],
+    from: Instant,
+    to: Instant,
+    helpers_answer: bool,
+) -> (Vec<Out<'static>>, Vec<Instant>) {
     let (mut sent, mut changes) = (Vec::new(), Vec::new());
     let mut now = from;
     while now <= to {
         let (out, changed) = l.poll(now, members);
+        for (helper, message) in &out {
+            if let (true, Message::ProbeFor(nonce, _)) = (helpers_answer, message) {
+                l.receive(*helper, Message::Relaying(*nonce), now);
+            }
+        }
         sent.extend(out);
         if changed {
             changes.push(now);
@@ -105,7 +121,10 @@ fn an_ack_relayed_by_a_helper_keeps_the_owner() {
     assert!(changes.is_empty() && l.failed().is_empty(), "confirmed alive: {changes:?}");
     // A stale or foreign nonce answers for nobody.
     let (sent, _) = l.poll(at + SUSPECT_AFTER, &members);
-    assert!(!sent.is_empty());
+    let Some((_, Message::ProbeFor(nonce, _))) = sent.iter().find(|(to, _)| *to == addr(3)) else {
+        panic!("no request to the helper: {sent:?}");
+    };
+    l.receive(addr(3), Message::Relaying(*nonce), at + SUSPECT_AFTER);
     l.receive(addr(3), Message::Ack(nonce.wrapping_add(100)), at + SUSPECT_AFTER + ms(1));
     let (_, changes) = run(&mut l, &members, at + SUSPECT_AFTER + ms(1), at + SUSPECT_AFTER + ms(40));
     assert_eq!(changes.len(), 1);
@@ -116,7 +135,7 @@ fn a_helper_probes_and_passes_the_ack_on() {
     let t0 = Instant::now();
     let mut helper = Liveness::new(addr(3), 0);
     let (out, _) = helper.receive(addr(2), Message::ProbeFor(42, addr(1)), t0);
-    assert_eq!(out, vec![(addr(1), Message::Probe(42))]);
+    assert_eq!(out, vec![(addr(1), Message::Probe(42)), (addr(2), Message::Relaying(42))]);
     let (out, _) = helper.receive(addr(1), Message::Ack(42), t0 + ms(1));
     assert_eq!(out, vec![(addr(2), Message::Ack(42))]);
     let (out, _) = helper.receive(addr(1), Message::Ack(42), t0 + ms(2));
@@ -171,4 +190,44 @@ fn after_a_mute_spell_the_watches_start_afresh() {
     assert_eq!(l.next_wake(), Some(back + BEAT_EVERY));
     let (_, changes) = run(&mut l, &members, back, back + ms(200));
     assert_eq!(changes, vec![back + SUSPECT_AFTER + CONFIRM], "and failed if it stays silent");
+}
+
+#[test]
+fn an_heir_no_helper_answers_takes_nothing_over() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3), addr(4)];
+    let mut l = Liveness::new(addr(2), 0);
+    l.follow(set(&[]), set(&[1]), t0);
+    // Cut off from everyone: neither the owner nor a helper answers, probe after probe.
+    let (sent, changes) = run_with(&mut l, &members, t0, t0 + ms(500), false);
+    assert!(changes.is_empty() && l.failed().is_empty(), "{changes:?}");
+    let probes = sent.iter().filter(|(_, m)| matches!(m, Message::Probe(_))).count();
+    assert!(probes >= 5, "probed again and again: {probes}");
+    assert_eq!(l.unconfirmed, probes as u64 - 1, "each probe but the last ran out");
+    // One helper is reachable again: the owner's silence counts.
+    let (_, changes) = run(&mut l, &members, t0 + ms(501), t0 + ms(700));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(l.failed(), &set(&[1]));
+    // With no helper to ask (two members), an heir cannot tell, and takes over.
+    let mut two = Liveness::new(addr(2), 0);
+    two.follow(set(&[]), set(&[1]), t0);
+    let (_, changes) = run_with(&mut two, &[addr(1), addr(2)], t0, t0 + ms(200), false);
+    assert_eq!(changes, vec![t0 + SUSPECT_AFTER + CONFIRM]);
+}
+
+#[test]
+fn an_owner_leaving_is_taken_over_at_once() {
+    let t0 = Instant::now();
+    let mut owner = Liveness::new(addr(1), 0);
+    owner.follow(set(&[2, 3]), set(&[]), t0);
+    assert_eq!(owner.leaving(), vec![(addr(2), Message::Leaving), (addr(3), Message::Leaving)]);
+    let mut heir = Liveness::new(addr(2), 0);
+    heir.follow(set(&[]), set(&[1]), t0);
+    heir.heard(addr(1), t0);
+    let (out, changed) = heir.receive(addr(1), Message::Leaving, t0);
+    assert!(out.is_empty() && changed);
+    assert_eq!(heir.failed(), &set(&[1]));
+    // From a member it does not inherit from: nothing.
+    let (_, changed) = heir.receive(addr(3), Message::Leaving, t0);
+    assert!(!changed);
 }

@@ -7,6 +7,7 @@
 //! ([`crate::fence`]): to the programs and to the other members, a node is alive or not as one.
 
 pub mod auth;
+mod hearing;
 mod identity;
 pub mod liveness;
 mod task;
@@ -76,6 +77,7 @@ impl Membership {
         let (peers, peers_rx) = watch::channel(cluster.peers.clone());
         let (succession, succession_rx) = watch::channel(Succession::default());
         let (sealer, opener) = (Sealer::new(&cluster.key, boot), Opener::new(&cluster.key));
+        let timers = cluster.timers;
         let run = move || -> std::io::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async move {
@@ -93,6 +95,9 @@ impl Membership {
                     metrics,
                     fence,
                     mute: false,
+                    hearing: hearing::Hearing::new(&timers),
+                    alone: true,
+                    told_by: None,
                 };
                 task.run(leave_rx).await;
                 Ok(())

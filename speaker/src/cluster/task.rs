@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::{
     Alive, Member, PeerMacs,
     auth::{Opener, Reject, Sealer},
+    hearing::Hearing,
     liveness::{Liveness, Out},
     unix_ms,
     wire::Message,
@@ -44,6 +45,11 @@ pub(super) struct Task {
     pub fence: Fence,
     /// Fenced at the last check: neither reading nor sending.
     pub mute: bool,
+    /// Whom this member heard, and when (see [`Hearing`]); alone as last published.
+    pub hearing: Hearing,
+    pub alone: bool,
+    /// Whom the datagram being handled came from (what SWIM decides on it, it said).
+    pub told_by: Option<SocketAddr>,
 }
 
 impl Task {
@@ -65,7 +71,14 @@ impl Task {
             self.mute = !vouching;
             let wake = self.liveness.next_wake().map(Instant::from_std).filter(|_| vouching);
             tokio::select! {
-                _ = fence.tick() => drop(self.fence.beat()),
+                _ = fence.tick() => {
+                    self.fence.beat();
+                    // Becoming alone, or the others' words confirming a death kept back.
+                    let alone = self.hearing.alone(std::time::Instant::now());
+                    if alone != self.alone || self.hearing.settle() {
+                        self.publish();
+                    }
+                }
                 received = self.socket.recv_from(&mut buf), if vouching => match received {
                     Ok((len, from)) => self.receive(from, &buf[..len], &mut rt).await,
                     Err(e) => warn!(error = %e, "membership socket"),
@@ -89,6 +102,8 @@ impl Task {
                 Ok(()) = self.succession.changed(), if vouching => self.follow(),
                 _ = announce.tick(), if vouching => self.announce_to_strangers(&mut rt),
                 done = leave.recv() => {
+                    let heirs = self.liveness.leaving();
+                    self.send_all(heirs).await;
                     if let Err(e) = self.foca.leave_cluster(&mut rt) {
                         warn!(error = %e, "leaving the cluster");
                     }
@@ -119,10 +134,12 @@ impl Task {
             }
         };
         let now = std::time::Instant::now();
+        self.told_by = Some(from);
         let mut back = self.liveness.heard(from, now);
+        let was_alone = self.hearing.heard(from, now);
         match Message::decode(payload) {
             Some(Message::Membership(data)) => {
-                if let Err(e) = self.foca.handle_data(data, rt) {
+                if let Err(e) = self.foca.handle_data(data, &mut *rt) {
                     m.rejected_malformed.inc();
                     debug!(%from, error = %e, "membership message refused");
                 }
@@ -137,8 +154,12 @@ impl Task {
                 debug!(%from, "membership datagram of no known kind");
             }
         }
-        if back {
-            info!(%from, "a member found failed was heard from again");
+        if was_alone {
+            // Back from being alone: the others learn of it now, not at the next announce.
+            self.announce_to_strangers(rt);
+        }
+        if back || was_alone {
+            info!(%from, "a member found failed, or this one alone, heard from again");
             self.publish();
         }
     }
@@ -165,8 +186,11 @@ impl Task {
         self.liveness.follow(heirs, owners, std::time::Instant::now());
     }
 
+    /// The members' addresses: SWIM's, and those kept in the view (helpers to ask, too: an heir
+    /// SWIM has left with no one to ask would take over on silence alone).
     fn member_addrs(&self) -> Vec<SocketAddr> {
-        self.foca.iter_members().map(|m| m.id().addr).collect()
+        let kept = self.hearing.kept().map(|(_, addr)| *addr);
+        self.foca.iter_members().map(|m| m.id().addr).chain(kept).collect()
     }
 
     async fn send_all(&mut self, out: Vec<Out<'_>>) {
@@ -199,10 +223,20 @@ impl Task {
             });
         }
         let mut changed = false;
+        let told_by = self.told_by.take();
         while let Some(notification) = rt.to_notify() {
             match &notification {
-                OwnedNotification::MemberUp(s) => info!(member = s.name, addr = %s.addr, "member up"),
-                OwnedNotification::MemberDown(s) => info!(member = s.name, addr = %s.addr, "member down"),
+                OwnedNotification::MemberUp(s) => {
+                    self.hearing.up(&s.name);
+                    info!(member = s.name, addr = %s.addr, "member up");
+                }
+                OwnedNotification::MemberDown(s) => {
+                    if self.hearing.down(&s.name, s.addr, told_by, std::time::Instant::now()) {
+                        info!(member = s.name, addr = %s.addr, "member down");
+                    } else {
+                        warn!(member = s.name, addr = %s.addr, told_by = ?told_by, "member down, unconfirmed (another's word, or nobody heard lately): kept until this member's own hearing confirms it");
+                    }
+                }
                 OwnedNotification::Rejoin(s) => {
                     info!(generation = s.generation, "declared down by the others; rejoined");
                     self.me = s.clone();
@@ -226,14 +260,18 @@ impl Task {
         }
     }
 
-    /// Publishes the live members: SWIM's, this one, less those found failed.
+    /// Publishes the live members: SWIM's and those it declared down unconfirmed, less those
+    /// found failed; only this one while it hears nobody.
     fn publish(&mut self) {
         let failed = self.liveness.failed();
+        self.alone = self.hearing.alone(std::time::Instant::now());
         let mut alive: Alive = self
             .foca
             .iter_members()
-            .filter(|m| !failed.contains(&m.id().addr))
-            .map(|m| m.id().name.clone())
+            .map(|m| (&m.id().name, &m.id().addr))
+            .chain(self.hearing.kept())
+            .filter(|(_, addr)| !failed.contains(addr) && !self.alone)
+            .map(|(name, _)| name.clone())
             .collect();
         alive.insert(self.me.name.clone());
         self.metrics.members_alive.set(alive.len() as i64);

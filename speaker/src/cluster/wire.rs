@@ -8,6 +8,8 @@
 //! 2 | nonce (8)              probe: answer with an ack
 //! 3 | nonce (8)              ack of a probe
 //! 4 | nonce (8) | address    probe that address for me, and pass its ack on
+//! 5 | nonce (8)              helper to prober: asking, as you asked (you are not cut off)
+//! 6                          owner to heir: leaving, take over now
 //! ```
 //!
 //! An address is 4 or 16 bytes of IP then a 2-byte port, all big-endian.
@@ -21,6 +23,8 @@ pub enum Message<'a> {
     Probe(u64),
     Ack(u64),
     ProbeFor(u64, SocketAddr),
+    Relaying(u64),
+    Leaving,
 }
 
 impl Message<'_> {
@@ -38,6 +42,8 @@ impl Message<'_> {
             Message::Beat => out.push(1),
             Message::Probe(n) => nonce(&mut out, 2, n),
             Message::Ack(n) => nonce(&mut out, 3, n),
+            Message::Relaying(n) => nonce(&mut out, 5, n),
+            Message::Leaving => out.push(6),
             Message::ProbeFor(n, target) => {
                 nonce(&mut out, 4, n);
                 match target.ip() {
@@ -59,6 +65,8 @@ impl Message<'_> {
             (1, 0) => Some(Message::Beat),
             (2, 8) => Some(Message::Probe(nonce()?)),
             (3, 8) => Some(Message::Ack(nonce()?)),
+            (5, 8) => Some(Message::Relaying(nonce()?)),
+            (6, 0) => Some(Message::Leaving),
             (4, 14) => {
                 let ip: [u8; 4] = rest[8..12].try_into().ok()?;
                 let port = u16::from_be_bytes([rest[12], rest[13]]);
@@ -90,6 +98,8 @@ mod tests {
             Message::Ack(u64::MAX),
             Message::ProbeFor(9, v4),
             Message::ProbeFor(10, v6),
+            Message::Relaying(11),
+            Message::Leaving,
         ];
         for m in all {
             assert_eq!(Message::decode(&m.encode()), Some(m));
@@ -100,7 +110,7 @@ mod tests {
     #[test]
     fn anything_else_is_refused() {
         assert_eq!(Message::decode(&[]), None);
-        assert_eq!(Message::decode(&[5]), None, "unknown kind");
+        assert_eq!(Message::decode(&[7]), None, "unknown kind");
         assert_eq!(Message::decode(&[1, 0]), None, "a beat carries nothing");
         let probe = Message::Probe(3).encode();
         for len in 1..probe.len() {

@@ -15,6 +15,9 @@ pub struct Cluster {
     /// Shared secret that authenticates every membership message.
     pub key: Vec<u8>,
     /// Withdraw every address while fewer than a majority of the configured members are seen.
+    /// On by default from three members: a member cut off then withdraws instead of claiming
+    /// every address beside the real owners. Off by default for two, where no side of a cut is a
+    /// majority and the survivor of a failure must take over (keepalived's choice).
     pub quorum: bool,
     pub timers: Timers,
 }
@@ -58,8 +61,7 @@ pub(super) struct RawCluster {
     peers: Vec<String>,
     key: Option<String>,
     key_file: Option<String>,
-    #[serde(default)]
-    quorum: bool,
+    quorum: Option<bool>,
     probe_period_ms: Option<u64>,
     probe_rtt_ms: Option<u64>,
     suspect_ms: Option<u64>,
@@ -129,7 +131,8 @@ impl RawCluster {
             let reason = "must be shorter than probe_period_ms";
             return Err(field("cluster.probe_rtt_ms", timers.probe_rtt.as_millis(), reason));
         }
-        Ok(Cluster { bind, peers, key, quorum: self.quorum, timers })
+        let quorum = self.quorum.unwrap_or(peers.len() + 1 >= 3);
+        Ok(Cluster { bind, peers, key, quorum, timers })
     }
 }
 

@@ -189,6 +189,19 @@ fn cluster_section() {
 }
 
 #[test]
+fn quorum_is_on_by_default_from_three_members() {
+    let quorum = |peers: &str, extra: &str| {
+        let text = format!("{CLUSTER}peers = [{peers}]\nkey = \"0123456789abcdef\"\n{extra}");
+        parse(&text).unwrap().cluster.unwrap().quorum
+    };
+    let (two, three) = ("\"192.0.2.2:7946\"", "\"192.0.2.2:7946\", \"192.0.2.3:7946\"");
+    assert!(quorum(three, ""), "three: a member cut off withdraws");
+    assert!(!quorum(two, ""), "two: the survivor of a failure takes over");
+    assert!(!quorum(three, "quorum = false\n"));
+    assert!(quorum(two, "quorum = true\n"));
+}
+
+#[test]
 fn cluster_key_file() {
     let read = |p: &Path| {
         if p == Path::new("/etc/herald/cluster.key") {

@@ -111,11 +111,12 @@ fn elected_by_membership_and_quorum() {
     assert_eq!(elected(&alone, &resolved, None), resolved, "no cluster: everything");
     assert!(elected(&config, &resolved, Some(&alive(&["node-a", "node-b", "node-c"]))).is_empty());
     assert!(elected(&config, &resolved, Some(&alive(&["node-a", "node-b"]))).is_empty());
-    assert_eq!(elected(&config, &resolved, Some(&alive(&["node-a"]))), resolved, "alone: everything");
+    // Three members: quorum by default.
+    assert!(elected(&config, &resolved, Some(&alive(&["node-a"]))).is_empty(), "1 of 3 is no quorum");
+    assert_eq!(elected(&config, &resolved, Some(&alive(&["node-a", "node-x"]))), resolved);
 
-    let quorum = parse(&text.replace("[[vip]]", "quorum = true\n[[vip]]")).unwrap();
-    assert!(elected(&quorum, &resolved, Some(&alive(&["node-a"]))).is_empty(), "1 of 3 is no quorum");
-    assert_eq!(elected(&quorum, &resolved, Some(&alive(&["node-a", "node-x"]))), resolved);
+    let no_quorum = parse(&text.replace("[[vip]]", "quorum = false\n[[vip]]")).unwrap();
+    assert_eq!(elected(&no_quorum, &resolved, Some(&alive(&["node-a"]))), resolved, "alone: everything");
 }
 
 #[test]

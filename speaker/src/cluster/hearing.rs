@@ -1,0 +1,199 @@
+//! What this member has heard from the others, and when: so that it acts only on what it could
+//! have checked. A member cut off from the rest (a firewall, a dead link) sees SWIM declare the
+//! others down one by one; were it to believe each, it would take over the addresses of the
+//! first ones gone while it still counted a majority. So:
+//! - a member SWIM declares down is let go at once if it said so itself (it leaves), or if
+//!   SWIM's own probes found it down while anyone was heard lately (within [`Hearing::recent`],
+//!   shorter than SWIM's quickest verdict on a member cut off: a probe period and the suspicion
+//!   time). Another member's word is not enough: a member cut off declares everyone down, and
+//!   its word spreads when the cut heals. Otherwise the member is kept in the view until
+//!   others are heard [`CORROBORATE`] after while it is not, or it comes back;
+//! - a member that has heard nothing from anyone for [`Hearing::lonely`] (five probe periods:
+//!   its own probes are acked each period, and others probe it as often) is alone: its view is
+//!   itself, and the quorum takes it from there.
+//!
+//! Pure: time comes in.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use crate::config::Timers;
+
+/// How long others must be heard after a member's unconfirmed death before it is let go.
+pub const CORROBORATE: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+pub struct Hearing {
+    /// Another member heard this lately confirms a death.
+    pub recent: Duration,
+    /// Nothing heard for this long: alone.
+    pub lonely: Duration,
+    heard: HashMap<SocketAddr, Instant>,
+    last_any: Option<Instant>,
+    /// Members declared down with no one heard lately: where, and when.
+    kept: BTreeMap<String, (SocketAddr, Instant)>,
+}
+
+impl Hearing {
+    pub fn new(timers: &Timers) -> Self {
+        Self {
+            recent: (timers.probe_period + timers.suspect) * 4 / 5,
+            lonely: timers.probe_period * 5,
+            heard: HashMap::new(),
+            last_any: None,
+            kept: BTreeMap::new(),
+        }
+    }
+
+    /// An authenticated datagram came from `from`. Returns whether this member was alone.
+    pub fn heard(&mut self, from: SocketAddr, now: Instant) -> bool {
+        let was_alone = self.alone(now);
+        self.heard.insert(from, now);
+        self.last_any = Some(now);
+        was_alone
+    }
+
+    /// SWIM declared `name` (at `addr`) down, on a datagram from `told_by` (`None`: its own
+    /// verdict, at a timer): whether the view may let it go now.
+    /// - The member said so itself: it leaves.
+    /// - Another member said so: only this member's own evidence counts (its probes, or the
+    ///   member's silence while others talk: [`Hearing::settle`]). A member that was cut off
+    ///   declares everyone down, and its word reaches the others when the cut heals.
+    /// - SWIM's own verdict: if anyone was heard lately (this member is not the one cut off).
+    pub fn down(&mut self, name: &str, addr: SocketAddr, told_by: Option<SocketAddr>, now: Instant) -> bool {
+        let recent = self.recent;
+        let believed = match told_by {
+            Some(from) if from == addr => true,
+            Some(_) => false,
+            None => self.heard.values().any(|at| now.saturating_duration_since(*at) <= recent),
+        };
+        if !believed {
+            self.kept.insert(name.to_owned(), (addr, now));
+        }
+        believed
+    }
+
+    /// `name` is a member again.
+    pub fn up(&mut self, name: &str) {
+        self.kept.remove(name);
+    }
+
+    /// Lets go of the kept members the others' words since have confirmed gone; returns whether
+    /// any was.
+    pub fn settle(&mut self) -> bool {
+        let before = self.kept.len();
+        let heard = &self.heard;
+        self.kept.retain(|_, (addr, down)| {
+            let confirmed = heard.iter().any(|(a, at)| a != addr && *at >= *down + CORROBORATE);
+            let back = heard.get(addr).is_some_and(|at| at > down);
+            !confirmed || back
+        });
+        self.kept.len() != before
+    }
+
+    /// The members declared down but kept in the view, and their addresses.
+    pub fn kept(&self) -> impl Iterator<Item = (&String, &SocketAddr)> {
+        self.kept.iter().map(|(name, (addr, _))| (name, addr))
+    }
+
+    /// Whether nothing was heard from anyone for [`Hearing::lonely`] (or ever). A member alone
+    /// lets go of the members it kept: heard again, it counts only those SWIM admits anew,
+    /// who by then have admitted it (they take it in on its announce, before it hears back),
+    /// so that it takes nothing back before they let go.
+    pub fn alone(&mut self, now: Instant) -> bool {
+        let alone = self.last_any.is_none_or(|at| now.saturating_duration_since(at) > self.lonely);
+        if alone {
+            self.kept.clear();
+        }
+        alone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 7946))
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn hearing() -> Hearing {
+        Hearing::new(&Timers::default())
+    }
+
+    /// `from` heard every 100 ms from `start` to `end`.
+    fn chatter(h: &mut Hearing, from: SocketAddr, start: Instant, end: Instant) {
+        let mut at = start;
+        while at <= end {
+            h.heard(from, at);
+            at += ms(100);
+        }
+    }
+
+    #[test]
+    fn a_death_nobody_could_have_checked_is_not_believed() {
+        let t0 = Instant::now();
+        let mut h = hearing();
+        assert_eq!((h.recent, h.lonely), (ms(200), ms(500)));
+        h.heard(addr(2), t0);
+        h.heard(addr(3), t0 + ms(5));
+        // Cut off: nothing heard from anyone since. SWIM downs b, then c: both kept.
+        assert!(!h.down("b", addr(2), None, t0 + ms(300)));
+        assert!(!h.down("c", addr(3), None, t0 + ms(400)));
+        assert_eq!(h.kept().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert!(!h.settle(), "nothing heard since: nothing confirmed");
+        assert!(h.alone(t0 + ms(506)));
+        assert_eq!(h.kept().count(), 0, "alone, it keeps nobody: SWIM admits them anew");
+        assert!(h.heard(addr(3), t0 + ms(900)), "it was alone");
+        // Not alone this time: c is heard again, b never, and b is let go once c has been heard
+        // long enough after.
+        let mut h = hearing();
+        h.heard(addr(2), t0);
+        h.heard(addr(3), t0 + ms(5));
+        assert!(!h.down("b", addr(2), None, t0 + ms(300)));
+        chatter(&mut h, addr(3), t0 + ms(400), t0 + ms(300) + CORROBORATE - ms(1));
+        assert!(!h.settle());
+        h.heard(addr(3), t0 + ms(300) + CORROBORATE);
+        assert!(h.settle());
+        assert_eq!(h.kept().count(), 0);
+    }
+
+    #[test]
+    fn a_death_others_outlived_is_believed_at_once() {
+        let t0 = Instant::now();
+        let mut h = hearing();
+        h.heard(addr(2), t0);
+        h.heard(addr(3), t0 + ms(100));
+        assert!(h.down("b", addr(2), None, t0 + ms(300)), "c was heard lately");
+        assert!(!h.alone(t0 + ms(600)));
+        assert!(h.alone(t0 + ms(601)));
+        // A member that says it leaves was heard this instant.
+        h.heard(addr(4), t0 + ms(900));
+        assert!(h.down("d", addr(4), Some(addr(4)), t0 + ms(900)));
+        // Another's word that a member is down: kept, whoever was heard.
+        h.heard(addr(3), t0 + ms(950));
+        assert!(!h.down("e", addr(5), Some(addr(3)), t0 + ms(950)));
+        assert!(hearing().alone(t0), "never heard anyone");
+    }
+
+    #[test]
+    fn a_kept_member_heard_again_stays() {
+        let t0 = Instant::now();
+        let mut h = hearing();
+        h.heard(addr(2), t0);
+        assert!(!h.down("b", addr(2), None, t0 + ms(300)));
+        h.heard(addr(2), t0 + ms(400));
+        chatter(&mut h, addr(3), t0 + ms(400), t0 + ms(300) + CORROBORATE);
+        assert!(!h.settle(), "b spoke after it was declared down");
+        assert_eq!(h.kept().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["b"]);
+        h.up("b");
+        assert_eq!(h.kept().count(), 0);
+    }
+}
