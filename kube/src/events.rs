@@ -31,7 +31,8 @@ impl Events {
         Self { client, controller: controller.to_owned(), instance: instance.to_owned() }
     }
 
-    /// Creates an Event about `regarding`, in its namespace.
+    /// Creates an Event about `regarding`, in its namespace; about a cluster-scoped object (a
+    /// Node), in kube-system, where events.k8s.io/v1 wants those.
     pub async fn publish(
         &self,
         regarding: &ObjectReference,
@@ -40,7 +41,7 @@ impl Events {
         action: &str,
         note: String,
     ) -> Result<(), kube::Error> {
-        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "kube-system".into());
         let now = Timestamp::now();
         let name = regarding.name.as_deref().unwrap_or(&self.controller);
         let event = Event {

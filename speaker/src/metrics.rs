@@ -39,6 +39,13 @@ pub struct Metrics {
     pub gratuitous_sent: Counter,
     /// Members this speaker sees alive, itself included.
     pub members_alive: Gauge,
+    /// Speakers the API server says are running, this one included (Kubernetes mode).
+    pub speakers_running: Gauge,
+    /// 1 while this node withdrew everything: it hears too few of the running speakers.
+    pub isolated: Gauge,
+    /// Addresses this node should announce but could not put in the map (an interface refused
+    /// the responder, or the map the entry); tried again every second.
+    pub not_announced: Gauge,
     /// Membership datagrams dropped: bad HMAC or framing, too old or new, replayed, or
     /// authentic but not a valid membership message.
     pub rejected_unauthenticated: Counter,
@@ -66,6 +73,9 @@ impl Default for Metrics {
             fences: Counter::default(),
             gratuitous_sent: Counter::default(),
             members_alive: Gauge::default(),
+            not_announced: Gauge::default(),
+            speakers_running: Gauge::default(),
+            isolated: Gauge::default(),
             rejected_unauthenticated: reason("unauthenticated"),
             rejected_stale: reason("stale"),
             rejected_replayed: reason("replayed"),
@@ -79,13 +89,15 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Name and value of every counter, for the status report.
-    pub fn snapshot(&self) -> [(&'static str, u64); 9] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 11] {
         [
             ("ownership_changes", self.ownership_changes.get()),
             ("owners_failed", self.owners_failed.get()),
             ("fences", self.fences.get()),
             ("gratuitous_sent", self.gratuitous_sent.get()),
             ("members_alive", self.members_alive.get().max(0) as u64),
+            ("speakers_running", self.speakers_running.get().max(0) as u64),
+            ("isolated", self.isolated.get().max(0) as u64),
             ("rejected_unauthenticated", self.rejected_unauthenticated.get()),
             ("rejected_stale", self.rejected_stale.get()),
             ("rejected_replayed", self.rejected_replayed.get()),
@@ -103,6 +115,21 @@ impl Metrics {
             "members_alive",
             "Speakers this one sees alive, itself included",
             self.members_alive.clone(),
+        );
+        r.register(
+            "speakers_running",
+            "Speakers the API server says are running, this one included (Kubernetes mode)",
+            self.speakers_running.clone(),
+        );
+        r.register(
+            "isolated",
+            "1 while this node withdrew every address because it hears too few of the running speakers",
+            self.isolated.clone(),
+        );
+        r.register(
+            "addresses_not_announced",
+            "Addresses this node should announce but could not put in the responder map (retried every second)",
+            self.not_announced.clone(),
         );
         r.register(
             "ownership_changes",

@@ -165,6 +165,13 @@ impl KubeLab {
         self.speakers.get(node).map(|(pid, _)| *pid)
     }
 
+    /// The lines of `node`'s speaker log that contain `needle`.
+    pub fn speaker_log(&self, node: &str, needle: &str) -> String {
+        let Some((_, log)) = self.speakers.get(node) else { return String::new() };
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.lines().filter(|l| l.contains(needle)).map(|l| format!("{l}\n")).collect()
+    }
+
     /// The last lines of every speaker's log and the controller's, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();

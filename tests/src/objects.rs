@@ -127,6 +127,18 @@ pub async fn events_about(client: &kube::Client, name: &str) -> Vec<k8s_openapi:
         .collect()
 }
 
+/// The notes of the Events with `reason` about Node `name` (in kube-system).
+pub async fn node_events(client: &kube::Client, name: &str, reason: &str) -> Vec<String> {
+    let api = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "kube-system");
+    let list = api.list(&Default::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
 /// The notes of the Events with `reason` about Service `name` in `default`.
 pub async fn events(client: &kube::Client, name: &str, reason: &str) -> Vec<String> {
     events_about(client, name)

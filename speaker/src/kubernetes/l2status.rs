@@ -1,6 +1,7 @@
 //! The announcing speaker's word in the API: a ServiceL2Status per Service it announces (node,
 //! interfaces), a `nodeAssigned` Event when it takes a Service, an `announceFailed` Event when
-//! no interface here can carry an address it was given. A task of its own writes them, so
+//! no interface here can carry an address it was given, or the datapath would not take it. A
+//! task of its own writes them, so
 //! that a slow or absent API server never holds up the datapath; what fails is retried.
 
 use std::{
@@ -25,6 +26,17 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::{conflict::Conflict, frame::format_mac, metrics::Metrics, names::Names};
+
+/// What the run loop tells the Services, beside the reports.
+#[derive(Debug)]
+pub enum Notice {
+    /// Another host claims an address this node announces.
+    Conflict(Conflict),
+    /// This node should announce `addr` but the datapath did not take it (why); retried.
+    NotAnnounced(IpAddr, String),
+    /// This node withdrew everything (why), or announces again (`None`): see `quorum`.
+    Isolated(Option<String>),
+}
 
 /// What this node announces and what it could not, by Service key (`namespace/name`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,12 +93,12 @@ impl Writer {
     }
 
     /// Writes every report as it comes, until the sender is dropped, and tells each Service of
-    /// the `conflicts` on its addresses. Starts from the statuses this node left behind (a
+    /// the `notices` on its addresses. Starts from the statuses this node left behind (a
     /// restart), so that stale ones are removed.
     pub async fn run(
         mut self,
         mut reports: watch::Receiver<Arc<Report>>,
-        mut conflicts: mpsc::Receiver<Conflict>,
+        mut notices: mpsc::Receiver<Notice>,
     ) {
         while let Err(e) = self.adopt().await {
             debug!(error = %e, "listing this node's ServiceL2Statuses; retrying");
@@ -98,11 +110,9 @@ impl Writer {
             let wait = if settled { Duration::MAX } else { RETRY };
             tokio::select! {
                 changed = reports.changed() => if changed.is_err() { return },
-                Some(conflict) = conflicts.recv() => {
-                    let service = reports.borrow().services.get(&conflict.addr).cloned();
-                    if let Some(service) = service {
-                        self.tell_conflict(&service, &conflict).await;
-                    }
+                Some(notice) = notices.recv() => {
+                    let report = reports.borrow().clone();
+                    self.tell(&report, notice).await;
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -163,7 +173,7 @@ impl Writer {
             .for_each_concurrent(PARALLEL, |key: String| {
                 let note = note.clone();
                 async move {
-                    this.tell(&key, events::Type::Normal, "nodeAssigned", note).await;
+                    this.tell_service(&key, events::Type::Normal, "nodeAssigned", note).await;
                 }
             })
             .await;
@@ -194,7 +204,7 @@ impl Writer {
         let untold: Vec<(&String, &String)> =
             report.failed.iter().filter(|(key, reason)| self.told.get(*key) != Some(*reason)).collect();
         for (key, reason) in untold {
-            if self.tell(key, events::Type::Warning, "announceFailed", reason.clone()).await {
+            if self.tell_service(key, events::Type::Warning, "announceFailed", reason.clone()).await {
                 self.told.insert(key.clone(), reason.clone());
             }
         }
@@ -262,13 +272,60 @@ impl Writer {
             format_mac(conflict.mac),
             self.node
         );
-        if self.tell(key, events::Type::Warning, "AddressConflict", note).await {
+        if self.tell_service(key, events::Type::Warning, "AddressConflict", note).await {
             self.conflicts_told.insert(key.to_owned(), Instant::now());
         }
     }
 
+    /// Tells `notice` to the Service of its address (as `report` has it) or to this Node.
+    async fn tell(&mut self, report: &Report, notice: Notice) {
+        let service = |addr: &IpAddr| report.services.get(addr).cloned();
+        match notice {
+            Notice::Conflict(conflict) => {
+                if let Some(service) = service(&conflict.addr) {
+                    self.tell_conflict(&service, &conflict).await;
+                }
+            }
+            Notice::NotAnnounced(addr, why) => {
+                if let Some(service) = service(&addr) {
+                    let note = format!(
+                        "{addr} not announced from node {}: {why}; trying again every second",
+                        self.node
+                    );
+                    self.tell_service(&service, events::Type::Warning, "announceFailed", note).await;
+                }
+            }
+            Notice::Isolated(why) => self.tell_node(why).await,
+        }
+    }
+
+    /// An Event on this node's Node: it withdrew everything and why (`Isolated`), or it
+    /// announces again (`Rejoined`).
+    async fn tell_node(&self, why: Option<String>) {
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(self.node.clone()),
+            ..Default::default()
+        };
+        let (type_, reason, note) = match why {
+            Some(why) => (
+                events::Type::Warning,
+                "Isolated",
+                format!("herald-speaker withdrew every address: it {why}"),
+            ),
+            None => {
+                (events::Type::Normal, "Rejoined", "herald-speaker hears the other speakers again".to_owned())
+            }
+        };
+        if let Err(e) = self.events.publish(&regarding, type_, reason, "Announce", note).await {
+            warn!(error = %e, "Event not written");
+            self.metrics.kube_write_errors.inc();
+        }
+    }
+
     /// Publishes an Event about Service `key`; `true` when it was written.
-    async fn tell(&self, key: &str, type_: events::Type, reason: &str, note: String) -> bool {
+    async fn tell_service(&self, key: &str, type_: events::Type, reason: &str, note: String) -> bool {
         let (namespace, name) = key.split_once('/').unwrap_or(("", key));
         let regarding = ObjectReference {
             api_version: Some("v1".into()),

@@ -5,11 +5,19 @@
 
 mod decide;
 mod l2status;
+mod presence;
+mod quorum;
 mod share;
 mod strip;
 mod watches;
 
-use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Node;
@@ -25,15 +33,21 @@ pub use self::{
     share::{Share, own_share},
     watches::snapshot_of,
 };
-use self::{l2status::Report, watches::Watches};
+use self::{
+    l2status::{Notice, Report},
+    presence::Presence,
+    quorum::Standing,
+    watches::Watches,
+};
 use crate::{
-    announcement,
+    announcement::{self, Announcement},
     cluster::Alive,
     config::{Cluster, Gratuitous, Timers, cluster::MIN_KEY},
     conflict::Conflict,
     exclusions::Exclusions,
     host::{self, Host},
     metrics::Metrics,
+    netlink::HostEvents,
     runtime::{self, Changed, Desired, Runtime},
 };
 
@@ -57,6 +71,8 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often the host's interfaces are checked for changes (a pass follows if they changed), and
 /// at most how often the interfaces the responder stands by on are worked out again.
 const RESYNC: Duration = Duration::from_secs(10);
+/// Host changes that come together (a bond failover, an interface re-created) are read once.
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// Runs until SIGTERM or SIGINT (see [`Runtime::run`]), with every other Node's speaker as a
 /// member.
@@ -102,9 +118,20 @@ struct ClusterObjects {
     resync: Interval,
     /// Shared with the writer, not copied: a report has a line per Service.
     reports: watch::Sender<Arc<Report>>,
-    conflicts: mpsc::Sender<Conflict>,
-    /// The host's interfaces as the last pass saw them.
+    notices: mpsc::Sender<Notice>,
+    /// The gains the datapath refused, as last told (each is told once per reason).
+    not_announced: BTreeMap<IpAddr, String>,
+    /// The speakers the API server says are running, and those of them the last pass expected.
+    presence: Presence,
+    running: BTreeSet<String>,
+    /// Why this node withdrew everything, while it does (see [`quorum`]).
+    isolated: Option<String>,
+    /// Membership datagrams refused as stale, as of the last pass.
+    stale_seen: u64,
+    metrics: Arc<Metrics>,
+    /// The host's interfaces as the last pass saw them, and the kernel's news of changes.
     host: Option<Host>,
+    host_events: Option<HostEvents>,
     /// When the interfaces the responder stands by on were last worked out, and what they were.
     standby_at: Option<Instant>,
     standing: BTreeSet<(u32, String)>,
@@ -128,10 +155,11 @@ impl ClusterObjects {
         let (updated, updates) = mpsc::channel(1);
         let watches = Watches::start(client, namespace, class, &updated).await?;
         watches.ready().await.context("filling the caches")?;
+        let presence = Presence::start(client, namespace, &node, &updated);
         let (reports, report_rx) = watch::channel(Arc::new(Report::default()));
-        let (conflicts, conflicts_rx) = mpsc::channel(64);
-        let writer = l2status::Writer::new(client.clone(), namespace, &node, metrics);
-        tokio::spawn(writer.run(report_rx, conflicts_rx));
+        let (notices, notices_rx) = mpsc::channel(64);
+        let writer = l2status::Writer::new(client.clone(), namespace, &node, metrics.clone());
+        tokio::spawn(writer.run(report_rx, notices_rx));
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Self {
@@ -142,8 +170,19 @@ impl ClusterObjects {
             debounce_until: None,
             resync,
             reports,
-            conflicts,
+            notices,
+            not_announced: BTreeMap::new(),
+            presence,
+            running: BTreeSet::new(),
+            isolated: None,
+            stale_seen: 0,
+            metrics,
             host: None,
+            host_events: HostEvents::open()
+                .inspect_err(
+                    |e| warn!(error = %e, "no netlink news of host changes; reading the host every 10 s"),
+                )
+                .ok(),
             standby_at: None,
             standing: BTreeSet::new(),
             exclusions,
@@ -212,16 +251,29 @@ impl runtime::Source for ClusterObjects {
     /// Decides from the caches and `alive`, and hands the report to the status writer.
     fn desired(&mut self, alive: Option<&Alive>) -> Option<Desired> {
         let alive = alive?;
-        let host = match self.discover() {
-            Ok(host) => host,
-            Err(e) => {
-                error!(error = %e, "reading the host's interfaces; keeping what is announced");
+        // Losses must not wait on the host: without a fresh reading, the last one decides.
+        let host = match (self.discover(), &self.host) {
+            (Ok(host), _) => host,
+            (Err(e), Some(last)) => {
+                error!(error = %e, "reading the host's interfaces; deciding on them as last read");
+                last.clone()
+            }
+            (Err(e), None) => {
+                error!(error = %e, "reading the host's interfaces; announcing nothing yet");
                 return None;
             }
         };
         let snapshot = self.watches.snapshot();
-        let Share { announce, report, succession, elsewhere, elsewhere_on } =
-            own_share(&snapshot, alive, &host, &self.node);
+        // Not before the API server has said who runs: alone in an empty list, any node holds.
+        self.running = self.presence.expected(&self.node, std::time::Instant::now())?;
+        let standing = Standing::new(&self.node, alive, &self.running);
+        self.stand(&standing);
+        let share = match &self.isolated {
+            None => own_share(&snapshot, alive, &host, &self.node),
+            // What it would have with everyone running alive: it drops requests for all of it.
+            Some(_) => withdrawn(own_share(&snapshot, &standing.running, &host, &self.node)),
+        };
+        let Share { announce, report, succession, elsewhere, elsewhere_on } = share;
         // Where it may take addresses over, and where requests for others' arrive.
         let due = self.standby_at.is_none_or(|at| at.elapsed() >= RESYNC)
             || !elsewhere_on.is_subset(&self.standing);
@@ -242,7 +294,7 @@ impl runtime::Source for ClusterObjects {
     }
 
     /// A watch update (after [`DEBOUNCE`], with the Nodes' addresses as the peers), or a change
-    /// of the host's interfaces (checked every [`RESYNC`]).
+    /// of the host's interfaces or of the speakers running (checked every [`RESYNC`]).
     async fn changed(&mut self) -> Changed {
         loop {
             if let Some(at) = self.debounce_until {
@@ -253,8 +305,23 @@ impl runtime::Source for ClusterObjects {
             }
             tokio::select! {
                 Some(()) = self.updates.recv() => self.debounce_until = Some(Instant::now() + DEBOUNCE),
+                news = HostEvents::next(&mut self.host_events) => {
+                    if let Err(e) = news {
+                        warn!(error = %e, "netlink news of host changes lost; reading the host every 10 s");
+                        self.host_events = None;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                    if let Ok(host) = self.discover()
+                        && self.host.as_ref() != Some(&host)
+                    {
+                        return Changed::default();
+                    }
+                }
                 _ = self.resync.tick() => {
                     self.reread_exclusions();
+                    if self.presence.expected(&self.node, std::time::Instant::now()).is_some_and(|now| now != self.running) {
+                        return Changed::default();
+                    }
                     match self.discover() {
                         Ok(host) if self.host.as_ref() != Some(&host) => return Changed::default(),
                         Ok(_) => {}
@@ -268,8 +335,72 @@ impl runtime::Source for ClusterObjects {
     /// The writer tells the Services; a full queue means it is telling plenty already.
     fn conflicts(&mut self, found: Vec<Conflict>) {
         for conflict in found {
-            let _ = self.conflicts.try_send(conflict);
+            let _ = self.notices.try_send(Notice::Conflict(conflict));
         }
+    }
+
+    /// Each address's Service is told once per reason (and again should it fail anew).
+    fn not_announced(&mut self, failed: &BTreeMap<Announcement, String>) {
+        let now: BTreeMap<IpAddr, String> =
+            failed.iter().map(|(a, why)| (a.addr, format!("{}: {why}", a.ifname))).collect();
+        for (addr, why) in &now {
+            if self.not_announced.get(addr) != Some(why) {
+                let _ = self.notices.try_send(Notice::NotAnnounced(*addr, why.clone()));
+            }
+        }
+        self.not_announced = now;
+    }
+}
+
+impl ClusterObjects {
+    /// Follows this node's standing: withdraws when it hears too few of the running speakers,
+    /// and says so (log, metric, an Event on its Node), and comes back when it hears them.
+    fn stand(&mut self, standing: &Standing) {
+        let stale = self.metrics.rejected_stale.get();
+        let clock_off = stale > std::mem::replace(&mut self.stale_seen, stale);
+        let why = (!standing.holds()).then(|| {
+            let missing: Vec<&str> = standing.missing().map(String::as_str).collect();
+            let mut why = format!(
+                "hears {} of the {} speakers running (itself included), not a majority: not {}",
+                standing.heard.len(),
+                standing.running.len(),
+                missing.join(", ")
+            );
+            if clock_off {
+                why.push_str("; their membership datagrams are refused as stale: this node's clock is more than 30 s off theirs (is NTP running?)");
+            } else {
+                why.push_str("; is UDP to and from the membership port blocked (a host firewall)?");
+            }
+            why
+        });
+        self.metrics.speakers_running.set(standing.running.len() as i64);
+        self.metrics.isolated.set(i64::from(why.is_some()));
+        if why.is_some() != self.isolated.is_some() {
+            match &why {
+                Some(why) => error!(why, "isolated: withdrawing every address until the others are heard"),
+                None => info!("the others are heard again: announcing"),
+            }
+            let _ = self.notices.try_send(Notice::Isolated(why.clone()));
+        }
+        self.isolated = why;
+    }
+}
+
+/// A share withdrawn: nothing announced, nobody to warn or watch, and every IPv4 address it
+/// would have announced dropped with the others' (a Service proxy may have bound them here).
+fn withdrawn(share: Share) -> Share {
+    let mut elsewhere = share.elsewhere;
+    elsewhere.extend(share.announce.iter().filter_map(|a| match a.addr {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }));
+    let report = Report { services: share.report.services, ..Default::default() };
+    Share {
+        announce: BTreeSet::new(),
+        report,
+        succession: Default::default(),
+        elsewhere,
+        elsewhere_on: share.elsewhere_on,
     }
 }
 
