@@ -1,8 +1,8 @@
 //! Real Kubernetes nodes in the lab: each lab node runs its own containerd (Debian's) and
 //! kubelet v1.20.2 inside the node's network namespace and a mount namespace of its own, so a
-//! hostNetwork pod lives on that node's eth0, and the node's pins, pod logs and CNI state are its
-//! own. A control-plane host on the LAN runs the API server, kube-controller-manager and
-//! kube-scheduler. Images are imported from target/images (`cargo xtask image --lab`), the pod
+//! hostNetwork pod lives on that node's eth0, and the node's pins, pod logs, CNI state and
+//! /run/herald (the speaker's state) are its own. A control-plane host on the LAN runs the API
+//! server, kube-controller-manager and kube-scheduler. Images are imported from target/images (`cargo xtask image --lab`), the pod
 //! sandbox included: nothing is pulled.
 //!
 //! Every process of a node lives in a cgroup of its own (containerd, its shims, the kubelet
@@ -165,6 +165,8 @@ impl NodeLab {
              mount --bind {d}/pods /var/log/pods\n\
              mount --bind {d}/cni-state /var/lib/cni\n\
              mount -t bpf bpf /sys/fs/bpf\n\
+             mkdir -p /run/herald\n\
+             mount -t tmpfs tmpfs /run/herald\n\
              containerd --config {d}/containerd.toml > {d}/containerd.log 2>&1 &\n\
              for i in $(seq 100); do [ -S {d}/containerd.sock ] && break; sleep 0.1; done\n\
              {imports}\

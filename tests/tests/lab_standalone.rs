@@ -343,3 +343,34 @@ fn bad_config_attaches_nothing() {
     }
     assert_silent(&lab, Ipv4Addr::new(192, 0, 2, 200));
 }
+
+/// The host changes under a running speaker (a bond's failover gives eth0 its new port's MAC):
+/// the speaker hears of it from the kernel and answers with the new MAC at once, without a
+/// SIGHUP.
+#[test]
+fn a_changed_mac_is_followed_without_a_reload() {
+    if !root_or_skip("a_changed_mac_is_followed_without_a_reload") {
+        return;
+    }
+    let (mut lab, node) = lab();
+    let speaker = start(&mut lab, &node, &[VIP_A], "auto");
+    assert_answers(&lab, &node, VIP_A);
+    let new_mac = [0x02, 0, 0, 0, 0x0b, 0x0d];
+    let probes = probe::series(&lab.client, VIP_A, 100, Duration::from_millis(20), || {
+        std::thread::sleep(Duration::from_millis(300));
+        node.run("ip", &["link", "set", "dev", "eth0", "address", &format_mac(new_mac)]).map(drop)
+    })
+    .unwrap();
+    let answers = herald_tests::checker::Answers::of(&probes);
+    println!("{answers}");
+    assert_eq!(
+        answers.answerers.last(),
+        Some(&new_mac),
+        "still the old MAC: {answers}\n{}",
+        speaker.log_text()
+    );
+    let changed = probes[0].sent + 0.3;
+    let first = probes.iter().find(|p| p.replies.iter().any(|(_, m)| *m == new_mac)).unwrap();
+    println!("answered with the new MAC {:.0} ms after the change", (first.sent - changed) * 1000.0);
+    assert!(speaker.log_text().contains("the host's interfaces changed"), "{}", speaker.log_text());
+}

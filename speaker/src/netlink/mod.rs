@@ -3,6 +3,7 @@
 //! and what a driver offers XDP programs ([`xdp_features`], the generic netlink family
 //! `netdev`). A request, its answer read to the end, plain parsing: no client library.
 
+mod events;
 mod link;
 mod netdev;
 
@@ -16,6 +17,7 @@ use nix::sys::socket::{
 };
 
 pub use self::{
+    events::HostEvents,
     link::ports,
     netdev::{XdpFeatures, xdp_features},
 };

@@ -1,14 +1,15 @@
-//! Standalone mode: the addresses come from a config file (reloaded on SIGHUP), and, with a
+//! Standalone mode: the addresses come from a config file (reloaded on SIGHUP), resolved on the
+//! host's interfaces as they are (followed as the kernel reports changes), and, with a
 //! `[cluster]` section, each is announced by the one live speaker the election picks.
 
 mod desired;
 
-use std::{collections::BTreeSet, path::PathBuf};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use herald_kube::report;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use self::desired::{elected, resolve};
 use crate::{
@@ -17,6 +18,7 @@ use crate::{
     config::{self, Config, Gratuitous},
     conflict::Conflict,
     election, host,
+    netlink::HostEvents,
     runtime::{self, Changed, Desired, Runtime},
 };
 
@@ -38,7 +40,15 @@ struct ConfigFile {
     path: PathBuf,
     wanted: Wanted,
     hup: Signal,
+    /// The kernel's word on link and address changes, and a slow resync should it be missing.
+    host_events: Option<HostEvents>,
+    resync: tokio::time::Interval,
 }
+
+/// How often the host is read again without news from the kernel.
+const RESYNC: Duration = Duration::from_secs(10);
+/// Changes that come together (a bond failover, an interface re-created) are read once.
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// What the speaker works from: the config and what it asks of this host.
 struct Wanted {
@@ -50,7 +60,37 @@ impl ConfigFile {
     fn load(path: PathBuf) -> anyhow::Result<Self> {
         let hup = signal(SignalKind::hangup())?;
         let wanted = read(&path)?;
-        Ok(Self { path, wanted, hup })
+        let host_events = HostEvents::open()
+            .inspect_err(
+                |e| warn!(error = %e, "no netlink news of host changes; reading the host every 10 s"),
+            )
+            .ok();
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(Self { path, wanted, hup, host_events, resync })
+    }
+
+    /// Reads the host again and resolves the config on it: `true` when what is announced where
+    /// changed (a MAC, an interface re-created, a subnet renumbered).
+    fn follow_host(&mut self) -> bool {
+        let resolved = host::discover(&Default::default())
+            .map_err(anyhow::Error::from)
+            .and_then(|host| Ok(desired::resolve(&self.wanted.config, &host)?));
+        match resolved {
+            Ok(resolved) if resolved != self.wanted.resolved => {
+                info!(addresses = resolved.len(), "the host's interfaces changed: following them");
+                self.wanted.resolved = resolved;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                error!(
+                    "the host's interfaces changed, and the config no longer resolves on them; keeping what is announced: {}",
+                    report::chain(&e)
+                );
+                false
+            }
+        }
     }
 
     /// Reads the file again; on any error keeps the previous config and says why. Membership
@@ -100,9 +140,25 @@ impl runtime::Source for ConfigFile {
     }
 
     async fn changed(&mut self) -> Changed {
-        self.hup.recv().await;
-        self.reload();
-        Changed::default()
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => {
+                    self.reload();
+                    return Changed::default();
+                }
+                news = HostEvents::next(&mut self.host_events) => {
+                    if let Err(e) = news {
+                        warn!(error = %e, "netlink news of host changes lost; reading the host every 10 s");
+                        self.host_events = None;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                }
+                _ = self.resync.tick() => {}
+            }
+            if self.follow_host() {
+                return Changed::default();
+            }
+        }
     }
 
     /// The announcer's warning is all a config file's user gets.
