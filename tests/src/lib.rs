@@ -20,6 +20,7 @@ pub mod objects;
 pub mod poll;
 pub mod probe;
 pub mod series;
+pub mod soak;
 pub mod speaker;
 pub mod test_run;
 pub mod workload;
@@ -70,4 +71,13 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 /// The generator of randomized tests: seeded, so that a failure reproduces.
 pub fn seeded(seed: u64) -> rand::rngs::StdRng {
     rand::SeedableRng::seed_from_u64(seed)
+}
+
+/// The machine figures come from: kernel, CPUs, and the build of the binary that measured
+/// (`debug`: its `cfg!(debug_assertions)`).
+pub fn conditions(debug: bool) -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let profile = if debug { "dev build" } else { "release build" };
+    format!("kernel {}, {cpus} CPUs, {profile}", kernel.trim())
 }

@@ -14,6 +14,12 @@ use crate::{
     probe::Capture,
 };
 
+/// Now on the captures' clock: seconds since the epoch. When a fault began, to set against
+/// the probes' times.
+pub fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// One request of a [`series`] and the replies to it.
 #[derive(Debug)]
 pub struct Probe {

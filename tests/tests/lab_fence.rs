@@ -98,10 +98,12 @@ fn a_frozen_run_loop_is_taken_over_within_the_bound() {
     let (lab, speakers) = setup();
     let vip = VIPS[0];
     let (owner, heir, frozen) = roles(&lab, &speakers, vip);
+    let frozen_at = std::cell::Cell::new(0.0);
     let probes = series::series(&lab.client, vip, 200, EVERY, || {
         std::thread::sleep(Duration::from_millis(500));
         // Its membership thread runs on: only the run loop is stuck.
         let stuck = Frozen::thread(frozen.pid)?;
+        frozen_at.set(series::now());
         std::thread::sleep(DEAD_MAN + Duration::from_millis(1200));
         drop(stuck);
         Ok(())
@@ -112,7 +114,7 @@ fn a_frozen_run_loop_is_taken_over_within_the_bound() {
     // is the fence's and the takeover's, not the bound's.
     assert_handed_over_and_back(&answers, owner, heir, SILENCE, &logs(&speakers));
     let (from, _) = answers.silences.first().copied().unwrap_or_default();
-    let frozen_at = probes[0].sent + 0.5;
+    let frozen_at = frozen_at.get();
     assert!(
         from - frozen_at >= DEAD_MAN.as_secs_f64() - 0.1,
         "the owner stopped answering {:.0} ms after its run loop froze, before the bound: {answers}",

@@ -40,6 +40,29 @@ pub enum Bench {
     },
 }
 
+#[derive(clap::Args)]
+pub struct Soak {
+    /// How long to draw faults for.
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// The seed to draw them from (default: from the clock; printed, so a run reproduces).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Speakers in the lab (3 to 5).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+}
+
+pub fn soak(opts: &Soak) -> anyhow::Result<()> {
+    let (minutes, nodes) = (opts.minutes.to_string(), opts.nodes.to_string());
+    let mut args = vec!["--minutes", &minutes, "--nodes", &nodes];
+    let seed = opts.seed.map(|s| s.to_string());
+    if let Some(seed) = &seed {
+        args.extend(["--seed", seed]);
+    }
+    run_bin("herald-soak", &args, false, false)
+}
+
 pub fn demo() -> anyhow::Result<()> {
     run_bin("herald-demo", &[], false, false)
 }

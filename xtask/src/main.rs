@@ -36,6 +36,11 @@ enum Command {
     Image(image::Options),
     /// Regenerate the CRDs in deploy/crds from kube/src/crd.rs.
     Crds,
+    /// Faults drawn at random (SIGKILL, SIGSTOP, a frozen run loop, link down, a membership
+    /// cut) while a client asks for every address every 20 ms; a table by fault kind, and exit 1
+    /// on any request answered by two MACs outside a partition's window, any silence past 1 s,
+    /// or any address not answered by its owner alone within 1 s of a fault's end.
+    Soak(lab::Soak),
     /// Benchmarks; each prints a table of figures beside a baseline from the same run.
     Bench {
         #[command(subcommand)]
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
             "--",
             "deploy/crds",
         ])),
+        Command::Soak(opts) => lab::soak(&opts),
         Command::Bench { which } => lab::bench(which),
     };
     match result {

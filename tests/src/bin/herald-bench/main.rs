@@ -59,10 +59,7 @@ fn main() -> ExitCode {
 
 /// The machine the figures come from.
 fn conditions() -> String {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let profile = if cfg!(debug_assertions) { "dev build" } else { "release build" };
-    format!("kernel {}, {cpus} CPUs, {profile}", kernel.trim())
+    herald_tests::conditions(cfg!(debug_assertions))
 }
 
 /// Median of `values` (sorted in place).
