@@ -81,7 +81,13 @@ pub async fn serve(listener: impl Accept, metrics: Arc<impl Scrape>) {
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
             let (status, body) = match path {
-                "/metrics" => ("200 OK", metrics.render()),
+                // Rendering reads every map entry: on the blocking pool, never on the thread
+                // of the loop that beats or decides.
+                "/metrics" => {
+                    let metrics = metrics.clone();
+                    let body = tokio::task::spawn_blocking(move || metrics.render()).await;
+                    ("200 OK", body.unwrap_or_default())
+                }
                 "/healthz" => ("200 OK", "ok\n".into()),
                 "/readyz" if metrics.ready() => ("200 OK", "ok\n".into()),
                 "/readyz" => ("503 Service Unavailable", "not ready\n".into()),
