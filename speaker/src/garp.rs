@@ -5,7 +5,9 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
-/// A raw packet socket that only sends (protocol 0: it receives nothing).
+/// A raw packet socket that only sends (protocol 0: it receives nothing). Non-blocking: a
+/// frame that finds the interface's queue full is dropped with an error (the burst's next frame
+/// follows), never a stall of the loop that sends it.
 pub struct Sender {
     fd: OwnedFd,
 }
@@ -13,7 +15,9 @@ pub struct Sender {
 impl Sender {
     pub fn new() -> io::Result<Self> {
         // SAFETY: plain syscall; the result is checked before use.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        let fd = unsafe {
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0)
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
