@@ -363,14 +363,14 @@ fn a_changed_mac_is_followed_without_a_reload() {
     .unwrap();
     let answers = herald_tests::checker::Answers::of(&probes);
     println!("{answers}");
-    assert_eq!(
-        answers.answerers.last(),
-        Some(&new_mac),
-        "still the old MAC: {answers}\n{}",
-        speaker.log_text()
-    );
+    // The figure, where the new MAC answered within the series; the assertion waits longer (an
+    // emulated kernel in the matrix is slow).
     let changed = probes[0].sent + 0.3;
-    let first = probes.iter().find(|p| p.replies.iter().any(|(_, m)| *m == new_mac)).unwrap();
-    println!("answered with the new MAC {:.0} ms after the change", (first.sent - changed) * 1000.0);
+    if let Some(first) = probes.iter().find(|p| p.replies.iter().any(|(_, m)| *m == new_mac)) {
+        println!("answered with the new MAC {:.0} ms after the change", (first.sent - changed) * 1000.0);
+    }
+    let moved = herald_tests::cluster::wait_for_owner(&lab, VIP_A, new_mac, Duration::from_secs(20));
+    assert!(moved.is_ok(), "{VIP_A} still answered with the old MAC: {moved:?}\n{}", speaker.log_text());
     assert!(speaker.log_text().contains("the host's interfaces changed"), "{}", speaker.log_text());
+    assert!(answers.doubled.is_empty(), "{answers}");
 }
