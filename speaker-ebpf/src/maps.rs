@@ -12,8 +12,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use speaker_common::{
-    ARP_MAP_CAPACITY, ArpEntry, ArpKey, ELSEWHERE_MAP_CAPACITY, Heartbeat, MacKey,
-    NDP_MAP_CAPACITY, NdpKey, PEER_MAP_CAPACITY,
+    ARP_MAP_CAPACITY, ArpEntry, ArpKey, ELSEWHERE_MAP_CAPACITY, Heartbeat, MacKey, NDP_MAP_CAPACITY, NdpKey,
+    PEER_MAP_CAPACITY,
 };
 
 #[btf_map(name = "HERALD_ARP")]
