@@ -29,6 +29,8 @@ use crate::{
 /// How long a speaker with a cluster waits to see every member before it goes with the members
 /// it sees (alone, if none answered).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many times per `--dead-man-ms` the run loop ticks (beats, alone).
+pub const TICKS_PER_BOUND: u32 = 10;
 /// How often the state file (`herald-speaker status`) is rewritten when something in it changed.
 /// Apart from the heartbeat: with thousands of addresses, rendering it is not free.
 const STATE_EVERY: Duration = Duration::from_secs(1);
@@ -158,8 +160,9 @@ impl Runtime {
         }
         info!(node, pin_dir = %self.opts.pin_dir.display(), membership = ?cluster.as_ref().map(|c| c.bind), "speaker ready");
 
-        // Four times per bound: one late tick never stops the answers.
-        let mut heartbeat = every(self.opts.dead_man / 4);
+        // Ten times per bound: one late tick never stops the answers, and a stall is seen at
+        // nine tenths of the bound at the earliest.
+        let mut heartbeat = every(self.opts.dead_man / TICKS_PER_BOUND);
         let mut state_every = every(STATE_EVERY);
         let mut conflicts = every(conflict::POLL);
         // What the state file last said: rendered again only when this changes.
