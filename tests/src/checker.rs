@@ -69,14 +69,16 @@ impl fmt::Display for Answers {
     }
 }
 
+/// Two MACs and a probe made of them, for this module's tests and the soak judge's.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
-    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    pub const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    pub const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 
-    fn probe(sent: f64, macs: &[[u8; 6]]) -> Probe {
+    /// A request sent at `sent`, answered 1 ms later by each of `macs`.
+    pub fn probe(sent: f64, macs: &[[u8; 6]]) -> Probe {
         Probe { sent, replies: macs.iter().map(|m| (sent + 0.001, *m)).collect() }
     }
 

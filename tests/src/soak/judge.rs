@@ -182,13 +182,7 @@ impl fmt::Display for Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
-    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
-
-    fn probe(sent: f64, macs: &[[u8; 6]]) -> Probe {
-        Probe { sent, replies: macs.iter().map(|m| (sent + 0.001, *m)).collect() }
-    }
+    use crate::checker::tests::{A, B, probe};
 
     fn fault(partition: bool) -> Fault {
         Fault { kind: "cut", victim: "a".into(), began: 1.0, ended: 3.0, partition }
