@@ -5,8 +5,17 @@
 //! MACs. So on a join, a speaker lets go of what it loses at once and takes what it gains only
 //! after [`hold`]: a gap of tens of milliseconds instead of two answers. When a member leaves or
 //! dies, the gainers take over at once (nobody else answers).
+//!
+//! After a partition heals, the views do not meet that fast: members that declared each other
+//! down take each other in anew, each when it hears the other's new identity. A member back
+//! from the cut may see one member again while another, which took its addresses over, is not
+//! yet in its view, nor it in that one's. So the hold lasts while this speaker hears a member it
+//! has not taken in yet ([`hold_on`]), at most [`SETTLE_AT_MOST`] after the join.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use crate::{announcement::Announcement, cluster::Alive, config::Timers};
 
@@ -23,6 +32,16 @@ pub fn is_join(before: Option<&Alive>, after: &Alive) -> bool {
 /// and withdraw.
 pub fn hold(timers: &Timers) -> Duration {
     timers.probe_rtt * 2
+}
+
+/// How long after a join gains may wait for the members heard to be taken in. A member heard
+/// and never taken in (a one-way link) delays the hand-back this long, not for good.
+pub const SETTLE_AT_MOST: Duration = Duration::from_secs(1);
+
+/// At the end of a hold for a join `seen` then: whether to hold on, because a member is heard
+/// that is not in the view yet (`strangers`).
+pub fn hold_on(strangers: bool, seen: Instant, now: Instant) -> bool {
+    strangers && now.saturating_duration_since(seen) < SETTLE_AT_MOST
 }
 
 /// What to announce while holding: `desired` without what `current` does not have yet.
@@ -54,6 +73,15 @@ mod tests {
             let before = before.map(view);
             assert_eq!(is_join(before.as_ref(), &view(after)), *join, "{before:?} -> {after:?}");
         }
+    }
+
+    #[test]
+    fn a_hold_lasts_while_a_stranger_is_heard_at_most_a_while() {
+        let seen = Instant::now();
+        assert!(!hold_on(false, seen, seen + Duration::from_millis(60)));
+        assert!(hold_on(true, seen, seen + Duration::from_millis(60)));
+        assert!(hold_on(true, seen, seen + SETTLE_AT_MOST - Duration::from_millis(1)));
+        assert!(!hold_on(true, seen, seen + SETTLE_AT_MOST));
     }
 
     #[test]

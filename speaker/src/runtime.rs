@@ -239,6 +239,12 @@ impl Runtime {
                 }
                 _ = until(hold), if hold.is_some() => {
                     let seen = announcer.end_hold();
+                    if let (Some(cluster), Some(membership), Some(seen)) = (&cluster, &membership, seen)
+                        && handback::hold_on(membership.hears_strangers(), seen, std::time::Instant::now())
+                    {
+                        announcer.hold_gains(handback::hold(&cluster.timers), seen);
+                        continue;
+                    }
                     if settled {
                         passes += 1;
                         let changed = pass(announcer, &mut source, view, seen.filter(|_| view.is_some()), gratuitous, membership.as_ref());

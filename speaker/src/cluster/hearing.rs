@@ -10,7 +10,11 @@
 //!   others are heard [`CORROBORATE`] after while it is not, or it comes back;
 //! - a member that has heard nothing from anyone for [`Hearing::lonely`] (five probe periods:
 //!   its own probes are acked each period, and others probe it as often) is alone: its view is
-//!   itself, and the quorum takes it from there.
+//!   itself, and the quorum takes it from there;
+//! - a member heard that SWIM has not admitted (a stranger: after a partition heals, members
+//!   that declared each other down take each other in anew, each at its own pace) may hold
+//!   addresses this one is about to take back: hand-backs wait while one is heard
+//!   ([`Hearing::strangers`], and [`crate::handback`]).
 //!
 //! Pure: time comes in.
 
@@ -35,6 +39,8 @@ pub struct Hearing {
     last_any: Option<Instant>,
     /// Members declared down with no one heard lately: where, and when.
     kept: BTreeMap<String, (SocketAddr, Instant)>,
+    /// Addresses heard from that were not members then, and when last.
+    strangers: BTreeMap<SocketAddr, Instant>,
 }
 
 impl Hearing {
@@ -45,7 +51,24 @@ impl Hearing {
             heard: HashMap::new(),
             last_any: None,
             kept: BTreeMap::new(),
+            strangers: BTreeMap::new(),
         }
+    }
+
+    /// `from`, heard at `now`, is not a member (nor kept).
+    pub fn stranger(&mut self, from: SocketAddr, now: Instant) {
+        self.strangers.insert(from, now);
+    }
+
+    /// Whether a stranger was heard within [`Hearing::recent`] that is still no member (neither
+    /// `swim`'s, nor kept). Forgets the others.
+    pub fn strangers(&mut self, swim: impl Fn(&SocketAddr) -> bool, now: Instant) -> bool {
+        let (recent, kept) = (self.recent, &self.kept);
+        self.strangers.retain(|addr, at| {
+            let member = swim(addr) || kept.values().any(|(a, _)| a == addr);
+            now.saturating_duration_since(*at) <= recent && !member
+        });
+        !self.strangers.is_empty()
     }
 
     /// An authenticated datagram came from `from`. Returns whether this member was alone.
@@ -195,5 +218,23 @@ mod tests {
         assert_eq!(h.kept().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["b"]);
         h.up("b");
         assert_eq!(h.kept().count(), 0);
+    }
+
+    #[test]
+    fn a_stranger_counts_until_admitted_or_quiet() {
+        let t0 = Instant::now();
+        let mut h = hearing();
+        let nobody = |_: &SocketAddr| false;
+        assert!(!h.strangers(nobody, t0));
+        h.stranger(addr(2), t0);
+        h.stranger(addr(3), t0);
+        assert!(h.strangers(|a| *a == addr(2), t0 + ms(10)), "c is not admitted yet");
+        assert!(h.strangers(nobody, t0 + ms(200)), "b, admitted, was forgotten; c was heard lately");
+        assert!(!h.strangers(nobody, t0 + ms(201)), "c, quiet since, no longer counts");
+        // A member kept in the view is no stranger.
+        h.heard(addr(4), t0 + ms(250));
+        assert!(!h.down("d", addr(4), None, t0 + ms(500)));
+        h.stranger(addr(4), t0 + ms(500));
+        assert!(!h.strangers(nobody, t0 + ms(500)));
     }
 }

@@ -47,6 +47,7 @@ pub type PeerMacs = BTreeSet<[u8; 6]>;
 pub struct Membership {
     pub alive: watch::Receiver<Alive>,
     pub peer_macs: watch::Receiver<PeerMacs>,
+    strangers: watch::Receiver<bool>,
     /// Members the configuration names, this one included.
     pub configured: usize,
     peers: watch::Sender<Vec<SocketAddr>>,
@@ -73,6 +74,7 @@ impl Membership {
         let foca = Foca::new(me.clone(), foca_config(cluster), rng, PostcardCodec);
         let (alive_tx, alive) = watch::channel(BTreeSet::from([node.to_owned()]));
         let (peer_macs_tx, peer_macs) = watch::channel(PeerMacs::new());
+        let (strangers_tx, strangers) = watch::channel(false);
         let (leave, leave_rx) = mpsc::channel(1);
         let (peers, peers_rx) = watch::channel(cluster.peers.clone());
         let (succession, succession_rx) = watch::channel(Succession::default());
@@ -91,6 +93,7 @@ impl Membership {
                     succession: succession_rx,
                     me,
                     alive_tx,
+                    strangers_tx,
                     peer_macs_tx,
                     metrics,
                     fence,
@@ -109,7 +112,15 @@ impl Membership {
             }
         })?;
         info!(bind = %cluster.bind, peers = cluster.peers.len(), "membership started");
-        Ok(Self { alive, peer_macs, configured: cluster.configured_members(), peers, succession, leave })
+        Ok(Self {
+            alive,
+            peer_macs,
+            strangers,
+            configured: cluster.configured_members(),
+            peers,
+            succession,
+            leave,
+        })
     }
 
     /// Tells the membership whom this node's addresses go to should it fail (it sends them
@@ -151,6 +162,13 @@ impl Membership {
         let alive = self.alive.borrow_and_update().clone();
         info!(members = ?alive, "membership");
         alive
+    }
+
+    /// Whether a member heard lately is not in the view yet: after a partition heals, the
+    /// members take each other in anew, each at its own pace, and one not yet taken in may
+    /// still answer for what this one gains.
+    pub fn hears_strangers(&self) -> bool {
+        *self.strangers.borrow()
     }
 
     /// Tells the others this speaker is leaving, so they take over at once, and stops.

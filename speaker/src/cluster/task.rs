@@ -39,6 +39,8 @@ pub(super) struct Task {
     pub succession: watch::Receiver<Succession>,
     pub me: Member,
     pub alive_tx: watch::Sender<Alive>,
+    /// Whether a member heard lately is not in the view yet (see [`Hearing::strangers`]).
+    pub strangers_tx: watch::Sender<bool>,
     pub peer_macs_tx: watch::Sender<PeerMacs>,
     pub metrics: Arc<Metrics>,
     /// Beats to the programs; says whether this member may speak for itself.
@@ -78,6 +80,7 @@ impl Task {
                     if alone != self.alone || self.hearing.settle() {
                         self.publish();
                     }
+                    self.tell_strangers();
                 }
                 received = self.socket.recv_from(&mut buf), if vouching => match received {
                     Ok((len, from)) => self.receive(from, &buf[..len], &mut rt).await,
@@ -134,6 +137,9 @@ impl Task {
             }
         };
         let now = std::time::Instant::now();
+        if !self.is_member(from) {
+            self.hearing.stranger(from, now);
+        }
         self.told_by = Some(from);
         let mut back = self.liveness.heard(from, now);
         let was_alone = self.hearing.heard(from, now);
@@ -162,6 +168,20 @@ impl Task {
             info!(%from, "a member found failed, or this one alone, heard from again");
             self.publish();
         }
+        self.tell_strangers();
+    }
+
+    /// Whether `addr` is a member's: SWIM's, or kept in the view.
+    fn is_member(&self, addr: SocketAddr) -> bool {
+        self.foca.iter_members().any(|m| m.id().addr == addr) || self.hearing.kept().any(|(_, a)| *a == addr)
+    }
+
+    /// Says whether a stranger was heard lately: hand-backs wait for it to be admitted.
+    fn tell_strangers(&mut self) {
+        let foca = &self.foca;
+        let swim = |addr: &SocketAddr| foca.iter_members().any(|m| m.id().addr == *addr);
+        let heard = self.hearing.strangers(swim, std::time::Instant::now());
+        self.strangers_tx.send_if_modified(|current| std::mem::replace(current, heard) != heard);
     }
 
     /// Announces this speaker to configured peers that are not (or no longer) members: at start,
@@ -212,9 +232,7 @@ impl Task {
         rt: &mut AccumulatingRuntime<Member>,
         timer_tx: &mpsc::UnboundedSender<Timer<Member>>,
     ) {
-        while let Some((to, data)) = rt.to_send() {
-            self.send(to.addr, &Message::Membership(&data).encode()).await;
-        }
+        self.send_queued(rt).await;
         while let Some((after, timer)) = rt.to_schedule() {
             let tx = timer_tx.clone();
             tokio::spawn(async move {
@@ -222,7 +240,7 @@ impl Task {
                 let _ = tx.send(timer);
             });
         }
-        let mut changed = false;
+        let (mut changed, mut rejoined) = (false, false);
         let told_by = self.told_by.take();
         while let Some(notification) = rt.to_notify() {
             match &notification {
@@ -240,6 +258,7 @@ impl Task {
                 OwnedNotification::Rejoin(s) => {
                     info!(generation = s.generation, "declared down by the others; rejoined");
                     self.me = s.clone();
+                    rejoined = true;
                 }
                 other => debug!(?other, "membership"),
             }
@@ -257,6 +276,19 @@ impl Task {
                 seen.len() > before
             });
             self.publish();
+        }
+        if rejoined {
+            // Those that declared this member down know it under its new identity only once
+            // told: now, not at the next announce. After a partition both sides rejoin at once,
+            // and would otherwise each wait for the other's next announce.
+            self.announce_to_strangers(rt);
+            self.send_queued(rt).await;
+        }
+    }
+
+    async fn send_queued(&mut self, rt: &mut AccumulatingRuntime<Member>) {
+        while let Some((to, data)) = rt.to_send() {
+            self.send(to.addr, &Message::Membership(&data).encode()).await;
         }
     }
 
