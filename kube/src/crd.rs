@@ -134,7 +134,8 @@ pub struct L2AdvertisementSpec {
     /// Nodes that may announce; empty: every node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_selectors: Vec<LabelSelector>,
-    /// Interfaces to announce on; empty: those whose subnet holds the address.
+    /// Interfaces to announce on; empty: the one whose subnet holds the address (of several, the
+    /// one its route uses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<String>,
     /// Services to announce; empty: every Service with an address from the pools.

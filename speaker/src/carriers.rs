@@ -2,7 +2,9 @@
 //! or those whose subnet holds it; never a bond, bridge or team port, a NOARP interface,
 //! loopback, an interface without an Ethernet address, or an excluded one (container and proxy
 //! interfaces, MetalLB's `metallb-excludel2`: whatever their subnets, they are not the LAN's).
-//! An address the host has configured, or that is a gateway of any of its interfaces, is
+//! By subnet, one interface answers: the one the kernel routes the address through, so that a
+//! node with two interfaces on one LAN is not heard with two MACs (ARP flux). Interfaces asked
+//! for by name all answer. An address the host has configured, or that is a gateway of any of its interfaces, is
 //! refused: the kernel or a router already answers for it. Except where a Service proxy put it:
 //! kube-proxy in IPVS mode binds every LoadBalancer address to `kube-ipvs0` on every node, and
 //! kube-router to `kube-dummy-if`; those addresses are the ones Herald is there to announce.
@@ -17,7 +19,7 @@ use crate::{
 /// Where an address is to be answered for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Interfaces {
-    /// Every interface whose subnet holds the address.
+    /// The interface whose subnet holds the address (of several, the one its route uses).
     Subnet,
     /// These interfaces, whatever their subnets.
     Named(BTreeSet<String>),
@@ -115,27 +117,38 @@ pub fn carriers(
             host.interfaces.iter().filter(|it| it.addrs.iter().any(|n| n.contains(&address))).collect()
         }
     };
-    let mut out = BTreeSet::new();
+    let mut usable = Vec::new();
     for it in chosen {
-        match (unusable(it), it.mac) {
-            (None, Some(mac)) => {
-                out.insert(Announcement {
-                    addr: address,
-                    ifindex: it.index,
-                    vlan,
-                    mac,
-                    ifname: it.name.clone(),
-                });
-            }
-            (why, _) => {
-                refused.push((it.name.clone(), why.unwrap_or_else(|| "has no Ethernet address".into())))
-            }
+        match unusable(it) {
+            None => usable.push(it),
+            Some(why) => refused.push((it.name.clone(), why)),
         }
     }
+    if *wanted == Interfaces::Subnet && usable.len() > 1 {
+        usable = vec![one_per_link(host, address, &usable)];
+    }
+    // Usable means it has a MAC.
+    let out: BTreeSet<Announcement> = usable
+        .into_iter()
+        .filter_map(|it| {
+            let mac = it.mac?;
+            Some(Announcement { addr: address, ifindex: it.index, vlan, mac, ifname: it.name.clone() })
+        })
+        .collect();
     if out.is_empty() {
         return Err(Refusal::NoCarrier { wanted: wanted.clone(), refused });
     }
     Ok(out)
+}
+
+/// Of several interfaces whose subnets hold `address`, the one the kernel sends to it through
+/// (or, with no on-link route through any, the first by index): the one whose MAC the LAN
+/// would learn anyway.
+fn one_per_link<'a>(host: &Host, address: IpAddr, usable: &[&'a Interface]) -> &'a Interface {
+    let names: Vec<&str> = usable.iter().map(|it| it.name.as_str()).collect();
+    let routed = host.route_via(address, &names);
+    let first = usable.iter().min_by_key(|it| it.index).expect("several");
+    usable.iter().find(|it| Some(it.name.as_str()) == routed).unwrap_or(first)
 }
 
 #[cfg(test)]

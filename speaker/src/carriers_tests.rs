@@ -39,6 +39,7 @@ fn host() -> Host {
             no_mac,
         ],
         gateways: vec![("eth0".into(), v4([192, 0, 2, 254])), ("eth1".into(), v4([198, 18, 0, 254]))],
+        on_link: Vec::new(),
     }
 }
 
@@ -163,4 +164,26 @@ fn addresses_a_service_proxy_binds_are_announced() {
     // On loopback (a direct-return backend's address): the kernel's.
     h.interfaces.push(Interface { loopback: true, ..proxy("lo", 1, true) });
     assert_eq!(carriers(&h, vip.into(), 0, &Interfaces::Subnet).unwrap_err(), Refusal::Local("lo".into()));
+}
+
+#[test]
+fn by_subnet_one_interface_per_link_the_routes() {
+    // eth0 and eth2 both on 192.0.2.0/24 (two NICs on one LAN): one answers, the one the
+    // kernel's route uses, else the first by index.
+    let mut h = host();
+    h.interfaces.push(iface("eth2", 9, Some(([192, 0, 2, 2], 24))));
+    let net: IpNet = "192.0.2.0/24".parse().unwrap();
+    let route = |iface: &str, metric| crate::host::OnLink { iface: iface.into(), dst: net, metric };
+    let by_subnet = |h: &Host| names(carriers(h, [192, 0, 2, 10].into(), 0, &Interfaces::Subnet));
+    assert_eq!(by_subnet(&h), ["eth0"], "no route: the first by index");
+    h.on_link = vec![route("eth0", 100), route("eth2", 0)];
+    assert_eq!(by_subnet(&h), ["eth2"], "the lower metric");
+    h.on_link.push(crate::host::OnLink {
+        iface: "eth0".into(),
+        dst: "192.0.2.0/28".parse().unwrap(),
+        metric: 500,
+    });
+    assert_eq!(by_subnet(&h), ["eth0"], "the longer prefix");
+    // Named: every one named answers.
+    assert_eq!(names(carriers(&h, [192, 0, 2, 10].into(), 0, &named(&["eth0", "eth2"]))), ["eth0", "eth2"]);
 }

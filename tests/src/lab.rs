@@ -136,7 +136,7 @@ pub struct Lab {
     switch: String,
     offload: VlanOffload,
     children: Vec<Child>,
-    _pass: Option<Ebpf>,
+    pass: Option<Ebpf>,
     // Dropped last: the lab's drop stops the speakers that pin there.
     _bpffs: HostBpffs,
 }
@@ -201,7 +201,7 @@ impl Lab {
             switch: switch.clone(),
             offload,
             children: Vec::new(),
-            _pass: None,
+            pass: None,
             _bpffs: HostBpffs::ensure()?,
         };
         std::fs::create_dir_all(&lab.workdir)?;
@@ -216,7 +216,7 @@ impl Lab {
         }
         lab.client = lab.add_host(&id, "client", CLIENT_ADDR, node_names.len())?;
         if pass {
-            lab._pass = Some(lab.attach_pass_programs()?);
+            lab.pass = Some(lab.attach_pass_programs()?);
         }
         Ok(lab)
     }
@@ -268,6 +268,50 @@ impl Lab {
         let brief = host.run("ip", &["-br", "link", "show", "dev", "eth0"])?;
         let mac = brief.split_whitespace().nth(2).context("no MAC in ip -br link")?;
         Ok(Host { mac: parse_mac(mac)?, ..host })
+    }
+
+    /// Gives `host` a second link to the LAN, `ifname`, with `addr` in the lab's subnet (two
+    /// NICs on one LAN), its switch port set up as every other. Returns its MAC.
+    pub fn add_link(&mut self, host: &Host, ifname: &str, addr: Ipv4Addr) -> anyhow::Result<[u8; 6]> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let (tmp, port) = (
+            format!("w{n}-{}", std::process::id() % 10_000),
+            format!("q{n}-{}", std::process::id() % 10_000),
+        );
+        ip(&[
+            "link",
+            "add",
+            &tmp,
+            "netns",
+            &host.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.switch,
+        ])?;
+        ip(&["-n", &host.netns, "link", "set", &tmp, "name", ifname])?;
+        ip(&["-n", &self.switch, "link", "set", &port, "master", "br0", "up"])?;
+        ip(&["-n", &host.netns, "addr", "add", &format!("{addr}/{PREFIX}"), "dev", ifname])?;
+        ip(&["-n", &host.netns, "link", "set", ifname, "up"])?;
+        if self.offload == VlanOffload::Off {
+            for (ns, dev) in [(host.netns.as_str(), ifname), (self.switch.as_str(), port.as_str())] {
+                run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
+            }
+        }
+        if let Some(mut ebpf) = self.pass.take() {
+            self.pass = Some(in_netns(&self.switch, move || {
+                let program: &mut Xdp =
+                    ebpf.program_mut(PASS_PROGRAM).context("no pass program")?.try_into()?;
+                let ifindex = nix::net::if_::if_nametoindex(port.as_str())?;
+                program.attach(ifindex, XdpMode::Driver).with_context(|| format!("attaching to {port}"))?;
+                Ok(ebpf)
+            })?);
+        }
+        let brief = host.run("ip", &["-br", "link", "show", "dev", ifname])?;
+        parse_mac(brief.split_whitespace().nth(2).context("no MAC in ip -br link")?)
     }
 
     /// Loads the pass program and attaches it, in native mode, to every switch port.

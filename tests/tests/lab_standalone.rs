@@ -374,3 +374,34 @@ fn a_changed_mac_is_followed_without_a_reload() {
     assert!(speaker.log_text().contains("the host's interfaces changed"), "{}", speaker.log_text());
     assert!(answers.doubled.is_empty(), "{answers}");
 }
+
+/// A node with two interfaces on one LAN (two NICs in one subnet) answers for an address with
+/// one MAC, that of the interface its route to the address uses, not with both (ARP flux). The
+/// route is made to go through the second one (eth0's at a higher metric): not the first found.
+#[test]
+fn two_interfaces_on_one_subnet_answer_with_one_mac() {
+    if !root_or_skip("two_interfaces_on_one_subnet_answer_with_one_mac") {
+        return;
+    }
+    let (mut lab, node) = lab();
+    let second = lab.add_link(&node, "eth1", Ipv4Addr::new(192, 0, 2, 51)).expect("second link");
+    node.run("ip", &["route", "del", "192.0.2.0/24", "dev", "eth0"]).unwrap();
+    node.run("ip", &["route", "add", "192.0.2.0/24", "dev", "eth0", "metric", "100"]).unwrap();
+    let speaker = Speaker::start(&mut lab, &node, &config(&[VIP_A]), &[]).expect("speaker");
+    let route = node.run("ip", &["-o", "route", "get", &VIP_A.to_string()]).unwrap();
+    let dev = route.split_whitespace().skip_while(|w| *w != "dev").nth(1).expect("dev in ip route get");
+    assert_eq!(dev, "eth1", "{route}");
+    let (routed, other) = (second, node.mac);
+    let macs = probe::arping(&lab.client, VIP_A, 5).unwrap();
+    assert!(!macs.is_empty(), "no reply for {VIP_A}\n{}", speaker.log_text());
+    assert!(
+        macs.iter().all(|m| *m == routed),
+        "{VIP_A}: replies from {macs:02x?}; the route uses {dev} ({}), the other link is {}\n{}",
+        format_mac(routed),
+        format_mac(other),
+        speaker.log_text()
+    );
+    println!("{VIP_A}: the route uses {dev}; {} replies, all from it", macs.len());
+    let status = speaker.status().unwrap();
+    assert!(status.contains(&format!("owns: {VIP_A} ({dev})")), "status names {dev} alone:\n{status}");
+}

@@ -54,6 +54,7 @@ fn host() -> Host {
     Host {
         interfaces: vec![iface("eth0", 2, &["192.0.2.1/24", "2001:db8::1/64"]), ipvs],
         gateways: Vec::new(),
+        on_link: Vec::new(),
     }
 }
 
