@@ -53,6 +53,8 @@ pub struct Announcer<D = Datapath, F = garp::Sender> {
     /// Gains left out, and why; tried again from [`Announcer::tidy`] at `retry_at`.
     failed: BTreeMap<Announcement, String>,
     retry_at: Option<Instant>,
+    /// When rx VLAN offloads are next checked (see [`Responder::hold_offloads`]).
+    offloads_at: Instant,
     metrics: Arc<Metrics>,
     /// Names of the interfaces announced on, for metric labels.
     names: InterfaceNames,
@@ -79,6 +81,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             gratuitous: Gratuitous::default(),
             failed: BTreeMap::new(),
             retry_at: None,
+            offloads_at: Instant::now(),
             metrics,
             names: Default::default(),
             conflicts: conflict::Watch::default(),
@@ -168,14 +171,20 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
             .collect()
     }
 
-    /// Housekeeping, at every heartbeat: retries the removals and the gains that failed, and
-    /// forgets the bursts that are over. Returns whether gains were tried again.
+    /// Housekeeping, at every heartbeat: retries the removals and the gains that failed, forgets
+    /// the bursts that are over, and every [`RETRY_EVERY`] holds rx VLAN offloads off where the
+    /// responder needs them off. Returns whether gains were tried again.
     pub fn tidy(&mut self) -> bool {
         if !self.stale.is_empty() {
             self.settle();
         }
         self.bursts.forget_finished();
-        let due = self.retry_at.is_some_and(|at| at <= Instant::now());
+        let now = Instant::now();
+        if self.offloads_at <= now {
+            self.datapath.hold_offloads();
+            self.offloads_at = now + RETRY_EVERY;
+        }
+        let due = self.retry_at.is_some_and(|at| at <= now);
         if due {
             self.apply(self.wanted.clone(), self.gratuitous, None);
         }

@@ -22,6 +22,8 @@ pub trait Responder {
     fn entries(&self) -> Result<Vec<Entry>, DatapathError>;
     fn conflicts_total(&self) -> Result<u64, DatapathError>;
     fn set_elsewhere(&mut self, addresses: &BTreeSet<Ipv4Addr>) -> Result<(), DatapathError>;
+    /// Holds rx VLAN offload off where the responder needs it off; returns where it had to.
+    fn hold_offloads(&mut self) -> Vec<String>;
 }
 
 impl Responder for Datapath {
@@ -51,6 +53,9 @@ impl Responder for Datapath {
     }
     fn conflicts_total(&self) -> Result<u64, DatapathError> {
         Datapath::conflicts_total(self)
+    }
+    fn hold_offloads(&mut self) -> Vec<String> {
+        Datapath::hold_offloads(self)
     }
     fn set_elsewhere(&mut self, addresses: &BTreeSet<Ipv4Addr>) -> Result<(), DatapathError> {
         Datapath::set_elsewhere(self, addresses)

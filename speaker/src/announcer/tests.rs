@@ -25,6 +25,8 @@ struct FakeDatapath {
     removed: Vec<Key>,
     peers: BTreeSet<[u8; 6]>,
     elsewhere: BTreeSet<std::net::Ipv4Addr>,
+    /// Times the offloads were checked.
+    offload_checks: u32,
 }
 
 fn refused() -> DatapathError {
@@ -78,6 +80,10 @@ impl Responder for FakeDatapath {
     fn set_elsewhere(&mut self, addresses: &BTreeSet<std::net::Ipv4Addr>) -> Result<(), DatapathError> {
         self.elsewhere = addresses.clone();
         Ok(())
+    }
+    fn hold_offloads(&mut self) -> Vec<String> {
+        self.offload_checks += 1;
+        Vec::new()
     }
 }
 
@@ -302,4 +308,17 @@ async fn the_generation_moves_with_what_is_announced() {
     assert_eq!(ann.generation(), announced, "the same again");
     ann.apply(set(&[]), QUIET, None);
     assert_ne!(ann.generation(), announced);
+}
+
+/// Housekeeping holds the rx VLAN offloads off, at most once per RETRY_EVERY: it is an ioctl per
+/// interface, under the kernel's RTNL lock.
+#[tokio::test]
+async fn offloads_are_held_off_once_a_period() {
+    let mut ann = announcer();
+    ann.tidy();
+    ann.tidy();
+    assert_eq!(ann.datapath.offload_checks, 1);
+    ann.offloads_at = Instant::now();
+    ann.tidy();
+    assert_eq!(ann.datapath.offload_checks, 2);
 }

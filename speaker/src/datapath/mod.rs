@@ -110,6 +110,7 @@ pub struct Datapath {
 /// The responder on one interface.
 struct Attached {
     hook: Hook,
+    ifname: String,
     link: Link,
 }
 
@@ -230,13 +231,47 @@ impl Datapath {
             match self.attach_at(hook, ifindex, ifname) {
                 Ok(link) => {
                     info!(interface = ifname, hook = %hook, "responder attached");
-                    self.attached.insert(ifindex, Attached { hook, link });
+                    self.attached.insert(ifindex, Attached { hook, ifname: ifname.to_owned(), link });
                     return Ok(hook);
                 }
                 Err(e) => error = Some(e),
             }
         }
         Err(error.expect("plan() gives at least one hook"))
+    }
+
+    /// Where the responder reads 802.1Q tags from the frames (XDP, rx VLAN offload off), turns
+    /// the offload off again if something turned it back on: the NIC would strip the tags before
+    /// the responder sees them, and tagged requests look untagged to it. Returns the interfaces
+    /// where it had to.
+    pub fn hold_offloads(&mut self) -> Vec<String> {
+        let record = offload_record(&self.options.state_dir, &self.options.pin_dir);
+        let mut again = Vec::new();
+        for attached in self.attached.values_mut() {
+            let Link::Xdp(_, offload) = &mut attached.link else { continue };
+            let ifname = &attached.ifname;
+            let turned = match offload {
+                Some(held) => held.hold(),
+                // It was off when the responder came, not by this speaker's doing; now it is,
+                // and it is this speaker's to turn back on when it leaves.
+                None => OffloadOff::take(ifname, &record).map(|taken| {
+                    *offload = taken;
+                    offload.is_some()
+                }),
+            };
+            match turned {
+                Ok(true) => {
+                    warn!(
+                        interface = ifname,
+                        "rx VLAN offload was turned back on (NetworkManager, ethtool, a driver reset): turned off again"
+                    );
+                    again.push(ifname.clone());
+                }
+                Ok(false) => {}
+                Err(e) => warn!(interface = ifname, error = %e, "rx VLAN offload not read or not turned off"),
+            }
+        }
+        again
     }
 
     /// Detaches the responder from `ifindex`, if attached (and restores its rx VLAN offload).

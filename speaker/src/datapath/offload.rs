@@ -1,5 +1,6 @@
 //! rx VLAN offload, turned off so that a NIC leaves 802.1Q tags in the frames its XDP responder
-//! reads, and turned back on when the responder leaves the interface. Each interface whose
+//! reads, held off (something may turn it back on: NetworkManager's `ethtool.feature-rxvlan`, an
+//! operator, a driver reset), and turned back on when the responder leaves the interface. Each interface whose
 //! setting the speaker changed is also written down in a record file, so that a speaker started
 //! after a crash still knows the setting is its to restore.
 
@@ -34,6 +35,15 @@ impl OffloadOff {
             return Ok(None);
         }
         Ok(Some(Self { ifname: ifname.to_owned(), record: record.to_owned() }))
+    }
+
+    /// Turns it off again if something turned it back on; returns whether it had to.
+    pub fn hold(&self) -> io::Result<bool> {
+        let on = ethtool::rx_vlan_offload(&self.ifname)?;
+        if on {
+            ethtool::set_rx_vlan_offload(&self.ifname, false)?;
+        }
+        Ok(on)
     }
 }
 
