@@ -100,7 +100,7 @@ impl KubeLab {
     }
 
     /// herald-controller in the control plane, as its ServiceAccount.
-    fn start_controller(&mut self) -> anyhow::Result<()> {
+    pub fn start_controller(&mut self) -> anyhow::Result<()> {
         let log = self.lab.workdir.join("controller.log");
         let cp = self.control_plane.clone();
         let kubeconfig = format!("KUBECONFIG={}", self.server.kubeconfig_as("herald-controller").display());
@@ -108,6 +108,15 @@ impl KubeLab {
         let args = [&kubeconfig, bin.to_str().context("path")?, "--pool-namespace", NAMESPACE];
         let args = [&args[..], &["--lease-seconds", "3", "--telemetry", "127.0.0.1:7472"]].concat();
         self.controller = Some(self.lab.spawn(&cp, "env", &args, Some(&log))?);
+        Ok(())
+    }
+
+    /// Kills herald-controller (SIGKILL) and waits for it.
+    pub fn stop_controller(&mut self) -> anyhow::Result<()> {
+        let pid = self.controller.take().context("the controller is not running")?;
+        let mut child = self.lab.take_child(pid).context("not a lab child")?;
+        child.kill()?;
+        child.wait()?;
         Ok(())
     }
 

@@ -40,27 +40,18 @@ pub enum Bench {
     },
 }
 
+/// The soak's flags, passed on to `herald-soak` (`--minutes N`, `--seed S`, `--nodes 3..5`,
+/// `--kubernetes`; its `--help` says more).
 #[derive(clap::Args)]
 pub struct Soak {
-    /// How long to draw faults for.
-    #[arg(long, default_value_t = 10)]
-    minutes: u64,
-    /// The seed to draw them from (default: from the clock; printed, so a run reproduces).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Speakers in the lab (3 to 5).
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 pub fn soak(opts: &Soak) -> anyhow::Result<()> {
-    let (minutes, nodes) = (opts.minutes.to_string(), opts.nodes.to_string());
-    let mut args = vec!["--minutes", &minutes, "--nodes", &nodes];
-    let seed = opts.seed.map(|s| s.to_string());
-    if let Some(seed) = &seed {
-        args.extend(["--seed", seed]);
-    }
-    run_bin("herald-soak", &args, false, false)
+    let args: Vec<&str> = opts.args.iter().map(String::as_str).collect();
+    // Kubernetes mode runs the real API server.
+    run_bin("herald-soak", &args, args.contains(&"--kubernetes"), false)
 }
 
 pub fn demo() -> anyhow::Result<()> {

@@ -37,9 +37,11 @@ enum Command {
     /// Regenerate the CRDs in deploy/crds from kube/src/crd.rs.
     Crds,
     /// Faults drawn at random (SIGKILL, SIGSTOP, a frozen run loop, link down, a membership
-    /// cut) while a client asks for every address every 20 ms; a table by fault kind, and exit 1
-    /// on any request answered by two MACs outside a partition's window, any silence past 1 s,
-    /// or any address not answered by its owner alone within 1 s of a fault's end.
+    /// cut; with `--kubernetes`, API server and controller restarts, Service churn and pool
+    /// edits besides) while a client asks for every address every 20 ms; a table by fault kind,
+    /// and exit 1 on any request answered by two MACs outside a partition's window, any silence
+    /// past 1 s, any address not answered by its owner alone within 1 s of a fault's end, or
+    /// any Service's address changed. Flags: `--minutes N --seed S --nodes 3..5 --kubernetes`.
     Soak(lab::Soak),
     /// Benchmarks; each prints a table of figures beside a baseline from the same run.
     Bench {

@@ -1,13 +1,18 @@
-//! The faults a node really has, done to a lab node and undone: its speaker killed (and
-//! restarted), frozen whole (SIGSTOP), its run loop frozen alone (a ptrace stop of its main
-//! thread), its link down, its membership port cut (a host firewall).
+//! The faults a cluster really has. A node's: its speaker killed (and restarted), frozen whole
+//! (SIGSTOP), its run loop frozen alone (a ptrace stop of its main thread), its link down, its
+//! membership port cut (a host firewall). A Kubernetes control plane's: the API server or
+//! herald-controller restarted, a Service created and deleted beside the others, a pool edited
+//! so that it no longer holds the addresses it gave (see [`super::kube`]).
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use nix::sys::signal::Signal;
 
-use crate::{cluster, freeze::Frozen, lab::Lab, speaker::Speaker};
+use crate::{
+    cluster,
+    freeze::Frozen,
+    lab::{Host, Lab},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -16,11 +21,28 @@ pub enum Kind {
     FrozenLoop,
     LinkDown,
     MembershipCut,
+    ApiServerRestart,
+    ControllerRestart,
+    ServiceChurn,
+    PoolEdit,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] =
+    /// What a node can have, in either mode.
+    pub const NODE: [Kind; 5] =
         [Kind::Kill, Kind::Stop, Kind::FrozenLoop, Kind::LinkDown, Kind::MembershipCut];
+    /// What a Kubernetes cluster can have besides.
+    pub const KUBERNETES: [Kind; 9] = [
+        Kind::Kill,
+        Kind::Stop,
+        Kind::FrozenLoop,
+        Kind::LinkDown,
+        Kind::MembershipCut,
+        Kind::ApiServerRestart,
+        Kind::ControllerRestart,
+        Kind::ServiceChurn,
+        Kind::PoolEdit,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -29,6 +51,10 @@ impl Kind {
             Kind::FrozenLoop => "frozen run loop",
             Kind::LinkDown => "link down",
             Kind::MembershipCut => "membership cut",
+            Kind::ApiServerRestart => "API server down",
+            Kind::ControllerRestart => "controller down",
+            Kind::ServiceChurn => "Service churn",
+            Kind::PoolEdit => "pool edit",
         }
     }
 
@@ -37,55 +63,70 @@ impl Kind {
     pub fn partition(self) -> bool {
         self == Kind::MembershipCut
     }
+
+    /// Whether it is done to a node (else to the control plane).
+    pub fn on_a_node(self) -> bool {
+        Kind::NODE.contains(&self)
+    }
 }
 
-/// Does `kind` to `speakers[i]`'s node for `hold`, then undoes it. A fault on the calling
+/// What a node fault needs of a cluster's speakers.
+pub trait Speakers {
+    fn lab(&self) -> &Lab;
+    /// The process id of speaker `i` (its main thread's, too).
+    fn pid(&self, i: usize) -> u32;
+    /// Kills speaker `i` (SIGKILL) and waits for it.
+    fn kill(&mut self, i: usize) -> anyhow::Result<()>;
+    /// Starts speaker `i` again, as it was started.
+    fn restart(&mut self, i: usize) -> anyhow::Result<()>;
+}
+
+/// Does node fault `kind` to node `i` (`host`) for `hold`, then undoes it. On the calling
 /// thread (a ptrace stop is bound to it).
-pub fn inflict(
-    lab: &mut Lab,
-    speakers: &mut [Speaker],
+pub fn on_node(
+    speakers: &mut impl Speakers,
     i: usize,
+    host: &Host,
     kind: Kind,
     hold: Duration,
-    args: &[&str],
 ) -> anyhow::Result<()> {
-    let host = speakers[i].host.clone();
+    let signal = |pid: u32, signal| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .map_err(|e| anyhow::anyhow!("signalling the speaker: {e}"))
+    };
     match kind {
         Kind::Kill => {
-            speakers[i].signal(Signal::SIGKILL)?;
-            if let Some(mut child) = lab.take_child(speakers[i].pid) {
-                child.wait()?;
-            }
+            speakers.kill(i)?;
             std::thread::sleep(hold);
-            let config = cluster::config(lab, &host, "");
-            speakers[i] = Speaker::start(lab, &host, &config, args).context("restarting the speaker")?;
+            speakers.restart(i)?;
         }
         Kind::Stop => {
-            speakers[i].signal(Signal::SIGSTOP)?;
+            signal(speakers.pid(i), Signal::SIGSTOP)?;
             std::thread::sleep(hold);
-            speakers[i].signal(Signal::SIGCONT)?;
+            signal(speakers.pid(i), Signal::SIGCONT)?;
         }
         Kind::FrozenLoop => {
-            let frozen = Frozen::thread(speakers[i].pid)?;
+            let frozen = Frozen::thread(speakers.pid(i))?;
             std::thread::sleep(hold);
             drop(frozen);
         }
         Kind::LinkDown => {
-            lab.set_port(&host, false)?;
+            speakers.lab().set_port(host, false)?;
             std::thread::sleep(hold);
-            lab.set_port(&host, true)?;
+            speakers.lab().set_port(host, true)?;
         }
         Kind::MembershipCut => {
-            cut(&host, true)?;
+            cut(host, true)?;
             std::thread::sleep(hold);
-            cut(&host, false)?;
+            cut(host, false)?;
         }
+        other => anyhow::bail!("{} is not done to a node", other.name()),
     }
     Ok(())
 }
 
 /// Drops the membership's datagrams to and from `host` (or stops dropping them).
-pub fn cut(host: &crate::lab::Host, on: bool) -> anyhow::Result<()> {
+pub fn cut(host: &Host, on: bool) -> anyhow::Result<()> {
     for chain in ["INPUT", "OUTPUT"] {
         host.run("iptables", &["-F", chain])?;
         if on {

@@ -115,13 +115,18 @@ struct Row {
     longest_silence: Duration,
     settled: Duration,
     owner_back: Duration,
+    changed: usize,
     broken: usize,
 }
 
 impl Table {
-    pub fn add(&mut self, fault: &Fault, outcomes: &[Outcome]) {
+    /// Adds a fault's `outcomes`, one per address, and the number of addresses it `changed`
+    /// (each a broken invariant).
+    pub fn add(&mut self, fault: &Fault, outcomes: &[Outcome], changed: usize) {
         let row = self.rows.entry(fault.kind).or_default();
         row.faults += 1;
+        row.changed += changed;
+        row.broken += changed;
         for o in outcomes {
             row.requests += o.requests;
             row.doubled_allowed += o.doubled_allowed;
@@ -149,13 +154,14 @@ impl fmt::Display for Table {
             ("longest", "silence"),
             ("answered", "after end"),
             ("owner back", "after end"),
+            ("addresses", "changed"),
             ("broken", ""),
         ];
         for line in [header.map(|h| h.0), header.map(|h| h.1)] {
             writeln!(
                 f,
-                "{:<16} {:>6} {:>9} {:>10} {:>9} {:>8} {:>10} {:>11} {:>6}",
-                line[0], line[1], line[2], line[3], line[4], line[5], line[6], line[7], line[8]
+                "{:<17} {:>6} {:>9} {:>10} {:>9} {:>8} {:>10} {:>11} {:>9} {:>6}",
+                line[0], line[1], line[2], line[3], line[4], line[5], line[6], line[7], line[8], line[9]
             )?;
         }
         let ms = |d: Duration| {
@@ -164,7 +170,7 @@ impl fmt::Display for Table {
         for (kind, r) in &self.rows {
             writeln!(
                 f,
-                "{kind:<16} {:>6} {:>9} {:>10} {:>9} {:>8} {:>10} {:>11} {:>6}",
+                "{kind:<17} {:>6} {:>9} {:>10} {:>9} {:>8} {:>10} {:>11} {:>9} {:>6}",
                 r.faults,
                 r.requests,
                 r.doubled_allowed,
@@ -172,6 +178,7 @@ impl fmt::Display for Table {
                 ms(r.longest_silence),
                 ms(r.settled),
                 ms(r.owner_back),
+                r.changed,
                 r.broken
             )?;
         }
