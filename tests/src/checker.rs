@@ -16,6 +16,8 @@ pub struct Answers {
     pub silences: Vec<(f64, f64)>,
     /// Who answered alone, in order, each MAC once per run of answers.
     pub answerers: Vec<[u8; 6]>,
+    /// Requests no one answered.
+    pub unanswered: usize,
 }
 
 impl Answers {
@@ -28,7 +30,10 @@ impl Answers {
                 answers.doubled.push((p.sent, macs.clone()));
             }
             match macs.first() {
-                None => silent_since = silent_since.or(Some(p.sent)),
+                None => {
+                    answers.unanswered += 1;
+                    silent_since = silent_since.or(Some(p.sent));
+                }
                 Some(_) => {
                     if let Some(since) = silent_since.take() {
                         answers.silences.push((since, p.sent));

@@ -2,7 +2,7 @@
 //! does, wait for Herald to run, give it addresses and a Service to announce, and read what the
 //! client and the kubelets see.
 
-use std::{collections::BTreeSet, net::Ipv4Addr, time::Duration};
+use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::{
@@ -139,26 +139,4 @@ pub fn first_answer_by(probes: &[Probe], mac: [u8; 6], since: f64) -> Option<Dur
         .flat_map(|p| &p.replies)
         .find(|(t, m)| *t >= since && *m == mac)
         .map(|(t, _)| Duration::from_secs_f64(t - since))
-}
-
-/// The longest time between two answered requests (or from the first request, or to the last).
-pub fn longest_silence(probes: &[Probe]) -> Duration {
-    let answered = probes.iter().filter(|p| !p.replies.is_empty()).map(|p| p.sent);
-    let times: Vec<f64> = probes
-        .first()
-        .map(|p| p.sent)
-        .into_iter()
-        .chain(answered)
-        .chain(probes.last().map(|p| p.sent))
-        .collect();
-    Duration::from_secs_f64(times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max))
-}
-
-/// The requests that two MACs answered: (when, the MACs).
-pub fn double_answers(probes: &[Probe]) -> Vec<(f64, BTreeSet<[u8; 6]>)> {
-    probes
-        .iter()
-        .map(|p| (p.sent, p.replies.iter().map(|(_, m)| *m).collect::<BTreeSet<_>>()))
-        .filter(|(_, macs)| macs.len() > 1)
-        .collect()
 }

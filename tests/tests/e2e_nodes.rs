@@ -9,7 +9,9 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use herald_kube::crd::ServiceL2Status;
 use herald_tests::{
-    apiserver, cluster,
+    apiserver,
+    checker::Answers,
+    cluster,
     lab::format_mac,
     nodes::{self, NodeLab},
     poll, probe, root_or_skip,
@@ -83,7 +85,7 @@ async fn deploy_on_real_nodes() {
             .map(drop)
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", describe(&nl)));
-    let gap = workload::longest_silence(&probes);
+    let gap = Answers::of(&probes).longest_silence();
     eprintln!("rollout restart: longest stretch without an answer {gap:?} ({} probes)", probes.len());
     assert!(gap < Duration::from_secs(1), "no answer for {gap:?} during the rollout\n{}", nl.logs());
     assert_one_answer_each(&probes);
@@ -129,7 +131,7 @@ fn watch(
 }
 
 fn assert_one_answer_each(probes: &[probe::Probe]) {
-    let doubles = workload::double_answers(probes);
+    let doubles = Answers::of(probes).doubled;
     let shown: Vec<(f64, Vec<String>)> =
         doubles.iter().map(|(t, macs)| (*t, macs.iter().map(|m| format_mac(*m)).collect())).collect();
     assert!(shown.is_empty(), "requests answered by two MACs: {shown:?}");

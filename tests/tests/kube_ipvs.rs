@@ -12,10 +12,11 @@ use std::{
 
 use herald_kube::crd::ServiceL2Status;
 use herald_tests::{
-    apiserver, cluster,
+    apiserver,
+    checker::Answers,
+    cluster,
     kube_lab::{self, KubeLab, NAMESPACE, metric},
-    probe::{self, Probe},
-    root_or_skip,
+    probe, root_or_skip,
 };
 use kube::{Api, Client};
 
@@ -61,7 +62,7 @@ async fn ipvs_every_node_binds_the_address_one_answers() {
             .unwrap();
     }
     let probes = probe::series(&kl.lab.client, vip6, 3, Duration::from_millis(200), || Ok(())).unwrap();
-    assert_eq!(unanswered(&probes), 3, "{vip6} on kube-ipvs0 answered by a kernel: {probes:?}");
+    assert_eq!(Answers::of(&probes).unanswered, 3, "{vip6} on kube-ipvs0 answered by a kernel: {probes:?}");
 
     for node in NODES {
         kl.start_speaker(node).unwrap_or_else(|e| panic!("speaker on {node}: {e:#}\n{}", kl.logs()));
@@ -74,7 +75,8 @@ async fn ipvs_every_node_binds_the_address_one_answers() {
             .unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
         assert_eq!(status_node(&client).await.as_deref(), Some(owner), "the ServiceL2Status names the owner");
         let probes = probe::series(&kl.lab.client, vip, 150, EVERY, || Ok(())).unwrap();
-        let (two, silent) = (answered_twice(&probes), unanswered(&probes));
+        let answers = Answers::of(&probes);
+        let (two, silent) = (answers.doubled.len(), answers.unanswered);
         eprintln!(
             "strictARP {strict}: {} requests, {two} answered by two MACs, {silent} unanswered",
             probes.len()
@@ -106,8 +108,8 @@ async fn ipvs_every_node_binds_the_address_one_answers() {
         Ok(())
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
-    let two = answered_twice(&probes);
-    let gap = longest_silence(&probes);
+    let answers = Answers::of(&probes);
+    let (two, gap) = (answers.doubled.len(), answers.longest_silence());
     eprintln!(
         "SIGKILL of {owner}: {} requests, {two} answered by two MACs, longest silence {gap:?}",
         probes.len()
@@ -138,10 +140,10 @@ async fn ipvs_every_node_binds_the_address_one_answers() {
     eprintln!(
         "strictARP off, SIGKILL of {owner} and a restart 1 s later: {} requests, {} answered by two MACs",
         probes.len(),
-        answered_twice(&probes)
+        Answers::of(&probes).doubled.len()
     );
     let steady = probe::series(&kl.lab.client, vip, 50, EVERY, || Ok(())).unwrap();
-    assert_eq!(answered_twice(&steady), 0, "two MACs after the speaker came back");
+    assert_eq!(Answers::of(&steady).doubled.len(), 0, "two MACs after the speaker came back");
     assert!(steady.iter().all(|p| p.replies.iter().all(|(_, m)| *m == owner_mac)));
 }
 
@@ -167,34 +169,6 @@ fn strict_arp(kl: &KubeLab, on: bool) {
         host.run("sysctl", &["-qw", &format!("net.ipv4.conf.all.arp_ignore={ignore}")]).unwrap();
         host.run("sysctl", &["-qw", &format!("net.ipv4.conf.all.arp_announce={announce}")]).unwrap();
     }
-}
-
-/// Requests that got replies from two or more MACs.
-fn answered_twice(probes: &[Probe]) -> usize {
-    probes.iter().filter(|p| p.replies.iter().map(|(_, m)| m).collect::<BTreeSet<_>>().len() > 1).count()
-}
-
-fn unanswered(probes: &[Probe]) -> usize {
-    probes.iter().filter(|p| p.replies.is_empty()).count()
-}
-
-/// The longest run of unanswered requests, as time from the first to the next answered one.
-fn longest_silence(probes: &[Probe]) -> Duration {
-    let (mut longest, mut since) = (0.0f64, None);
-    for p in probes {
-        match (p.replies.is_empty(), since) {
-            (true, None) => since = Some(p.sent),
-            (false, Some(start)) => {
-                longest = longest.max(p.sent - start);
-                since = None;
-            }
-            _ => {}
-        }
-    }
-    if let (Some(start), Some(last)) = (since, probes.last()) {
-        longest = longest.max(last.sent - start);
-    }
-    Duration::from_secs_f64(longest)
 }
 
 /// The node the ServiceL2Status of `default/web` names.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use herald_tests::{
+    checker::Answers,
     cluster,
     nodes::NodeLab,
     probe,
@@ -48,11 +49,8 @@ pub fn run(runs: usize) -> anyhow::Result<()> {
                 nl.kubectl(&[&status[..], &ns].concat()).map(drop)
             })?;
             let took = Duration::from_secs_f64(probes.last().map_or(0.0, |p| p.sent) - probes[0].sent);
-            rollouts.push((
-                workload::longest_silence(&probes),
-                workload::double_answers(&probes).len(),
-                took,
-            ));
+            let answers = Answers::of(&probes);
+            rollouts.push((answers.longest_silence(), answers.doubled.len(), took));
             cluster::wait_for_owner(&nl.lab, vip, nl.lab.node(owner).mac, Duration::from_secs(30))?;
         }
 
