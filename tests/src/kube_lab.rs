@@ -127,33 +127,41 @@ impl KubeLab {
 
     /// Starts herald-speaker in Kubernetes mode on `node`; waits until it has joined.
     pub fn start_speaker(&mut self, node: &str) -> anyhow::Result<()> {
+        self.start_speaker_with(node, &[])
+    }
+
+    /// [`KubeLab::start_speaker`] with `env` (`NAME=value`) set besides.
+    pub fn start_speaker_with(&mut self, node: &str, env: &[&str]) -> anyhow::Result<()> {
         let host = self.lab.node(node).clone();
         let log = self.lab.workdir.join(format!("speaker-{node}-{}.log", self.speakers.len()));
         let pin_dir = self.lab.pin_dir(&host);
         let kubeconfig = format!("KUBECONFIG={}", self.server.kubeconfig_as("herald-speaker").display());
         let bin = workspace_bin("herald-speaker");
         // The DaemonSet's capabilities, and no others.
+        let setpriv = ["--bounding-set=-all,+bpf,+net_admin,+net_raw", "--inh-caps=-all", "env"];
         let pid = self.lab.spawn(
             &host,
             "setpriv",
             &[
-                "--bounding-set=-all,+bpf,+net_admin,+net_raw",
-                "--inh-caps=-all",
-                "env",
-                &kubeconfig,
-                "HERALD_LOG=info,herald_speaker=debug",
-                bin.to_str().context("path")?,
-                "--node-name",
-                node,
-                "--namespace",
-                NAMESPACE,
-                "--cluster-key-file",
-                self.key_file.to_str().context("path")?,
-                "--pin-dir",
-                pin_dir.to_str().context("path")?,
-                "--dead-man-ms",
-                DEAD_MAN_MS,
-            ],
+                &setpriv[..],
+                env,
+                &[
+                    &kubeconfig,
+                    "HERALD_LOG=info,herald_speaker=debug",
+                    bin.to_str().context("path")?,
+                    "--node-name",
+                    node,
+                    "--namespace",
+                    NAMESPACE,
+                    "--cluster-key-file",
+                    self.key_file.to_str().context("path")?,
+                    "--pin-dir",
+                    pin_dir.to_str().context("path")?,
+                    "--dead-man-ms",
+                    DEAD_MAN_MS,
+                ],
+            ]
+            .concat(),
             Some(&log),
         )?;
         self.speakers.insert(node.to_owned(), (pid, log.clone()));

@@ -116,6 +116,60 @@ async fn a_speaker_cut_off_from_the_others_claims_nothing() {
     cut(&owner_host, false);
 }
 
+/// A speaker whose clock is a minute ahead (libfaketime: the realtime clock only, as a node
+/// without NTP has it): the others refuse its datagrams as stale, and it refuses theirs. It
+/// claims nothing, and says why: its clock, not silence. The others, a majority, answer on.
+#[tokio::test(flavor = "current_thread")]
+async fn a_speaker_whose_clock_is_far_off_says_so_and_claims_nothing() {
+    let test = "a_speaker_whose_clock_is_far_off_says_so_and_claims_nothing";
+    if !root_or_skip(test) || !apiserver::available_or_skip(test) {
+        return;
+    }
+    let mut kl = KubeLab::start(&NODES).expect("lab and control plane");
+    let client = kl.enter().await.unwrap_or_else(|e| panic!("control plane: {e:#}\n{}", kl.logs()));
+    let (skewed, rest) = (NODES[2], &NODES[..2]);
+    for node in rest {
+        kl.start_speaker(node).unwrap_or_else(|e| panic!("speaker on {node}: {e:#}\n{}", kl.logs()));
+    }
+    let preload = format!("LD_PRELOAD={}", libfaketime());
+    let env = [preload.as_str(), "FAKETIME=+60s", "FAKETIME_DONT_FAKE_MONOTONIC=1", "FAKETIME_NO_CACHE=1"];
+    kl.start_speaker_with(skewed, &env)
+        .unwrap_or_else(|e| panic!("speaker on {skewed}: {e:#}\n{}", kl.logs()));
+    let vip =
+        kube_lab::web_service(&client, API_BOUND).await.unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
+    let owner = cluster::elected(vip, rest);
+    let owner_mac = kl.lab.node(owner).mac;
+    cluster::wait_for_owner(&kl.lab, vip, owner_mac, API_BOUND)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
+
+    let host = kl.lab.node(skewed).clone();
+    let probes = probe::series(&kl.lab.client, vip, 100, EVERY, || Ok(())).unwrap();
+    let answers = Answers::of(&probes);
+    println!("a clock a minute ahead on {skewed}: {answers}");
+    assert!(answers.doubled.is_empty() && answers.silences.is_empty(), "{answers}\n{}", kl.logs());
+    assert_eq!(answers.answerers, [owner_mac], "{answers}");
+    let isolated = herald_tests::poll::until(API_BOUND, || isolated(&host) == 1.0).is_some();
+    assert!(isolated, "{skewed} says it is isolated\n{}", kl.logs());
+    let told = node_event(&client, skewed, "Isolated").await;
+    assert!(
+        told.as_deref().is_some_and(|n| n.contains("clock")),
+        "the Isolated Event on Node {skewed} names the clock: {told:?}\n{}",
+        kl.speaker_log(skewed, "kubernetes")
+    );
+    let metrics = kl.lab.node(owner).run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
+    let stale = metric(&metrics, "herald_membership_rejected_total{reason=\"stale\"}");
+    assert!(stale > 0.0, "{owner} refused {skewed}'s datagrams as stale:\n{metrics}");
+}
+
+/// libfaketime (Debian's `faketime` package), in the architecture's library directory.
+fn libfaketime() -> String {
+    let found = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .filter_map(|d| Some(d.ok()?.path().join("faketime/libfaketime.so.1")))
+        .find(|p| p.exists());
+    found.expect("libfaketime (cargo xtask setup --kube installs it)").display().to_string()
+}
+
 /// The first Event with `reason` about Node `node`, waiting for it up to [`API_BOUND`].
 async fn node_event(client: &kube::Client, node: &str, reason: &str) -> Option<String> {
     let deadline = std::time::Instant::now() + API_BOUND;

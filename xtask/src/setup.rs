@@ -41,6 +41,7 @@ const KUBE_PACKAGES: &[&str] = &[
     "runc",                        //
     "containernetworking-plugins", // their pods' network (bridge, host-local, loopback)
     "podman",                      // loads the images as users do (tests/tests/images.rs)
+    "faketime",                    // a speaker whose clock is far off (tests/tests/kube_isolated.rs)
 ];
 
 /// Debian packages of the kernel matrix (`kernels.rs`): another kernel and a VM to boot it.
