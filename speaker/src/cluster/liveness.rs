@@ -232,6 +232,12 @@ impl Liveness {
         &self.failed
     }
 
+    /// SWIM admitted the member at `addr` (anew, after it renewed its identity): it is no longer
+    /// failed, as if heard. Returns whether it was.
+    pub fn admitted(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        self.heard(addr, now)
+    }
+
     /// Forgets failures of members SWIM no longer lists (it caught up). Returns whether any
     /// was forgotten.
     pub fn retain_failed(&mut self, members: &[SocketAddr]) -> bool {

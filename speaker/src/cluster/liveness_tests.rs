@@ -100,6 +100,14 @@ fn an_heir_fails_a_silent_owner_after_the_probes_go_unanswered() {
     assert!(l.heard(addr(1), last + ms(300)));
     assert!(l.failed().is_empty());
     assert!(!l.heard(addr(1), last + ms(301)), "only once");
+    // Failed again, then admitted anew by SWIM (it renewed its identity; another member heard
+    // it first): back in the view as well, and watched afresh.
+    let (_, changes) = run(&mut l, &members, last + ms(301), last + ms(600));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(l.failed(), &set(&[1]));
+    assert!(l.admitted(addr(1), last + ms(700)));
+    assert!(l.failed().is_empty());
+    assert_eq!(l.next_wake(), Some(last + ms(700) + SUSPECT_AFTER));
 }
 
 #[test]

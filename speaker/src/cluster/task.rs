@@ -246,6 +246,11 @@ impl Task {
             match &notification {
                 OwnedNotification::MemberUp(s) => {
                     self.hearing.up(&s.name);
+                    // Admitted anew: it renewed its identity, so it runs and someone heard it.
+                    // An heir that found it failed lets go now, not when it hears it itself:
+                    // after a link flap the path between the two may wait a second on ARP
+                    // while the member, back, takes its addresses back.
+                    self.liveness.admitted(s.addr, std::time::Instant::now());
                     info!(member = s.name, addr = %s.addr, "member up");
                 }
                 OwnedNotification::MemberDown(s) => {
