@@ -96,6 +96,13 @@ impl Host {
         out.split(':').next().context("ip link output")?.trim().parse().context("ifindex")
     }
 
+    /// The MAC of this host's interface `ifname`.
+    pub fn mac_of(&self, ifname: &str) -> anyhow::Result<[u8; 6]> {
+        // `ip -br link`: "eth0@if3  UP  de:4b:ce:2f:f0:28 <...>"
+        let brief = self.run("ip", &["-br", "link", "show", "dev", ifname])?;
+        parse_mac(brief.split_whitespace().nth(2).context("no MAC in ip -br link")?)
+    }
+
     /// Runs `f` in a thread that entered this host's network namespace.
     pub fn in_netns<T: Send + 'static>(
         &self,
@@ -234,73 +241,21 @@ impl Lab {
         let netns = format!("{id}-{name}");
         let port = format!("p{index}-{}", std::process::id() % 10_000);
         ip(&["netns", "add", &netns])?;
-        let tmp = format!("v{index}-{}", std::process::id() % 10_000);
-        ip(&[
-            "link",
-            "add",
-            &tmp,
-            "netns",
-            &netns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &self.switch,
-        ])?;
-        ip(&["-n", &netns, "link", "set", &tmp, "name", "eth0"])?;
-        ip(&["-n", &self.switch, "link", "set", &port, "master", "br0", "up"])?;
-        ip(&["-n", &netns, "addr", "add", &format!("{addr}/{PREFIX}"), "dev", "eth0"])?;
+        self.plug(&netns, "eth0", &port, addr)?;
         // No duplicate address detection: the lab's addresses are unique by construction, and
         // a tentative address cannot be used for the first second.
         let v6 = format!("{}/{PREFIX6}", addr6(addr));
         ip(&["-n", &netns, "addr", "add", &v6, "dev", "eth0", "nodad"])?;
-        ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &netns, "link", "set", "lo", "up"])?;
-        if self.offload == VlanOffload::Off {
-            for (ns, dev) in [(netns.as_str(), "eth0"), (self.switch.as_str(), port.as_str())] {
-                run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
-            }
-        }
         let host = Host { name: name.into(), netns, addr, addr6: addr6(addr), mac: [0; 6], port };
-        // `ip -br link`: "eth0@if3  UP  de:4b:ce:2f:f0:28 <...>"
-        let brief = host.run("ip", &["-br", "link", "show", "dev", "eth0"])?;
-        let mac = brief.split_whitespace().nth(2).context("no MAC in ip -br link")?;
-        Ok(Host { mac: parse_mac(mac)?, ..host })
+        Ok(Host { mac: host.mac_of("eth0")?, ..host })
     }
 
     /// Gives `host` a second link to the LAN, `ifname`, with `addr` in the lab's subnet (two
     /// NICs on one LAN), its switch port set up as every other. Returns its MAC.
     pub fn add_link(&mut self, host: &Host, ifname: &str, addr: Ipv4Addr) -> anyhow::Result<[u8; 6]> {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let (tmp, port) = (
-            format!("w{n}-{}", std::process::id() % 10_000),
-            format!("q{n}-{}", std::process::id() % 10_000),
-        );
-        ip(&[
-            "link",
-            "add",
-            &tmp,
-            "netns",
-            &host.netns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &self.switch,
-        ])?;
-        ip(&["-n", &host.netns, "link", "set", &tmp, "name", ifname])?;
-        ip(&["-n", &self.switch, "link", "set", &port, "master", "br0", "up"])?;
-        ip(&["-n", &host.netns, "addr", "add", &format!("{addr}/{PREFIX}"), "dev", ifname])?;
-        ip(&["-n", &host.netns, "link", "set", ifname, "up"])?;
-        if self.offload == VlanOffload::Off {
-            for (ns, dev) in [(host.netns.as_str(), ifname), (self.switch.as_str(), port.as_str())] {
-                run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
-            }
-        }
+        let port = format!("q{}-{}", NEXT.fetch_add(1, Ordering::Relaxed), std::process::id() % 10_000);
+        self.plug(&host.netns, ifname, &port, addr)?;
         if let Some(mut ebpf) = self.pass.take() {
             self.pass = Some(in_netns(&self.switch, move || {
                 let program: &mut Xdp =
@@ -310,8 +265,38 @@ impl Lab {
                 Ok(ebpf)
             })?);
         }
-        let brief = host.run("ip", &["-br", "link", "show", "dev", ifname])?;
-        parse_mac(brief.split_whitespace().nth(2).context("no MAC in ip -br link")?)
+        host.mac_of(ifname)
+    }
+
+    /// Plugs namespace `netns` into the LAN: a veth pair, `ifname` there with `addr` (IPv4, the
+    /// lab's prefix) and up, `port` in the switch's bridge; both ends with the lab's VLAN
+    /// offloads.
+    fn plug(&self, netns: &str, ifname: &str, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
+        let tmp = format!("{port}-t");
+        ip(&[
+            "link",
+            "add",
+            &tmp,
+            "netns",
+            netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port,
+            "netns",
+            &self.switch,
+        ])?;
+        ip(&["-n", netns, "link", "set", &tmp, "name", ifname])?;
+        ip(&["-n", &self.switch, "link", "set", port, "master", "br0", "up"])?;
+        ip(&["-n", netns, "addr", "add", &format!("{addr}/{PREFIX}"), "dev", ifname])?;
+        ip(&["-n", netns, "link", "set", ifname, "up"])?;
+        if self.offload == VlanOffload::Off {
+            for (ns, dev) in [(netns, ifname), (self.switch.as_str(), port)] {
+                run(netns_command(ns, "ethtool").args(["-K", dev, "rxvlan", "off", "txvlan", "off"]))?;
+            }
+        }
+        Ok(())
     }
 
     /// Loads the pass program and attaches it, in native mode, to every switch port.
