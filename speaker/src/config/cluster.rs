@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use super::{ConfigError, field, quoted};
+use super::{ConfigError, field, key::Key, quoted};
 
 /// Membership settings, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub struct Cluster {
     pub bind: SocketAddr,
     pub peers: Vec<SocketAddr>,
     /// Shared secret that authenticates every membership message.
-    pub key: Vec<u8>,
+    pub key: Key,
     /// Withdraw every address while fewer than a majority of the configured members are seen.
     /// On by default from three members: a member cut off then withdraws instead of claiming
     /// every address beside the real owners. Off by default for two, where no side of a cut is a
@@ -49,9 +49,6 @@ impl Default for Timers {
         }
     }
 }
-
-/// Shortest accepted key, in bytes.
-pub(crate) const MIN_KEY: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,11 +92,13 @@ impl RawCluster {
         }
 
         let key = match (self.key, self.key_file) {
-            (Some(key), None) => key.trim().as_bytes().to_vec(),
+            (Some(key), None) => {
+                Key::from_bytes(key.as_bytes()).map_err(|e| field("cluster.key", "(hidden)", &e))?
+            }
             (None, Some(path)) => {
                 let bytes = read(Path::new(&path))
                     .map_err(|e| field("cluster.key_file", quoted(&path), &format!("cannot read: {e}")))?;
-                String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec()
+                Key::from_bytes(&bytes).map_err(|e| field("cluster.key_file", quoted(&path), &e))?
             }
             (Some(_), Some(_)) => {
                 return Err(field("cluster.key", "(set)", "give `key` or `key_file`, not both"));
@@ -108,10 +107,6 @@ impl RawCluster {
                 return Err(field("cluster.key", "(missing)", "membership messages must be authenticated"));
             }
         };
-        if key.len() < MIN_KEY {
-            let reason = format!("{} bytes; at least {MIN_KEY} are needed", key.len());
-            return Err(field("cluster.key", "(hidden)", &reason));
-        }
 
         let ms = |name: &str, value: Option<u64>, default: Duration, range: std::ops::RangeInclusive<u64>| {
             let Some(ms) = value else { return Ok(default) };

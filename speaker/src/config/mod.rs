@@ -11,7 +11,9 @@ use std::{
 use serde::Deserialize;
 
 pub(crate) mod cluster;
+mod key;
 pub use cluster::{Cluster, Timers};
+pub use key::{Key, MIN_KEY};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -180,7 +180,7 @@ fn cluster_section() {
     assert_eq!(cluster.bind, "192.0.2.1:7946".parse().unwrap());
     assert_eq!(cluster.peers.len(), 2);
     assert_eq!(cluster.configured_members(), 3);
-    assert_eq!(cluster.key, b"0123456789abcdef");
+    assert_eq!(cluster.key.bytes(), b"0123456789abcdef");
     assert!(cluster.quorum);
     assert_eq!(cluster.timers.probe_period, Duration::from_millis(200));
     assert_eq!(cluster.timers.suspect, Timers::default().suspect);
@@ -211,7 +211,17 @@ fn cluster_key_file() {
         }
     };
     let text = format!("{CLUSTER}key_file = \"/etc/herald/cluster.key\"\n");
-    assert_eq!(parse_with(&text, &read).unwrap().cluster.unwrap().key, b"a-long-enough-shared-secret");
+    assert_eq!(
+        parse_with(&text, &read).unwrap().cluster.unwrap().key.bytes(),
+        b"a-long-enough-shared-secret"
+    );
+    // A binary key (`head -c 32 /dev/urandom`, MetalLB's Secret) is taken byte for byte.
+    let binary = |_: &Path| Ok((0..32u8).map(|b| b.wrapping_mul(37) | 0x80).collect());
+    let key = parse_with(&text, &binary).unwrap().cluster.unwrap().key;
+    assert_eq!(key.bytes(), (0..32u8).map(|b| b.wrapping_mul(37) | 0x80).collect::<Vec<_>>());
+    let short = |_: &Path| Ok(b"short\n".to_vec());
+    let e = parse_with(&text, &short).unwrap_err().to_string();
+    assert_eq!(e, "cluster.key_file = \"/etc/herald/cluster.key\": 5 bytes; at least 16 are needed");
     let text = format!("{CLUSTER}key_file = \"/nope\"\n");
     let e = parse_with(&text, &read).unwrap_err().to_string();
     assert!(e.starts_with("cluster.key_file = \"/nope\": cannot read:"), "{e}");

@@ -42,7 +42,7 @@ use self::{
 use crate::{
     announcement::{self, Announcement},
     cluster::Alive,
-    config::{Cluster, Gratuitous, Timers, cluster::MIN_KEY},
+    config::{Cluster, Gratuitous, Key, Timers},
     conflict::Conflict,
     exclusions::Exclusions,
     host::{self, Host},
@@ -404,16 +404,9 @@ fn withdrawn(share: Share) -> Share {
     }
 }
 
-/// The membership key: the file's text, trimmed; at least [`MIN_KEY`] bytes.
-fn read_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let text =
+/// The membership key, from the Secret's file (see [`Key::from_bytes`]).
+fn read_key(path: &std::path::Path) -> anyhow::Result<Key> {
+    let raw =
         std::fs::read(path).with_context(|| format!("reading the membership key {}", path.display()))?;
-    let key = String::from_utf8_lossy(&text).trim().as_bytes().to_vec();
-    anyhow::ensure!(
-        key.len() >= MIN_KEY,
-        "membership key {}: {} bytes; at least {MIN_KEY} are needed",
-        path.display(),
-        key.len()
-    );
-    Ok(key)
+    Key::from_bytes(&raw).map_err(|e| anyhow::anyhow!("membership key {}: {e}", path.display()))
 }
