@@ -52,6 +52,8 @@ pub struct Metrics {
     pub rejected_stale: Counter,
     pub rejected_replayed: Counter,
     pub rejected_malformed: Counter,
+    /// Datagrams from addresses that are neither peers nor members, past their shared budget.
+    pub rejected_throttled: Counter,
     /// From the membership change that made this node an address's owner to the first
     /// gratuitous ARP for it.
     pub takeover_seconds: Histogram,
@@ -80,6 +82,7 @@ impl Default for Metrics {
             rejected_stale: reason("stale"),
             rejected_replayed: reason("replayed"),
             rejected_malformed: reason("malformed"),
+            rejected_throttled: reason("throttled"),
             takeover_seconds: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             kube_write_errors: Counter::default(),
             rejected,
@@ -89,7 +92,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Name and value of every counter, for the status report.
-    pub fn snapshot(&self) -> [(&'static str, u64); 11] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 12] {
         [
             ("ownership_changes", self.ownership_changes.get()),
             ("owners_failed", self.owners_failed.get()),
@@ -102,6 +105,7 @@ impl Metrics {
             ("rejected_stale", self.rejected_stale.get()),
             ("rejected_replayed", self.rejected_replayed.get()),
             ("rejected_malformed", self.rejected_malformed.get()),
+            ("rejected_throttled", self.rejected_throttled.get()),
         ]
     }
 

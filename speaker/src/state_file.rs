@@ -102,7 +102,7 @@ mod tests {
              not announced: 192.0.2.201 (eth1): refused; trying again\n\
              counters: ownership_changes=0 owners_failed=0 fences=0 gratuitous_sent=3 members_alive=0 speakers_running=0 isolated=0 \
              rejected_unauthenticated=0 \
-             rejected_stale=0 rejected_replayed=0 rejected_malformed=0\n"
+             rejected_stale=0 rejected_replayed=0 rejected_malformed=0 rejected_throttled=0\n"
         );
         assert_eq!(interface_names(&text), BTreeMap::from([(2, "eth0".into()), (7, "eth1".into())]));
         assert!(

@@ -6,10 +6,14 @@
 //! would declare it down. A lossy link between two nodes costs a probe, not a takeover: the
 //! other members' path answers for the owner.
 //!
-//! Unless the heir is the one cut off: each helper says at once that it is asking (`Relaying`),
-//! and an heir none of whose helpers said so has heard from nobody. It takes nothing over and
-//! probes again later; whether it may announce at all is the quorum's to say. With no helper
-//! to ask (two members), the heir cannot tell, and takes over.
+//! Silence alone is no evidence: the heir may be the one cut off, or its socket drowned by a
+//! flood. The owner has failed only on a helper's word: each helper asked probes the owner
+//! itself and, if no ack comes within [`HELPER_WAIT`], says so (`Unanswered`), in a datagram
+//! sealed like every other. A flood can make datagrams get lost, not make that word: an heir
+//! that hears neither beats nor acks nor any helper takes nothing over, and probes again later
+//! (whether it may announce at all is the quorum's to say). It takes over at [`CONFIRM`] if a
+//! helper said the owner was silent and no ack came. With no helper to ask (two members), the
+//! heir cannot tell, and takes over on silence.
 //!
 //! Anything authenticated heard from a member (a beat, an ack, a SWIM message) proves it alive
 //! and brings it back into the view. The state machine is pure: time comes in, messages to
@@ -31,6 +35,9 @@ pub const SUSPECT_AFTER: Duration = Duration::from_millis(70);
 /// How long the probes have to be answered (a round trip through a helper on a LAN takes well
 /// under a millisecond).
 pub const CONFIRM: Duration = Duration::from_millis(15);
+/// How long a helper waits for the owner's ack before it says the probe went unanswered: within
+/// the prober's [`CONFIRM`], with a hop to spare.
+pub const HELPER_WAIT: Duration = Duration::from_millis(10);
 /// How many other members relay each probe.
 const HELPERS: usize = 2;
 /// How long a helper remembers whom to pass an ack on to.
@@ -40,9 +47,9 @@ const RELAY_FOR: Duration = Duration::from_secs(1);
 enum Watch {
     /// Heard from lately; probed at the deadline.
     Waiting { deadline: Instant },
-    /// Probed with `nonce`, through `helpers` others (`relayed`: one of them said it asks);
-    /// failed at `until` without an ack.
-    Confirming { nonce: u64, until: Instant, helpers: usize, relayed: bool },
+    /// Probed with `nonce`, through `helpers` others (`unanswered`: one of them said the owner
+    /// did not answer it either); failed at `until` if one did and no ack came.
+    Confirming { nonce: u64, until: Instant, helpers: usize, unanswered: bool },
     /// Failed; waits to be heard from again.
     Failed,
 }
@@ -56,11 +63,24 @@ pub struct Liveness {
     watched: BTreeMap<SocketAddr, Watch>,
     /// Members found failed and not heard from since, watched or not.
     failed: BTreeSet<SocketAddr>,
-    /// Probes relayed for another member: the nonce, whom to pass the ack to, and until when.
-    relays: Vec<(u64, SocketAddr, Instant)>,
+    /// Probes made for other members.
+    relays: Vec<Relay>,
     nonce: u64,
-    /// Probes whose time ran out with no helper heard from: each a takeover not made.
+    /// Probes whose time ran out with no helper's word that the owner was silent: each a
+    /// takeover not made.
     pub unconfirmed: u64,
+}
+
+/// A probe made for another member.
+#[derive(Debug)]
+struct Relay {
+    nonce: u64,
+    /// Who asked: the ack goes on to it.
+    prober: SocketAddr,
+    /// When to tell the prober the owner did not answer, unless it did by then; `None` once told.
+    tell_at: Option<Instant>,
+    /// When to forget it (a late ack is still passed on until then).
+    until: Instant,
 }
 
 /// A datagram to send.
@@ -120,16 +140,17 @@ impl Liveness {
         match message {
             Message::Probe(nonce) => (vec![(from, Message::Ack(nonce))], false),
             Message::ProbeFor(nonce, target) => {
-                self.relays.retain(|(_, _, until)| *until > now);
-                self.relays.push((nonce, from, now + RELAY_FOR));
-                (vec![(target, Message::Probe(nonce)), (from, Message::Relaying(nonce))], false)
+                self.relays.retain(|r| r.until > now);
+                let tell_at = Some(now + HELPER_WAIT);
+                self.relays.push(Relay { nonce, prober: from, tell_at, until: now + RELAY_FOR });
+                (vec![(target, Message::Probe(nonce))], false)
             }
-            Message::Relaying(nonce) => {
+            Message::Unanswered(nonce) => {
                 for watch in self.watched.values_mut() {
-                    if let Watch::Confirming { nonce: n, relayed, .. } = watch
+                    if let Watch::Confirming { nonce: n, unanswered, .. } = watch
                         && *n == nonce
                     {
-                        *relayed = true;
+                        *unanswered = true;
                     }
                 }
                 (Vec::new(), false)
@@ -138,10 +159,10 @@ impl Liveness {
                 let relayed: Vec<Out> = self
                     .relays
                     .iter()
-                    .filter(|(n, to, _)| *n == nonce && *to != from)
-                    .map(|(_, to, _)| (*to, Message::Ack(nonce)))
+                    .filter(|r| r.nonce == nonce && r.prober != from)
+                    .map(|r| (r.prober, Message::Ack(nonce)))
                     .collect();
-                self.relays.retain(|(n, _, _)| *n != nonce);
+                self.relays.retain(|r| r.nonce != nonce);
                 // An ack for one of this member's probes, relayed or not, answers for its owner.
                 let owner = self.watched.iter().find_map(|(owner, watch)| {
                     matches!(watch, Watch::Confirming { nonce: n, .. } if *n == nonce).then_some(*owner)
@@ -172,6 +193,10 @@ impl Liveness {
             // On schedule, unless far behind: never a burst to catch up.
             self.next_beat = Some(if now - at < BEAT_EVERY { at + BEAT_EVERY } else { now + BEAT_EVERY });
         }
+        for relay in self.relays.iter_mut().filter(|r| r.tell_at.is_some_and(|at| at <= now)) {
+            out.push((relay.prober, Message::Unanswered(relay.nonce)));
+            relay.tell_at = None;
+        }
         let mut changed = false;
         for (owner, watch) in &mut self.watched {
             match *watch {
@@ -184,10 +209,13 @@ impl Liveness {
                     let helpers = HELPERS.min(others.len());
                     let chosen = others.iter().cycle().skip(nonce as usize % others.len().max(1));
                     out.extend(chosen.take(helpers).map(|h| (**h, Message::ProbeFor(nonce, *owner))));
-                    *watch = Watch::Confirming { nonce, until: now + CONFIRM, helpers, relayed: false };
+                    *watch = Watch::Confirming { nonce, until: now + CONFIRM, helpers, unanswered: false };
                 }
-                // No helper answered either: this member is the one cut off.
-                Watch::Confirming { until, helpers, relayed: false, .. } if until <= now && helpers > 0 => {
+                // No helper said the owner was silent: this member may be the one cut off, or
+                // the one whose datagrams get lost.
+                Watch::Confirming { until, helpers, unanswered: false, .. }
+                    if until <= now && helpers > 0 =>
+                {
                     *watch = Watch::Waiting { deadline: now + SUSPECT_AFTER };
                     self.unconfirmed += 1;
                 }
@@ -208,7 +236,8 @@ impl Liveness {
             Watch::Confirming { until, .. } => Some(until),
             Watch::Failed => None,
         });
-        watches.chain(self.next_beat).min()
+        let tells = self.relays.iter().filter_map(|r| r.tell_at);
+        watches.chain(tells).chain(self.next_beat).min()
     }
 
     /// Starts every watch afresh at `now`, after a time this member was mute (see

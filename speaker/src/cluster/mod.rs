@@ -7,6 +7,7 @@
 //! ([`crate::fence`]): to the programs and to the other members, a node is alive or not as one.
 
 pub mod auth;
+mod gate;
 mod hearing;
 mod identity;
 pub mod liveness;
@@ -27,7 +28,7 @@ use tokio::{
     net::UdpSocket,
     sync::{mpsc, oneshot, watch},
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use self::identity::Member;
 use self::{
@@ -67,6 +68,7 @@ impl Membership {
     ) -> std::io::Result<Self> {
         let socket = std::net::UdpSocket::bind(cluster.bind)?;
         socket.set_nonblocking(true)?;
+        size_receive_buffer(&socket);
         let mut rng: StdRng = rand::make_rng();
         let boot = rand::RngExt::random::<u64>(&mut rng);
         let me = Member { name: node.to_owned(), addr: cluster.bind, generation: unix_ms(), macs };
@@ -78,7 +80,8 @@ impl Membership {
         let (leave, leave_rx) = mpsc::channel(1);
         let (peers, peers_rx) = watch::channel(cluster.peers.clone());
         let (succession, succession_rx) = watch::channel(Succession::default());
-        let (sealer, opener) = (Sealer::new(&cluster.key, boot), Opener::new(&cluster.key));
+        let key = cluster.key.bytes();
+        let (sealer, opener) = (Sealer::new(key, cluster.bind, boot), Opener::new(key, cluster.bind));
         let timers = cluster.timers;
         let run = move || -> std::io::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -89,6 +92,7 @@ impl Membership {
                     socket: UdpSocket::from_std(socket)?,
                     sealer,
                     opener,
+                    gate: gate::Gate::new(),
                     peers: peers_rx,
                     succession: succession_rx,
                     me,
@@ -180,6 +184,19 @@ impl Membership {
     }
 }
 
+/// Room for bursts (a flood beside the members' datagrams, a thread not scheduled for a while):
+/// [`RECEIVE_BUFFER`], past the system's `rmem_max` with CAP_NET_ADMIN; the default otherwise.
+fn size_receive_buffer(socket: &std::net::UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let forced = setsockopt(socket, sockopt::RcvBufForce, &RECEIVE_BUFFER);
+    if let Err(e) = forced.or_else(|_| setsockopt(socket, sockopt::RcvBuf, &RECEIVE_BUFFER)) {
+        warn!(error = %e, "membership socket: keeping the default receive buffer");
+    }
+}
+
+/// The membership socket's receive buffer: about ten thousand of the protocol's datagrams.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
 /// foca's LAN settings with Herald's timers: sub-second detection on a quiet LAN.
 fn foca_config(cluster: &Cluster) -> foca::Config {
     protocol_config(cluster.configured_members(), cluster.timers)
@@ -199,6 +216,8 @@ pub fn protocol_config(members: usize, t: crate::config::Timers) -> foca::Config
             num_members: NonZeroUsize::new(3).expect("3 > 0"),
         }),
         max_transmissions: max_transmissions(members),
+        // What the receivers accept (see `auth::MAX_DATAGRAM`), the kind byte aside.
+        max_packet_size: NonZeroUsize::new(auth::MAX_PAYLOAD - 1).expect("> 0"),
         ..foca::Config::new_lan(size)
     }
 }

@@ -14,7 +14,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     Alive, Member, PeerMacs,
-    auth::{Opener, Reject, Sealer},
+    auth::{MAX_DATAGRAM, Opener, Reject, Sealer},
+    gate::Gate,
     hearing::Hearing,
     liveness::{Liveness, Out},
     unix_ms,
@@ -35,6 +36,8 @@ pub(super) struct Task {
     pub socket: UdpSocket,
     pub sealer: Sealer,
     pub opener: Opener,
+    /// What reaches the HMAC (see [`Gate`]).
+    pub gate: Gate,
     pub peers: watch::Receiver<Vec<SocketAddr>>,
     pub succession: watch::Receiver<Succession>,
     pub me: Member,
@@ -59,7 +62,9 @@ impl Task {
         let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer<Member>>();
         let mut rt = AccumulatingRuntime::new();
         let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
-        let mut buf = vec![0u8; 65_536];
+        // One byte more than the longest datagram accepted: a longer one shows, and is refused.
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        self.know();
         let mut fence = tokio::time::interval(FENCE_EVERY);
         fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -103,7 +108,10 @@ impl Task {
                     }
                 }
                 Ok(()) = self.succession.changed(), if vouching => self.follow(),
-                _ = announce.tick(), if vouching => self.announce_to_strangers(&mut rt),
+                _ = announce.tick(), if vouching => {
+                    self.know();
+                    self.announce_to_strangers(&mut rt);
+                }
                 done = leave.recv() => {
                     let heirs = self.liveness.leaving();
                     self.send_all(heirs).await;
@@ -123,6 +131,10 @@ impl Task {
 
     async fn receive(&mut self, from: SocketAddr, datagram: &[u8], rt: &mut AccumulatingRuntime<Member>) {
         let m = &self.metrics;
+        if !self.gate.admits(from, std::time::Instant::now()) {
+            m.rejected_throttled.inc();
+            return;
+        }
         let payload = match self.opener.open(from, unix_ms(), datagram) {
             Ok(payload) => payload,
             Err(reject) => {
@@ -176,6 +188,12 @@ impl Task {
         self.foca.iter_members().any(|m| m.id().addr == addr) || self.hearing.kept().any(|(_, a)| *a == addr)
     }
 
+    /// Tells the gate whose datagrams to check always: the peers' and the members'.
+    fn know(&mut self) {
+        let peers = self.peers.borrow().clone();
+        self.gate.know(peers.into_iter().chain(self.member_addrs()));
+    }
+
     /// Says whether a stranger was heard lately: hand-backs wait for it to be admitted.
     fn tell_strangers(&mut self) {
         let foca = &self.foca;
@@ -220,7 +238,7 @@ impl Task {
     }
 
     async fn send(&mut self, to: SocketAddr, payload: &[u8]) {
-        let datagram = self.sealer.seal(unix_ms(), payload);
+        let datagram = self.sealer.seal(to, unix_ms(), payload);
         if let Err(e) = self.socket.send_to(&datagram, to).await {
             debug!(%to, error = %e, "membership send");
         }
@@ -270,6 +288,7 @@ impl Task {
             changed = true;
         }
         if changed {
+            self.know();
             let members = self.member_addrs();
             self.liveness.retain_failed(&members);
             // The same names may sit at new addresses.

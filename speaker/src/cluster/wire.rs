@@ -8,7 +8,7 @@
 //! 2 | nonce (8)              probe: answer with an ack
 //! 3 | nonce (8)              ack of a probe
 //! 4 | nonce (8) | address    probe that address for me, and pass its ack on
-//! 5 | nonce (8)              helper to prober: asking, as you asked (you are not cut off)
+//! 5 | nonce (8)              helper to prober: probed as you asked, and no ack came
 //! 6                          owner to heir: leaving, take over now
 //! ```
 //!
@@ -23,7 +23,7 @@ pub enum Message<'a> {
     Probe(u64),
     Ack(u64),
     ProbeFor(u64, SocketAddr),
-    Relaying(u64),
+    Unanswered(u64),
     Leaving,
 }
 
@@ -42,7 +42,7 @@ impl Message<'_> {
             Message::Beat => out.push(1),
             Message::Probe(n) => nonce(&mut out, 2, n),
             Message::Ack(n) => nonce(&mut out, 3, n),
-            Message::Relaying(n) => nonce(&mut out, 5, n),
+            Message::Unanswered(n) => nonce(&mut out, 5, n),
             Message::Leaving => out.push(6),
             Message::ProbeFor(n, target) => {
                 nonce(&mut out, 4, n);
@@ -65,7 +65,7 @@ impl Message<'_> {
             (1, 0) => Some(Message::Beat),
             (2, 8) => Some(Message::Probe(nonce()?)),
             (3, 8) => Some(Message::Ack(nonce()?)),
-            (5, 8) => Some(Message::Relaying(nonce()?)),
+            (5, 8) => Some(Message::Unanswered(nonce()?)),
             (6, 0) => Some(Message::Leaving),
             (4, 14) => {
                 let ip: [u8; 4] = rest[8..12].try_into().ok()?;
@@ -98,7 +98,7 @@ mod tests {
             Message::Ack(u64::MAX),
             Message::ProbeFor(9, v4),
             Message::ProbeFor(10, v6),
-            Message::Relaying(11),
+            Message::Unanswered(11),
             Message::Leaving,
         ];
         for m in all {

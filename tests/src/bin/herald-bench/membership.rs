@@ -132,7 +132,12 @@ impl Sim {
         for (i, id) in ids.iter().enumerate() {
             let rng = StdRng::seed_from_u64(seed ^ ((i as u64 + 1) * 0x9e37_79b9));
             let foca = Foca::new(id.clone(), config.clone(), rng, PostcardCodec);
-            sim.nodes.push(Node { foca, sealer: Sealer::new(&[7; 32], i as u64), alive: true, sent: 0 });
+            sim.nodes.push(Node {
+                foca,
+                sealer: Sealer::new(&[7; 32], id.addr, i as u64),
+                alive: true,
+                sent: 0,
+            });
         }
         for i in 0..n {
             let mut rt = AccumulatingRuntime::new();
@@ -154,7 +159,7 @@ impl Sim {
     /// Returns the members it declared down.
     fn flush(&mut self, i: usize, rt: &mut AccumulatingRuntime<Member>) -> Vec<String> {
         while let Some((to, data)) = rt.to_send() {
-            let sealed = self.nodes[i].sealer.seal(self.now_us / 1000, &data);
+            let sealed = self.nodes[i].sealer.seal(to.addr, self.now_us / 1000, &data);
             if self.now_us < WARMUP.as_micros() as u64 {
                 self.nodes[i].sent += sealed.len() as u64;
             }
