@@ -42,13 +42,14 @@ pub struct PinDir {
 }
 
 /// Makes `dir` an empty directory on a bpffs that this speaker holds, mounting a bpffs on its
-/// parent when none is mounted there. Pins left by a speaker that died are removed; a directory
-/// another live speaker holds, even a hung one, is an error naming its process.
+/// parent when neither is on one (a pod is given the host's `dir` alone, already on its bpffs).
+/// Pins left by a speaker that died are removed; a directory another live speaker holds, even a
+/// hung one, is an error naming its process.
 pub fn prepare(dir: &Path) -> Result<PinDir, BpffsError> {
     let name = dir.display().to_string();
     let parent = dir.parent().ok_or_else(|| BpffsError::NoParent { dir: name.clone() })?;
     let io = |source| BpffsError::Io { dir: name.clone(), source };
-    if !is_bpffs(parent) {
+    if !is_bpffs(dir) && !is_bpffs(parent) {
         if !parent.is_dir() {
             return Err(BpffsError::NoParent { dir: name });
         }

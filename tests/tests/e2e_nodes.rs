@@ -48,6 +48,20 @@ async fn deploy_on_real_nodes() {
         );
     }
 
+    // Each speaker reaches one bpffs: the host's Herald directory, not the whole of it.
+    let pids = std::process::Command::new("pgrep").args(["-x", "herald-speaker"]).output().unwrap();
+    let pids: Vec<String> =
+        String::from_utf8_lossy(&pids.stdout).split_whitespace().map(String::from).collect();
+    assert_eq!(pids.len(), NODES.len(), "speaker processes: {pids:?}");
+    for pid in pids {
+        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        assert_eq!(
+            bpffs_mounts(&mountinfo),
+            [("/herald".to_owned(), "/bpf/herald".to_owned())],
+            "{mountinfo}"
+        );
+    }
+
     // A Service gets an address; the node MetalLB's rule elects answers.
     workload::give_addresses(&client).await.unwrap();
     let vip = workload::serve(&client, "node-a").await.unwrap();
@@ -109,6 +123,19 @@ fn assert_runtime_kept_deploy_settings(pod: &Pod) {
     let caps = security.capabilities.as_ref().unwrap();
     assert_eq!(caps.add.as_deref(), Some(&["BPF", "NET_ADMIN", "NET_RAW"].map(String::from)[..]));
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+}
+
+/// The bpffs mounts in a `/proc/PID/mountinfo`: the directory of the bpffs mounted, and where.
+fn bpffs_mounts(mountinfo: &str) -> Vec<(String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let fields: Vec<&str> = mount.split_whitespace().collect();
+            (fs.split_whitespace().next() == Some("bpf"))
+                .then(|| (fields[3].to_owned(), fields[4].to_owned()))
+        })
+        .collect()
 }
 
 /// Probes `vip` from the client every 10 ms for `window` and runs `action` 300 ms in; returns
