@@ -8,6 +8,10 @@
 //!   time). Another member's word is not enough: a member cut off declares everyone down, and
 //!   its word spreads when the cut heals. Otherwise the member is kept in the view until
 //!   others are heard [`CORROBORATE`] after while it is not, or it comes back;
+//! - a member whose addresses this one inherits is the liveness protocol's to judge, on the
+//!   helpers' word ([`super::liveness`]): SWIM's verdict, which lost acks alone can bring (a
+//!   flood at this member's socket), keeps it in the view for as long as that protocol vouches
+//!   for it;
 //! - a member that has heard nothing from anyone for [`Hearing::lonely`] (five probe periods:
 //!   its own probes are acked each period, and others probe it as often) is alone: its view is
 //!   itself, and the quorum takes it from there;
@@ -86,12 +90,20 @@ impl Hearing {
     ///   member's silence while others talk: [`Hearing::settle`]). A member that was cut off
     ///   declares everyone down, and its word reaches the others when the cut heals.
     /// - SWIM's own verdict: if anyone was heard lately (this member is not the one cut off).
-    pub fn down(&mut self, name: &str, addr: SocketAddr, told_by: Option<SocketAddr>, now: Instant) -> bool {
+    /// - `vouched`: the liveness protocol watches it and has not found it failed: kept.
+    pub fn down(
+        &mut self,
+        name: &str,
+        addr: SocketAddr,
+        told_by: Option<SocketAddr>,
+        vouched: bool,
+        now: Instant,
+    ) -> bool {
         let recent = self.recent;
         let believed = match told_by {
             Some(from) if from == addr => true,
             Some(_) => false,
-            None => self.heard.values().any(|at| now.saturating_duration_since(*at) <= recent),
+            None => !vouched && self.heard.values().any(|at| now.saturating_duration_since(*at) <= recent),
         };
         if !believed {
             self.kept.insert(name.to_owned(), (addr, now));
@@ -104,15 +116,15 @@ impl Hearing {
         self.kept.remove(name);
     }
 
-    /// Lets go of the kept members the others' words since have confirmed gone; returns whether
-    /// any was.
-    pub fn settle(&mut self) -> bool {
+    /// Lets go of the kept members the others' words since have confirmed gone, but those
+    /// `vouched` for (see [`Hearing::down`]); returns whether any was.
+    pub fn settle(&mut self, vouched: impl Fn(&SocketAddr) -> bool) -> bool {
         let before = self.kept.len();
         let heard = &self.heard;
         self.kept.retain(|_, (addr, down)| {
             let confirmed = heard.iter().any(|(a, at)| a != addr && *at >= *down + CORROBORATE);
             let back = heard.get(addr).is_some_and(|at| at > down);
-            !confirmed || back
+            !confirmed || back || vouched(addr)
         });
         self.kept.len() != before
     }
@@ -168,10 +180,10 @@ mod tests {
         h.heard(addr(2), t0);
         h.heard(addr(3), t0 + ms(5));
         // Cut off: nothing heard from anyone since. SWIM downs b, then c: both kept.
-        assert!(!h.down("b", addr(2), None, t0 + ms(300)));
-        assert!(!h.down("c", addr(3), None, t0 + ms(400)));
+        assert!(!h.down("b", addr(2), None, false, t0 + ms(300)));
+        assert!(!h.down("c", addr(3), None, false, t0 + ms(400)));
         assert_eq!(h.kept().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["b", "c"]);
-        assert!(!h.settle(), "nothing heard since: nothing confirmed");
+        assert!(!h.settle(|_| false), "nothing heard since: nothing confirmed");
         assert!(h.alone(t0 + ms(506)));
         assert_eq!(h.kept().count(), 0, "alone, it keeps nobody: SWIM admits them anew");
         assert!(h.heard(addr(3), t0 + ms(900)), "it was alone");
@@ -180,11 +192,11 @@ mod tests {
         let mut h = hearing();
         h.heard(addr(2), t0);
         h.heard(addr(3), t0 + ms(5));
-        assert!(!h.down("b", addr(2), None, t0 + ms(300)));
+        assert!(!h.down("b", addr(2), None, false, t0 + ms(300)));
         chatter(&mut h, addr(3), t0 + ms(400), t0 + ms(300) + CORROBORATE - ms(1));
-        assert!(!h.settle());
+        assert!(!h.settle(|_| false));
         h.heard(addr(3), t0 + ms(300) + CORROBORATE);
-        assert!(h.settle());
+        assert!(h.settle(|_| false));
         assert_eq!(h.kept().count(), 0);
     }
 
@@ -194,16 +206,33 @@ mod tests {
         let mut h = hearing();
         h.heard(addr(2), t0);
         h.heard(addr(3), t0 + ms(100));
-        assert!(h.down("b", addr(2), None, t0 + ms(300)), "c was heard lately");
+        assert!(h.down("b", addr(2), None, false, t0 + ms(300)), "c was heard lately");
         assert!(!h.alone(t0 + ms(600)));
         assert!(h.alone(t0 + ms(601)));
         // A member that says it leaves was heard this instant.
         h.heard(addr(4), t0 + ms(900));
-        assert!(h.down("d", addr(4), Some(addr(4)), t0 + ms(900)));
+        assert!(h.down("d", addr(4), Some(addr(4)), false, t0 + ms(900)));
         // Another's word that a member is down: kept, whoever was heard.
         h.heard(addr(3), t0 + ms(950));
-        assert!(!h.down("e", addr(5), Some(addr(3)), t0 + ms(950)));
+        assert!(!h.down("e", addr(5), Some(addr(3)), false, t0 + ms(950)));
         assert!(hearing().alone(t0), "never heard anyone");
+    }
+
+    #[test]
+    fn a_member_the_liveness_protocol_vouches_for_is_kept_until_it_does_not() {
+        let t0 = Instant::now();
+        let mut h = hearing();
+        h.heard(addr(2), t0);
+        h.heard(addr(3), t0 + ms(100));
+        // SWIM's own verdict, others heard lately: believed, unless vouched for.
+        assert!(!h.down("b", addr(2), None, true, t0 + ms(300)), "vouched for: kept");
+        chatter(&mut h, addr(3), t0 + ms(400), t0 + ms(300) + CORROBORATE + ms(500));
+        assert!(!h.settle(|a| *a == addr(2)), "still vouched for: kept however long");
+        assert_eq!(h.kept().count(), 1);
+        assert!(h.settle(|_| false), "no longer vouched for: the others' word confirms it");
+        // Its own word that it leaves is believed all the same.
+        h.heard(addr(4), t0 + ms(900));
+        assert!(h.down("d", addr(4), Some(addr(4)), true, t0 + ms(900)));
     }
 
     #[test]
@@ -211,10 +240,10 @@ mod tests {
         let t0 = Instant::now();
         let mut h = hearing();
         h.heard(addr(2), t0);
-        assert!(!h.down("b", addr(2), None, t0 + ms(300)));
+        assert!(!h.down("b", addr(2), None, false, t0 + ms(300)));
         h.heard(addr(2), t0 + ms(400));
         chatter(&mut h, addr(3), t0 + ms(400), t0 + ms(300) + CORROBORATE);
-        assert!(!h.settle(), "b spoke after it was declared down");
+        assert!(!h.settle(|_| false), "b spoke after it was declared down");
         assert_eq!(h.kept().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["b"]);
         h.up("b");
         assert_eq!(h.kept().count(), 0);
@@ -233,7 +262,7 @@ mod tests {
         assert!(!h.strangers(nobody, t0 + ms(201)), "c, quiet since, no longer counts");
         // A member kept in the view is no stranger.
         h.heard(addr(4), t0 + ms(250));
-        assert!(!h.down("d", addr(4), None, t0 + ms(500)));
+        assert!(!h.down("d", addr(4), None, false, t0 + ms(500)));
         h.stranger(addr(4), t0 + ms(500));
         assert!(!h.strangers(nobody, t0 + ms(500)));
     }

@@ -13,7 +13,8 @@
 //! that hears neither beats nor acks nor any helper takes nothing over, and probes again later
 //! (whether it may announce at all is the quorum's to say). It takes over at [`CONFIRM`] if a
 //! helper said the owner was silent and no ack came. With no helper to ask (two members), the
-//! heir cannot tell, and takes over on silence.
+//! heir cannot tell, and takes over on silence. A helper's word that comes late (a loaded
+//! helper) is waited for as long again: the owner fails when it arrives.
 //!
 //! Anything authenticated heard from a member (a beat, an ack, a SWIM message) proves it alive
 //! and brings it back into the view. The state machine is pure: time comes in, messages to
@@ -146,14 +147,20 @@ impl Liveness {
                 (vec![(target, Message::Probe(nonce))], false)
             }
             Message::Unanswered(nonce) => {
-                for watch in self.watched.values_mut() {
-                    if let Watch::Confirming { nonce: n, unanswered, .. } = watch
+                let mut changed = false;
+                for (owner, watch) in &mut self.watched {
+                    if let Watch::Confirming { nonce: n, until, unanswered, .. } = watch
                         && *n == nonce
                     {
                         *unanswered = true;
+                        // Late (a loaded helper): the probes' time is up, the owner has failed.
+                        if now >= *until {
+                            *watch = Watch::Failed;
+                            changed |= self.failed.insert(*owner);
+                        }
                     }
                 }
-                (Vec::new(), false)
+                (Vec::new(), changed)
             }
             Message::Ack(nonce) => {
                 let relayed: Vec<Out> = self
@@ -211,15 +218,18 @@ impl Liveness {
                     out.extend(chosen.take(helpers).map(|h| (**h, Message::ProbeFor(nonce, *owner))));
                     *watch = Watch::Confirming { nonce, until: now + CONFIRM, helpers, unanswered: false };
                 }
-                // No helper said the owner was silent: this member may be the one cut off, or
-                // the one whose datagrams get lost.
+                // No helper said the owner was silent, even given as long again (a loaded
+                // helper's word may come late): this member may be the one cut off, or the one
+                // whose datagrams get lost.
                 Watch::Confirming { until, helpers, unanswered: false, .. }
-                    if until <= now && helpers > 0 =>
+                    if until + CONFIRM <= now && helpers > 0 =>
                 {
                     *watch = Watch::Waiting { deadline: now + SUSPECT_AFTER };
                     self.unconfirmed += 1;
                 }
-                Watch::Confirming { until, .. } if until <= now => {
+                Watch::Confirming { until, helpers, unanswered, .. }
+                    if until <= now && (unanswered || helpers == 0) =>
+                {
                     *watch = Watch::Failed;
                     changed |= self.failed.insert(*owner);
                 }
@@ -233,7 +243,8 @@ impl Liveness {
     pub fn next_wake(&self) -> Option<Instant> {
         let watches = self.watched.values().filter_map(|w| match *w {
             Watch::Waiting { deadline } => Some(deadline),
-            Watch::Confirming { until, .. } => Some(until),
+            Watch::Confirming { until, helpers, unanswered, .. } if unanswered || helpers == 0 => Some(until),
+            Watch::Confirming { until, .. } => Some(until + CONFIRM),
             Watch::Failed => None,
         });
         let tells = self.relays.iter().filter_map(|r| r.tell_at);
@@ -254,6 +265,12 @@ impl Liveness {
     /// What to send when this member leaves: a word to each heir.
     pub fn leaving(&self) -> Vec<Out<'static>> {
         self.heirs.iter().map(|heir| (*heir, Message::Leaving)).collect()
+    }
+
+    /// Whether this member watches `addr` (it inherits from it) and has not found it failed:
+    /// its word on `addr` outweighs SWIM's.
+    pub fn vouches(&self, addr: &SocketAddr) -> bool {
+        self.watched.get(addr).is_some_and(|w| !matches!(w, Watch::Failed))
     }
 
     /// Members found failed and not heard from since.

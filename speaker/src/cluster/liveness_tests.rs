@@ -217,7 +217,7 @@ fn an_heir_no_helper_speaks_to_takes_nothing_over() {
     l.follow(set(&[]), set(&[1]), t0);
     // Cut off from everyone, or its datagrams lost in a flood: neither the owner nor a helper
     // is heard, probe after probe.
-    let (sent, changes) = run_with(&mut l, &members, t0, t0 + ms(500), false);
+    let (sent, changes) = run_with(&mut l, &members, t0, t0 + ms(499), false);
     assert!(changes.is_empty() && l.failed().is_empty(), "{changes:?}");
     let probes = sent.iter().filter(|(_, m)| matches!(m, Message::Probe(_))).count();
     assert!(probes >= 5, "probed again and again: {probes}");
@@ -231,6 +231,31 @@ fn an_heir_no_helper_speaks_to_takes_nothing_over() {
     two.follow(set(&[]), set(&[1]), t0);
     let (_, changes) = run_with(&mut two, &[addr(1), addr(2)], t0, t0 + ms(200), false);
     assert_eq!(changes, vec![t0 + SUSPECT_AFTER + CONFIRM]);
+}
+
+#[test]
+fn a_helpers_late_word_still_counts() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3)];
+    let mut l = Liveness::new(addr(2), 0);
+    l.follow(set(&[]), set(&[1]), t0);
+    let (sent, _) = l.poll(t0 + SUSPECT_AFTER, &members);
+    let Some((_, Message::ProbeFor(nonce, _))) = sent.iter().find(|(to, _)| *to == addr(3)) else {
+        panic!("no request to the helper: {sent:?}");
+    };
+    // Nothing by the probes' time: not yet given up, not yet failed.
+    let due = t0 + SUSPECT_AFTER + CONFIRM;
+    assert_eq!(l.poll(due, &members), (Vec::new(), false));
+    assert_eq!(l.next_wake(), Some(due + CONFIRM));
+    // The helper's word comes late: failed at once.
+    let (out, changed) = l.receive(addr(3), Message::Unanswered(*nonce), due + ms(3));
+    assert!(out.is_empty() && changed);
+    assert_eq!(l.failed(), &set(&[1]));
+    assert_eq!(l.unconfirmed, 0);
+    // A word for a probe that is not this member's: nothing.
+    let mut other = Liveness::new(addr(2), 0);
+    other.follow(set(&[]), set(&[1]), t0);
+    assert_eq!(other.receive(addr(3), Message::Unanswered(*nonce), due), (Vec::new(), false));
 }
 
 #[test]

@@ -82,7 +82,8 @@ impl Task {
                     self.fence.beat();
                     // Becoming alone, or the others' words confirming a death kept back.
                     let alone = self.hearing.alone(std::time::Instant::now());
-                    if alone != self.alone || self.hearing.settle() {
+                    let liveness = &self.liveness;
+                    if alone != self.alone || self.hearing.settle(|addr| liveness.vouches(addr)) {
                         self.publish();
                     }
                     self.tell_strangers();
@@ -272,8 +273,14 @@ impl Task {
                     info!(member = s.name, addr = %s.addr, "member up");
                 }
                 OwnedNotification::MemberDown(s) => {
-                    if self.hearing.down(&s.name, s.addr, told_by, std::time::Instant::now()) {
+                    // Inherited from, with a helper left to ask: the heir's probes decide.
+                    let helpers = self.member_addrs().iter().any(|addr| *addr != s.addr);
+                    let vouched = helpers && self.liveness.vouches(&s.addr);
+                    let now = std::time::Instant::now();
+                    if self.hearing.down(&s.name, s.addr, told_by, vouched, now) {
                         info!(member = s.name, addr = %s.addr, "member down");
+                    } else if vouched {
+                        warn!(member = s.name, addr = %s.addr, "member down by SWIM, kept: this member inherits from it, and its own probes through the others still find it alive");
                     } else {
                         warn!(member = s.name, addr = %s.addr, told_by = ?told_by, "member down, unconfirmed (another's word, or nobody heard lately): kept until this member's own hearing confirms it");
                     }
