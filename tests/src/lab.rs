@@ -257,7 +257,7 @@ impl Lab {
         let port = format!("q{}-{}", NEXT.fetch_add(1, Ordering::Relaxed), std::process::id() % 10_000);
         self.plug(&host.netns, ifname, &port, addr)?;
         if let Some(mut ebpf) = self.pass.take() {
-            self.pass = Some(in_netns(&self.switch, move || {
+            self.pass = Some(self.in_switch(move || {
                 let program: &mut Xdp =
                     ebpf.program_mut(PASS_PROGRAM).context("no pass program")?.try_into()?;
                 let ifindex = nix::net::if_::if_nametoindex(port.as_str())?;
@@ -303,7 +303,7 @@ impl Lab {
     fn attach_pass_programs(&self) -> anyhow::Result<Ebpf> {
         let ports: Vec<String> = self.nodes.iter().chain([&self.client]).map(|h| h.port.clone()).collect();
         // Interface indexes are per namespace: attach from a thread that entered the switch's.
-        in_netns(&self.switch, move || {
+        self.in_switch(move || {
             let mut ebpf = Ebpf::load(herald_speaker::datapath::QUIET.main)?;
             let program: &mut Xdp = ebpf.program_mut(PASS_PROGRAM).context("no pass program")?.try_into()?;
             program.load()?;
@@ -313,6 +313,14 @@ impl Lab {
             }
             Ok(ebpf)
         })
+    }
+
+    /// Runs `f` in a thread in the switch's namespace (where each host's port is).
+    pub fn in_switch<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        in_netns(&self.switch, f)
     }
 
     /// The bpffs directory a speaker in `host` pins its maps under.

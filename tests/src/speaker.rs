@@ -107,6 +107,31 @@ impl Speaker {
         self.host.run(bin.to_str().unwrap(), &["status", "--pin-dir", self.pin_dir.to_str().unwrap()])
     }
 
+    /// A counter of its status (`counters: name=value ...`).
+    pub fn counter(&self, name: &str) -> anyhow::Result<u64> {
+        let status = self.status()?;
+        let line = status.lines().find(|l| l.starts_with("counters:")).unwrap_or_default();
+        let value = line.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('='));
+        value.and_then(|v| v.parse().ok()).with_context(|| format!("no counter {name} in {status}"))
+    }
+
+    /// The CPU time its thread `name` has used (user and system).
+    pub fn thread_cpu(&self, name: &str) -> anyhow::Result<Duration> {
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid))? {
+            let dir = task?.path();
+            if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name) {
+                let stat = std::fs::read_to_string(dir.join("stat"))?;
+                // After the command's closing parenthesis: utime and stime are fields 14 and 15.
+                let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
+                let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+                // SAFETY: sysconf(3) reads a constant.
+                let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+                return Ok(Duration::from_millis(ticks * 1000 / hz));
+            }
+        }
+        bail!("speaker {} has no thread {name}", self.pid)
+    }
+
     /// The programs attached to the node's eth0, as bpftool lists them: `xdp/driver NAME`,
     /// `tcx/ingress NAME` (or `clsact/ingress NAME` before Linux 6.6).
     pub fn attached(&self) -> anyhow::Result<Vec<String>> {
