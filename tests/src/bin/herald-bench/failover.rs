@@ -87,6 +87,7 @@ pub fn run(runs: usize, soak: Duration) -> anyhow::Result<()> {
     println!(
         "   the dead keepalived's kernel for as long as the address stays: first reply is the fair figure)\n"
     );
+    super::flood::run(runs.min(5))?;
     price::run(soak)
 }
 

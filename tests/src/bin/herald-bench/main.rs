@@ -5,6 +5,7 @@
 mod controller;
 mod converge;
 mod failover;
+mod flood;
 mod membership;
 mod nodes;
 mod price;
