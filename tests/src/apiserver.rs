@@ -23,6 +23,21 @@ fn account_token(account: &str) -> String {
     format!("herald-test-{account}-token")
 }
 
+/// The user name the server knows `account` by (as the RBAC bindings and the audit log name it).
+pub fn account_user(account: &str) -> String {
+    format!("system:serviceaccount:{ACCOUNT_NAMESPACE}:{account}")
+}
+
+/// What the server records of [`ACCOUNTS`]' requests (who, what, the answer's code), and of
+/// nobody else's.
+fn audit_policy() -> String {
+    let users: Vec<String> = ACCOUNTS.iter().map(|a| account_user(a)).collect();
+    format!(
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+         - level: Metadata\n  users: {users:?}\n- level: None\n"
+    )
+}
+
 pub struct ApiServer {
     pub url: String,
     pub kubeconfig: PathBuf,
@@ -110,6 +125,7 @@ impl ApiServer {
             children: Vec::new(),
         };
         server.certificates(bind)?;
+        std::fs::write(server.dir.join("audit-policy.yaml"), audit_policy())?;
         let d = server.dir.display().to_string();
         let (etcd_port, peer_port) = (etcd.client, etcd.peer);
         server.spawn(
@@ -138,6 +154,8 @@ impl ApiServer {
             format!("--service-account-key-file={d}/sa.pub"),
             format!("--service-account-signing-key-file={d}/sa.key"),
             "--authorization-mode=RBAC".into(),
+            format!("--audit-policy-file={d}/audit-policy.yaml"),
+            format!("--audit-log-path={d}/audit.log"),
             // Dual-stack Services (ipFamilies, ipFamilyPolicy) are alpha in v1.20: on here.
             "--feature-gates=IPv6DualStack=true".into(),
             "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112".into(),
@@ -372,6 +390,12 @@ impl ApiServer {
             .filter(|l| l.starts_with("apiserver_request_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64)
+    }
+
+    /// The audit log: one JSON event per line, for [`ACCOUNTS`]' requests (see
+    /// [`crate::rbac::used`]).
+    pub fn audit_log(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default())
     }
 
     /// A client for this server, as an admin.

@@ -20,6 +20,7 @@ pub mod nodes;
 pub mod objects;
 pub mod poll;
 pub mod probe;
+pub mod rbac;
 pub mod series;
 pub mod soak;
 pub mod speaker;
