@@ -18,6 +18,7 @@ pub mod loss;
 pub mod ndp;
 pub mod nodes;
 pub mod objects;
+pub mod podman;
 pub mod poll;
 pub mod probe;
 pub mod rbac;

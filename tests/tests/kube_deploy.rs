@@ -62,3 +62,46 @@ async fn kustomization_applies_to_a_real_apiserver() {
     assert_eq!(security.read_only_root_filesystem, Some(true));
     assert_eq!(security.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
 }
+
+/// deploy/seccomp/'s patch, in an overlay of deploy/ as its comment says, rendered by the lab's
+/// kubectl (kustomize v2.0): the speaker's pod runs under the shipped Localhost profile, and
+/// nothing else of it changes.
+#[test]
+fn the_seccomp_patch_gives_the_speaker_the_shipped_profile() {
+    if !apiserver::available_or_skip("the_seccomp_patch_gives_the_speaker_the_shipped_profile") {
+        return;
+    }
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").canonicalize().unwrap();
+    let overlay = std::env::temp_dir().join(format!("herald-seccomp-overlay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&overlay);
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::os::unix::fs::symlink(&deploy, overlay.join("deploy")).unwrap();
+    std::fs::copy(deploy.join("seccomp/localhost-profile.yaml"), overlay.join("localhost-profile.yaml"))
+        .unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "bases:\n- deploy\npatchesStrategicMerge:\n- localhost-profile.yaml\n",
+    )
+    .unwrap();
+    let render = |dir: &std::path::Path| {
+        let kubectl = std::path::Path::new(apiserver::BIN_DIR).join("kubectl");
+        let out = std::process::Command::new(kubectl).arg("kustomize").arg(dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_slice(&out.stdout)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        docs.into_iter().find(|d| d["kind"] == "DaemonSet").expect("the speaker's DaemonSet")
+    };
+    let (patched, plain) = (render(&overlay), render(&deploy));
+    let _ = std::fs::remove_dir_all(&overlay);
+    let profile = &patched["spec"]["template"]["spec"]["securityContext"]["seccompProfile"];
+    assert_eq!(profile["type"], "Localhost");
+    assert_eq!(profile["localhostProfile"], "herald-speaker.json");
+    assert!(deploy.join("seccomp/herald-speaker.json").is_file());
+    // The rest of the pod is deploy/'s.
+    let without_profile = |mut ds: serde_yaml_ng::Value| {
+        ds["spec"]["template"]["spec"]["securityContext"]["seccompProfile"] = serde_yaml_ng::Value::Null;
+        ds
+    };
+    assert_eq!(without_profile(patched), without_profile(plain));
+}
