@@ -161,11 +161,50 @@ fn rootfs(binary: &Path, name: &str) -> anyhow::Result<Vec<File>> {
     let contents = std::fs::read(&stripped);
     let _ = std::fs::remove_file(&stripped);
     let mut files = vec![File { path: format!("/usr/local/bin/{name}"), contents: contents?, mode: 0o755 }];
-    for lib in shared_libraries(&output(Command::new("ldd").arg(binary))?) {
-        let contents = std::fs::read(&lib).with_context(|| format!("reading {lib}"))?;
-        files.push(File { path: lib, contents, mode: 0o755 });
+    let libs = shared_libraries(&output(Command::new("ldd").arg(binary))?);
+    for lib in &libs {
+        let contents = std::fs::read(lib).with_context(|| format!("reading {lib}"))?;
+        files.push(File { path: lib.clone(), contents, mode: 0o755 });
     }
+    files.extend(package_records(&libs)?);
     Ok(files)
+}
+
+/// The Debian packages the libraries come from, declared as distroless images declare theirs
+/// (`/var/lib/dpkg/status.d/PACKAGE`, a dpkg status stanza), so that image scanners (Trivy,
+/// Grype) see glibc and its version.
+fn package_records(libs: &[String]) -> anyhow::Result<Vec<File>> {
+    let mut packages = std::collections::BTreeSet::new();
+    for lib in libs {
+        // `libc6:amd64: /lib/x86_64-linux-gnu/libc.so.6`
+        let owner = output(Command::new("dpkg-query").arg("-S").arg(lib)).with_context(|| {
+            format!("which Debian package holds {lib} (images are built on Debian or Ubuntu)")
+        })?;
+        let package = owner.split(':').next().context("dpkg-query -S")?.trim().to_owned();
+        packages.insert(package);
+    }
+    let format = "Package: ${Package}\nVersion: ${Version}\nArchitecture: ${Architecture}\n\
+                  Source: ${source:Package} (${source:Version})\nStatus: install ok installed\n";
+    packages
+        .into_iter()
+        .map(|package| {
+            let record = output(Command::new("dpkg-query").args(["-W", "-f", format, &package]))?;
+            Ok(File {
+                path: format!("/var/lib/dpkg/status.d/{package}"),
+                contents: record.into_bytes(),
+                mode: 0o644,
+            })
+        })
+        .collect()
+}
+
+/// The architecture an ELF binary was built for (its header's `e_machine`), as OCI names it.
+fn architecture(elf: &[u8]) -> anyhow::Result<Arch> {
+    match elf.get(18..20) {
+        Some([0x3e, 0]) => Ok(Arch::Amd64),
+        Some([0xb7, 0]) => Ok(Arch::ARM64),
+        other => bail!("not an x86-64 or aarch64 ELF binary (e_machine {other:?})"),
+    }
 }
 
 /// The paths `ldd` prints: `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` and the loader
@@ -245,7 +284,7 @@ fn archive(spec: &Spec, meta: &Meta, files: &[File]) -> anyhow::Result<(Vec<u8>,
         labels.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let config = ImageConfigurationBuilder::default()
         .created(created)
-        .architecture(Arch::Amd64)
+        .architecture(architecture(&files[0].contents)?)
         .os(Os::Linux)
         .config(
             ConfigBuilder::default()
@@ -364,6 +403,19 @@ mod tests {
                 "/lib64/ld-linux-x86-64.so.2"
             ]
         );
+    }
+
+    #[test]
+    fn architecture_from_the_elf_header() {
+        let mut elf = vec![0x7f, b'E', b'L', b'F'];
+        elf.resize(20, 0);
+        elf[18] = 0x3e;
+        assert_eq!(architecture(&elf).unwrap(), Arch::Amd64);
+        elf[18] = 0xb7;
+        assert_eq!(architecture(&elf).unwrap(), Arch::ARM64);
+        elf[18] = 0x28;
+        assert!(architecture(&elf).is_err(), "32-bit ARM is not built");
+        assert!(architecture(b"#!/bin/sh").is_err());
     }
 
     #[test]
