@@ -52,7 +52,8 @@ pub struct Metrics {
     pub rejected_stale: Counter,
     pub rejected_replayed: Counter,
     pub rejected_malformed: Counter,
-    /// Datagrams from addresses that are neither peers nor members, past their shared budget.
+    /// Datagrams past a budget, unchecked: from addresses that are neither peers nor members, or
+    /// claiming a boot unknown from their address.
     pub rejected_throttled: Counter,
     /// From the membership change that made this node an address's owner to the first
     /// gratuitous ARP for it.

@@ -24,6 +24,11 @@
 //! The cheap checks come first: the length (at most what the protocol ever sends), magic and
 //! version, freshness, and replay of what is already known, all before the HMAC, and none of
 //! them changes anything. Only an authentic datagram changes what the receiver remembers.
+//! A datagram that claims a boot the receiver does not know from its address (a first one, or
+//! a restart) is checked at most [`NEW_BOOTS_PER_SECOND`] times a second per address: one
+//! authentic datagram is all a restart takes, and a flood forged as if from a member, which
+//! cannot know the member's current boot without capturing its datagrams, costs a lookup each
+//! past those.
 
 use std::{
     collections::HashMap,
@@ -47,6 +52,8 @@ pub const MAX_PAYLOAD: usize = 1400 + 1;
 pub const MAX_DATAGRAM: usize = HEADER + MAX_PAYLOAD + TAG;
 /// How far a datagram's send time may be from the receiver's clock.
 pub const FRESHNESS: Duration = Duration::from_secs(30);
+/// Datagrams a second, per address, that may claim a boot unknown from it and be checked.
+pub const NEW_BOOTS_PER_SECOND: u32 = 20;
 const FRESH_MS: u64 = FRESHNESS.as_millis() as u64;
 
 /// Why a datagram was dropped.
@@ -59,6 +66,8 @@ pub enum Reject {
     Stale,
     /// Already seen (or older than what was seen) from that sender.
     Replayed,
+    /// A boot unknown from that address, past [`NEW_BOOTS_PER_SECOND`].
+    Throttled,
 }
 
 /// A shared key, ready to authenticate (its HMAC state keyed once).
@@ -125,6 +134,8 @@ pub struct Opener {
     key: Keyed,
     me: SocketAddr,
     senders: HashMap<SocketAddr, Sender>,
+    /// Per address: the second (unix) of its latest claims of an unknown boot, and how many.
+    new_boots: HashMap<SocketAddr, (u64, u32)>,
 }
 
 /// What a receiver remembers of one sender.
@@ -177,7 +188,7 @@ impl Sender {
 
 impl Opener {
     pub fn new(key: &[u8], me: SocketAddr) -> Self {
-        Self { key: Keyed::new(key), me, senders: HashMap::new() }
+        Self { key: Keyed::new(key), me, senders: HashMap::new(), new_boots: HashMap::new() }
     }
 
     /// The payload of `datagram` from `from`, if it is authentic, fresh and new.
@@ -199,8 +210,12 @@ impl Opener {
         if now_ms.abs_diff(h.sent_ms) > FRESH_MS {
             return Err(Reject::Stale);
         }
-        if let Some(reject) = self.senders.get(&from).and_then(|s| s.refuses(&h, now_ms)) {
+        let sender = self.senders.get(&from);
+        if let Some(reject) = sender.and_then(|s| s.refuses(&h, now_ms)) {
             return Err(reject);
+        }
+        if sender.is_none_or(|s| s.boot != h.boot) && !self.new_boot_checked(from, now_ms) {
+            return Err(Reject::Throttled);
         }
         self.key.mac(from, self.me, signed).verify_slice(tag).map_err(|_| Reject::Unauthenticated)?;
 
@@ -220,6 +235,21 @@ impl Opener {
             }
         }
         Ok(&signed[HEADER..])
+    }
+
+    /// Whether a claim of an unknown boot from `from` may be checked now (see
+    /// [`NEW_BOOTS_PER_SECOND`]).
+    fn new_boot_checked(&mut self, from: SocketAddr, now_ms: u64) -> bool {
+        let second = now_ms / 1000;
+        if self.new_boots.len() > 1024 {
+            self.new_boots.retain(|_, (at, _)| *at == second);
+        }
+        let (at, count) = self.new_boots.entry(from).or_insert((second, 0));
+        if *at != second {
+            (*at, *count) = (second, 0);
+        }
+        *count += 1;
+        *count <= NEW_BOOTS_PER_SECOND
     }
 
     /// How many senders it remembers.

@@ -151,3 +151,28 @@ fn a_sender_gone_quiet_is_forgotten_and_its_datagrams_stay_refused() {
     }
     assert!(opener.senders() <= 32, "{} senders kept", opener.senders());
 }
+
+#[test]
+fn claims_of_unknown_boots_are_checked_a_few_times_a_second() {
+    let (mut live, mut opener) = pair(1);
+    assert!(opener.open(addr(2), NOW, &live.seal(addr(1), NOW, b"a")).is_ok());
+    // A flood forged as if from the member, without the key: each claims a boot the receiver
+    // does not know from it. A few are checked (and fail); the rest cost a lookup.
+    let forged: Vec<Reject> = (0..1000u64)
+        .map(|i| {
+            let d = Sealer::new(b"not-the-key-at-all-0123", addr(2), 100 + i).seal(addr(1), NOW + 10, b"x");
+            opener.open(addr(2), NOW + 10, &d).unwrap_err()
+        })
+        .collect();
+    let checked = forged.iter().filter(|r| **r == Reject::Unauthenticated).count();
+    assert_eq!(checked, NEW_BOOTS_PER_SECOND as usize - 1, "the member's own first datagram took one");
+    assert!(forged.iter().all(|r| matches!(r, Reject::Unauthenticated | Reject::Throttled)));
+    // The member's datagrams from its current boot go through all the while.
+    assert!(opener.open(addr(2), NOW + 20, &live.seal(addr(1), NOW + 20, b"b")).is_ok());
+    // The next second, a genuine restart is checked and accepted.
+    let restart = Sealer::new(KEY, addr(2), 2).seal(addr(1), NOW + 1000, b"r");
+    assert!(opener.open(addr(2), NOW + 1000, &restart).is_ok());
+    // Another address has its own budget.
+    let other = Sealer::new(KEY, addr(3), 1).seal(addr(1), NOW + 30, b"c");
+    assert!(opener.open(addr(3), NOW + 30, &other).is_ok());
+}

@@ -143,6 +143,7 @@ impl Task {
                     Reject::Unauthenticated => &m.rejected_unauthenticated,
                     Reject::Stale => &m.rejected_stale,
                     Reject::Replayed => &m.rejected_replayed,
+                    Reject::Throttled => &m.rejected_throttled,
                 };
                 counter.inc();
                 debug!(%from, ?reject, "membership datagram dropped");
