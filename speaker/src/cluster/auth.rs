@@ -251,11 +251,6 @@ impl Opener {
         *count += 1;
         *count <= NEW_BOOTS_PER_SECOND
     }
-
-    /// How many senders it remembers.
-    pub fn senders(&self) -> usize {
-        self.senders.len()
-    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,14 @@ fn run_with(
     (sent, changes)
 }
 
+/// The nonce of the probe `sent` asked `helper` to make.
+fn asked(sent: &[Out<'static>], helper: SocketAddr) -> u64 {
+    match sent.iter().find(|(to, _)| *to == helper) {
+        Some((_, Message::ProbeFor(nonce, _))) => *nonce,
+        _ => panic!("no request to the helper {helper}: {sent:?}"),
+    }
+}
+
 #[test]
 fn an_owner_beats_to_its_heirs_on_schedule() {
     let t0 = Instant::now();
@@ -117,22 +125,18 @@ fn an_ack_relayed_by_a_helper_keeps_the_owner() {
     let mut l = Liveness::new(addr(2), 0);
     l.follow(set(&[]), set(&[1]), t0);
     let (sent, _) = l.poll(t0 + SUSPECT_AFTER, &members);
-    let Some((_, Message::ProbeFor(nonce, _))) = sent.iter().find(|(to, _)| *to == addr(3)) else {
-        panic!("no request to the helper: {sent:?}");
-    };
+    let nonce = asked(&sent, addr(3));
     // The owner's direct answer is lost; the helper's comes back.
     let at = t0 + SUSPECT_AFTER + ms(5);
     l.heard(addr(3), at);
-    let (out, back) = l.receive(addr(3), Message::Ack(*nonce), at);
+    let (out, back) = l.receive(addr(3), Message::Ack(nonce), at);
     assert!(out.is_empty() && !back);
     let (_, changes) = run(&mut l, &members, at, at + SUSPECT_AFTER - ms(1));
     assert!(changes.is_empty() && l.failed().is_empty(), "confirmed alive: {changes:?}");
     // A stale or foreign nonce answers for nobody.
     let (sent, _) = l.poll(at + SUSPECT_AFTER, &members);
-    let Some((_, Message::ProbeFor(nonce, _))) = sent.iter().find(|(to, _)| *to == addr(3)) else {
-        panic!("no request to the helper: {sent:?}");
-    };
-    l.receive(addr(3), Message::Unanswered(*nonce), at + SUSPECT_AFTER);
+    let nonce = asked(&sent, addr(3));
+    l.receive(addr(3), Message::Unanswered(nonce), at + SUSPECT_AFTER);
     l.receive(addr(3), Message::Ack(nonce.wrapping_add(100)), at + SUSPECT_AFTER + ms(1));
     let (_, changes) = run(&mut l, &members, at + SUSPECT_AFTER + ms(1), at + SUSPECT_AFTER + ms(40));
     assert_eq!(changes.len(), 1);
@@ -240,22 +244,20 @@ fn a_helpers_late_word_still_counts() {
     let mut l = Liveness::new(addr(2), 0);
     l.follow(set(&[]), set(&[1]), t0);
     let (sent, _) = l.poll(t0 + SUSPECT_AFTER, &members);
-    let Some((_, Message::ProbeFor(nonce, _))) = sent.iter().find(|(to, _)| *to == addr(3)) else {
-        panic!("no request to the helper: {sent:?}");
-    };
+    let nonce = asked(&sent, addr(3));
     // Nothing by the probes' time: not yet given up, not yet failed.
     let due = t0 + SUSPECT_AFTER + CONFIRM;
     assert_eq!(l.poll(due, &members), (Vec::new(), false));
     assert_eq!(l.next_wake(), Some(due + CONFIRM));
     // The helper's word comes late: failed at once.
-    let (out, changed) = l.receive(addr(3), Message::Unanswered(*nonce), due + ms(3));
+    let (out, changed) = l.receive(addr(3), Message::Unanswered(nonce), due + ms(3));
     assert!(out.is_empty() && changed);
     assert_eq!(l.failed(), &set(&[1]));
     assert_eq!(l.unconfirmed, 0);
     // A word for a probe that is not this member's: nothing.
     let mut other = Liveness::new(addr(2), 0);
     other.follow(set(&[]), set(&[1]), t0);
-    assert_eq!(other.receive(addr(3), Message::Unanswered(*nonce), due), (Vec::new(), false));
+    assert_eq!(other.receive(addr(3), Message::Unanswered(nonce), due), (Vec::new(), false));
 }
 
 #[test]

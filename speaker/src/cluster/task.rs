@@ -109,10 +109,8 @@ impl Task {
                     }
                 }
                 Ok(()) = self.succession.changed(), if vouching => self.follow(),
-                _ = announce.tick(), if vouching => {
-                    self.know();
-                    self.announce_to_strangers(&mut rt);
-                }
+                _ = announce.tick(), if vouching => self.announce_to_strangers(&mut rt),
+                Ok(()) = self.peers.changed() => self.know(),
                 done = leave.recv() => {
                     let heirs = self.liveness.leaving();
                     self.send_all(heirs).await;
@@ -192,7 +190,7 @@ impl Task {
 
     /// Tells the gate whose datagrams to check always: the peers' and the members'.
     fn know(&mut self) {
-        let peers = self.peers.borrow().clone();
+        let peers = self.peers.borrow_and_update().clone();
         self.gate.know(peers.into_iter().chain(self.member_addrs()));
     }
 
