@@ -9,7 +9,7 @@
 use std::{collections::BTreeMap, path::Path, process::Command};
 
 use herald_kube::crd::{IPAddressPool, L2Advertisement};
-use herald_tests::{apiserver, objects, workspace_bin};
+use herald_tests::{apiserver, objects, poll, workspace_bin};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
@@ -63,11 +63,21 @@ async fn migrate_carries_metallb_configuration_over_as_the_readme_says() {
 
     // Step 2: MetalLB removed; its CRDs take its objects with them.
     objects::delete_crds(&client, &metallb_crds).await;
-    assert!(Discovery::new(client.clone()).run().await.unwrap().groups().all(|g| g.name() != "metallb.io"));
+    // Discovery may meet a group version while the server removes it (a 404): asked again.
+    let gone = poll::until_async(std::time::Duration::from_secs(30), async || {
+        let discovery = Discovery::new(client.clone()).run().await;
+        discovery.is_ok_and(|d| d.groups().all(|g| g.name() != "metallb.io"))
+    })
+    .await;
+    assert!(gone.is_some(), "metallb.io still served after its CRDs were deleted");
 
     // Step 3: Herald's CRDs, then the saved file, created as `kubectl create -f` would.
     objects::apply_crds(&client).await;
-    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    let discovery = poll::until_async(std::time::Duration::from_secs(30), async || {
+        Discovery::new(client.clone()).run().await.ok()
+    })
+    .await
+    .expect("discovery after Herald's CRDs");
     let created = objects::create_all(&client, &discovery, objects::documents(&yaml)).await;
     assert_eq!(created.len(), 4, "{created:?}");
     let after = user_fields(&client, "herald-system").await;
