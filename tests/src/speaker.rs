@@ -46,7 +46,9 @@ impl Speaker {
     /// it is ready. Stderr goes to a log in the lab's workdir.
     pub fn start(lab: &mut Lab, node: &Host, config: &str, args: &[&str]) -> anyhow::Result<Self> {
         let speaker = Self::spawn(lab, node, config, args)?;
-        speaker.wait_log("speaker ready", Duration::from_secs(10))?;
+        // A bound on a failure, not a figure: the older kernels' suites run in an emulated VM,
+        // where loading and verifying the programs alone can take several seconds.
+        speaker.wait_log("speaker ready", Duration::from_secs(30))?;
         Ok(speaker)
     }
 
