@@ -198,7 +198,7 @@ fn mutated_solicitations_match_the_model() {
     if !root_or_skip("mutated_solicitations_match_the_model") {
         return;
     }
-    let f = fixture();
+    let mut f = fixture();
     let ns = solicitation(VIP);
     let seeds = [
         ns.to_bytes(),
@@ -209,6 +209,9 @@ fn mutated_solicitations_match_the_model() {
     let mut rng = seeded(0x51f1_5eed_0000_0006);
     let (mut answered, mut passed) = (0, 0);
     for i in 0..6000 {
+        if i % 500 == 0 {
+            f.beat_now();
+        }
         let mut frame = seeds[i % seeds.len()].clone();
         for _ in 0..rng.random_range(0..3) {
             let at = rng.random_range(0..frame.len());

@@ -243,7 +243,7 @@ fn mutated_frames_match_the_model() {
     if !root_or_skip("mutated_frames_match_the_model") {
         return;
     }
-    let f = fixture();
+    let mut f = fixture();
     let seeds = [
         request(VIP).to_bytes(),
         Arp { vlan: Some(42), ..request(VIP_VLAN) }.to_bytes(),
@@ -253,6 +253,9 @@ fn mutated_frames_match_the_model() {
     let mut rng = seeded(0x9e37_79b9_7f4a_7c15);
     let (mut answered, mut passed, mut dropped) = (0, 0, 0);
     for i in 0..6000 {
+        if i % 500 == 0 {
+            f.beat_now();
+        }
         let mut frame = seeds[i % seeds.len()].clone();
         for _ in 0..rng.random_range(0..4) {
             let at = rng.random_range(0..frame.len());
