@@ -5,22 +5,19 @@
 //! everything else passes on untouched. Statements at each decision go to aya-log, at the level
 //! the speaker loaded the program with (`--xdp-log`); the verifier prunes the others.
 
-use core::{
-    intrinsics::{AtomicOrdering, atomic_xadd},
-    ptr::read_volatile,
-};
+use core::ptr::read_volatile;
 
 use aya_ebpf::EbpfContext;
-use speaker_common::{ArpEntry, ArpKey};
+use speaker_common::ArpEntry;
 
 use crate::{
     frame::{
         ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ArpEth, ETH_P_IP, EthHdr, Frame, Mac, is_broadcast,
-        is_group, mac_eq,
+        bytes_eq, is_group,
     },
     log::{debug, info, warn},
-    maps::{ARP, count_claim, count_drop, elsewhere, heartbeat_fresh, is_peer},
-    respond::{Answer, Kind, Verdict},
+    maps::{arp_entry, count_claim, count_drop, count_reply, elsewhere, heartbeat_fresh, is_peer},
+    answer::{Answer, Kind, Verdict},
 };
 
 /// The ARP body at `L2`, on VLAN `vlan`; `None` passes it.
@@ -67,7 +64,7 @@ fn request<const L2: usize, C: EbpfContext>(
         debug!(ctx, "pass: request for {:i} from a group address", target);
         return None;
     }
-    let Some(entry) = ARP.get_ptr_mut(&ArpKey::new(target, ifindex, vlan)) else {
+    let Some(entry) = arp_entry(target, ifindex, vlan) else {
         // The heartbeat only where a drop hangs on it: a hung speaker's node passes (fail open).
         if let Some(dropped) = elsewhere(target)
             && heartbeat_fresh()
@@ -82,7 +79,7 @@ fn request<const L2: usize, C: EbpfContext>(
     // SAFETY: map values stay valid for the whole program run; `mac` is only written by the
     // speaker.
     let mac = unsafe { (*entry).mac };
-    if !(is_broadcast(&eth.dst) || mac_eq(&eth.dst, &mac)) {
+    if !(is_broadcast(&eth.dst) || bytes_eq(&eth.dst, &mac)) {
         debug!(ctx, "pass: request for {:i} sent to another MAC, {:mac}", target, eth.dst);
         return None;
     }
@@ -99,7 +96,7 @@ fn request<const L2: usize, C: EbpfContext>(
 #[inline(always)]
 fn claim<C: EbpfContext>(ctx: &C, arp: &ArpEth, ifindex: u32, vlan: u16) {
     let address = arp.spa;
-    let Some(entry) = ARP.get_ptr_mut(&ArpKey::new(address, ifindex, vlan)) else {
+    let Some(entry) = arp_entry(address, ifindex, vlan) else {
         return;
     };
     // SAFETY: a read inside the bounds checked by the caller, and of a live map value.
@@ -137,7 +134,6 @@ pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> O
         requester_mac.write(&mut arp.tha);
         arp.tpa = requester_ip;
     }
-    // SAFETY: `replies` is a naturally aligned u64 inside a live map value.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).replies, 1) };
+    count_reply(entry);
     Some(())
 }

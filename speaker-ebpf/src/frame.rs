@@ -121,10 +121,15 @@ pub fn is_broadcast(mac: &[u8; 6]) -> bool {
     mac[0] & mac[1] & mac[2] & mac[3] & mac[4] & mac[5] == 0xff
 }
 
-/// Byte-wise comparison: `==` on arrays may become a `bcmp` call, which BPF does not have.
+/// Byte-wise comparison, the one in the crate: `==` on arrays may become a `bcmp` call, which
+/// BPF does not have.
 #[inline(always)]
-pub fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
-    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5]) == 0
+pub fn bytes_eq<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
+    let mut differ = 0;
+    for i in 0..N {
+        differ |= a[i] ^ b[i];
+    }
+    differ == 0
 }
 
 /// A MAC address held in registers, to move one between packet and map value without a copy on

@@ -1,9 +1,9 @@
 //! Herald's datapath: an ARP and Neighbor Discovery responder run by the kernel on every
 //! received frame.
 //!
-//! [`respond`] decides and rewrites, with [`arp`] for IPv4 and [`ndp`] for IPv6; the programs in
-//! `src/bin` run it at their hooks, each learning a frame's 802.1Q tag its own way (see
-//! [`respond::Tag`]):
+//! [`respond`] decides and rewrites, with [`arp`] for IPv4 and [`ndp`] for IPv6, which answer
+//! in the types of [`answer`] (neither imports `respond`); the programs in `src/bin` run it at
+//! their hooks, each learning a frame's 802.1Q tag its own way (see [`answer::Tag`]):
 //! - `herald_arp` (XDP): for devices that leave tags in the frames.
 //! - `herald_arp_meta` (XDP, device-bound, object `herald-meta`): asks the driver for a tag it
 //!   stripped, and puts it back in the reply.
@@ -19,6 +19,7 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "atomic_xadd is the BPF atomic add")]
 
+pub mod answer;
 pub mod arp;
 pub mod frame;
 pub mod log;

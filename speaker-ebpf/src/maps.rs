@@ -91,7 +91,21 @@ pub(crate) fn count_drop(dropped: *mut u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(dropped, 1) };
 }
 
-/// The entry of `target` on `ifindex` and `vlan`, if announced there.
+/// The IPv4 entry of `target` on `ifindex` and `vlan`, if announced there.
+#[inline(always)]
+pub(crate) fn arp_entry(target: [u8; 4], ifindex: u32, vlan: u16) -> Option<*mut ArpEntry> {
+    ARP.get_ptr_mut(&ArpKey::new(target, ifindex, vlan))
+}
+
+/// Counts one reply sent from `entry`.
+#[inline(always)]
+pub(crate) fn count_reply(entry: *mut ArpEntry) {
+    // SAFETY: `replies` is a naturally aligned u64 inside a live map value, changed only
+    // atomically.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).replies, 1) };
+}
+
+/// The IPv6 entry of `target` on `ifindex` and `vlan`, if announced there.
 #[inline(always)]
 pub fn ndp_entry(target: Ip6, ifindex: u32, vlan: u16) -> Option<*mut ArpEntry> {
     // `NdpKey`: the address, the ifindex, the VLAN, then 2 bytes of padding (zero).

@@ -17,10 +17,10 @@ use speaker_common::ArpEntry;
 use crate::{
     frame::{
         EthHdr, Frame, IPV6_HLEN, Ip6, Ipv6Hdr, LINK_ADDR_OPT_LEN, LinkAddrOpt, Mac, ND_LEN, NeighborMsg,
-        is_group,
+        bytes_eq, is_group,
     },
-    maps::{count_claim, heartbeat_fresh, is_peer, ndp_entry},
-    respond::{Answer, Kind},
+    maps::{count_claim, count_reply, heartbeat_fresh, is_peer, ndp_entry},
+    answer::{Answer, Kind},
 };
 
 const NEXTHDR_ICMPV6: u8 = 58;
@@ -73,7 +73,7 @@ pub(crate) fn decide<const L2: usize>(frame: Frame, ifindex: u32, vlan: u16) -> 
         return None;
     }
     let source_link_addr = options::<L2>(frame, len)?;
-    let dad = same(&ip.src, &[0; 16]);
+    let dad = bytes_eq(&ip.src, &[0; 16]);
     let to_group = is_solicited_node(&ip.dst, target) && is_solicited_node_mac(&eth.dst, target);
     if dad && (source_link_addr || !to_group) {
         return None;
@@ -81,7 +81,7 @@ pub(crate) fn decide<const L2: usize>(frame: Frame, ifindex: u32, vlan: u16) -> 
     let entry = ndp_entry(unsafe { Ip6::read(target) }, ifindex, vlan)?;
     // SAFETY: a live map value; `mac` is only written by the speaker.
     let to_us =
-        !dad && same(&ip.dst, target) && unsafe { Mac::read(&eth.dst) == Mac::read(&raw const (*entry).mac) };
+        !dad && bytes_eq(&ip.dst, target) && unsafe { Mac::read(&eth.dst) == Mac::read(&raw const (*entry).mac) };
     if !(to_group || to_us) || is_group(&eth.src) {
         return None;
     }
@@ -280,13 +280,7 @@ pub(crate) fn reply_at<const L2: usize, const PEER_MAC: usize>(
     let checksum = !sum::<L2>(frame, ADVERTISEMENT_LEN)?;
     // SAFETY: `at` checked the bounds.
     unsafe { (*msg_at).checksum = checksum };
-    // SAFETY: `replies` is a naturally aligned u64 inside a live map value.
-    unsafe {
-        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
-            &raw mut (*entry).replies,
-            1,
-        )
-    };
+    count_reply(entry);
     Some(())
 }
 
@@ -313,12 +307,3 @@ fn is_solicited_node_mac(mac: &[u8; 6], target: &[u8; 16]) -> bool {
         == 0
 }
 
-/// Byte-wise comparison: `==` on arrays may become a `bcmp` call, which BPF does not have.
-#[inline(always)]
-fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let mut differ = 0;
-    for i in 0..16 {
-        differ |= a[i] ^ b[i];
-    }
-    differ == 0
-}
