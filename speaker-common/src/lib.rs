@@ -20,6 +20,11 @@ pub const ARP_TC_PROGRAM: &str = "herald_arp_tc";
 /// A program that passes every frame. The lab puts it on the far end of veth pairs (native-mode
 /// XDP_TX on veth needs a program on the peer) and the bench uses it as the baseline.
 pub const PASS_PROGRAM: &str = "herald_pass";
+/// Whether a program the kernel holds, by the name it keeps, is one of Herald's responders.
+pub fn is_herald_program(name: &str) -> bool {
+    [ARP_PROGRAM, ARP_META_PROGRAM, ARP_TC_PROGRAM].contains(&name)
+}
+
 /// The file name of the object that holds [`ARP_META_PROGRAM`].
 pub const META_OBJECT_NAME: &str = "herald-meta";
 

@@ -43,8 +43,9 @@ pub struct PinDir {
 
 /// Makes `dir` an empty directory on a bpffs that this speaker holds, mounting a bpffs on its
 /// parent when neither is on one (a pod is given the host's `dir` alone, already on its bpffs).
-/// Pins left by a speaker that died are removed; a directory another live speaker holds, even a
-/// hung one, is an error naming its process.
+/// Map pins left by a speaker that died are removed (links a speaker handed over, under
+/// `links/`, are left for it to take over); a directory another live speaker holds, even a hung
+/// one, is an error naming its process.
 pub fn prepare(dir: &Path) -> Result<PinDir, BpffsError> {
     let name = dir.display().to_string();
     let parent = dir.parent().ok_or_else(|| BpffsError::NoParent { dir: name.clone() })?;
@@ -80,7 +81,10 @@ pub fn prepare(dir: &Path) -> Result<PinDir, BpffsError> {
         Err((_, e)) => return Err(io(e.into())),
     };
     for entry in std::fs::read_dir(dir).map_err(io)? {
-        std::fs::remove_file(entry.map_err(io)?.path()).map_err(io)?;
+        let entry = entry.map_err(io)?;
+        if !entry.file_type().map_err(io)?.is_dir() {
+            std::fs::remove_file(entry.path()).map_err(io)?;
+        }
     }
     Ok(PinDir { path: dir.to_owned(), _lock: lock })
 }

@@ -33,6 +33,11 @@ struct Cli {
     /// Directory of the state file that `status` reads (members, owned addresses, counters).
     #[arg(long, global = true, env = "HERALD_STATE_DIR", default_value = "/run/herald")]
     state_dir: PathBuf,
+    /// What becomes of the BPF programs when the speaker stops: detached (the host as it was),
+    /// or kept attached, idle, for the next speaker to take over in place (no re-attach, no NIC
+    /// ring rebuilt, no gap at the hook; `herald-speaker cleanup` removes them).
+    #[arg(long, env = "HERALD_ON_EXIT", value_enum, default_value = "detach")]
+    on_exit: datapath::OnExit,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "HERALD_TELEMETRY_ADDR", default_value = "0.0.0.0:7472")]
     telemetry: std::net::SocketAddr,
@@ -70,6 +75,10 @@ struct KubeArgs {
 enum Command {
     /// Print what the running speaker announces, its reply counters and heartbeat age.
     Status,
+    /// Remove what speakers left attached for the next one (--on-exit keep): pinned links,
+    /// the responder's TC filters, rx VLAN offload turned off. For an uninstall; refused while
+    /// a speaker runs with the pin directory.
+    Cleanup,
     /// Check what this node gives Herald (kernel, capabilities, seccomp, bpffs, each
     /// interface's hook, IPv6, the membership port, the API server); exit 1 if something is
     /// missing.
@@ -87,6 +96,16 @@ fn main() -> ExitCode {
             status_command::report(&cli.pin_dir, &cli.state_dir).map(|report| print!("{report}"))
         }
         Some(Command::Check { ref interfaces }) => check(&cli, interfaces),
+        Some(Command::Cleanup) => {
+            datapath::cleanup(&cli.pin_dir, &cli.state_dir).map_err(Into::into).map(|done| {
+                if done.is_empty() {
+                    println!("nothing of Herald's left on this node");
+                }
+                for line in done {
+                    println!("{line}");
+                }
+            })
+        }
         None => run(cli),
     };
     match result {
@@ -152,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state_dir: cli.state_dir,
         mode: cli.datapath,
         log: cli.xdp_log,
+        on_exit: cli.on_exit,
     };
     let run_opts = runtime::Options { datapath, telemetry: cli.telemetry };
     if let Some(config) = cli.config {

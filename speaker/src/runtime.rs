@@ -270,11 +270,10 @@ impl Runtime {
         // Silent first, then gone: the others take over when they hear this one leave, and
         // never answer beside it.
         self.endpoint.set_ready(false);
-        announcer.silence();
+        announcer.leave();
         if let Some(membership) = membership {
             membership.leave().await;
         }
-        announcer.withdraw_all();
         let _ = std::fs::remove_file(&state_path);
         Ok(())
     }

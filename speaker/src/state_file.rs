@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{announcement::Announcement, datapath::Hook, metrics::Metrics};
+use crate::{announcement::Announcement, datapath::Placed, metrics::Metrics};
 
 /// The state file of the speaker that pins under `pin_dir`.
 pub fn path(state_dir: &Path, pin_dir: &Path) -> PathBuf {
@@ -16,7 +16,7 @@ pub fn path(state_dir: &Path, pin_dir: &Path) -> PathBuf {
 }
 
 /// One interface the responder runs on: index (in the speaker's network namespace), name, hook.
-pub type InterfaceLine = (u32, String, Option<Hook>);
+pub type InterfaceLine = (u32, String, Option<Placed>);
 
 /// The report: this node, the interfaces the responder runs on, the members it sees, what it
 /// announces, its counters.
@@ -30,7 +30,7 @@ pub fn render(
 ) -> String {
     let mut out = format!("node: {node}\n");
     for (index, name, hook) in interfaces {
-        let at = hook.map_or("not attached".to_owned(), |h| h.to_string());
+        let at = hook.as_ref().map_or("not attached".to_owned(), |h| h.to_string());
         let _ = writeln!(out, "interface {index}: {name} at {at}");
     }
     match alive {
@@ -86,7 +86,11 @@ mod tests {
             ifname: "eth0".into(),
         }]);
         let alive = BTreeSet::from(["node-a".to_string(), "node-b".to_string()]);
-        let interfaces = [(2, "eth0".to_owned(), Some(Hook::Tc)), (7, "eth1".to_owned(), None)];
+        let why = Some("another program, ddos_xdp (program id 7), holds the XDP hook".to_owned());
+        let interfaces = [
+            (2, "eth0".to_owned(), Some(Placed { hook: crate::datapath::Hook::Tc, why })),
+            (7, "eth1".to_owned(), None),
+        ];
         let eth1 = Announcement {
             addr: [192, 0, 2, 201].into(),
             ifindex: 7,
@@ -97,7 +101,7 @@ mod tests {
         let text = render("node-a", &interfaces, Some(&alive), &owned, &failed, &metrics);
         assert_eq!(
             text,
-            "node: node-a\ninterface 2: eth0 at TC ingress\ninterface 7: eth1 at not attached\n\
+            "node: node-a\ninterface 2: eth0 at TC ingress (another program, ddos_xdp (program id 7), holds the XDP hook)\ninterface 7: eth1 at not attached\n\
              members (2 alive): node-a node-b\nowns: 192.0.2.200 (eth0)\n\
              not announced: 192.0.2.201 (eth1): refused; trying again\n\
              counters: ownership_changes=0 owners_failed=0 fences=0 gratuitous_sent=3 members_alive=0 speakers_running=0 isolated=0 \

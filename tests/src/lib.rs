@@ -8,6 +8,7 @@ pub mod checker;
 pub mod cluster;
 pub mod controller;
 pub mod failover;
+pub mod foreign;
 pub mod forge;
 pub mod freeze;
 mod host_bpffs;

@@ -21,9 +21,17 @@ use crate::{
 const GUEST_KERNELS: &[&str] = &["6.1."];
 
 /// The suites that run in each guest: the BPF program through BPF_PROG_TEST_RUN, and the
-/// standalone speaker in the lab (answers, hooks, VLANs, the preflight).
-pub const SUITES: &[&str] =
-    &["xdp_program", "xdp_ndp", "xdp_claims", "lab_standalone", "lab_vlan", "lab_check", "lab_ndp"];
+/// standalone speaker in the lab (answers, hooks, VLANs, the preflight, other loaders' programs).
+pub const SUITES: &[&str] = &[
+    "xdp_program",
+    "xdp_ndp",
+    "xdp_claims",
+    "lab_standalone",
+    "lab_vlan",
+    "lab_check",
+    "lab_ndp",
+    "lab_share",
+];
 
 /// Runs [`SUITES`] in a VM on every guest kernel; a failure names the kernel and the suite and
 /// shows its output.

@@ -371,10 +371,17 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         self.apply(BTreeSet::new(), Gratuitous::default(), None);
     }
 
-    /// Withdraws every announcement and detaches everywhere.
-    pub fn withdraw_all(&mut self) {
+    /// The speaker is stopping: withdraws every announcement, and leaves the responder where it
+    /// runs. What becomes of it is the datapath's when it drops (detached, or kept attached
+    /// and idle for the next speaker: `--on-exit`).
+    pub fn leave(&mut self) {
+        let running: Vec<(u32, String)> = announcement::interfaces(&self.current)
+            .into_iter()
+            .chain(announcement::interfaces(&self.stale))
+            .filter(|(ifindex, _)| self.datapath.is_attached(*ifindex))
+            .collect();
+        self.standby.extend(running);
         self.silence();
-        self.stand_by(BTreeSet::new());
     }
 }
 

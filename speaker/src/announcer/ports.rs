@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, io, net::Ipv4Addr};
 
 use crate::{
     announcement::Key,
-    datapath::{Datapath, DatapathError, Hook},
+    datapath::{Datapath, DatapathError, Hook, Placed},
     garp,
     pinned::Entry,
 };
@@ -15,7 +15,7 @@ pub trait Responder {
     fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError>;
     fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError>;
     fn is_attached(&self, ifindex: u32) -> bool;
-    fn hook(&self, ifindex: u32) -> Option<Hook>;
+    fn hook(&self, ifindex: u32) -> Option<Placed>;
     fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError>;
     fn remove(&mut self, key: &Key) -> Result<(), DatapathError>;
     fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError>;
@@ -36,7 +36,7 @@ impl Responder for Datapath {
     fn is_attached(&self, ifindex: u32) -> bool {
         Datapath::is_attached(self, ifindex)
     }
-    fn hook(&self, ifindex: u32) -> Option<Hook> {
+    fn hook(&self, ifindex: u32) -> Option<Placed> {
         Datapath::hook(self, ifindex)
     }
     fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError> {

@@ -8,7 +8,10 @@ use std::{
 };
 
 use super::*;
-use crate::{datapath::Hook, pinned::Entry};
+use crate::{
+    datapath::{Hook, Placed},
+    pinned::Entry,
+};
 
 /// A datapath in memory, whose operations fail where a test says.
 #[derive(Default)]
@@ -48,8 +51,8 @@ impl Responder for FakeDatapath {
     fn is_attached(&self, ifindex: u32) -> bool {
         self.attached.contains(&ifindex)
     }
-    fn hook(&self, ifindex: u32) -> Option<Hook> {
-        self.attached.contains(&ifindex).then_some(Hook::Tc)
+    fn hook(&self, ifindex: u32) -> Option<Placed> {
+        self.attached.contains(&ifindex).then_some(Placed { hook: Hook::Tc, why: None })
     }
     fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError> {
         if self.failing_inserts.contains(key) {
@@ -225,8 +228,9 @@ async fn gains_wait_out_a_hold_and_losses_do_not() {
 }
 
 /// Where the node may take an address over, the responder is there before it has to answer:
-/// announcing and withdrawing leave it, silence leaves it, and only leaving the set (or
-/// withdrawing all) takes it away.
+/// announcing and withdrawing leave it, silence leaves it, and only leaving the set takes it
+/// away. A speaker that stops withdraws everything and leaves the responder where it runs (the
+/// datapath detaches it, or hands it over, when it drops).
 #[tokio::test]
 async fn the_responder_stands_by_where_addresses_may_come() {
     let mut ann = announcer();
@@ -240,8 +244,10 @@ async fn the_responder_stands_by_where_addresses_may_come() {
     assert!(!ann.datapath.is_attached(4), "eth4 only carried an address");
     ann.stand_by(BTreeSet::from([(2, "eth2".to_owned())]));
     assert!(!ann.datapath.is_attached(3));
-    ann.withdraw_all();
-    assert!(ann.datapath.attached.is_empty());
+    ann.apply(set(&[a(12, 5)]), QUIET, None);
+    ann.leave();
+    assert!(ann.datapath.map.is_empty(), "leaving withdraws every entry");
+    assert_eq!(ann.datapath.attached, BTreeSet::from([2, 5]), "and detaches nothing");
 }
 
 /// An interface whose MAC changed (replaced, or a bond's new active port): the entry is

@@ -31,6 +31,12 @@ pub(super) fn interface(it: &Interface, mode: Mode, btf: bool) -> Verdict {
             format!("XDP in the driver ({offload}; turned off while Herald runs, so tags stay in the frames)"),
         ),
         Hook::Tc if mode == Mode::Tc => Verdict::new(&it.name, State::Ok, "TC ingress (--datapath tc)"),
+        Hook::Tc if let Some(foreign) = &facts.foreign_xdp => Verdict::new(
+            &it.name,
+            State::Degraded,
+            format!("TC ingress: another program, {foreign}, holds the XDP hook, and Herald never replaces one"),
+        )
+        .fix("answers are right either way, from TC ingress, which the frames that program passes reach"),
         // The right hook there, not a fallback.
         Hook::Tc if facts.driver.as_ref().is_some_and(crate::ethtool::Driver::is_veth) => {
             Verdict::new(&it.name, State::Ok, format!("TC ingress: {}", why_tc(facts, btf)))

@@ -8,7 +8,7 @@ use std::{
 };
 
 use super::{Facts, Interface, Membership, PinDir, ServiceProxy};
-use crate::{bpffs, datapath::hook, ethtool, host, netlink, pinned};
+use crate::{bpffs, datapath, datapath::hook, host, pinned};
 
 /// What to look at.
 pub struct Probe<'a> {
@@ -50,11 +50,7 @@ pub fn probe(p: &Probe) -> Facts {
         .into_iter()
         .map(|name| {
             let index = nix::net::if_::if_nametoindex(name.as_str()).ok();
-            let hook = index.map(|ifindex| hook::Facts {
-                xdp: netlink::xdp_features(ifindex).ok().flatten(),
-                driver: ethtool::driver(&name).ok(),
-                rx_vlan_offload: ethtool::rx_vlan_offload(&name).ok(),
-            });
+            let hook = index.map(|ifindex| datapath::hook_facts(ifindex, &name));
             let ipv6 = index.map_or(Err("no such interface".into()), |i| ipv6_joins(&name, i));
             Interface { name, hook, ipv6 }
         })

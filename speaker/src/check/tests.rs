@@ -11,6 +11,7 @@ fn veth(kernel_6_8: bool) -> hook::Facts {
         xdp: Some(XdpFeatures { native: true, vlan_tag: kernel_6_8 }),
         driver: Some(Driver { name: "veth".into(), bus_info: String::new() }),
         rx_vlan_offload: Some(true),
+        foreign_xdp: None,
     }
 }
 
@@ -20,6 +21,7 @@ fn mlx5() -> hook::Facts {
         xdp: Some(XdpFeatures { native: true, vlan_tag: true }),
         driver: Some(Driver { name: "mlx5_core".into(), bus_info: "0000:5e:00.0".into() }),
         rx_vlan_offload: Some(true),
+        foreign_xdp: None,
     }
 }
 
@@ -28,6 +30,7 @@ fn nic() -> hook::Facts {
         xdp: Some(XdpFeatures { native: true, vlan_tag: false }),
         driver: Some(Driver { name: "ixgbe".into(), bus_info: "0000:03:00.0".into() }),
         rx_vlan_offload: Some(true),
+        foreign_xdp: None,
     }
 }
 
@@ -182,6 +185,29 @@ fn each_requirement_judged() {
             false,
         ),
         ("tc asked for", |f| f.mode = Mode::Tc, "eth0", State::Ok, "--datapath tc", false),
+        (
+            "another program at XDP",
+            |f| {
+                let foreign = hook::Foreign { id: 7, name: "cil_xdp_entry".into() };
+                f.interfaces[0].hook = Some(hook::Facts { foreign_xdp: Some(foreign), ..nic() })
+            },
+            "eth0",
+            State::Degraded,
+            "TC ingress: another program, cil_xdp_entry (program id 7), holds the XDP hook",
+            false,
+        ),
+        (
+            "xdp asked for, another program at XDP",
+            |f| {
+                let foreign = hook::Foreign { id: 7, name: String::new() };
+                f.mode = Mode::Xdp;
+                f.interfaces[0].hook = Some(hook::Facts { foreign_xdp: Some(foreign), ..nic() })
+            },
+            "eth0",
+            State::Missing,
+            "the XDP hook here is taken: another program, program id 7, holds it",
+            false,
+        ),
         (
             "xdp asked for, cannot",
             |f| (f.mode, f.interfaces[0].hook) = (Mode::Xdp, Some(veth(false))),

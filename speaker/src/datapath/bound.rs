@@ -11,6 +11,7 @@ use std::{
     ffi::CString,
     io,
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
+    path::Path,
 };
 
 use aya::maps::MapData;
@@ -51,21 +52,57 @@ pub enum BoundError {
     Verifier { source: io::Error, log: String },
 }
 
-/// The program attached to one device; dropping it detaches it.
+/// The program attached to one device; dropping it detaches it, unless the link is pinned.
 #[derive(Debug)]
 pub struct Link {
-    _link: OwnedFd,
+    link: OwnedFd,
     _program: OwnedFd,
 }
 
+impl Link {
+    /// Pins the link at `path` (on a bpffs): it stays attached after this process.
+    pub fn pin(&self, path: &Path) -> Result<(), BoundError> {
+        let path = c_path(path, "BPF_OBJ_PIN")?;
+        // SAFETY: zeroed bpf_attr is valid; the fields for BPF_OBJ_PIN, pointing at a live path.
+        unsafe {
+            let mut attr = std::mem::zeroed::<bpf_attr>();
+            attr.__bindgen_anon_4.pathname = path.as_ptr().expose_provenance() as u64;
+            attr.__bindgen_anon_4.bpf_fd = self.link.as_raw_fd() as u32;
+            bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr, "BPF_OBJ_PIN")?;
+        }
+        Ok(())
+    }
+}
+
+/// The link pinned at `path`.
+pub fn pinned(path: &Path) -> Result<OwnedFd, BoundError> {
+    let path = c_path(path, "BPF_OBJ_GET")?;
+    // SAFETY: zeroed bpf_attr is valid; the fields for BPF_OBJ_GET, pointing at a live path.
+    unsafe {
+        let mut attr = std::mem::zeroed::<bpf_attr>();
+        attr.__bindgen_anon_4.pathname = path.as_ptr().expose_provenance() as u64;
+        bpf_fd(bpf_cmd::BPF_OBJ_GET, &mut attr, "BPF_OBJ_GET")
+    }
+}
+
+/// `path` for `call`, which takes a C string.
+fn c_path(path: &Path, call: &'static str) -> Result<CString, BoundError> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| BoundError::Syscall { call, source: io::Error::new(io::ErrorKind::InvalidInput, e) })
+}
+
 /// Loads `herald_arp_meta` from `object` bound to `ifindex`, with its maps pointed at `maps`
-/// (name -> the main object's map) and `globals` set, and attaches it in native mode.
+/// (name -> the main object's map) and `globals` set, and attaches it in native mode: in
+/// place of the program of `left` (a link a stopped speaker left attached there), or, where
+/// that link cannot take it (`let_go` is called first, and must detach it), anew. Returns
+/// whether it took `left` over.
 pub fn attach(
     object: &[u8],
     ifindex: u32,
     maps: &HashMap<&str, BorrowedFd<'_>>,
     globals: &[(&str, &[u8])],
-) -> Result<Link, BoundError> {
+    left: Option<(OwnedFd, Box<dyn FnOnce() + '_>)>,
+) -> Result<(Link, bool), BoundError> {
     let mut obj = Object::parse(object)?;
     obj.patch_map_data(globals.iter().map(|(name, value)| (*name, (*value, true))).collect())?;
     let kfunc =
@@ -93,10 +130,29 @@ pub fn attach(
     let program = obj.programs.get(ARP_META_PROGRAM).ok_or(BoundError::NoProgram)?;
     let function = obj.functions.get(&program.function_key()).ok_or(BoundError::NoProgram)?;
     let program = load(&function.instructions, &obj.license, ifindex)?;
-    let link = link(program.as_fd(), ifindex)?;
     // The program holds its maps; the read-only data map can go.
     drop(rodata);
-    Ok(Link { _link: link, _program: program })
+    if let Some((left, let_go)) = left {
+        if update(left.as_fd(), program.as_fd()).is_ok() {
+            return Ok((Link { link: left, _program: program }, true));
+        }
+        drop(left);
+        let_go();
+    }
+    let link = link(program.as_fd(), ifindex)?;
+    Ok((Link { link, _program: program }, false))
+}
+
+/// BPF_LINK_UPDATE: `link` runs `program` from now on, in place of its own.
+fn update(link: BorrowedFd<'_>, program: BorrowedFd<'_>) -> Result<(), BoundError> {
+    // SAFETY: zeroed bpf_attr is valid; the fields for BPF_LINK_UPDATE.
+    unsafe {
+        let mut attr = std::mem::zeroed::<bpf_attr>();
+        attr.link_update.link_fd = link.as_raw_fd() as u32;
+        attr.link_update.__bindgen_anon_1.new_prog_fd = program.as_raw_fd() as u32;
+        bpf(bpf_cmd::BPF_LINK_UPDATE, &mut attr, "BPF_LINK_UPDATE")?;
+    }
+    Ok(())
 }
 
 /// Points every call of [`KFUNC`] at the kernel's function `btf_id`, as a loader does for a

@@ -38,6 +38,12 @@ impl Heartbeats {
         })
     }
 
+    /// Tells the programs the speaker is gone: from now on they answer nothing and pass every
+    /// frame (a beat of 0 is "never").
+    pub fn stop(&self) -> Result<(), DatapathError> {
+        self.write(|beat| beat.monotonic_ns = 0)
+    }
+
     /// Tells the programs how many addresses the drop map holds (they skip its lookup while it
     /// holds none), without renewing the beat.
     pub fn count_elsewhere(&self, entries: usize) -> Result<(), DatapathError> {

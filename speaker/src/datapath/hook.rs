@@ -34,6 +34,22 @@ pub enum Mode {
     Tc,
 }
 
+/// Where the responder runs on one interface, and why there if a better hook was passed over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub hook: Hook,
+    pub why: Option<String>,
+}
+
+impl std::fmt::Display for Placed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.why {
+            Some(why) => write!(f, "{} ({why})", self.hook),
+            None => write!(f, "{}", self.hook),
+        }
+    }
+}
+
 /// What the kernel says about one interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Facts {
@@ -43,6 +59,25 @@ pub struct Facts {
     pub driver: Option<Driver>,
     /// Whether rx VLAN offload is on; `None` where ethtool cannot say.
     pub rx_vlan_offload: Option<bool>,
+    /// Another loader's program at the interface's XDP hook.
+    pub foreign_xdp: Option<Foreign>,
+}
+
+/// A program of another loader, at a hook the responder would use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Foreign {
+    pub id: u32,
+    /// Its name as the kernel keeps it (at most 15 bytes; empty where it was loaded unnamed).
+    pub name: String,
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name.as_str() {
+            "" => write!(f, "program id {}", self.id),
+            name => write!(f, "{name} (program id {})", self.id),
+        }
+    }
 }
 
 /// A way to run the responder on one interface.
@@ -77,7 +112,9 @@ pub fn plan(mode: Mode, facts: &Facts) -> Result<Vec<Hook>, String> {
     let reports_tags = facts.xdp.is_some_and(|x| x.native && x.vlan_tag);
     let on_a_bus = facts.driver.as_ref().is_some_and(Driver::on_a_bus);
     let mut hooks = Vec::new();
-    if reports_tags {
+    if facts.foreign_xdp.is_some() {
+        // Never replaced: TC ingress, which its passed frames reach.
+    } else if reports_tags {
         hooks.push(Hook::XdpBound);
     } else if native && on_a_bus && facts.rx_vlan_offload.is_some() {
         hooks.push(Hook::XdpInFrame);
@@ -95,6 +132,12 @@ pub fn plan(mode: Mode, facts: &Facts) -> Result<Vec<Hook>, String> {
 /// Why XDP cannot know every request's VLAN on this interface.
 fn why_not_xdp(facts: &Facts, native: bool, on_a_bus: bool) -> String {
     let driver = facts.driver.as_ref().map_or("unknown".into(), |d| d.name.clone());
+    const USE: &str = "use --datapath auto (TC ingress here) or tc";
+    if let Some(foreign) = &facts.foreign_xdp {
+        return format!(
+            "the XDP hook here is taken: another program, {foreign}, holds it, and Herald never replaces one; {USE}"
+        );
+    }
     let reason = if !native {
         format!("its driver ({driver}) has no native XDP")
     } else if facts.xdp.is_none() {
@@ -110,9 +153,7 @@ fn why_not_xdp(facts: &Facts, native: bool, on_a_bus: bool) -> String {
              where turning rx VLAN offload off would keep them in the frames"
         )
     };
-    format!(
-        "XDP cannot know the VLAN of every request here: {reason}; use --datapath auto (TC ingress here) or tc"
-    )
+    format!("XDP cannot know the VLAN of every request here: {reason}; {USE}")
 }
 
 #[cfg(test)]
@@ -124,7 +165,12 @@ mod tests {
             xdp: native.map(|native| XdpFeatures { native, vlan_tag }),
             driver: Some(Driver { name: "drv".into(), bus_info: bus.into() }),
             rx_vlan_offload: offload,
+            foreign_xdp: None,
         }
+    }
+
+    fn held(facts: Facts) -> Facts {
+        Facts { foreign_xdp: Some(Foreign { id: 41, name: "xdp_ddos".into() }), ..facts }
     }
 
     fn veth(native: Option<bool>, vlan_tag: bool) -> Facts {
@@ -177,6 +223,24 @@ mod tests {
             ),
             ("offload unreadable", facts(Some(true), false, "0000:03:00.0", None), Mode::Auto, Ok(vec![Tc])),
             ("TC asked for", facts(Some(true), true, "", Some(true)), Mode::Tc, Ok(vec![Tc])),
+            (
+                "mlx5 on 6.8+, another program at XDP",
+                held(facts(Some(true), true, "0000:03:00.0", Some(true))),
+                Mode::Auto,
+                Ok(vec![Tc]),
+            ),
+            (
+                "ixgbe on 6.1, another program at XDP",
+                held(facts(None, false, "0000:03:00.0", Some(true))),
+                Mode::Auto,
+                Ok(vec![Tc]),
+            ),
+            (
+                "XDP asked for, another program at XDP",
+                held(facts(Some(true), true, "", Some(true))),
+                Mode::Xdp,
+                Err("the XDP hook here is taken: another program, xdp_ddos (program id 41), holds it"),
+            ),
             ("XDP asked for, bound", facts(Some(true), true, "", Some(true)), Mode::Xdp, Ok(vec![XdpBound])),
             (
                 "XDP asked for, on a bus",

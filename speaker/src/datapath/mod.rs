@@ -1,16 +1,20 @@
 //! The loaded responder and its maps: the one place that touches them. The speaker's main task
-//! owns the one [`Datapath`]; dropping it detaches every program, restores what it changed on
-//! the interfaces, and removes the pins.
+//! owns the one [`Datapath`]; dropping it detaches every program and restores what it changed
+//! on the interfaces, or leaves them attached and idle for the next speaker ([`links`]), and
+//! removes the map pins.
 //!
 //! Each interface gets the responder at the hook [`hook::plan`] picks: XDP in the driver where
 //! it can know every request's 802.1Q tag, TC ingress elsewhere.
 
 mod attach;
 mod bound;
+mod cleanup;
 pub mod elsewhere;
+mod facts;
 mod groups;
 mod heartbeat;
 pub mod hook;
+pub mod links;
 mod logs;
 mod objects;
 mod offload;
@@ -25,7 +29,7 @@ use std::{
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, RingBuf},
-    programs::{ProgramError, SchedClassifier, Xdp, tc::SchedClassifierLinkId, xdp::XdpLinkId},
+    programs::{ProgramError, SchedClassifier, Xdp},
 };
 use herald_kube::report::Chain;
 use speaker_common::{
@@ -34,14 +38,17 @@ use speaker_common::{
 };
 use tracing::{info, warn};
 
-use self::{elsewhere::Elsewhere, objects::load_programs, offload::OffloadOff};
 pub use self::{
+    cleanup::cleanup,
+    facts::hook_facts,
     heartbeat::Heartbeats,
-    hook::{Hook, Mode},
+    hook::{Hook, Mode, Placed},
+    links::OnExit,
     logs::{LogLevel, forward as forward_logs},
     objects::{LOGGING, Objects, QUIET},
 };
-use crate::{announcement::Key, bpffs, ethtool, netlink, pinned};
+use self::{elsewhere::Elsewhere, links::Attached, objects::load_programs, offload::OffloadOff};
+use crate::{announcement::Key, bpffs, pinned};
 
 /// aya-log's ring buffer, which both logging objects write to.
 const LOG_MAP: &str = "AYA_LOGS";
@@ -59,6 +66,8 @@ pub struct Options {
     pub mode: Mode,
     /// What the programs log.
     pub log: LogLevel,
+    /// What becomes of the programs when the speaker stops.
+    pub on_exit: OnExit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +88,8 @@ pub enum DatapathError {
     Attach { ifname: String, hook: Hook, source: Box<dyn std::error::Error + Send + Sync> },
     #[error(transparent)]
     Bpffs(#[from] bpffs::BpffsError),
+    #[error("cleaning up: {0}")]
+    Cleanup(std::io::Error),
 }
 
 pub struct Datapath {
@@ -105,20 +116,6 @@ pub struct Datapath {
     // let go (so that no speaker that takes it next sees its pins removed under it).
     _pins: Pins,
     _pin_dir: bpffs::PinDir,
-}
-
-/// The responder on one interface.
-struct Attached {
-    hook: Hook,
-    ifname: String,
-    link: Link,
-}
-
-enum Link {
-    /// `herald_arp`, with rx VLAN offload held off.
-    Xdp(XdpLinkId, Option<OffloadOff>),
-    Bound(bound::Link),
-    Tc(SchedClassifierLinkId),
 }
 
 impl Datapath {
@@ -209,29 +206,33 @@ impl Datapath {
     }
 
     /// The hook the responder runs at on `ifindex`, if attached.
-    pub fn hook(&self, ifindex: u32) -> Option<Hook> {
-        self.attached.get(&ifindex).map(|a| a.hook)
+    pub fn hook(&self, ifindex: u32) -> Option<Placed> {
+        self.attached.get(&ifindex).map(|a| Placed { hook: a.hook, why: a.why.clone() })
     }
 
     /// Attaches the responder to `ifindex` at the best hook [`hook::plan`] allows, falling back
     /// to the next where the kernel refuses one; returns the hook that took.
     pub fn attach(&mut self, ifindex: u32, ifname: &str) -> Result<Hook, DatapathError> {
-        let facts = hook::Facts {
-            xdp: netlink::xdp_features(ifindex).ok().flatten(),
-            driver: ethtool::driver(ifname).ok(),
-            rx_vlan_offload: ethtool::rx_vlan_offload(ifname).ok(),
-        };
+        let facts = hook_facts(ifindex, ifname);
+        let mut why = facts.foreign_xdp.as_ref().map(|foreign| {
+            info!(interface = ifname, program = %foreign, "another program holds the XDP hook: never replaced");
+            format!("another program, {foreign}, holds the XDP hook")
+        });
         let hooks = hook::plan(self.options.mode, &facts)
             .map_err(|why| DatapathError::NoHook { ifname: ifname.into(), why })?;
         let mut error = None;
+        // Taken over by the first hook tried, or let go.
+        let mut left = links::left(&self.options.pin_dir, ifindex);
         for hook in hooks {
             if let Some(e) = error.take() {
                 warn!(interface = ifname, error = %Chain(&e), "trying the next hook");
+                why = Some(format!("{}", Chain(&e)));
             }
-            match self.attach_at(hook, ifindex, ifname) {
-                Ok(link) => {
+            match self.attach_at(hook, ifindex, ifname, left.take()) {
+                Ok((link, offload)) => {
                     info!(interface = ifname, hook = %hook, "responder attached");
-                    self.attached.insert(ifindex, Attached { hook, ifname: ifname.to_owned(), link });
+                    let ifname = ifname.to_owned();
+                    self.attached.insert(ifindex, Attached { hook, why, ifname, link, offload });
                     return Ok(hook);
                 }
                 Err(e) => error = Some(e),
@@ -248,8 +249,10 @@ impl Datapath {
         let record = offload_record(&self.options.state_dir, &self.options.pin_dir);
         let mut again = Vec::new();
         for attached in self.attached.values_mut() {
-            let Link::Xdp(_, offload) = &mut attached.link else { continue };
-            let ifname = &attached.ifname;
+            if attached.hook != Hook::XdpInFrame {
+                continue;
+            }
+            let (ifname, offload) = (&attached.ifname, &mut attached.offload);
             let turned = match offload {
                 Some(held) => held.hold(),
                 // It was off when the responder came, not by this speaker's doing; now it is,
@@ -277,13 +280,8 @@ impl Datapath {
     /// Detaches the responder from `ifindex`, if attached (and restores its rx VLAN offload).
     pub fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
         let Some(attached) = self.attached.remove(&ifindex) else { return Ok(()) };
-        match attached.link {
-            Link::Xdp(link, offload) => {
-                self.xdp()?.detach(link)?;
-                drop(offload);
-            }
-            Link::Tc(link) => self.tc()?.detach(link)?,
-            Link::Bound(link) => drop(link),
+        if let Some(netlink) = attached.release(false) {
+            self.xdp()?.detach(netlink)?;
         }
         Ok(())
     }
@@ -383,6 +381,25 @@ impl Datapath {
             .program_mut(ARP_TC_PROGRAM)
             .ok_or(DatapathError::Missing("program herald_arp_tc"))?
             .try_into()?)
+    }
+}
+
+impl Drop for Datapath {
+    /// Detaches the responder everywhere, or leaves it attached for the next speaker (see
+    /// [`links`]), before the programs and maps go.
+    fn drop(&mut self) {
+        // Idle from here on, whatever stays attached.
+        if let Err(e) = self.heartbeat.stop() {
+            warn!(error = %e, "the programs' heartbeat could not be stopped");
+        }
+        let keep = self.options.on_exit == OnExit::Keep;
+        for attached in std::mem::take(&mut self.attached).into_values() {
+            if let Some(netlink) = attached.release(keep)
+                && let Ok(xdp) = self.xdp()
+            {
+                let _ = xdp.detach(netlink);
+            }
+        }
     }
 }
 

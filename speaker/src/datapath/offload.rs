@@ -60,6 +60,19 @@ impl Drop for OffloadOff {
     }
 }
 
+/// Turns rx VLAN offload back on where the record says a speaker turned it off, and empties
+/// the record; returns those interfaces.
+pub fn restore_recorded(record: &Path) -> io::Result<Vec<String>> {
+    let names = recorded(record);
+    for ifname in &names {
+        if let Err(e) = ethtool::set_rx_vlan_offload(ifname, true) {
+            warn!(interface = ifname, error = %e, "rx VLAN offload not turned back on");
+        }
+        write_record(record, ifname, false)?;
+    }
+    Ok(names)
+}
+
 /// The interfaces in the record.
 fn recorded(record: &Path) -> Vec<String> {
     std::fs::read_to_string(record).unwrap_or_default().lines().map(str::to_owned).collect()

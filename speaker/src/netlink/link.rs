@@ -1,6 +1,6 @@
-//! Ports of bonds, bridges and teams: links with a master (RTM_GETLINK dump, IFLA_MASTER) that
-//! is not a VRF. A VRF's members are routed interfaces of their own, not ports: they answer for
-//! their link.
+//! What RTM_GETLINK says of links: the ports of bonds, bridges and teams (links with a master,
+//! IFLA_MASTER, that is not a VRF: a VRF's members are routed interfaces of their own, not
+//! ports, and answer for their link), and the program a link runs at its XDP hook.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -17,6 +17,8 @@ const RTM_GETLINK: u16 = 18;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_PROG_ID: u16 = 4;
 
 /// Indexes of the interfaces that are ports of a bond, bridge or team (a master that is not a
 /// VRF).
@@ -37,12 +39,30 @@ pub fn ports() -> io::Result<BTreeSet<u32>> {
     Ok(ports_of(&links))
 }
 
-/// What a link says of itself: its index, its master's (if any), its kind (`IFLA_INFO_KIND`).
+/// The id of the program at interface `ifindex`'s XDP hook, whoever attached it (a link, or
+/// netlink as `ip link set xdp` does); `None` for an empty hook.
+pub fn xdp_program(ifindex: u32) -> io::Result<Option<u32>> {
+    let mut request = [0u8; IFINFOMSG];
+    request[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut program = None;
+    Socket::open(SockProtocol::NetlinkRoute)?.request(RTM_GETLINK, false, &request, |kind, link| {
+        if kind == RTM_NEWLINK
+            && let Some(parsed) = parse(link)
+        {
+            program = parsed.xdp_program;
+        }
+    })?;
+    Ok(program)
+}
+
+/// What a link says of itself: its index, its master's (if any), its kind (`IFLA_INFO_KIND`),
+/// the program at its XDP hook (`IFLA_XDP_PROG_ID`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Link {
     index: u32,
     master: Option<u32>,
     kind: Option<String>,
+    xdp_program: Option<u32>,
 }
 
 /// The links whose master is not a VRF.
@@ -70,6 +90,12 @@ fn parse(link: &[u8]) -> Option<Link> {
                     .find(|(k, _)| *k == IFLA_INFO_KIND)
                     .map(|(_, name)| String::from_utf8_lossy(name).trim_end_matches('\0').to_owned());
             }
+            IFLA_XDP => {
+                out.xdp_program = attributes(value)
+                    .find(|(k, v)| *k == IFLA_XDP_PROG_ID && v.len() >= 4)
+                    .map(|(_, id)| u32_at(id, 0))
+                    .filter(|id| *id != 0);
+            }
             _ => {}
         }
     }
@@ -83,6 +109,10 @@ mod tests {
     /// An RTM_NEWLINK payload for index `index`, with an IFLA_MASTER attribute when `master` is
     /// set and IFLA_LINKINFO's kind when `kind` is.
     fn link(index: u32, master: Option<u32>, kind: Option<&str>) -> Vec<u8> {
+        link_with_xdp(index, master, kind, None)
+    }
+
+    fn link_with_xdp(index: u32, master: Option<u32>, kind: Option<&str>, xdp: Option<u32>) -> Vec<u8> {
         let mut msg = vec![0u8; IFINFOMSG];
         msg[4..8].copy_from_slice(&index.to_ne_bytes());
         msg.extend(attribute(4, &1500u32.to_ne_bytes())); // IFLA_MTU
@@ -93,13 +123,27 @@ mod tests {
             let name = [kind.as_bytes(), b"\0"].concat();
             msg.extend(attribute(IFLA_LINKINFO, &attribute(IFLA_INFO_KIND, &name)));
         }
+        if let Some(id) = xdp {
+            // IFLA_XDP_ATTACHED (XDP_ATTACHED_DRV), then the id.
+            let nested = [attribute(2, &[1]), attribute(IFLA_XDP_PROG_ID, &id.to_ne_bytes())].concat();
+            msg.extend(attribute(IFLA_XDP | 0x8000, &nested));
+        }
         msg
+    }
+
+    #[test]
+    fn reads_the_xdp_program() {
+        assert_eq!(parse(&link_with_xdp(3, None, None, Some(41))).unwrap().xdp_program, Some(41));
+        assert_eq!(parse(&link_with_xdp(3, None, None, Some(0))).unwrap().xdp_program, None, "id 0: none");
+        assert_eq!(parse(&link(3, None, None)).unwrap().xdp_program, None);
+        // The loopback interface of a fresh namespace or not, the request is answered.
+        xdp_program(1).expect("an RTM_GETLINK request");
     }
 
     #[test]
     fn finds_ports_but_not_vrf_members() {
         let parsed = |bytes: &[u8]| parse(bytes).unwrap();
-        assert_eq!(parsed(&link(2, None, None)), Link { index: 2, master: None, kind: None });
+        assert_eq!(parsed(&link(2, None, None)), Link { index: 2, ..Default::default() });
         assert_eq!(parsed(&link(4, Some(0), None)).master, None, "master 0 is no master");
         assert_eq!(parsed(&link(7, None, Some("vrf"))).kind.as_deref(), Some("vrf"));
         assert_eq!(parse(&link(9, Some(1), None)[..10]), None, "a cut-off payload is no link");

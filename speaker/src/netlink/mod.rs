@@ -1,7 +1,7 @@
 //! What the kernel says about links over netlink, in the speaker's own network namespace (sysfs
-//! may show another one): which interfaces are ports of a bond or bridge ([`ports`], rtnetlink)
-//! and what a driver offers XDP programs ([`xdp_features`], the generic netlink family
-//! `netdev`). A request, its answer read to the end, plain parsing: no client library.
+//! may show another one): which interfaces are ports of a bond or bridge ([`ports`], rtnetlink),
+//! which program holds an interface's XDP hook ([`xdp_program`], rtnetlink) and what a driver
+//! offers XDP programs ([`xdp_features`], the generic netlink family `netdev`). A request, its answer read to the end, plain parsing: no client library.
 
 mod events;
 mod link;
@@ -18,7 +18,7 @@ use nix::sys::socket::{
 
 pub use self::{
     events::HostEvents,
-    link::ports,
+    link::{ports, xdp_program},
     netdev::{XdpFeatures, xdp_features},
 };
 

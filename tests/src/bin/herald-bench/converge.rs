@@ -317,6 +317,7 @@ fn bare_inserts(n: usize) -> anyhow::Result<Duration> {
         state_dir: std::env::temp_dir(),
         mode: herald_speaker::datapath::Mode::Auto,
         log: herald_speaker::datapath::LogLevel::Off,
+        on_exit: herald_speaker::datapath::OnExit::Detach,
     };
     let mut datapath = Datapath::load(&options)?;
     let start = Instant::now();

@@ -1,0 +1,261 @@
+//! Herald shares a node's eth0 with other loaders' programs (tests/src/foreign.rs), as real nodes
+//! have it: one at XDP that passes everything (a DDoS filter), and at TC ingress one that passes
+//! and one that ends the chain for every frame (Cilium returns TC_ACT_OK). TCX links from Linux
+//! 6.6; before, a clsact filter at priority 1, where Cilium puts its own.
+//!
+//! Herald answers from TC ingress, before the one that ends the chain; theirs keep running; and
+//! nothing of theirs is detached by any start or stop of Herald's (SIGTERM, SIGKILL). A killed
+//! speaker's clsact filter is taken over by the next one: one Herald program at the hook, never
+//! two. Needs root.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use herald_tests::{
+    foreign::{At, Foreign, Stats, TC_ACT_OK, TC_ACT_UNSPEC, XDP_PASS},
+    kernel_at_least,
+    lab::{Host, Lab},
+    probe, root_or_skip,
+    speaker::{self, Speaker},
+    workspace_bin,
+};
+use nix::sys::signal::Signal;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+const CONFIG: &str = "node = \"node-a\"\n[[vip]]\naddress = \"192.0.2.200\"\n";
+
+/// The foreign programs on `node`'s eth0, pinned under `dir`.
+struct Theirs {
+    node: Host,
+    dir: PathBuf,
+    programs: Vec<Foreign>,
+}
+
+impl Theirs {
+    fn attach(node: &Host) -> Self {
+        let dir = PathBuf::from("/sys/fs/bpf").join(format!("{}-foreign", node.netns));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut theirs = Theirs { node: node.clone(), dir, programs: Vec::new() };
+        let mut add = |name: &str, verdict, at| {
+            let program = Foreign::attach(&theirs.node, &theirs.dir, name, verdict, at).expect(name);
+            theirs.programs.push(program);
+        };
+        add("ddos_xdp", XDP_PASS, At::Xdp);
+        if kernel_at_least(6, 6) {
+            add("calico_tcx", TC_ACT_UNSPEC, At::Tcx);
+            add("cilium_tcx_end", TC_ACT_OK, At::Tcx);
+        } else {
+            add("cilium_tc_end", TC_ACT_OK, At::Filter { priority: 1, handle: 1 });
+        }
+        theirs
+    }
+
+    /// Every one is still attached where it was put.
+    fn assert_attached(&self, when: &str) {
+        for program in &self.programs {
+            assert!(program.is_attached(&self.node).unwrap(), "{when}: {} was detached", program.name);
+        }
+    }
+
+    fn runs(&self) -> Vec<u64> {
+        self.programs.iter().map(|p| p.runs().unwrap()).collect()
+    }
+
+    /// Every one runs: traffic to the node (ping, ARP for its own address) raises each count.
+    fn assert_running(&self, lab: &Lab, when: &str) {
+        let before = self.runs();
+        lab.client.run("ping", &["-c", "3", "-i", "0.2", "-W", "1", "192.0.2.1"]).unwrap();
+        let after = self.runs();
+        for ((program, b), a) in self.programs.iter().zip(before).zip(after) {
+            assert!(a > b, "{when}: {} did not run ({b} runs, then {a})", program.name);
+        }
+    }
+}
+
+impl Drop for Theirs {
+    fn drop(&mut self) {
+        for program in self.programs.drain(..) {
+            program.remove(&self.node);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Herald's programs at `node`'s eth0, as [`speaker::attached`] lists them.
+fn heralds(node: &Host) -> Vec<String> {
+    speaker::attached(node)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.split_whitespace().last().is_some_and(speaker_common::is_herald_program))
+        .collect()
+}
+
+fn assert_answers(lab: &Lab, node: &Host, when: &str) {
+    let macs = probe::arping(&lab.client, VIP, 2).unwrap();
+    assert!(!macs.is_empty(), "{when}: no reply for {VIP}");
+    assert!(macs.iter().all(|m| *m == node.mac), "{when}: replies from {macs:02x?}");
+}
+
+#[test]
+fn beside_other_programs_at_xdp_and_tc() {
+    if !root_or_skip("beside_other_programs_at_xdp_and_tc") {
+        return;
+    }
+    let _stats = Stats::enable().unwrap();
+    let mut lab = Lab::new(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    let theirs = Theirs::attach(&node);
+    theirs.assert_running(&lab, "before Herald");
+
+    // The preflight names the program at XDP, and `--datapath xdp` cannot have the hook.
+    let config = lab.workdir.join("check.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let bin = workspace_bin("herald-speaker");
+    let check = node
+        .output(
+            bin.to_str().unwrap(),
+            &["check", "--interface", "eth0", "--config", config.to_str().unwrap(), "--datapath", "xdp"],
+        )
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("another program, ddos_xdp (program id"), "{report}");
+
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &[]).unwrap();
+    assert!(speaker.log_text().contains("another program holds the XDP hook"), "{}", speaker.log_text());
+    assert_answers(&lab, &node, "beside them");
+    assert_eq!(heralds(&node).len(), 1, "{:?}", speaker::attached(&node).unwrap());
+    theirs.assert_attached("with Herald");
+    theirs.assert_running(&lab, "with Herald");
+
+    // SIGTERM: Herald's program goes, theirs stay.
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    assert_eq!(heralds(&node), Vec::<String>::new(), "after SIGTERM");
+    theirs.assert_attached("after SIGTERM");
+
+    // SIGKILL, then a new speaker: still one program of Herald's (a clsact filter left by the
+    // killed one is taken over), and theirs untouched throughout.
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &[]).unwrap();
+    speaker.signal(Signal::SIGKILL).unwrap();
+    lab.take_child(speaker.pid).unwrap().wait().unwrap();
+    theirs.assert_attached("after SIGKILL");
+    let left = heralds(&node);
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &[]).unwrap();
+    if !left.is_empty() {
+        assert!(speaker.log_text().contains("took over the TC filter"), "{}", speaker.log_text());
+    }
+    assert_eq!(heralds(&node).len(), 1, "after a restart: {:?}", speaker::attached(&node).unwrap());
+    assert_answers(&lab, &node, "after a restart");
+    theirs.assert_attached("after a restart");
+    theirs.assert_running(&lab, "after a restart");
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    assert_eq!(heralds(&node), Vec::<String>::new(), "after the last SIGTERM");
+}
+
+/// Before TCX, every SIGKILL left a clsact filter behind, and the next speaker added another.
+#[test]
+fn killed_speakers_leave_one_filter_at_most() {
+    if !root_or_skip("killed_speakers_leave_one_filter_at_most") {
+        return;
+    }
+    let mut lab = Lab::new(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    for round in 0..3 {
+        let speaker = Speaker::start(&mut lab, &node, CONFIG, &[]).unwrap();
+        assert_answers(&lab, &node, &format!("round {round}"));
+        assert_eq!(heralds(&node).len(), 1, "round {round}: {:?}", speaker::attached(&node).unwrap());
+        speaker.signal(Signal::SIGKILL).unwrap();
+        lab.take_child(speaker.pid).unwrap().wait().unwrap();
+        assert!(heralds(&node).len() <= 1, "round {round}: {:?}", speaker::attached(&node).unwrap());
+    }
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &[]).unwrap();
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    assert_eq!(heralds(&node), Vec::<String>::new(), "after SIGTERM");
+}
+
+/// Herald's program at `node`'s eth0 TC ingress: its id, and what holds it there (the TCX
+/// link, by id; before Linux 6.6, the clsact filter, by priority and handle).
+fn herald_at_tc(node: &Host) -> (u32, String) {
+    let tcx = node
+        .in_netns(|| {
+            use aya::programs::{SchedClassifier, TcAttachType};
+            Ok(SchedClassifier::query_tcx(c"eth0", TcAttachType::Ingress)
+                .map(|(_, programs)| programs)
+                .unwrap_or_default()
+                .iter()
+                .find(|p| p.name_as_str().is_some_and(speaker_common::is_herald_program))
+                .map(|p| p.id()))
+        })
+        .unwrap();
+    if let Some(program) = tcx {
+        let link = aya::programs::loaded_links()
+            .filter_map(Result::ok)
+            .find(|l| l.program_id() == program)
+            .expect("the TCX link of Herald's program");
+        return (program, format!("TCX link {}", link.id()));
+    }
+    // "filter protocol all pref 1 bpf chain 0 handle 0x4852 herald_arp_tc direct-action not_in_hw id 41 ..."
+    let filters = node.run("tc", &["filter", "show", "dev", "eth0", "ingress"]).unwrap();
+    let line = filters.lines().find(|l| l.contains(" herald_arp_tc")).unwrap_or_else(|| panic!("{filters}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| words[words.iter().position(|x| *x == w).unwrap() + 1];
+    (after("id").parse().unwrap(), format!("clsact filter pref {} handle {}", after("pref"), after("handle")))
+}
+
+/// With `--on-exit keep` (the DaemonSet's), a stopped speaker leaves its program attached and
+/// idle, and the next one takes the link over in place: a restart attaches nothing anew.
+/// `cleanup` then removes it.
+#[test]
+fn restarts_take_over_the_link() {
+    if !root_or_skip("restarts_take_over_the_link") {
+        return;
+    }
+    let mut lab = Lab::new(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    let keep = ["--on-exit", "keep"];
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
+    assert_answers(&lab, &node, "first start");
+    let (first, held) = herald_at_tc(&node);
+
+    // SIGTERM: left attached, idle.
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    assert_eq!(herald_at_tc(&node), (first, held.clone()), "after SIGTERM");
+    let macs = probe::arping(&lab.client, VIP, 1).unwrap();
+    assert!(macs.is_empty(), "a stopped speaker's program answers: {macs:02x?}");
+
+    // The next one takes it over: the same link, its own program.
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
+    let (second, again) = herald_at_tc(&node);
+    assert_eq!(again, held, "a restart attached anew");
+    assert_ne!(second, first, "the link runs the new speaker's program");
+    assert_answers(&lab, &node, "after a restart");
+
+    // SIGKILL, and the next one: the same link again.
+    speaker.signal(Signal::SIGKILL).unwrap();
+    lab.take_child(speaker.pid).unwrap().wait().unwrap();
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
+    let (third, again) = herald_at_tc(&node);
+    assert_eq!(again, held, "a restart after SIGKILL attached anew");
+    assert_ne!(third, second);
+    assert_eq!(heralds(&node).len(), 1, "{:?}", speaker::attached(&node).unwrap());
+    assert_answers(&lab, &node, "after SIGKILL and a restart");
+
+    // An uninstall: `cleanup` removes it, and is refused while a speaker runs.
+    let bin = workspace_bin("herald-speaker");
+    let pin_dir = lab.pin_dir(&node);
+    let cleanup =
+        || node.output(bin.to_str().unwrap(), &["cleanup", "--pin-dir", pin_dir.to_str().unwrap()]).unwrap();
+    let refused = cleanup();
+    assert!(!refused.status.success(), "cleanup beside a running speaker");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("holds the pin directory"), "{refused:?}");
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    let done = cleanup();
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        heralds(&node),
+        Vec::<String>::new(),
+        "after cleanup: {}",
+        String::from_utf8_lossy(&done.stdout)
+    );
+    let left: Vec<_> =
+        std::fs::read_dir(&pin_dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "pins left behind: {left:?}");
+}
