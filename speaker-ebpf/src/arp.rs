@@ -11,13 +11,13 @@ use aya_ebpf::EbpfContext;
 use speaker_common::ArpEntry;
 
 use crate::{
+    answer::{Answer, Kind, Verdict},
     frame::{
-        ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ArpEth, ETH_P_IP, EthHdr, Frame, Mac, is_broadcast,
-        bytes_eq, is_group,
+        ARPHRD_ETHER, ARPOP_REPLY, ARPOP_REQUEST, ArpEth, ETH_P_IP, EthHdr, Frame, Mac, bytes_eq,
+        is_broadcast, is_group,
     },
     log::{debug, info, warn},
     maps::{arp_entry, count_claim, count_drop, count_reply, elsewhere, heartbeat_fresh, is_peer},
-    answer::{Answer, Kind, Verdict},
 };
 
 /// The ARP body at `L2`, on VLAN `vlan`; `None` passes it.

@@ -15,12 +15,12 @@ use core::ptr::read_volatile;
 use speaker_common::ArpEntry;
 
 use crate::{
+    answer::{Answer, Kind},
     frame::{
         EthHdr, Frame, IPV6_HLEN, Ip6, Ipv6Hdr, LINK_ADDR_OPT_LEN, LinkAddrOpt, Mac, ND_LEN, NeighborMsg,
         bytes_eq, is_group,
     },
     maps::{count_claim, count_reply, heartbeat_fresh, is_peer, ndp_entry},
-    answer::{Answer, Kind},
 };
 
 const NEXTHDR_ICMPV6: u8 = 58;
@@ -80,8 +80,9 @@ pub(crate) fn decide<const L2: usize>(frame: Frame, ifindex: u32, vlan: u16) -> 
     }
     let entry = ndp_entry(unsafe { Ip6::read(target) }, ifindex, vlan)?;
     // SAFETY: a live map value; `mac` is only written by the speaker.
-    let to_us =
-        !dad && bytes_eq(&ip.dst, target) && unsafe { Mac::read(&eth.dst) == Mac::read(&raw const (*entry).mac) };
+    let to_us = !dad
+        && bytes_eq(&ip.dst, target)
+        && unsafe { Mac::read(&eth.dst) == Mac::read(&raw const (*entry).mac) };
     if !(to_group || to_us) || is_group(&eth.src) {
         return None;
     }
@@ -306,4 +307,3 @@ fn is_solicited_node_mac(mac: &[u8; 6], target: &[u8; 16]) -> bool {
         | (mac[5] ^ target[15])
         == 0
 }
-
