@@ -8,6 +8,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use nix::{sys::signal::Signal, unistd::Pid};
+use speaker_common::ARP_TC_PROGRAM;
 
 use crate::{
     lab::{Host, Lab},
@@ -177,6 +178,41 @@ pub fn attached(host: &Host) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(found)
+}
+
+/// Herald's program at `host`'s eth0 TC ingress: its id, and what holds it there (the TCX
+/// link, by id; before Linux 6.6, the clsact filter, by priority and handle). A speaker that
+/// hands over (`--on-exit keep`) leaves the holder to the next one, which runs its own program
+/// in it.
+pub fn at_tc(host: &Host) -> anyhow::Result<(u32, String)> {
+    let tcx = host.in_netns(|| {
+        use aya::programs::{SchedClassifier, TcAttachType};
+        Ok(SchedClassifier::query_tcx(c"eth0", TcAttachType::Ingress)
+            .map(|(_, programs)| programs)
+            .unwrap_or_default()
+            .iter()
+            .find(|p| p.name_as_str().is_some_and(speaker_common::is_herald_program))
+            .map(|p| p.id()))
+    })?;
+    if let Some(program) = tcx {
+        let link = aya::programs::loaded_links()
+            .filter_map(Result::ok)
+            .find(|l| l.program_id() == program)
+            .context("no TCX link runs Herald's program")?;
+        return Ok((program, format!("TCX link {}", link.id())));
+    }
+    // "filter protocol all pref 1 bpf chain 0 handle 0x4852 herald_arp_tc direct-action not_in_hw id 41 ..."
+    let filters = host.run("tc", &["filter", "show", "dev", "eth0", "ingress"])?;
+    let line = filters
+        .lines()
+        .find(|l| l.contains(&format!(" {ARP_TC_PROGRAM}")))
+        .with_context(|| format!("no Herald program at TC ingress:\n{filters}"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| words.iter().position(|x| *x == w).and_then(|i| words.get(i + 1)).copied();
+    let (Some(id), Some(pref), Some(handle)) = (after("id"), after("pref"), after("handle")) else {
+        bail!("a filter line unlike tc's: {line}");
+    };
+    Ok((id.parse()?, format!("clsact filter pref {pref} handle {handle}")))
 }
 
 /// Waits until the log at `log` of speaker process `pid` contains `needle`; fails early, with

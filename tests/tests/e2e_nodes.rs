@@ -3,7 +3,8 @@
 //! names the images built by `cargo xtask image` and the API server's address, and a client on
 //! the LAN. The runtime enforces deploy/'s securityContext (RuntimeDefault seccomp, three
 //! capabilities, read-only root) and the hostPath bpffs; the client sees who answers through a
-//! speaker pod's deletion, a rolling restart and a node that stops. Needs root and the API server.
+//! speaker pod's deletion, a rolling restart (which attaches nothing anew: each speaker takes
+//! over its predecessor's link) and a node that stops. Needs root and the API server.
 
 use std::{net::Ipv4Addr, time::Duration};
 
@@ -14,7 +15,7 @@ use herald_tests::{
     cluster,
     lab::format_mac,
     nodes::{self, NodeLab},
-    poll, probe, root_or_skip,
+    poll, probe, root_or_skip, speaker,
     workload::{self, NAMESPACE},
 };
 use k8s_openapi::api::core::v1::Pod;
@@ -92,7 +93,13 @@ async fn deploy_on_real_nodes() {
     assert!(back.is_some(), "the DaemonSet did not bring {owner}'s speaker back: {}", describe(&nl));
     cluster::wait_for_owner(&nl.lab, vip, nl.lab.node(owner).mac, Duration::from_secs(30)).unwrap();
 
-    // A rolling restart, as every upgrade is: the client asks every 10 ms throughout.
+    // A rolling restart, as every upgrade is: the client asks every 10 ms throughout. Each new
+    // speaker takes over the link its predecessor left (--on-exit keep): nothing is attached
+    // anew, the link keeps its id and runs the new program.
+    let before: Vec<(u32, String)> = NODES
+        .iter()
+        .map(|n| speaker::at_tc(nl.lab.node(n)).unwrap_or_else(|e| panic!("{n}: {e:#}")))
+        .collect();
     let probes = probe::series_during(&nl.lab.client, vip, Duration::from_millis(10), || {
         nl.kubectl(&["rollout", "restart", "daemonset/herald-speaker", "-n", NAMESPACE])?;
         nl.kubectl(&["rollout", "status", "daemonset/herald-speaker", "-n", NAMESPACE, "--timeout=120s"])
@@ -103,6 +110,11 @@ async fn deploy_on_real_nodes() {
     eprintln!("rollout restart: longest stretch without an answer {gap:?} ({} probes)", probes.len());
     assert!(gap < Duration::from_secs(1), "no answer for {gap:?} during the rollout\n{}", nl.logs());
     assert_one_answer_each(&probes);
+    for (node, (program, holder)) in NODES.iter().zip(before) {
+        let (now, held) = speaker::at_tc(nl.lab.node(node)).unwrap_or_else(|e| panic!("{node}: {e:#}"));
+        assert_eq!(held, holder, "{node}: the rollout attached anew");
+        assert_ne!(now, program, "{node}: the link still runs the old speaker's program");
+    }
 
     // The owner's node stops whole (kubelet, containerd, every pod): the address moves.
     cluster::wait_for_owner(&nl.lab, vip, nl.lab.node(owner).mac, Duration::from_secs(30)).unwrap();

@@ -171,35 +171,6 @@ fn killed_speakers_leave_one_filter_at_most() {
     assert_eq!(heralds(&node), Vec::<String>::new(), "after SIGTERM");
 }
 
-/// Herald's program at `node`'s eth0 TC ingress: its id, and what holds it there (the TCX
-/// link, by id; before Linux 6.6, the clsact filter, by priority and handle).
-fn herald_at_tc(node: &Host) -> (u32, String) {
-    let tcx = node
-        .in_netns(|| {
-            use aya::programs::{SchedClassifier, TcAttachType};
-            Ok(SchedClassifier::query_tcx(c"eth0", TcAttachType::Ingress)
-                .map(|(_, programs)| programs)
-                .unwrap_or_default()
-                .iter()
-                .find(|p| p.name_as_str().is_some_and(speaker_common::is_herald_program))
-                .map(|p| p.id()))
-        })
-        .unwrap();
-    if let Some(program) = tcx {
-        let link = aya::programs::loaded_links()
-            .filter_map(Result::ok)
-            .find(|l| l.program_id() == program)
-            .expect("the TCX link of Herald's program");
-        return (program, format!("TCX link {}", link.id()));
-    }
-    // "filter protocol all pref 1 bpf chain 0 handle 0x4852 herald_arp_tc direct-action not_in_hw id 41 ..."
-    let filters = node.run("tc", &["filter", "show", "dev", "eth0", "ingress"]).unwrap();
-    let line = filters.lines().find(|l| l.contains(" herald_arp_tc")).unwrap_or_else(|| panic!("{filters}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |w: &str| words[words.iter().position(|x| *x == w).unwrap() + 1];
-    (after("id").parse().unwrap(), format!("clsact filter pref {} handle {}", after("pref"), after("handle")))
-}
-
 /// With `--on-exit keep` (the DaemonSet's), a stopped speaker leaves its program attached and
 /// idle, and the next one takes the link over in place: a restart attaches nothing anew.
 /// `cleanup` then removes it.
@@ -213,17 +184,17 @@ fn restarts_take_over_the_link() {
     let keep = ["--on-exit", "keep"];
     let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
     assert_answers(&lab, &node, "first start");
-    let (first, held) = herald_at_tc(&node);
+    let (first, held) = speaker::at_tc(&node).expect("Herald at TC ingress");
 
     // SIGTERM: left attached, idle.
     assert!(speaker.stop(&mut lab).unwrap().success());
-    assert_eq!(herald_at_tc(&node), (first, held.clone()), "after SIGTERM");
+    assert_eq!(speaker::at_tc(&node).expect("Herald at TC ingress"), (first, held.clone()), "after SIGTERM");
     let macs = probe::arping(&lab.client, VIP, 1).unwrap();
     assert!(macs.is_empty(), "a stopped speaker's program answers: {macs:02x?}");
 
     // The next one takes it over: the same link, its own program.
     let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
-    let (second, again) = herald_at_tc(&node);
+    let (second, again) = speaker::at_tc(&node).expect("Herald at TC ingress");
     assert_eq!(again, held, "a restart attached anew");
     assert_ne!(second, first, "the link runs the new speaker's program");
     assert_answers(&lab, &node, "after a restart");
@@ -232,7 +203,7 @@ fn restarts_take_over_the_link() {
     speaker.signal(Signal::SIGKILL).unwrap();
     lab.take_child(speaker.pid).unwrap().wait().unwrap();
     let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
-    let (third, again) = herald_at_tc(&node);
+    let (third, again) = speaker::at_tc(&node).expect("Herald at TC ingress");
     assert_eq!(again, held, "a restart after SIGKILL attached anew");
     assert_ne!(third, second);
     assert_eq!(heralds(&node).len(), 1, "{:?}", speaker::attached(&node).unwrap());
