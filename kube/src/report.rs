@@ -58,10 +58,10 @@ mod tests {
     #[test]
     fn causes_not_yet_said_follow_in_order() {
         let io = std::io::Error::from_raw_os_error(1);
-        let e = Err::<(), _>(io).context("`bpf_prog_load` failed").context("loading herald_arp").unwrap_err();
+        let e = Err::<(), _>(io).context("`bpf_prog_load` failed").context("loading herald_xdp").unwrap_err();
         assert_eq!(
             chain(&e).to_string(),
-            "loading herald_arp: `bpf_prog_load` failed: Operation not permitted (os error 1)"
+            "loading herald_xdp: `bpf_prog_load` failed: Operation not permitted (os error 1)"
         );
     }
 }

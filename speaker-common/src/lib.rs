@@ -6,31 +6,38 @@
 //! Addresses are kept in wire order (`[u8; 4]`), so neither side converts byte order.
 #![no_std]
 
-/// The XDP program that answers ARP requests for announced IPv4 addresses, for devices that
-/// leave 802.1Q tags in the frames (rx VLAN offload off).
-pub const ARP_PROGRAM: &str = "herald_arp";
+/// The responder at XDP, answering ARP requests and Neighbor Solicitations for announced
+/// addresses, for devices that leave 802.1Q tags in the frames (rx VLAN offload off).
+pub const XDP_PROGRAM: &str = "herald_xdp";
 /// The same responder for devices that may strip tags: it asks the driver for a stripped tag
 /// (the XDP RX-metadata kfunc, kernel >= 6.8), so it is loaded bound to one device. It lives in
 /// an object of its own ([`META_OBJECT_NAME`]): a kernel without the kfunc cannot load the
 /// main object otherwise.
-pub const ARP_META_PROGRAM: &str = "herald_arp_meta";
+pub const XDP_META_PROGRAM: &str = "herald_xdp_meta";
 /// The same responder at TC ingress (clsact), where the kernel shows a stripped tag in
 /// `__sk_buff`: for devices whose driver cannot tell XDP about stripped tags.
-pub const ARP_TC_PROGRAM: &str = "herald_arp_tc";
+pub const TC_PROGRAM: &str = "herald_tc";
 /// A program that passes every frame. The lab puts it on the far end of veth pairs (native-mode
 /// XDP_TX on veth needs a program on the peer) and the bench uses it as the baseline.
 pub const PASS_PROGRAM: &str = "herald_pass";
-/// Whether a program the kernel holds, by the name it keeps, is one of Herald's responders.
+/// The names earlier releases gave the responders (they served NDP too, under ARP's name):
+/// what such a release left attached is Herald's, to take over or remove, never another's.
+pub const EARLIER_PROGRAMS: [&str; 3] = ["herald_arp", "herald_arp_meta", "herald_arp_tc"];
+/// The earlier name of [`TC_PROGRAM`], as a filter an earlier release left carries it.
+pub const EARLIER_TC_PROGRAM: &str = EARLIER_PROGRAMS[2];
+
+/// Whether a program the kernel holds, by the name it keeps, is one of Herald's responders, of
+/// this release or an earlier one.
 pub fn is_herald_program(name: &str) -> bool {
-    [ARP_PROGRAM, ARP_META_PROGRAM, ARP_TC_PROGRAM].contains(&name)
+    [XDP_PROGRAM, XDP_META_PROGRAM, TC_PROGRAM].contains(&name) || EARLIER_PROGRAMS.contains(&name)
 }
 
-/// The file name of the object that holds [`ARP_META_PROGRAM`].
+/// The file name of the object that holds [`XDP_META_PROGRAM`].
 pub const META_OBJECT_NAME: &str = "herald-meta";
 
-/// Responder map for IPv4: [`ArpKey`] -> [`ArpEntry`].
+/// Responder map for IPv4: [`ArpKey`] -> [`AddressEntry`].
 pub const ARP_MAP: &str = "HERALD_ARP";
-/// Responder map for IPv6 (Neighbor Discovery): [`NdpKey`] -> [`ArpEntry`], the same value as
+/// Responder map for IPv6 (Neighbor Discovery): [`NdpKey`] -> [`AddressEntry`], the same value as
 /// for IPv4 (the MAC to answer with, and the counters).
 pub const NDP_MAP: &str = "HERALD_NDP";
 /// Capacity of [`NDP_MAP`].
@@ -105,7 +112,7 @@ impl NdpKey {
 /// claims of other hosts on the address it saw.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArpEntry {
+pub struct AddressEntry {
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
     /// Replies sent for this key; only the program increments it (atomically).
@@ -120,9 +127,9 @@ pub struct ArpEntry {
     pub conflict_mac: [u8; 6],
     pub _pad2: [u8; 2],
 }
-const _: () = assert!(size_of::<ArpEntry>() == 40);
+const _: () = assert!(size_of::<AddressEntry>() == 40);
 
-impl ArpEntry {
+impl AddressEntry {
     pub const fn new(mac: [u8; 6]) -> Self {
         Self {
             mac,
@@ -176,7 +183,7 @@ mod user {
     // pattern is valid.
     unsafe impl aya::Pod for super::ArpKey {}
     unsafe impl aya::Pod for super::NdpKey {}
-    unsafe impl aya::Pod for super::ArpEntry {}
+    unsafe impl aya::Pod for super::AddressEntry {}
     unsafe impl aya::Pod for super::Heartbeat {}
     unsafe impl aya::Pod for super::MacKey {}
 }

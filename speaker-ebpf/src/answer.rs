@@ -2,7 +2,7 @@
 //! [`ndp`](crate::ndp) answer with and [`respond`](crate::respond) acts on, in a module of their
 //! own so that neither protocol imports the module that dispatches to it.
 
-use speaker_common::ArpEntry;
+use speaker_common::AddressEntry;
 
 /// Where a frame's 802.1Q tag is.
 #[derive(Clone, Copy)]
@@ -39,7 +39,7 @@ pub enum Verdict {
 /// A request this node answers: only the protocols' `decide` make one.
 pub struct Answer {
     /// The entry it asked for: a live map value.
-    pub(crate) entry: *mut ArpEntry,
+    pub(crate) entry: *mut AddressEntry,
     /// Where its body (ARP, or IPv6) starts: [`ETH_HLEN`](crate::frame::ETH_HLEN), or
     /// [`TAGGED_HLEN`](crate::frame::TAGGED_HLEN) behind a tag in the frame.
     pub(crate) l2: usize,

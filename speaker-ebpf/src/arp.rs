@@ -8,7 +8,7 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::EbpfContext;
-use speaker_common::ArpEntry;
+use speaker_common::AddressEntry;
 
 use crate::{
     answer::{Answer, Kind, Verdict},
@@ -115,7 +115,7 @@ fn claim<C: EbpfContext>(ctx: &C, arp: &ArpEth, ifindex: u32, vlan: u16) {
 /// Rewrites the request with its ARP body at `L2` into its reply (RFC 826: to the requester,
 /// from the entry's MAC), in place; `entry` is the answer's (a live map value).
 #[inline(always)]
-pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut ArpEntry) -> Option<()> {
+pub(crate) fn reply_at<const L2: usize>(frame: Frame, entry: *mut AddressEntry) -> Option<()> {
     let arp = frame.at::<ArpEth>(L2)?;
     let eth = frame.at::<EthHdr>(0)?;
     // SAFETY: `at` checked that both lie inside the packet; they do not overlap. Map values stay

@@ -4,10 +4,10 @@
 //! [`respond`] decides and rewrites, with [`arp`] for IPv4 and [`ndp`] for IPv6, which answer
 //! in the types of [`answer`] (neither imports `respond`); the programs in `src/bin` run it at
 //! their hooks, each learning a frame's 802.1Q tag its own way (see [`answer::Tag`]):
-//! - `herald_arp` (XDP): for devices that leave tags in the frames.
-//! - `herald_arp_meta` (XDP, device-bound, object `herald-meta`): asks the driver for a tag it
+//! - `herald_xdp` (XDP): for devices that leave tags in the frames.
+//! - `herald_xdp_meta` (XDP, device-bound, object `herald-meta`): asks the driver for a tag it
 //!   stripped, and puts it back in the reply.
-//! - `herald_arp_tc` (TC ingress): reads a stripped tag from `__sk_buff`.
+//! - `herald_tc` (TC ingress): reads a stripped tag from `__sk_buff`.
 //! - `herald_pass` (XDP): passes everything; the lab's peer program and the benches' baseline.
 //!
 //! All of them fail open: anything not fully understood is passed on untouched, never dropped.

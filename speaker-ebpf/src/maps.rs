@@ -12,15 +12,15 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use speaker_common::{
-    ARP_MAP_CAPACITY, ArpEntry, ArpKey, ELSEWHERE_MAP_CAPACITY, Heartbeat, MacKey, NDP_MAP_CAPACITY, NdpKey,
-    PEER_MAP_CAPACITY,
+    ARP_MAP_CAPACITY, AddressEntry, ArpKey, ELSEWHERE_MAP_CAPACITY, Heartbeat, MacKey, NDP_MAP_CAPACITY,
+    NdpKey, PEER_MAP_CAPACITY,
 };
 
 #[btf_map(name = "HERALD_ARP")]
-pub static ARP: HashMap<ArpKey, ArpEntry, { ARP_MAP_CAPACITY as usize }> = HashMap::new();
+pub static ARP: HashMap<ArpKey, AddressEntry, { ARP_MAP_CAPACITY as usize }> = HashMap::new();
 
 #[btf_map(name = "HERALD_NDP")]
-pub static NDP: HashMap<NdpKey, ArpEntry, { NDP_MAP_CAPACITY as usize }> = HashMap::new();
+pub static NDP: HashMap<NdpKey, AddressEntry, { NDP_MAP_CAPACITY as usize }> = HashMap::new();
 
 #[btf_map(name = "HERALD_HEARTBEAT")]
 pub static HEARTBEAT: Array<Heartbeat, 1> = Array::new();
@@ -50,7 +50,7 @@ pub fn heartbeat_fresh() -> bool {
 /// Counts a claim on `entry`'s address by another host, at `claimed`: on the entry (with the
 /// MAC and the time of the last one) and in the total the speaker polls.
 #[inline(always)]
-pub(crate) fn count_claim(entry: *mut ArpEntry, claimed: Mac) {
+pub(crate) fn count_claim(entry: *mut AddressEntry, claimed: Mac) {
     // SAFETY: a live map value; `conflicts` is a naturally aligned u64 changed only atomically,
     // the MAC and the time are only written here (two claims at once may mix them: both are
     // foreign).
@@ -93,13 +93,13 @@ pub(crate) fn count_drop(dropped: *mut u64) {
 
 /// The IPv4 entry of `target` on `ifindex` and `vlan`, if announced there.
 #[inline(always)]
-pub(crate) fn arp_entry(target: [u8; 4], ifindex: u32, vlan: u16) -> Option<*mut ArpEntry> {
+pub(crate) fn arp_entry(target: [u8; 4], ifindex: u32, vlan: u16) -> Option<*mut AddressEntry> {
     ARP.get_ptr_mut(&ArpKey::new(target, ifindex, vlan))
 }
 
 /// Counts one reply sent from `entry`.
 #[inline(always)]
-pub(crate) fn count_reply(entry: *mut ArpEntry) {
+pub(crate) fn count_reply(entry: *mut AddressEntry) {
     // SAFETY: `replies` is a naturally aligned u64 inside a live map value, changed only
     // atomically.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).replies, 1) };
@@ -107,7 +107,7 @@ pub(crate) fn count_reply(entry: *mut ArpEntry) {
 
 /// The IPv6 entry of `target` on `ifindex` and `vlan`, if announced there.
 #[inline(always)]
-pub fn ndp_entry(target: Ip6, ifindex: u32, vlan: u16) -> Option<*mut ArpEntry> {
+pub fn ndp_entry(target: Ip6, ifindex: u32, vlan: u16) -> Option<*mut AddressEntry> {
     // `NdpKey`: the address, the ifindex, the VLAN, then 2 bytes of padding (zero).
     let [a, b] = target.words();
     let key: [u64; 3] = [a, b, u64::from(ifindex) | (u64::from(vlan) << 32)];

@@ -7,12 +7,12 @@
 //! An Advertisement that gives such an address another host's MAC is counted as a conflict, as
 //! ARP's claims are. Extension headers before ICMPv6 and everything else pass untouched.
 //! Unlike ARP's, this path has no log statements yet: with them, the device-bound object
-//! (`herald_arp_meta`) compiled to a call the verifier refused (an argument register never
+//! (`herald_xdp_meta`) compiled to a call the verifier refused (an argument register never
 //! written on one path).
 
 use core::ptr::read_volatile;
 
-use speaker_common::ArpEntry;
+use speaker_common::AddressEntry;
 
 use crate::{
     answer::{Answer, Kind},
@@ -234,7 +234,7 @@ fn words<const N: usize>(frame: Frame, at: usize) -> Option<u32> {
 #[inline(always)]
 pub(crate) fn reply_at<const L2: usize, const PEER_MAC: usize>(
     frame: Frame,
-    entry: *mut ArpEntry,
+    entry: *mut AddressEntry,
     dad: bool,
 ) -> Option<()> {
     let eth = frame.at::<EthHdr>(0)?;

@@ -7,7 +7,9 @@ use std::{
 };
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
-use speaker_common::{ARP_MAP, ArpEntry, ArpKey, ELSEWHERE_MAP, HEARTBEAT_MAP, Heartbeat, NDP_MAP, NdpKey};
+use speaker_common::{
+    ARP_MAP, AddressEntry, ArpKey, ELSEWHERE_MAP, HEARTBEAT_MAP, Heartbeat, NDP_MAP, NdpKey,
+};
 
 /// One entry of the responder maps (ARP's or Neighbor Discovery's).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +19,7 @@ pub struct Entry {
     pub vlan: u16,
     pub mac: [u8; 6],
     pub replies: u64,
-    /// Claims on the address by another MAC (see [`ArpEntry::conflicts`]).
+    /// Claims on the address by another MAC (see [`AddressEntry::conflicts`]).
     pub conflicts: u64,
     /// When the last claim was seen (`CLOCK_MONOTONIC` ns; 0 = never), and the MAC it gave.
     pub conflict_ns: u64,
@@ -25,7 +27,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(addr: IpAddr, ifindex: u32, vlan: u16, value: &ArpEntry) -> Self {
+    fn new(addr: IpAddr, ifindex: u32, vlan: u16, value: &AddressEntry) -> Self {
         Self {
             addr,
             ifindex,
@@ -41,8 +43,8 @@ impl Entry {
 
 /// The entries of both responder maps, in address order (IPv4 first).
 pub fn entries_of<A, N>(
-    arp: &HashMap<A, ArpKey, ArpEntry>,
-    ndp: &HashMap<N, NdpKey, ArpEntry>,
+    arp: &HashMap<A, ArpKey, AddressEntry>,
+    ndp: &HashMap<N, NdpKey, AddressEntry>,
 ) -> Result<Vec<Entry>, MapError>
 where
     A: std::borrow::Borrow<MapData>,
@@ -79,8 +81,8 @@ pub fn entries(dir: &Path) -> Result<Vec<Entry>, MapError> {
     let arp = Map::HashMap(MapData::from_pin(dir.join(ARP_MAP))?);
     let ndp = Map::HashMap(MapData::from_pin(dir.join(NDP_MAP))?);
     entries_of(
-        &HashMap::<_, ArpKey, ArpEntry>::try_from(arp)?,
-        &HashMap::<_, NdpKey, ArpEntry>::try_from(ndp)?,
+        &HashMap::<_, ArpKey, AddressEntry>::try_from(arp)?,
+        &HashMap::<_, NdpKey, AddressEntry>::try_from(ndp)?,
     )
 }
 

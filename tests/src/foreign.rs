@@ -160,6 +160,19 @@ impl Foreign {
     }
 }
 
+/// A TC program named `name` that returns `verdict`, pinned at `dir/name`, attached nowhere.
+pub fn pinned_tc_program(dir: &Path, name: &str, verdict: i32) -> anyhow::Result<PathBuf> {
+    let program = load(
+        bpf_prog_type::BPF_PROG_TYPE_SCHED_CLS,
+        bpf_attach_type::BPF_CGROUP_INET_INGRESS,
+        name,
+        verdict,
+    )?;
+    let pin = dir.join(name);
+    obj_pin(&program, &pin)?;
+    Ok(pin)
+}
+
 /// The kernel counts programs' runs while this is held.
 pub struct Stats(#[allow(dead_code, reason = "held")] OwnedFd);
 

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use nix::{sys::signal::Signal, unistd::Pid};
-use speaker_common::ARP_TC_PROGRAM;
+use speaker_common::TC_PROGRAM;
 
 use crate::{
     lab::{Host, Lab},
@@ -17,10 +17,10 @@ use crate::{
 
 /// The program `--datapath xdp` puts on a lab veth where the kernel has the RX VLAN kfunc
 /// (Linux 6.8), as [`attached`] lists it.
-pub const XDP_BOUND: &str = "xdp/driver herald_arp_meta";
+pub const XDP_BOUND: &str = "xdp/driver herald_xdp_meta";
 /// The TC responder as [`attached`] lists it (`tcx/ingress` from Linux 6.6, `clsact/ingress`
 /// before), to match the end of a line.
-pub const TC: &str = "ingress herald_arp_tc";
+pub const TC: &str = "ingress herald_tc";
 
 /// The `--datapath` values every datapath test runs with, and the program each puts on a lab
 /// veth: TC ingress at the defaults (a veth's XDP replies need a program on its peer, which a
@@ -147,7 +147,7 @@ impl Speaker {
 /// predates TCX.)
 pub fn attached(host: &Host) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();
-    // "prog/xdp id 7 name herald_arp_meta" (native) or "prog/xdpgeneric id 7 name ..."
+    // "prog/xdp id 7 name herald_xdp_meta" (native) or "prog/xdpgeneric id 7 name ..."
     let link = host.run("ip", &["-d", "link", "show", "dev", "eth0"])?;
     let words: Vec<&str> = link.split_whitespace().collect();
     for w in words.windows(5) {
@@ -169,7 +169,7 @@ pub fn attached(host: &Host) -> anyhow::Result<Vec<String>> {
         }
     })?;
     found.extend(tcx);
-    // "filter protocol all pref 49152 bpf chain 0 handle 0x1 herald_arp_tc direct-action ..."
+    // "filter protocol all pref 49152 bpf chain 0 handle 0x1 herald_tc direct-action ..."
     let filters = host.run("tc", &["filter", "show", "dev", "eth0", "ingress"]).unwrap_or_default();
     for line in filters.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -201,11 +201,11 @@ pub fn at_tc(host: &Host) -> anyhow::Result<(u32, String)> {
             .context("no TCX link runs Herald's program")?;
         return Ok((program, format!("TCX link {}", link.id())));
     }
-    // "filter protocol all pref 1 bpf chain 0 handle 0x4852 herald_arp_tc direct-action not_in_hw id 41 ..."
+    // "filter protocol all pref 1 bpf chain 0 handle 0x4852 herald_tc direct-action not_in_hw id 41 ..."
     let filters = host.run("tc", &["filter", "show", "dev", "eth0", "ingress"])?;
     let line = filters
         .lines()
-        .find(|l| l.contains(&format!(" {ARP_TC_PROGRAM}")))
+        .find(|l| l.contains(&format!(" {TC_PROGRAM}")))
         .with_context(|| format!("no Herald program at TC ingress:\n{filters}"))?;
     let words: Vec<&str> = line.split_whitespace().collect();
     let after = |w: &str| words.iter().position(|x| *x == w).and_then(|i| words.get(i + 1)).copied();

@@ -15,8 +15,8 @@ use herald_speaker::{
     datapath::{LOGGING, QUIET},
 };
 use speaker_common::{
-    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP,
-    Heartbeat, LOG_LEVEL_GLOBAL, MacKey, NDP_MAP, NdpKey, PASS_PROGRAM, PEER_MAP,
+    ARP_MAP, AddressEntry, ArpKey, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP, Heartbeat, LOG_LEVEL_GLOBAL,
+    MacKey, NDP_MAP, NdpKey, PASS_PROGRAM, PEER_MAP, TC_PROGRAM, XDP_PROGRAM,
 };
 
 /// Where the kernel runs test frames in.
@@ -39,8 +39,8 @@ impl Hook {
 
     pub fn program(self) -> &'static str {
         match self {
-            Hook::Xdp => ARP_PROGRAM,
-            Hook::Tc => ARP_TC_PROGRAM,
+            Hook::Xdp => XDP_PROGRAM,
+            Hook::Tc => TC_PROGRAM,
             Hook::Pass => PASS_PROGRAM,
         }
     }
@@ -95,11 +95,11 @@ impl Fixture {
         }
         let object = if level > 0 { LOGGING.main } else { QUIET.main };
         let mut ebpf = loader.load(object).expect("the object loads");
-        for name in [ARP_PROGRAM, PASS_PROGRAM] {
+        for name in [XDP_PROGRAM, PASS_PROGRAM] {
             let xdp: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
             xdp.load().expect("the XDP program verifies");
         }
-        let tc: &mut SchedClassifier = ebpf.program_mut(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
+        let tc: &mut SchedClassifier = ebpf.program_mut(TC_PROGRAM).unwrap().try_into().unwrap();
         tc.load().expect("the TC program verifies");
         let mut f = Self { ebpf, elsewhere: 0 };
         f.beat(monotonic_ns());
@@ -108,20 +108,21 @@ impl Fixture {
 
     /// Answers for `key` with `mac`.
     pub fn insert(&mut self, key: ArpKey, mac: [u8; 6]) {
-        let mut map: HashMap<_, ArpKey, ArpEntry> =
+        let mut map: HashMap<_, ArpKey, AddressEntry> =
             HashMap::try_from(self.ebpf.map_mut(ARP_MAP).unwrap()).unwrap();
-        map.insert(&key, &ArpEntry::new(mac), 0).unwrap();
+        map.insert(&key, &AddressEntry::new(mac), 0).unwrap();
     }
 
     /// Answers Neighbor Solicitations for `key` with `mac`.
     pub fn insert_ndp(&mut self, key: NdpKey, mac: [u8; 6]) {
-        let mut map: HashMap<_, NdpKey, ArpEntry> =
+        let mut map: HashMap<_, NdpKey, AddressEntry> =
             HashMap::try_from(self.ebpf.map_mut(NDP_MAP).unwrap()).unwrap();
-        map.insert(&key, &ArpEntry::new(mac), 0).unwrap();
+        map.insert(&key, &AddressEntry::new(mac), 0).unwrap();
     }
 
-    pub fn ndp_entry(&self, key: NdpKey) -> ArpEntry {
-        let map: HashMap<_, NdpKey, ArpEntry> = HashMap::try_from(self.ebpf.map(NDP_MAP).unwrap()).unwrap();
+    pub fn ndp_entry(&self, key: NdpKey) -> AddressEntry {
+        let map: HashMap<_, NdpKey, AddressEntry> =
+            HashMap::try_from(self.ebpf.map(NDP_MAP).unwrap()).unwrap();
         map.get(&key, 0).unwrap()
     }
 
@@ -166,8 +167,9 @@ impl Fixture {
             .unwrap();
     }
 
-    pub fn entry(&self, key: ArpKey) -> ArpEntry {
-        let map: HashMap<_, ArpKey, ArpEntry> = HashMap::try_from(self.ebpf.map(ARP_MAP).unwrap()).unwrap();
+    pub fn entry(&self, key: ArpKey) -> AddressEntry {
+        let map: HashMap<_, ArpKey, AddressEntry> =
+            HashMap::try_from(self.ebpf.map(ARP_MAP).unwrap()).unwrap();
         map.get(&key, 0).unwrap()
     }
 
@@ -214,7 +216,7 @@ impl Fixture {
                 p.test_run(options)
             }
             Hook::Tc => {
-                let p: &SchedClassifier = self.ebpf.program(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
+                let p: &SchedClassifier = self.ebpf.program(TC_PROGRAM).unwrap().try_into().unwrap();
                 p.test_run(options)
             }
         }
@@ -233,7 +235,7 @@ impl Fixture {
         let result = match hook {
             Hook::Xdp | Hook::Pass => self.test_run(hook, options)?,
             Hook::Tc => {
-                let p: &SchedClassifier = self.ebpf.program(ARP_TC_PROGRAM).unwrap().try_into().unwrap();
+                let p: &SchedClassifier = self.ebpf.program(TC_PROGRAM).unwrap().try_into().unwrap();
                 match p.test_run(options) {
                     Err(ProgramError::SyscallError(e))
                         if e.io_error.raw_os_error() == Some(22)

@@ -5,13 +5,14 @@
 //!
 //! Herald answers from TC ingress, before the one that ends the chain; theirs keep running; and
 //! nothing of theirs is detached by any start or stop of Herald's (SIGTERM, SIGKILL). A killed
-//! speaker's clsact filter is taken over by the next one: one Herald program at the hook, never
-//! two. Needs root.
+//! speaker's clsact filter is taken over by the next one, and one an earlier release left (under
+//! the program's earlier name) is removed: one Herald program at the hook, never two. Needs
+//! root.
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use herald_tests::{
-    foreign::{At, Foreign, Stats, TC_ACT_OK, TC_ACT_UNSPEC, XDP_PASS},
+    foreign::{At, Foreign, Stats, TC_ACT_OK, TC_ACT_UNSPEC, XDP_PASS, pinned_tc_program},
     kernel_at_least,
     lab::{Host, Lab},
     probe, root_or_skip,
@@ -229,4 +230,49 @@ fn restarts_take_over_the_link() {
     let left: Vec<_> =
         std::fs::read_dir(&pin_dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "pins left behind: {left:?}");
+}
+
+/// A filter an earlier release left (its program named `herald_arp_tc`, placed where the kernel
+/// chose, as aya attaches it) is Herald's: the next speaker removes it and runs its own, one
+/// program of Herald's at the hook.
+#[test]
+fn an_earlier_releases_filter_is_removed() {
+    if !root_or_skip("an_earlier_releases_filter_is_removed") {
+        return;
+    }
+    let mut lab = Lab::new(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    let dir = PathBuf::from("/sys/fs/bpf").join(format!("{}-earlier", node.netns));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pin = pinned_tc_program(&dir, speaker_common::EARLIER_TC_PROGRAM, TC_ACT_UNSPEC).unwrap();
+    let _ = node.output("tc", &["qdisc", "add", "dev", "eth0", "clsact"]);
+    let path = pin.clone();
+    node.in_netns(move || {
+        use aya::programs::{SchedClassifier, TcAttachType, tc::TcAttach};
+        let mut tc = SchedClassifier::from_pin(&path)?;
+        let link = tc.attach(
+            c"eth0",
+            TcAttach::Netlink { parent: TcAttachType::Ingress.into(), options: Default::default() },
+        )?;
+        // Left behind, as by a speaker that was killed.
+        std::mem::forget(tc.take_link(link)?);
+        Ok(())
+    })
+    .unwrap();
+    let _ = std::fs::remove_file(&pin);
+    let _ = std::fs::remove_dir(&dir);
+    assert_eq!(heralds(&node), vec![format!("clsact/ingress {}", speaker_common::EARLIER_TC_PROGRAM)]);
+
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &[]).unwrap();
+    assert!(
+        speaker.log_text().contains("removed a TC filter an earlier release left"),
+        "{}",
+        speaker.log_text()
+    );
+    let now = heralds(&node);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(now[0].ends_with(speaker_common::TC_PROGRAM), "{now:?}");
+    assert_answers(&lab, &node, "after an earlier release's filter");
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    assert_eq!(heralds(&node), Vec::<String>::new(), "after SIGTERM");
 }

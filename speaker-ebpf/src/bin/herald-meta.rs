@@ -29,7 +29,7 @@ unsafe extern "C" {
 const ENODATA: i32 = 61;
 
 #[xdp]
-pub fn herald_arp_meta(ctx: XdpContext) -> u32 {
+pub fn herald_xdp_meta(ctx: XdpContext) -> u32 {
     // Frames that cannot be requests (IPv4, ...) pass before the driver is asked anything.
     if !respond::may_be_request(Frame::new(ctx.data(), ctx.data_end())) {
         return XDP_PASS;

@@ -24,7 +24,7 @@ use speaker_ebpf::{
 /// Devices that leave 802.1Q tags in the frames (rx VLAN offload off): the tag, if any, is read
 /// from the frame and stays in the reply.
 #[xdp]
-pub fn herald_arp(ctx: XdpContext) -> u32 {
+pub fn herald_xdp(ctx: XdpContext) -> u32 {
     let frame = Frame::new(ctx.data(), ctx.data_end());
     let answer = match respond::decide(&ctx, frame, ctx.ingress_ifindex() as u32, Tag::InFrame) {
         Verdict::Answer(answer) => answer,
@@ -40,7 +40,7 @@ pub fn herald_arp(ctx: XdpContext) -> u32 {
 /// TC ingress (clsact): the kernel has moved a frame's tag into `__sk_buff` by now, so it is
 /// read there, and the reply, sent back out of the same device, keeps it.
 #[classifier]
-pub fn herald_arp_tc(ctx: TcContext) -> i32 {
+pub fn herald_tc(ctx: TcContext) -> i32 {
     let skb = ctx.as_ptr().cast::<__sk_buff>();
     // SAFETY: the context of a TC program is its `__sk_buff`.
     let (present, tci, proto, ifindex) =

@@ -22,12 +22,13 @@ use aya::{
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, XdpMode,
         links::FdLink,
-        tc::{NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttach, TcHandle},
+        tc::{NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttach, TcError, TcHandle},
         xdp::XdpLink,
     },
 };
 use speaker_common::{
-    ARP_MAP, ARP_TC_PROGRAM, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP, LOG_LEVEL_GLOBAL, NDP_MAP, PEER_MAP,
+    ARP_MAP, CONFLICT_MAP, EARLIER_TC_PROGRAM, ELSEWHERE_MAP, HEARTBEAT_MAP, LOG_LEVEL_GLOBAL, NDP_MAP,
+    PEER_MAP,
 };
 use tracing::{info, warn};
 
@@ -124,6 +125,15 @@ impl Datapath {
                 Ok((Link::Fd(link, pinned), offload))
             }
             Hook::Tc => {
+                // Filters an earlier release left (it let the kernel place them, and named the
+                // program otherwise): removed, whichever way this one attaches.
+                match remove_filters(ifindex, EARLIER_TC_PROGRAM) {
+                    Ok(true) => info!(interface = ifname, "removed a TC filter an earlier release left"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(interface = ifname, error = %e, "looking for TC filters an earlier release left")
+                    }
+                }
                 let tc = self.tc()?;
                 let adopted = take_over(left, let_go, |fd| {
                     tc.attach_to_link(SchedClassifierLink::try_from(fd).ok()?).ok()
@@ -190,6 +200,20 @@ fn fd_pinned(
     Ok((link, kept_pin(keep, adopted, pin)))
 }
 
+/// Removes `ifindex`'s clsact ingress filters whose program is named `name`; whether there
+/// were any.
+pub(super) fn remove_filters(ifindex: u32, name: &str) -> Result<bool, TcError> {
+    match aya::programs::tc::qdisc_detach_program(ifindex, TcAttachType::Ingress.into(), name) {
+        Ok(()) => Ok(true),
+        Err(TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // No clsact qdisc to hold any.
+        Err(TcError::NetlinkError(e)) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The priority of the responder's clsact filter before TCX: 1 runs first.
 pub(super) const TC_PRIORITY: u16 = 1;
 /// The handle of the responder's clsact filter before TCX ("HR"): where a speaker finds the
@@ -209,12 +233,6 @@ fn attach_filter(
     if let Ok(link) = tc.attach_to_link(left) {
         info!(interface = ifname, "took over the TC filter a stopped speaker left");
         return Ok(link);
-    }
-    // A responder filter elsewhere is one an earlier release let the kernel place.
-    match aya::programs::tc::qdisc_detach_program(ifindex, parent, ARP_TC_PROGRAM) {
-        Ok(()) => info!(interface = ifname, "removed a TC filter an earlier speaker left"),
-        Err(aya::programs::tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(interface = ifname, error = %e, "looking for TC filters an earlier speaker left"),
     }
     // The qdisc that holds the filters; one already there (another's, or a predecessor's) is
     // used as it is.

@@ -1,4 +1,4 @@
-//! `herald_arp_meta`, loaded bound to one device and attached to it in native mode: the
+//! `herald_xdp_meta`, loaded bound to one device and attached to it in native mode: the
 //! responder that asks the driver for 802.1Q tags it stripped (`bpf_xdp_metadata_rx_vlan_tag`,
 //! kernel >= 6.8). Two things aya 0.16 cannot do yet are done here: load a program bound to a
 //! device (its BPF_PROG_LOAD sets no `prog_ifindex`), and resolve a kfunc that the object's BTF
@@ -24,9 +24,9 @@ use aya_obj::{
     },
 };
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
-use speaker_common::ARP_META_PROGRAM;
+use speaker_common::XDP_META_PROGRAM;
 
-/// The kfunc `herald_arp_meta` calls.
+/// The kfunc `herald_xdp_meta` calls.
 const KFUNC: &str = "bpf_xdp_metadata_rx_vlan_tag";
 const BPF_JMP_CALL: u8 = 0x85;
 
@@ -42,7 +42,7 @@ pub enum BoundError {
     Relocation(#[from] aya_obj::relocation::EbpfRelocationError),
     #[error("the object's map {0} has no counterpart in the main object")]
     UnknownMap(String),
-    #[error("the object has no program {ARP_META_PROGRAM}")]
+    #[error("the object has no program {XDP_META_PROGRAM}")]
     NoProgram,
     #[error("creating its read-only data: {0}")]
     Rodata(#[from] aya::maps::MapError),
@@ -91,7 +91,7 @@ fn c_path(path: &Path, call: &'static str) -> Result<CString, BoundError> {
         .map_err(|e| BoundError::Syscall { call, source: io::Error::new(io::ErrorKind::InvalidInput, e) })
 }
 
-/// Loads `herald_arp_meta` from `object` bound to `ifindex`, with its maps pointed at `maps`
+/// Loads `herald_xdp_meta` from `object` bound to `ifindex`, with its maps pointed at `maps`
 /// (name -> the main object's map) and `globals` set, and attaches it in native mode: in
 /// place of the program of `left` (a link a stopped speaker left attached there), or, where
 /// that link cannot take it (`let_go` is called first, and must detach it), anew. Returns
@@ -127,7 +127,7 @@ pub fn attach(
     obj.relocate_maps(fds.into_iter(), &text)?;
     obj.relocate_calls(&text)?;
 
-    let program = obj.programs.get(ARP_META_PROGRAM).ok_or(BoundError::NoProgram)?;
+    let program = obj.programs.get(XDP_META_PROGRAM).ok_or(BoundError::NoProgram)?;
     let function = obj.functions.get(&program.function_key()).ok_or(BoundError::NoProgram)?;
     let program = load(&function.instructions, &obj.license, ifindex)?;
     // The program holds its maps; the read-only data map can go.
@@ -219,7 +219,7 @@ fn frozen(name: &str, map: &aya_obj::Map) -> Result<MapData, BoundError> {
 /// BPF_PROG_LOAD of an XDP program bound to `ifindex`. On refusal, loads again with the
 /// verifier's log, for the error.
 fn load(insns: &[bpf_insn], license: &CString, ifindex: u32) -> Result<OwnedFd, BoundError> {
-    let name = CString::new(ARP_META_PROGRAM).expect("no NUL");
+    let name = CString::new(XDP_META_PROGRAM).expect("no NUL");
     let attempt = |log: &mut [u8]| {
         // SAFETY: zeroed bpf_attr is valid; the fields for BPF_PROG_LOAD, pointing at buffers
         // that outlive the call.

@@ -6,10 +6,9 @@
 
 use std::path::Path;
 
-use aya::programs::{TcAttachType, tc::TcError};
-use speaker_common::ARP_TC_PROGRAM;
+use speaker_common::{EARLIER_TC_PROGRAM, TC_PROGRAM};
 
-use super::{DatapathError, links, offload, offload_record};
+use super::{DatapathError, attach::remove_filters, links, offload, offload_record};
 use crate::bpffs;
 
 /// What was removed, a line each.
@@ -33,17 +32,12 @@ pub fn cleanup(pin_dir: &Path, state_dir: &Path) -> Result<Vec<String>, Datapath
     }
     for interface in nix::net::if_::if_nameindex().map_err(|e| DatapathError::Cleanup(e.into()))?.iter() {
         let ifname = interface.name().to_string_lossy();
-        match aya::programs::tc::qdisc_detach_program(
-            interface.index(),
-            TcAttachType::Ingress.into(),
-            ARP_TC_PROGRAM,
-        ) {
-            Ok(()) => done.push(format!("{ifname}: TC filter {ARP_TC_PROGRAM} removed")),
-            Err(TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-            // No clsact qdisc, or no filters at all.
-            Err(TcError::NetlinkError(e))
-                if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {}
-            Err(e) => done.push(format!("{ifname}: TC filters not read: {e}")),
+        for name in [TC_PROGRAM, EARLIER_TC_PROGRAM] {
+            match remove_filters(interface.index(), name) {
+                Ok(true) => done.push(format!("{ifname}: TC filter {name} removed")),
+                Ok(false) => {}
+                Err(e) => done.push(format!("{ifname}: TC filters not read: {e}")),
+            }
         }
     }
     let record = offload_record(state_dir, pin_dir);

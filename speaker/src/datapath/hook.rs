@@ -83,11 +83,11 @@ impl std::fmt::Display for Foreign {
 /// A way to run the responder on one interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Hook {
-    /// `herald_arp_meta`: XDP in the driver, bound to the device, which reports stripped tags.
+    /// `herald_xdp_meta`: XDP in the driver, bound to the device, which reports stripped tags.
     XdpBound,
-    /// `herald_arp`: XDP in the driver, rx VLAN offload off, so tags stay in the frames.
+    /// `herald_xdp`: XDP in the driver, rx VLAN offload off, so tags stay in the frames.
     XdpInFrame,
-    /// `herald_arp_tc`: TC ingress.
+    /// `herald_tc`: TC ingress.
     Tc,
 }
 

@@ -50,7 +50,7 @@ pub(super) struct Attached {
     pub why: Option<String>,
     pub ifname: String,
     pub link: Link,
-    /// rx VLAN offload, held off for `herald_arp`.
+    /// rx VLAN offload, held off for `herald_xdp`.
     pub offload: Option<OffloadOff>,
 }
 

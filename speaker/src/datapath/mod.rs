@@ -33,8 +33,8 @@ use aya::{
 };
 use herald_kube::report::Chain;
 use speaker_common::{
-    ARP_MAP, ARP_PROGRAM, ARP_TC_PROGRAM, ArpEntry, ArpKey, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP,
-    MacKey, NDP_MAP, NdpKey, PEER_MAP,
+    ARP_MAP, AddressEntry, ArpKey, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP, MacKey, NDP_MAP, NdpKey,
+    PEER_MAP, TC_PROGRAM, XDP_PROGRAM,
 };
 use tracing::{info, warn};
 
@@ -94,9 +94,9 @@ pub enum DatapathError {
 
 pub struct Datapath {
     ebpf: Ebpf,
-    arp: HashMap<MapData, ArpKey, ArpEntry>,
+    arp: HashMap<MapData, ArpKey, AddressEntry>,
     /// The IPv6 (Neighbor Discovery) entries.
-    ndp: HashMap<MapData, NdpKey, ArpEntry>,
+    ndp: HashMap<MapData, NdpKey, AddressEntry>,
     /// Their solicited-node groups, joined while an entry needs one (`None`: the kernel has no
     /// IPv6, so no IPv6 address reaches the node anyway).
     needs: groups::Needs,
@@ -105,7 +105,7 @@ pub struct Datapath {
     peers: HashMap<MapData, MacKey, u32>,
     conflicts: Array<MapData, u64>,
     elsewhere: Elsewhere,
-    /// The log ring buffer, for `herald_arp_meta`'s relocations (none in the quiet objects).
+    /// The log ring buffer, for `herald_xdp_meta`'s relocations (none in the quiet objects).
     log_map: Option<OwnedFd>,
     /// The objects loaded, and what their programs log.
     objects: Objects,
@@ -287,7 +287,7 @@ impl Datapath {
     }
 
     pub fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError> {
-        let entry = ArpEntry::new(mac);
+        let entry = AddressEntry::new(mac);
         match key {
             Key::Arp(key) => self.arp.insert(key, &entry, 0)?,
             Key::Ndp(key) => {
@@ -370,16 +370,16 @@ impl Datapath {
     fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
         Ok(self
             .ebpf
-            .program_mut(ARP_PROGRAM)
-            .ok_or(DatapathError::Missing("program herald_arp"))?
+            .program_mut(XDP_PROGRAM)
+            .ok_or(DatapathError::Missing("program herald_xdp"))?
             .try_into()?)
     }
 
     fn tc(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
         Ok(self
             .ebpf
-            .program_mut(ARP_TC_PROGRAM)
-            .ok_or(DatapathError::Missing("program herald_arp_tc"))?
+            .program_mut(TC_PROGRAM)
+            .ok_or(DatapathError::Missing("program herald_tc"))?
             .try_into()?)
     }
 }

@@ -2,16 +2,16 @@
 //! and the loading of the main one.
 
 use aya::{Ebpf, EbpfLoader};
-use speaker_common::{ARP_PROGRAM, ARP_TC_PROGRAM, LOG_LEVEL_GLOBAL};
+use speaker_common::{LOG_LEVEL_GLOBAL, TC_PROGRAM, XDP_PROGRAM};
 
 use super::{DatapathError, LogLevel};
 
 /// Herald's BPF objects, as one build of them made them.
 #[derive(Clone, Copy, Debug)]
 pub struct Objects {
-    /// `herald_arp`, `herald_arp_tc`, `herald_pass`.
+    /// `herald_xdp`, `herald_tc`, `herald_pass`.
     pub main: &'static [u8],
-    /// `herald_arp_meta`, loaded per device where the driver reports stripped tags.
+    /// `herald_xdp_meta`, loaded per device where the driver reports stripped tags.
     pub meta: &'static [u8],
 }
 
@@ -42,7 +42,7 @@ pub(super) fn load_programs(log: LogLevel) -> Result<Ebpf, DatapathError> {
         loader.override_global(LOG_LEVEL_GLOBAL, &level, true);
     }
     let mut ebpf = loader.load(Objects::at(log).main)?;
-    for name in [ARP_PROGRAM, ARP_TC_PROGRAM] {
+    for name in [XDP_PROGRAM, TC_PROGRAM] {
         let program = ebpf.program_mut(name).ok_or(DatapathError::Missing("a responder program"))?;
         match program {
             aya::programs::Program::Xdp(p) => p.load()?,

@@ -88,25 +88,25 @@ fn test_run_table() -> anyhow::Result<()> {
     let row = |label, hook, logged, frame| Row { label, hook, logged, alone: false, frame };
     let rows = [
         row("trivial XDP_PASS program (baseline)", Hook::Pass, false, &ipv4),
-        row("herald_arp (XDP), pass path (IPv4 frame)", Hook::Xdp, false, &ipv4),
-        row("herald_arp (XDP), miss path (ARP, other address)", Hook::Xdp, false, &miss),
+        row("herald_xdp (XDP), pass path (IPv4 frame)", Hook::Xdp, false, &ipv4),
+        row("herald_xdp (XDP), miss path (ARP, other address)", Hook::Xdp, false, &miss),
         Row {
             alone: true,
             ..row("  same, nothing announced elsewhere (standalone)", Hook::Xdp, false, &miss)
         },
-        row("herald_arp (XDP), drop path (another node's address)", Hook::Xdp, false, &elsewhere),
+        row("herald_xdp (XDP), drop path (another node's address)", Hook::Xdp, false, &elsewhere),
         row("  same, --xdp-log debug: pass path", Hook::Xdp, true, &ipv4),
         row("  same, --xdp-log debug: miss path (one statement)", Hook::Xdp, true, &miss),
-        row("herald_arp (XDP), pass path (IPv6 UDP packet)", Hook::Xdp, false, &ipv6),
-        row("herald_arp (XDP), NDP miss (valid, other address)", Hook::Xdp, false, &ndp_miss),
-        row("herald_arp_tc (TC), pass path (IPv4 frame)", Hook::Tc, false, &ipv4),
-        row("herald_arp_tc (TC), miss path (ARP, other address)", Hook::Tc, false, &miss),
+        row("herald_xdp (XDP), pass path (IPv6 UDP packet)", Hook::Xdp, false, &ipv6),
+        row("herald_xdp (XDP), NDP miss (valid, other address)", Hook::Xdp, false, &ndp_miss),
+        row("herald_tc (TC), pass path (IPv4 frame)", Hook::Tc, false, &ipv4),
+        row("herald_tc (TC), miss path (ARP, other address)", Hook::Tc, false, &miss),
         Row {
             alone: true,
             ..row("  same, nothing announced elsewhere (standalone)", Hook::Tc, false, &miss)
         },
-        row("herald_arp_tc (TC), drop path (another node's address)", Hook::Tc, false, &elsewhere),
-        row("herald_arp_tc (TC), NDP miss (valid, other address)", Hook::Tc, false, &ndp_miss),
+        row("herald_tc (TC), drop path (another node's address)", Hook::Tc, false, &elsewhere),
+        row("herald_tc (TC), NDP miss (valid, other address)", Hook::Tc, false, &ndp_miss),
     ];
     // Two figures per row: the kernel's own (the program alone, in whole ns) and the wall time of
     // the call over its repeats (program plus the harness's loop, in fractions of a ns).
@@ -152,7 +152,7 @@ fn test_run_table() -> anyhow::Result<()> {
          (adds the harness's loop, and a fixed ~15 ms per call here, which {REPEAT} runs amortize).\n  \
          Logged rows run {LOGGED_BATCH} at a time (the log ring buffer holds about 1,300 statements),\n  \
          drained between calls: their wall time is that fixed cost, not shown. The verifier leaves\n  \
-         {} bytes of herald_arp with logging off, {} with debug (off: the object built\n  \
+         {} bytes of herald_xdp with logging off, {} with debug (off: the object built\n  \
          without them). Target: pass path within 10% of the baseline; logging off costs nothing.\n",
         size(&quiet, Hook::Xdp),
         size(&verbose, Hook::Xdp),
@@ -175,11 +175,11 @@ fn hit_table() -> anyhow::Result<()> {
     let ns = solicitation.to_bytes();
     let rows: [(&str, Hook, &[u8]); 6] = [
         ("trivial XDP_PASS program (baseline)", Hook::Pass, &arp),
-        ("herald_arp (XDP), ARP request answered", Hook::Xdp, &arp),
-        ("herald_arp (XDP), solicitation answered", Hook::Xdp, &ns),
-        ("herald_arp (XDP), DAD probe answered (frame grows)", Hook::Xdp, &dad),
-        ("herald_arp_tc (TC), ARP request answered", Hook::Tc, &arp),
-        ("herald_arp_tc (TC), solicitation answered", Hook::Tc, &ns),
+        ("herald_xdp (XDP), ARP request answered", Hook::Xdp, &arp),
+        ("herald_xdp (XDP), solicitation answered", Hook::Xdp, &ns),
+        ("herald_xdp (XDP), DAD probe answered (frame grows)", Hook::Xdp, &dad),
+        ("herald_tc (TC), ARP request answered", Hook::Tc, &arp),
+        ("herald_tc (TC), solicitation answered", Hook::Tc, &ns),
     ];
     for (label, hook, frame) in &rows[1..] {
         anyhow::ensure!(f.run(*hook, frame)?.0 == Verdict::Answer, "{label}: not answered");

@@ -111,7 +111,7 @@ pub fn run() -> anyhow::Result<()> {
     let auto_label = format!("{auto_program} (--datapath auto), hit path (request answered)");
     println!("  {auto_label:<60} {:>8.0}", median(&mut auto_ns));
     println!("  {:<60} {miss_ns:>8.0}", format!("{auto_program}, miss path (another address)"));
-    println!("  {:<60} {:>8.0}", "herald_arp_tc (--datapath tc), hit path", median(&mut tc_ns));
+    println!("  {:<60} {:>8.0}", "herald_tc (--datapath tc), hit path", median(&mut tc_ns));
     println!("  {:<60} {:>8.0}", format!("{auto_program}, hit path, 1,000/s, --xdp-log off"), logged[0]);
     println!("  {:<60} {:>8.0}", format!("{auto_program}, hit path, 1,000/s, --xdp-log debug"), logged[1]);
     println!("  (target: hit path under 200 ns)\n");
