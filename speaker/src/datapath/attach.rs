@@ -83,18 +83,16 @@ impl Datapath {
                 if self.log != LogLevel::Off {
                     globals.push((LOG_LEVEL_GLOBAL, &level));
                 }
-                let left = left.and_then(|path| match bound::pinned(&path) {
-                    Ok(fd) => Some((fd, path)),
-                    Err(_) => {
-                        let_go(&path);
-                        None
+                let program = bound::prepare(self.objects.meta, ifindex, &maps, &globals)
+                    .map_err(|e: BoundError| failed(e.into()))?;
+                let taken = take_over(left, let_go, |path| bound::take_over(path, program.as_fd()));
+                let adopted = taken.is_some();
+                let link = match taken {
+                    Some(link) => bound::Link::taken(link, program),
+                    None => {
+                        bound::Link::attach(program, ifindex).map_err(|e: BoundError| failed(e.into()))?
                     }
-                });
-                let (fd, path) = left.unzip();
-                let on_fail: Box<dyn FnOnce() + '_> = Box::new(|| path.as_deref().map_or((), let_go));
-                let (link, adopted) =
-                    bound::attach(self.objects.meta, ifindex, &maps, &globals, fd.map(|fd| (fd, on_fail)))
-                        .map_err(|e: BoundError| failed(e.into()))?;
+                };
                 let pinned = match (keep, adopted) {
                     (true, false) => {
                         std::fs::create_dir_all(links::links_dir(&self.options.pin_dir))
@@ -110,8 +108,9 @@ impl Datapath {
                 let record = offload_record(&self.options.state_dir, &self.options.pin_dir);
                 let offload = OffloadOff::take(ifname, &record).map_err(|e| failed(e.into()))?;
                 let xdp = self.xdp()?;
-                let adopted =
-                    take_over(left, let_go, |fd| xdp.attach_to_link(XdpLink::try_from(fd).ok()?).ok());
+                let adopted = take_over(left, let_go, |path| {
+                    xdp.attach_to_link(XdpLink::try_from(links::open(path)?).ok()?).ok()
+                });
                 let (id, adopted) = match adopted {
                     Some(id) => (id, true),
                     None => (xdp.attach(ifindex, XdpMode::Driver).map_err(|e| failed(e.into()))?, false),
@@ -135,8 +134,8 @@ impl Datapath {
                     }
                 }
                 let tc = self.tc()?;
-                let adopted = take_over(left, let_go, |fd| {
-                    tc.attach_to_link(SchedClassifierLink::try_from(fd).ok()?).ok()
+                let adopted = take_over(left, let_go, |path| {
+                    tc.attach_to_link(SchedClassifierLink::try_from(links::open(path)?).ok()?).ok()
                 });
                 let first = TcAttach::Tcx { attach_type: TcAttachType::Ingress, order: LinkOrder::first() };
                 let (id, adopted) = match adopted {
@@ -159,14 +158,15 @@ impl Datapath {
 }
 
 /// The link pinned at `left`, pointed at this speaker's program by `update`; a link that does
-/// not open or take it is let go (`let_go` removes its pin: it detaches).
+/// not open or take it is let go (`let_go` removes its pin: it detaches), so that the hook is
+/// free for a link anew.
 fn take_over<T>(
     left: Option<PathBuf>,
     let_go: impl FnOnce(&Path),
-    update: impl FnOnce(FdLink) -> Option<T>,
+    update: impl FnOnce(&Path) -> Option<T>,
 ) -> Option<T> {
     let path = left?;
-    let taken = links::open(&path).and_then(update);
+    let taken = update(&path);
     if taken.is_none() {
         let_go(&path);
     }

@@ -60,6 +60,16 @@ pub struct Link {
 }
 
 impl Link {
+    /// `program` (from [`prepare`]) attached to `ifindex` anew, in native mode.
+    pub fn attach(program: OwnedFd, ifindex: u32) -> Result<Self, BoundError> {
+        Ok(Self { link: link(program.as_fd(), ifindex)?, _program: program })
+    }
+
+    /// `program` in `link`, a link [`take_over`] took.
+    pub fn taken(link: OwnedFd, program: OwnedFd) -> Self {
+        Self { link, _program: program }
+    }
+
     /// Pins the link at `path` (on a bpffs): it stays attached after this process.
     pub fn pin(&self, path: &Path) -> Result<(), BoundError> {
         let path = c_path(path, "BPF_OBJ_PIN")?;
@@ -74,8 +84,15 @@ impl Link {
     }
 }
 
+/// The link pinned at `pin` (a stopped speaker left it attached), running `program` from now
+/// on in place of its own; `None` where it does not open or take it.
+pub fn take_over(pin: &Path, program: BorrowedFd<'_>) -> Option<OwnedFd> {
+    let link = pinned(pin).ok()?;
+    update(link.as_fd(), program).ok().map(|()| link)
+}
+
 /// The link pinned at `path`.
-pub fn pinned(path: &Path) -> Result<OwnedFd, BoundError> {
+fn pinned(path: &Path) -> Result<OwnedFd, BoundError> {
     let path = c_path(path, "BPF_OBJ_GET")?;
     // SAFETY: zeroed bpf_attr is valid; the fields for BPF_OBJ_GET, pointing at a live path.
     unsafe {
@@ -92,17 +109,14 @@ fn c_path(path: &Path, call: &'static str) -> Result<CString, BoundError> {
 }
 
 /// Loads `herald_xdp_meta` from `object` bound to `ifindex`, with its maps pointed at `maps`
-/// (name -> the main object's map) and `globals` set, and attaches it in native mode: in
-/// place of the program of `left` (a link a stopped speaker left attached there), or, where
-/// that link cannot take it (`let_go` is called first, and must detach it), anew. Returns
-/// whether it took `left` over.
-pub fn attach(
+/// (name -> the main object's map) and `globals` set: the program, for [`Link::attach`] or
+/// [`take_over`].
+pub fn prepare(
     object: &[u8],
     ifindex: u32,
     maps: &HashMap<&str, BorrowedFd<'_>>,
     globals: &[(&str, &[u8])],
-    left: Option<(OwnedFd, Box<dyn FnOnce() + '_>)>,
-) -> Result<(Link, bool), BoundError> {
+) -> Result<OwnedFd, BoundError> {
     let mut obj = Object::parse(object)?;
     obj.patch_map_data(globals.iter().map(|(name, value)| (*name, (*value, true))).collect())?;
     let kfunc =
@@ -132,15 +146,7 @@ pub fn attach(
     let program = load(&function.instructions, &obj.license, ifindex)?;
     // The program holds its maps; the read-only data map can go.
     drop(rodata);
-    if let Some((left, let_go)) = left {
-        if update(left.as_fd(), program.as_fd()).is_ok() {
-            return Ok((Link { link: left, _program: program }, true));
-        }
-        drop(left);
-        let_go();
-    }
-    let link = link(program.as_fd(), ifindex)?;
-    Ok((Link { link, _program: program }, false))
+    Ok(program)
 }
 
 /// BPF_LINK_UPDATE: `link` runs `program` from now on, in place of its own.
