@@ -34,7 +34,7 @@ pub(super) fn interface(it: &Interface, mode: Mode, btf: bool) -> Verdict {
         Hook::Tc if let Some(foreign) = &facts.foreign_xdp => Verdict::new(
             &it.name,
             State::Degraded,
-            format!("TC ingress: another program, {foreign}, holds the XDP hook, and Herald never replaces one"),
+            format!("TC ingress: {}, and Herald never replaces one", foreign.holding_xdp()),
         )
         .fix("answers are right either way, from TC ingress, which the frames that program passes reach"),
         // The right hook there, not a fallback.

@@ -71,6 +71,13 @@ pub struct Foreign {
     pub name: String,
 }
 
+impl Foreign {
+    /// Why the responder is not at XDP, in the words the log, `status` and `check` share.
+    pub fn holding_xdp(&self) -> String {
+        format!("another program, {self}, holds the XDP hook")
+    }
+}
+
 impl std::fmt::Display for Foreign {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.name.as_str() {

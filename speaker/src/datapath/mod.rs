@@ -216,7 +216,7 @@ impl Datapath {
         let facts = hook_facts(ifindex, ifname);
         let mut why = facts.foreign_xdp.as_ref().map(|foreign| {
             info!(interface = ifname, program = %foreign, "another program holds the XDP hook: never replaced");
-            format!("another program, {foreign}, holds the XDP hook")
+            foreign.holding_xdp()
         });
         let hooks = hook::plan(self.options.mode, &facts)
             .map_err(|why| DatapathError::NoHook { ifname: ifname.into(), why })?;

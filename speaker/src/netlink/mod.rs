@@ -1,7 +1,8 @@
 //! What the kernel says about links over netlink, in the speaker's own network namespace (sysfs
 //! may show another one): which interfaces are ports of a bond or bridge ([`ports`], rtnetlink),
 //! which program holds an interface's XDP hook ([`xdp_program`], rtnetlink) and what a driver
-//! offers XDP programs ([`xdp_features`], the generic netlink family `netdev`). A request, its answer read to the end, plain parsing: no client library.
+//! offers XDP programs ([`xdp_features`], the generic netlink family `netdev`). A request, its
+//! answer read to the end, plain parsing: no client library.
 
 mod events;
 mod link;
