@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::lab::{Host, parse_mac};
+use crate::lab::{Host, Lab, format_mac, parse_mac};
 pub use crate::series::{Probe, series, series_during};
 
 /// The MAC of every ARP reply `from` got for `target` in `count` broadcast probes.
@@ -32,6 +32,25 @@ fn run_arping(from: &Host, args: &[&str]) -> anyhow::Result<Vec<[u8; 6]>> {
         String::from_utf8_lossy(&out.stderr)
     );
     parse_arping(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Every reply the lab's client gets for `vip` comes from `node`, and there are some.
+#[track_caller]
+pub fn assert_answers(lab: &Lab, node: &Host, vip: Ipv4Addr) {
+    let macs = arping(&lab.client, vip, 2).unwrap();
+    assert!(!macs.is_empty(), "no reply for {vip}");
+    assert!(
+        macs.iter().all(|m| *m == node.mac),
+        "{vip}: replies from {macs:02x?}, node is {}",
+        format_mac(node.mac)
+    );
+}
+
+/// Nobody answers the lab's client for `vip`.
+#[track_caller]
+pub fn assert_silent(lab: &Lab, vip: Ipv4Addr) {
+    let macs = arping(&lab.client, vip, 1).unwrap();
+    assert!(macs.is_empty(), "{vip} is still answered by {macs:02x?}");
 }
 
 /// One probe, waiting at most `timeout` (whole seconds, at least 1: arping's unit) for replies.

@@ -15,7 +15,8 @@ use herald_tests::{
     foreign::{At, Foreign, Stats, TC_ACT_OK, TC_ACT_UNSPEC, XDP_PASS, pinned_tc_program},
     kernel_at_least,
     lab::{Host, Lab},
-    probe, root_or_skip,
+    probe::{assert_answers, assert_silent},
+    root_or_skip,
     speaker::{self, Speaker},
     workspace_bin,
 };
@@ -90,12 +91,6 @@ fn heralds(node: &Host) -> Vec<String> {
         .collect()
 }
 
-fn assert_answers(lab: &Lab, node: &Host, when: &str) {
-    let macs = probe::arping(&lab.client, VIP, 2).unwrap();
-    assert!(!macs.is_empty(), "{when}: no reply for {VIP}");
-    assert!(macs.iter().all(|m| *m == node.mac), "{when}: replies from {macs:02x?}");
-}
-
 #[test]
 fn beside_other_programs_at_xdp_and_tc() {
     if !root_or_skip("beside_other_programs_at_xdp_and_tc") {
@@ -122,7 +117,7 @@ fn beside_other_programs_at_xdp_and_tc() {
 
     let speaker = Speaker::start(&mut lab, &node, CONFIG, &[]).unwrap();
     assert!(speaker.log_text().contains("another program holds the XDP hook"), "{}", speaker.log_text());
-    assert_answers(&lab, &node, "beside them");
+    assert_answers(&lab, &node, VIP);
     assert_eq!(heralds(&node).len(), 1, "{:?}", speaker::attached(&node).unwrap());
     theirs.assert_attached("with Herald");
     theirs.assert_running(&lab, "with Herald");
@@ -144,7 +139,7 @@ fn beside_other_programs_at_xdp_and_tc() {
         assert!(speaker.log_text().contains("took over the TC filter"), "{}", speaker.log_text());
     }
     assert_eq!(heralds(&node).len(), 1, "after a restart: {:?}", speaker::attached(&node).unwrap());
-    assert_answers(&lab, &node, "after a restart");
+    assert_answers(&lab, &node, VIP);
     theirs.assert_attached("after a restart");
     theirs.assert_running(&lab, "after a restart");
     assert!(speaker.stop(&mut lab).unwrap().success());
@@ -161,7 +156,7 @@ fn killed_speakers_leave_one_filter_at_most() {
     let node = lab.node("node-a").clone();
     for round in 0..3 {
         let speaker = Speaker::start(&mut lab, &node, CONFIG, &[]).unwrap();
-        assert_answers(&lab, &node, &format!("round {round}"));
+        assert_answers(&lab, &node, VIP);
         assert_eq!(heralds(&node).len(), 1, "round {round}: {:?}", speaker::attached(&node).unwrap());
         speaker.signal(Signal::SIGKILL).unwrap();
         lab.take_child(speaker.pid).unwrap().wait().unwrap();
@@ -184,21 +179,21 @@ fn restarts_take_over_the_link() {
     let node = lab.node("node-a").clone();
     let keep = ["--on-exit", "keep"];
     let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
-    assert_answers(&lab, &node, "first start");
+    assert_answers(&lab, &node, VIP);
     let (first, held) = speaker::at_tc(&node).expect("Herald at TC ingress");
 
     // SIGTERM: left attached, idle.
     assert!(speaker.stop(&mut lab).unwrap().success());
     assert_eq!(speaker::at_tc(&node).expect("Herald at TC ingress"), (first, held.clone()), "after SIGTERM");
-    let macs = probe::arping(&lab.client, VIP, 1).unwrap();
-    assert!(macs.is_empty(), "a stopped speaker's program answers: {macs:02x?}");
+    // A stopped speaker's program answers nothing.
+    assert_silent(&lab, VIP);
 
     // The next one takes it over: the same link, its own program.
     let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
     let (second, again) = speaker::at_tc(&node).expect("Herald at TC ingress");
     assert_eq!(again, held, "a restart attached anew");
     assert_ne!(second, first, "the link runs the new speaker's program");
-    assert_answers(&lab, &node, "after a restart");
+    assert_answers(&lab, &node, VIP);
 
     // SIGKILL, and the next one: the same link again.
     speaker.signal(Signal::SIGKILL).unwrap();
@@ -208,7 +203,7 @@ fn restarts_take_over_the_link() {
     assert_eq!(again, held, "a restart after SIGKILL attached anew");
     assert_ne!(third, second);
     assert_eq!(heralds(&node).len(), 1, "{:?}", speaker::attached(&node).unwrap());
-    assert_answers(&lab, &node, "after SIGKILL and a restart");
+    assert_answers(&lab, &node, VIP);
 
     // An uninstall: `cleanup` removes it, and is refused while a speaker runs.
     let bin = workspace_bin("herald-speaker");
@@ -272,7 +267,68 @@ fn an_earlier_releases_filter_is_removed() {
     let now = heralds(&node);
     assert_eq!(now.len(), 1, "{now:?}");
     assert!(now[0].ends_with(speaker_common::TC_PROGRAM), "{now:?}");
-    assert_answers(&lab, &node, "after an earlier release's filter");
+    assert_answers(&lab, &node, VIP);
     assert!(speaker.stop(&mut lab).unwrap().success());
     assert_eq!(heralds(&node), Vec::<String>::new(), "after SIGTERM");
+}
+
+/// The same hand-over at XDP, where the driver-bound program runs (`--datapath xdp`, Linux 6.8,
+/// where the lab's veth reports stripped tags): a restart, after SIGTERM or SIGKILL, keeps the
+/// XDP link and puts the new speaker's program in it.
+#[test]
+fn restarts_take_over_the_xdp_link() {
+    if !root_or_skip("restarts_take_over_the_xdp_link") {
+        return;
+    }
+    if !kernel_at_least(6, 8) {
+        // No driver-bound program on this kernel: the TC test above is the hand-over here.
+        return;
+    }
+    let mut lab = Lab::new(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    let args = ["--datapath", "xdp", "--on-exit", "keep"];
+    // The program at eth0's XDP hook, and the id of the link that holds it.
+    let at_xdp = || {
+        let shown = node.run("ip", &["-d", "link", "show", "dev", "eth0"]).unwrap();
+        let words: Vec<&str> = shown.split_whitespace().collect();
+        let program: u32 = words
+            .windows(3)
+            .find_map(|w| (w[0] == "prog/xdp" && w[1] == "id").then(|| w[2].parse().unwrap()))
+            .unwrap_or_else(|| panic!("no XDP program:\n{shown}"));
+        let link = aya::programs::loaded_links()
+            .filter_map(Result::ok)
+            .find(|l| l.program_id() == program)
+            .expect("the XDP link of Herald's program");
+        (program, link.id())
+    };
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &args).unwrap();
+    assert_answers(&lab, &node, VIP);
+    assert_eq!(heralds(&node), vec![speaker::XDP_BOUND.to_owned()]);
+    let (first, link) = at_xdp();
+
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    assert_eq!(at_xdp(), (first, link), "after SIGTERM");
+    assert_silent(&lab, VIP);
+
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &args).unwrap();
+    let (second, again) = at_xdp();
+    assert_eq!(again, link, "a restart attached anew");
+    assert_ne!(second, first, "the link runs the new speaker's program");
+    assert_answers(&lab, &node, VIP);
+
+    speaker.signal(Signal::SIGKILL).unwrap();
+    lab.take_child(speaker.pid).unwrap().wait().unwrap();
+    let speaker = Speaker::start(&mut lab, &node, CONFIG, &args).unwrap();
+    let (third, again) = at_xdp();
+    assert_eq!(again, link, "a restart after SIGKILL attached anew");
+    assert_ne!(third, second);
+    assert_answers(&lab, &node, VIP);
+
+    let bin = workspace_bin("herald-speaker");
+    let pin_dir = lab.pin_dir(&node);
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    let done =
+        node.output(bin.to_str().unwrap(), &["cleanup", "--pin-dir", pin_dir.to_str().unwrap()]).unwrap();
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(heralds(&node), Vec::<String>::new(), "after cleanup");
 }

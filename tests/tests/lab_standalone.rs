@@ -6,7 +6,7 @@ use std::{net::Ipv4Addr, time::Duration};
 use herald_tests::{
     lab::{Host, Lab, format_mac},
     poll,
-    probe::{self, Capture},
+    probe::{self, Capture, assert_answers, assert_silent},
     root_or_skip,
     speaker::{self, Speaker},
 };
@@ -35,22 +35,6 @@ fn start(lab: &mut Lab, node: &Host, vips: &[Ipv4Addr], datapath: &str) -> Speak
     let dead_man = DEAD_MAN_MS.to_string();
     Speaker::start(lab, node, &config(vips), &["--datapath", datapath, "--dead-man-ms", &dead_man])
         .expect("speaker")
-}
-
-/// Every reply for `vip` comes from `node`, and there are some.
-fn assert_answers(lab: &Lab, node: &Host, vip: Ipv4Addr) {
-    let macs = probe::arping(&lab.client, vip, 2).unwrap();
-    assert!(!macs.is_empty(), "no reply for {vip}");
-    assert!(
-        macs.iter().all(|m| *m == node.mac),
-        "{vip}: replies from {macs:02x?}, node is {}",
-        format_mac(node.mac)
-    );
-}
-
-fn assert_silent(lab: &Lab, vip: Ipv4Addr) {
-    let macs = probe::arping(&lab.client, vip, 1).unwrap();
-    assert!(macs.is_empty(), "{vip} is still answered by {macs:02x?}");
 }
 
 /// A node that is a container (kind, k3d, containerlab): its eth0 is a veth whose other end sits
