@@ -49,8 +49,9 @@ pub const ARP_MAP_CAPACITY: u32 = 65_536;
 /// The MACs of the other Herald speakers of the cluster: [`MacKey`] -> `u32` (unused). Their
 /// gratuitous ARP for an address (a takeover) is not a conflict.
 pub const PEER_MAP: &str = "HERALD_PEERS";
-/// Capacity of [`PEER_MAP`].
-pub const PEER_MAP_CAPACITY: u32 = 1024;
+/// Capacity of [`PEER_MAP`]: a thousand nodes with up to four announcing interfaces each (the
+/// speaker keeps it to the members', and those gone lately).
+pub const PEER_MAP_CAPACITY: u32 = 4096;
 /// The IPv4 addresses Herald announces from another node, whose ARP requests this node drops
 /// while its speaker is alive: kube-proxy in IPVS mode (and kube-router) bind every Service
 /// address on every node, and a kernel that answers ARP for any local address (`arp_ignore` 0,

@@ -184,7 +184,7 @@ impl Runtime {
             tokio::select! {
                 _ = conflicts.tick() => source.conflicts(announcer.poll_conflicts()),
                 Some(macs) = changed(&mut peer_macs) => {
-                    if let Err(e) = announcer.add_peers(macs) {
+                    if let Err(e) = announcer.set_peers(&macs) {
                         error!(error = %Chain(&e), "the other speakers' MACs not written");
                     }
                 }

@@ -93,8 +93,8 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
     }
 
     /// The other speakers' MACs: gratuitous ARP from them is no conflict.
-    pub fn add_peers(&mut self, macs: PeerMacs) -> Result<(), DatapathError> {
-        self.datapath.add_peers(macs.into_iter().collect())
+    pub fn set_peers(&mut self, macs: &PeerMacs) -> Result<(), DatapathError> {
+        self.datapath.set_peers(macs)
     }
 
     /// Names of the interfaces announced on, for metric labels.

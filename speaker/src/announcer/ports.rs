@@ -5,6 +5,7 @@ use std::{collections::BTreeSet, io, net::Ipv4Addr};
 
 use crate::{
     announcement::Key,
+    cluster::PeerMacs,
     datapath::{Datapath, DatapathError, Hook, Placed},
     garp,
     pinned::Entry,
@@ -18,7 +19,7 @@ pub trait Responder {
     fn hook(&self, ifindex: u32) -> Option<Placed>;
     fn insert(&mut self, key: &Key, mac: [u8; 6]) -> Result<(), DatapathError>;
     fn remove(&mut self, key: &Key) -> Result<(), DatapathError>;
-    fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError>;
+    fn set_peers(&mut self, macs: &PeerMacs) -> Result<(), DatapathError>;
     fn entries(&self) -> Result<Vec<Entry>, DatapathError>;
     fn conflicts_total(&self) -> Result<u64, DatapathError>;
     fn set_elsewhere(&mut self, addresses: &BTreeSet<Ipv4Addr>) -> Result<(), DatapathError>;
@@ -45,8 +46,8 @@ impl Responder for Datapath {
     fn remove(&mut self, key: &Key) -> Result<(), DatapathError> {
         Datapath::remove(self, key)
     }
-    fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError> {
-        Datapath::add_peers(self, macs)
+    fn set_peers(&mut self, macs: &PeerMacs) -> Result<(), DatapathError> {
+        Datapath::set_peers(self, macs)
     }
     fn entries(&self) -> Result<Vec<Entry>, DatapathError> {
         Datapath::entries(self)

@@ -70,8 +70,8 @@ impl Responder for FakeDatapath {
         self.removed.push(*key);
         Ok(())
     }
-    fn add_peers(&mut self, macs: Vec<[u8; 6]>) -> Result<(), DatapathError> {
-        self.peers.extend(macs);
+    fn set_peers(&mut self, macs: &PeerMacs) -> Result<(), DatapathError> {
+        self.peers = macs.clone();
         Ok(())
     }
     fn entries(&self) -> Result<Vec<Entry>, DatapathError> {
@@ -290,12 +290,14 @@ async fn a_burst_stops_when_the_address_is_lost() {
     assert!(ann.bursts.sender.0.lock().unwrap().iter().all(|(ifindex, _)| *ifindex == 2));
 }
 
-/// The other speakers' MACs go to the datapath.
+/// The other speakers' MACs go to the datapath, and leave it.
 #[tokio::test]
 async fn peers_reach_the_datapath() {
     let mut ann = announcer();
-    ann.add_peers(BTreeSet::from([OTHER_MAC])).unwrap();
+    ann.set_peers(&BTreeSet::from([OTHER_MAC])).unwrap();
     assert_eq!(ann.datapath.peers, BTreeSet::from([OTHER_MAC]));
+    ann.set_peers(&BTreeSet::new()).unwrap();
+    assert!(ann.datapath.peers.is_empty());
 }
 
 /// The state file is rendered again only when the generation moves: it moves with what is

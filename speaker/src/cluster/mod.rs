@@ -11,6 +11,7 @@ mod gate;
 mod hearing;
 mod identity;
 pub mod liveness;
+mod peer_macs;
 mod task;
 pub mod wire;
 
@@ -41,7 +42,7 @@ use crate::{config::Cluster, election::Succession, fence::Fence, metrics::Metric
 /// Live member names, this speaker's own included.
 pub type Alive = BTreeSet<String>;
 
-/// The MACs of every other speaker seen since the start (the set only grows).
+/// The other speakers' MACs: the members', and for a while those gone ([`peer_macs`]).
 pub type PeerMacs = BTreeSet<[u8; 6]>;
 
 /// A running membership.
@@ -102,6 +103,7 @@ impl Membership {
                     metrics,
                     fence,
                     mute: false,
+                    recent_macs: peer_macs::Recent::default(),
                     hearing: hearing::Hearing::new(&timers),
                     alone: true,
                     told_by: None,

@@ -18,7 +18,7 @@ use super::{
     gate::Gate,
     hearing::Hearing,
     liveness::{Liveness, Out},
-    unix_ms,
+    peer_macs, unix_ms,
     wire::Message,
 };
 use crate::{
@@ -45,6 +45,7 @@ pub(super) struct Task {
     /// Whether a member heard lately is not in the view yet (see [`Hearing::strangers`]).
     pub strangers_tx: watch::Sender<bool>,
     pub peer_macs_tx: watch::Sender<PeerMacs>,
+    pub recent_macs: peer_macs::Recent,
     pub metrics: Arc<Metrics>,
     /// Beats to the programs; says whether this member may speak for itself.
     pub fence: Fence,
@@ -300,10 +301,11 @@ impl Task {
             // The same names may sit at new addresses.
             self.follow();
             let macs: Vec<[u8; 6]> = self.foca.iter_members().flat_map(|m| m.id().macs.clone()).collect();
-            self.peer_macs_tx.send_if_modified(|seen| {
-                let before = seen.len();
-                seen.extend(macs);
-                seen.len() > before
+            let peers = self.recent_macs.update(macs, std::time::Instant::now());
+            self.peer_macs_tx.send_if_modified(|current| {
+                let differs = *current != peers;
+                *current = peers;
+                differs
             });
             self.publish();
         }

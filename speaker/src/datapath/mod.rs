@@ -16,6 +16,7 @@ mod heartbeat;
 pub mod hook;
 pub mod links;
 mod logs;
+mod mirror;
 mod objects;
 mod offload;
 
@@ -47,7 +48,9 @@ pub use self::{
     logs::{LogLevel, forward as forward_logs},
     objects::{LOGGING, Objects, QUIET},
 };
-use self::{elsewhere::Elsewhere, links::Attached, objects::load_programs, offload::OffloadOff};
+use self::{
+    elsewhere::Elsewhere, links::Attached, mirror::Mirror, objects::load_programs, offload::OffloadOff,
+};
 use crate::{announcement::Key, bpffs, pinned};
 
 /// aya-log's ring buffer, which both logging objects write to.
@@ -102,7 +105,8 @@ pub struct Datapath {
     needs: groups::Needs,
     memberships: Option<groups::Memberships>,
     heartbeat: Heartbeats,
-    peers: HashMap<MapData, MacKey, u32>,
+    /// The other speakers' MACs.
+    peers: Mirror<[u8; 6], MacKey, u32>,
     conflicts: Array<MapData, u64>,
     elsewhere: Elsewhere,
     /// The log ring buffer, for `herald_xdp_meta`'s relocations (none in the quiet objects).
@@ -150,9 +154,9 @@ impl Datapath {
         let arp = HashMap::try_from(take(ARP_MAP)?)?;
         let ndp = HashMap::try_from(take(NDP_MAP)?)?;
         let heartbeat = Heartbeats::new(Array::try_from(take(HEARTBEAT_MAP)?)?);
-        let peers = HashMap::try_from(take(PEER_MAP)?)?;
+        let peers = Mirror::new(HashMap::try_from(take(PEER_MAP)?)?, MacKey::new, 1);
         let conflicts = Array::try_from(take(CONFLICT_MAP)?)?;
-        let elsewhere = Elsewhere::new(HashMap::try_from(take(ELSEWHERE_MAP)?)?);
+        let elsewhere = elsewhere::mirror(HashMap::try_from(take(ELSEWHERE_MAP)?)?);
         let log_map = match ebpf.map(LOG_MAP) {
             Some(logs) => Some(
                 RingBuf::try_from(logs)?.as_fd().try_clone_to_owned().map_err(aya::maps::MapError::from)?,
@@ -360,11 +364,9 @@ impl Datapath {
 
     /// Adds `macs` to the other speakers' MACs, whose claims on an address are takeovers, not
     /// conflicts. MACs are never taken out: a speaker that comes back keeps its MACs.
-    pub fn add_peers(&mut self, macs: impl IntoIterator<Item = [u8; 6]>) -> Result<(), DatapathError> {
-        for mac in macs {
-            self.peers.insert(&MacKey::new(mac), &1, 0)?;
-        }
-        Ok(())
+    /// Makes the peer map hold exactly `macs`: the other speakers' (see `cluster::peer_macs`).
+    pub fn set_peers(&mut self, macs: &std::collections::BTreeSet<[u8; 6]>) -> Result<(), DatapathError> {
+        Ok(self.peers.set(macs)?)
     }
 
     fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
