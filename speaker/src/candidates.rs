@@ -42,15 +42,25 @@ pub fn candidates<'a>(
     if svc.ready_endpoint_nodes.is_empty() && !svc.ready_off_node {
         return Vec::new();
     }
-    nodes
-        .iter()
-        .filter(|n| live.contains(&n.name))
-        .filter(|n| selected(n))
-        .filter(|n| !n.labels.contains_key(EXCLUDE_LABEL))
-        .filter(|n| !n.network_unavailable)
+    eligible(nodes, live, selected)
         .filter(|n| !svc.local_traffic || svc.ready_endpoint_nodes.contains(&n.name))
         .map(|n| n.name.as_str())
         .collect()
+}
+
+/// The nodes that may announce a Service whatever its endpoints: live, selected, without the
+/// exclusion label, with their network.
+pub fn eligible<'a>(
+    nodes: &'a [Node],
+    live: &BTreeSet<String>,
+    selected: impl Fn(&Node) -> bool,
+) -> impl Iterator<Item = &'a Node> {
+    nodes
+        .iter()
+        .filter(move |n| live.contains(&n.name))
+        .filter(move |n| selected(n))
+        .filter(|n| !n.labels.contains_key(EXCLUDE_LABEL))
+        .filter(|n| !n.network_unavailable)
 }
 
 #[cfg(test)]

@@ -68,8 +68,16 @@ impl Succession {
     }
 }
 
-fn rank(node: &str, address: IpAddr) -> [u8; 32] {
-    Sha256::digest(format!("{node}#{address}")).into()
+/// A node's place in `address`'s order: sha256 of "node#address", compared as bytes (MetalLB's
+/// rule). Hashed in pieces: a pass ranks up to a node count times a Service count.
+pub fn rank(node: &str, address: IpAddr) -> [u8; 32] {
+    use std::io::Write as _;
+    // The longest address text (an IPv4-mapped IPv6 address) is 45 bytes.
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    write!(cursor, "{address}").expect("an address's text fits 48 bytes");
+    let len = usize::try_from(cursor.position()).expect("at most 48");
+    Sha256::new().chain_update(node).chain_update(b"#").chain_update(&text[..len]).finalize().into()
 }
 
 /// Whether `alive` members (this one included) are a strict majority of `configured`.

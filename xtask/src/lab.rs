@@ -17,6 +17,9 @@ pub enum Bench {
     /// The whole cluster in the lab: Service creation and endpoint moves to the first ARP
     /// reply, and a speaker with 1,000 and 10,000 addresses (needs `cargo xtask setup --kube`).
     Converge,
+    /// Kubernetes mode's decision pass, in process: 3 to 1,000 nodes, 1,000 to 100,000 Services,
+    /// cold and after a node dies, joins, or endpoints move, beside the rules computed directly.
+    Decide,
     /// Takeover time when an owner's daemon is killed or its link cut, Herald beside keepalived
     /// (tuned and default VRRP); then the price at rest with 0, 1 and 5% loss: spurious
     /// takeovers and packets per second per node.
@@ -64,6 +67,7 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
         Bench::Controller => run_bin("herald-bench", &["controller"], true, false),
         // Memory and CPU figures of a dev build would say little about the product.
         Bench::Converge => run_bin("herald-bench", &["converge"], true, true),
+        Bench::Decide => run_bin("herald-bench", &["decide"], false, true),
         // Thousands of simulated nodes: optimised, or it takes minutes.
         Bench::Membership => run_bin("herald-bench", &["membership"], false, true),
         Bench::Failover { runs, soak } => {

@@ -3,7 +3,7 @@
 //! membership between the nodes. Every speaker decides alone, from the same data, who announces
 //! what; each announces its own share and says so in the API ([`l2status`]).
 
-mod decide;
+pub mod decide;
 mod l2status;
 mod presence;
 mod quorum;
@@ -29,7 +29,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 pub use self::{
-    decide::{Assignment, Snapshot, assign},
+    decide::{Assignment, Decider, Snapshot, assign},
     share::{Share, own_share},
     watches::snapshot_of,
 };
@@ -137,6 +137,8 @@ struct ClusterObjects {
     standing: BTreeSet<(u32, String)>,
     exclusions: Exclusions,
     exclude_file: PathBuf,
+    /// What a pass keeps for the next (the election orders).
+    decider: Decider,
 }
 
 impl ClusterObjects {
@@ -187,6 +189,7 @@ impl ClusterObjects {
             standing: BTreeSet::new(),
             exclusions,
             exclude_file,
+            decider: Decider::default(),
         })
     }
 
@@ -223,9 +226,9 @@ impl ClusterObjects {
 
     /// Every interface this node would announce on were it the only one alive: where it may
     /// take addresses over.
-    fn could(&self, snapshot: &Snapshot, host: &Host) -> BTreeSet<(u32, String)> {
+    fn could(&mut self, snapshot: &Snapshot, host: &Host) -> BTreeSet<(u32, String)> {
         let me = BTreeSet::from([self.node.clone()]);
-        announcement::interfaces(&own_share(snapshot, &me, host, &self.node).announce)
+        announcement::interfaces(&own_share(&mut self.decider, snapshot, &me, host, &self.node).announce)
     }
 }
 
@@ -240,7 +243,10 @@ impl runtime::Source for ClusterObjects {
 
     fn stand_by(&mut self) -> BTreeSet<(u32, String)> {
         match self.discover() {
-            Ok(host) => self.could(&self.watches.snapshot(), &host),
+            Ok(host) => {
+                let snapshot = self.watches.snapshot();
+                self.could(&snapshot, &host)
+            }
             Err(e) => {
                 error!(error = %e, "reading the host's interfaces; the responder stands by nowhere yet");
                 BTreeSet::new()
@@ -269,9 +275,11 @@ impl runtime::Source for ClusterObjects {
         let standing = Standing::new(&self.node, alive, &self.running);
         self.stand(&standing);
         let share = match &self.isolated {
-            None => own_share(&snapshot, alive, &host, &self.node),
+            None => own_share(&mut self.decider, &snapshot, alive, &host, &self.node),
             // What it would have with everyone running alive: it drops requests for all of it.
-            Some(_) => withdrawn(own_share(&snapshot, &standing.running, &host, &self.node)),
+            Some(_) => {
+                withdrawn(own_share(&mut self.decider, &snapshot, &standing.running, &host, &self.node))
+            }
         };
         let Share { announce, report, succession, elsewhere, elsewhere_on } = share;
         // Where it may take addresses over, and where requests for others' arrive.

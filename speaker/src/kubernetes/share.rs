@@ -8,7 +8,11 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use super::{Snapshot, decide, l2status::Report};
+use super::{
+    Snapshot,
+    decide::{self, Decider},
+    l2status::Report,
+};
 use crate::{
     announcement::{self, Announcement},
     carriers,
@@ -31,9 +35,16 @@ pub struct Share {
     pub elsewhere_on: BTreeSet<(u32, String)>,
 }
 
-/// What `node` announces on `host`, the report for the API, and its succession. Pure.
-pub fn own_share(snapshot: &Snapshot, alive: &Alive, host: &Host, node: &str) -> Share {
-    let assignments = decide::assign(snapshot, alive);
+/// What `node` announces on `host`, the report for the API, and its succession. Pure but for
+/// what `decider` keeps from pass to pass.
+pub fn own_share(
+    decider: &mut Decider,
+    snapshot: &Snapshot,
+    alive: &Alive,
+    host: &Host,
+    node: &str,
+) -> Share {
+    let assignments = decider.assign(snapshot, alive);
     let mut desired = BTreeSet::new();
     let mut report = Report::default();
     let mut succession = Succession::default();

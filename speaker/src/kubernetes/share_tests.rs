@@ -66,7 +66,7 @@ fn the_owner_answers_and_the_others_drop_its_ipv4_requests() {
     let web: IpAddr = "192.0.2.240".parse().unwrap();
     let owner = election::owner(web, NODES).unwrap();
     for node in NODES {
-        let share = own_share(&snapshot(), &alive, &host(), node);
+        let share = own_share(&mut Default::default(), &snapshot(), &alive, &host(), node);
         let answers: BTreeSet<IpAddr> =
             share.announce.iter().filter(|a| a.addr.is_ipv4()).map(|a| a.addr).collect();
         if node == owner {
@@ -82,5 +82,5 @@ fn the_owner_answers_and_the_others_drop_its_ipv4_requests() {
     // An address nobody may announce (no candidate alive) is nobody's to drop: the kernels
     // answer, as before Herald (fail open).
     let nobody: Alive = BTreeSet::new();
-    assert!(own_share(&snapshot(), &nobody, &host(), "node-a").elsewhere.is_empty());
+    assert!(own_share(&mut Default::default(), &snapshot(), &nobody, &host(), "node-a").elsewhere.is_empty());
 }

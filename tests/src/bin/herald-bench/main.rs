@@ -4,6 +4,7 @@
 
 mod controller;
 mod converge;
+mod decide;
 mod failover;
 mod flood;
 mod membership;
@@ -34,6 +35,7 @@ enum Which {
     Xdp,
     Controller,
     Converge,
+    Decide,
     Failover,
     Membership,
     Nodes,
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Which::Xdp => xdp::run(),
         Which::Controller => controller::run(),
         Which::Converge => converge::run(),
+        Which::Decide => decide::run(),
         Which::Failover => failover::run(cli.runs, std::time::Duration::from_secs(cli.soak)),
         Which::Membership => membership::run(),
         Which::Nodes => nodes::run(cli.runs),

@@ -339,3 +339,45 @@ fn services_that_share_an_address_have_one_owner() {
     s.services[1].addresses = vec![v6];
     assert_eq!(owners(&s)[&("default/dual".to_string(), v6)], by_itself(v6));
 }
+
+/// Pass after pass over made-up clusters that change (nodes die, come back, join; endpoints
+/// move; Services come and go), one Decider decides what the rules, computed directly, do.
+#[test]
+fn kept_orders_decide_what_the_rules_do() {
+    use super::synthetic::{Dice, Shape, cluster};
+    let mut elections = 0;
+    for seed in 0..12u64 {
+        let mut dice = Dice::new(seed);
+        let shape = Shape { nodes: 5 + dice.below(40), services: 1 + dice.below(80), mixed: seed % 3 != 0 };
+        let mut snapshot = cluster(shape, &mut dice);
+        let mut live: BTreeSet<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut decider = Decider::default();
+        for step in 0..30 {
+            match dice.below(5) {
+                0 => drop(live.remove(&snapshot.nodes[dice.below(snapshot.nodes.len())].name)),
+                1 => drop(live.insert(snapshot.nodes[dice.below(snapshot.nodes.len())].name.clone())),
+                2 => {
+                    let grown = cluster(Shape { nodes: snapshot.nodes.len() + 3, ..shape }, &mut dice);
+                    live.extend(grown.nodes[snapshot.nodes.len()..].iter().map(|n| n.name.clone()));
+                    snapshot.nodes = grown.nodes;
+                }
+                3 => {
+                    let i = dice.below(snapshot.services.len());
+                    let node = snapshot.nodes[dice.below(snapshot.nodes.len())].name.clone();
+                    snapshot.services[i].traffic.ready_endpoint_nodes = [node].into();
+                }
+                _ => {
+                    let i = dice.below(snapshot.services.len());
+                    snapshot.services.swap_remove(i);
+                    if snapshot.services.is_empty() {
+                        snapshot.services = cluster(shape, &mut dice).services;
+                    }
+                }
+            }
+            let expected = super::reference::assign(&snapshot, &live);
+            assert_eq!(decider.assign(&snapshot, &live), expected, "seed {seed}, step {step}");
+            elections += expected.len();
+        }
+    }
+    assert!(elections > 5_000, "only {elections} assignments compared");
+}

@@ -4,14 +4,25 @@
 //! which interfaces. As in MetalLB, all of a Service's addresses go to one node: a dual-stack
 //! Service is answered on both families by the same node.
 
+mod classes;
+mod orders;
+#[cfg(any(test, feature = "reference"))]
+pub mod reference;
+#[cfg(any(test, feature = "reference"))]
+pub mod synthetic;
+
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
 use herald_kube::{crd::L2AdvertisementSpec, pool::Pool, selector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use self::{
+    classes::{Candidates, Classes},
+    orders::Orders,
+};
 use crate::{candidates, carriers::Interfaces, election};
 
 /// What the cluster says, as the decisions need it.
@@ -60,42 +71,149 @@ pub struct Assignment {
 /// families: from the smallest address they share, among the nodes that are candidates for each
 /// of them. Services outside every pool, not advertised, or without a candidate have no owner
 /// (and are not in the result): nobody announces them.
+///
+/// A [`Decider`] that remembers nothing: for one pass.
 pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
-    let considered: Vec<Considered> =
-        snapshot.services.iter().filter_map(|svc| consider(snapshot, svc, live)).collect();
-    let mut out = Vec::new();
-    for group in sharing(&considered) {
-        let members: Vec<&Considered> = group.members.iter().map(|i| &considered[*i]).collect();
-        // Candidates of every member, their preferences summed.
-        let mut scored: BTreeMap<&str, i64> = members[0].scored.clone();
-        for m in &members[1..] {
-            scored.retain(|node, _| m.scored.contains_key(node));
-            for (node, score) in scored.iter_mut() {
-                *score += m.scored[node];
+    Decider::default().assign(snapshot, live)
+}
+
+/// Decides pass after pass, keeping the election orders between them ([`orders`]): a pass then
+/// costs about one lookup per Service and advertisement set, plus one rank per Service for
+/// each node that came since the last.
+#[derive(Debug, Default)]
+pub struct Decider {
+    orders: Orders,
+}
+
+/// At most this many candidates (of one score) are ranked directly: cheaper than the kept
+/// orders, which fall back to ranking when few of the first nodes are candidates.
+const RANKED_DIRECTLY: usize = 16;
+
+impl Decider {
+    /// [`assign`], reusing what earlier passes ranked.
+    pub fn assign(&mut self, snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
+        self.orders.begin(&snapshot.nodes);
+        let nodes: HashMap<&str, &candidates::Node> =
+            snapshot.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        let mut classes = Classes::new(snapshot, live);
+        let considered: Vec<(&LoadBalancer, Vec<usize>)> =
+            snapshot.services.iter().filter_map(|svc| Some((svc, covering(snapshot, svc)?))).collect();
+        let mut out = Vec::new();
+        let services: Vec<&LoadBalancer> = considered.iter().map(|(svc, _)| *svc).collect();
+        for group in sharing(&services) {
+            let members: Vec<(&LoadBalancer, &[usize])> =
+                group.members.iter().map(|&i| (considered[i].0, considered[i].1.as_slice())).collect();
+            let Some((owner, heir)) = self.elect(group.key, &members, &mut classes) else { continue };
+            let (owner, heir) = (self.orders.name(owner), heir.map(|h| self.orders.name(h)));
+            for (svc, ads) in members {
+                let ads: Vec<&L2AdvertisementSpec> =
+                    ads.iter().map(|&i| &snapshot.advertisements[i].1).collect();
+                let owner_node = nodes.get(owner).copied();
+                out.extend(assignments(snapshot, svc, &ads, owner_node, owner, heir));
             }
         }
-        let Some((owner, heir)) = election::succession_preferring(group.key, scored) else { continue };
-        for m in members {
-            out.extend(assignments(snapshot, m, owner, heir));
-        }
+        self.orders.end();
+        out
     }
-    out
+
+    /// About how many bytes it keeps between passes.
+    pub fn footprint(&self) -> usize {
+        self.orders.footprint()
+    }
+
+    /// The owner and heir of a group's `key` address: among its one Service's candidates, or
+    /// those every member of the group has, their preferences summed.
+    fn elect(
+        &mut self,
+        key: IpAddr,
+        members: &[(&LoadBalancer, &[usize])],
+        classes: &mut Classes,
+    ) -> Option<(u32, Option<u32>)> {
+        let orders = &mut self.orders;
+        orders.keep(key);
+        let candidates = match members {
+            [(svc, ads)] => classes.class(ads, orders).for_service(&svc.traffic, orders),
+            _ => Candidates::Joint(joint(members, classes, orders)),
+        };
+        let count = candidates.count();
+        if count == 0 {
+            return None;
+        }
+        if count > RANKED_DIRECTLY
+            && let Some(found) = from_kept(orders, key, &candidates)
+        {
+            return Some(found);
+        }
+        ranked(orders, key, candidates.scored())
+    }
 }
 
-/// A Service with its advertisements and scored candidates: what its election needs.
-struct Considered<'a> {
-    svc: &'a LoadBalancer,
-    ads: Vec<&'a L2AdvertisementSpec>,
-    scored: BTreeMap<&'a str, i64>,
+/// The candidates every one of `members` has, their scores summed, in number order.
+fn joint(members: &[(&LoadBalancer, &[usize])], classes: &mut Classes, orders: &Orders) -> Vec<(u32, i64)> {
+    let mut scored: Option<Vec<(u32, i64)>> = None;
+    for (svc, ads) in members {
+        let mine = classes.class(ads, orders).for_service(&svc.traffic, orders).scored();
+        scored = Some(match scored {
+            None => mine,
+            // Both in number order: one walk.
+            Some(all) => {
+                let mut theirs = mine.into_iter().peekable();
+                all.into_iter()
+                    .filter_map(|(id, score)| {
+                        while theirs.next_if(|&(other, _)| other < id).is_some() {}
+                        theirs.next_if(|&(other, _)| other == id).map(|(_, more)| (id, score + more))
+                    })
+                    .collect()
+            }
+        });
+    }
+    scored.unwrap_or_default()
 }
 
-/// `svc`'s pool, advertisements and candidates; `None` when it has no address, no pool, or no
-/// advertisement covers it.
-fn consider<'a>(
-    snapshot: &'a Snapshot,
-    svc: &'a LoadBalancer,
-    live: &BTreeSet<String>,
-) -> Option<Considered<'a>> {
+/// The owner and heir by score tiers: the first two of the highest score, or the first of the
+/// highest and of the next. A tier of a few is ranked directly, a larger one read from `key`'s
+/// kept order; `None` when that order does not decide it.
+fn from_kept(orders: &mut Orders, key: IpAddr, candidates: &Candidates) -> Option<(u32, Option<u32>)> {
+    let tiers = candidates.tiers();
+    let &(top, in_top) = tiers.first()?;
+    let (owner, second) = leaders(orders, key, candidates, top, in_top)?;
+    let heir = match tiers.get(1) {
+        _ if in_top > 1 => second,
+        Some(&(next, in_next)) => Some(leaders(orders, key, candidates, next, in_next)?.0),
+        None => None,
+    };
+    Some((owner, heir))
+}
+
+/// The first two candidates scoring `score` (`count` of them, at least one).
+fn leaders(
+    orders: &mut Orders,
+    key: IpAddr,
+    candidates: &Candidates,
+    score: i64,
+    count: usize,
+) -> Option<(u32, Option<u32>)> {
+    if count <= RANKED_DIRECTLY {
+        let tier = candidates.scored().into_iter().filter(|&(_, s)| s == score).collect();
+        return ranked(orders, key, tier);
+    }
+    match orders.leading(key, |id| candidates.contains(id) && candidates.score(id) == score)? {
+        [Some(first), second @ Some(_)] => Some((first, second)),
+        _ => None,
+    }
+}
+
+/// The owner and heir among `scored` candidates, each ranked.
+fn ranked(orders: &Orders, key: IpAddr, scored: Vec<(u32, i64)>) -> Option<(u32, Option<u32>)> {
+    let named = scored.into_iter().map(|(id, score)| (orders.name(id), score));
+    let (owner, heir) = election::succession_preferring(key, named)?;
+    let id = |name| orders.id(name).expect("a numbered node");
+    Some((id(owner), heir.map(id)))
+}
+
+/// The advertisements (by number in `snapshot.advertisements`) that cover `svc`'s pool and
+/// select it; `None` when it has no address, no pool, or no advertisement covers it.
+fn covering(snapshot: &Snapshot, svc: &LoadBalancer) -> Option<Vec<usize>> {
     static NO_LABELS: selector::Labels = selector::Labels::new();
     let &first = svc.addresses.first()?;
     // The pool the controller names, in force or not: a stranded address keeps the pool that
@@ -105,20 +223,16 @@ fn consider<'a>(
         Some(name) => (name.as_str(), snapshot.pool_labels.get(name).unwrap_or(&NO_LABELS)),
         None => snapshot.pools.iter().find(|(p, _)| p.contains(first)).map(|(p, l)| (p.name.as_str(), l))?,
     };
-    let ads: Vec<&L2AdvertisementSpec> = snapshot
+    let ads: Vec<usize> = snapshot
         .advertisements
         .iter()
-        .map(|(_, ad)| ad)
-        .filter(|ad| covers_pool(ad, pool, pool_labels) && any_or_empty(&ad.service_selectors, &svc.labels))
+        .enumerate()
+        .filter(|(_, (_, ad))| {
+            covers_pool(ad, pool, pool_labels) && any_or_empty(&ad.service_selectors, &svc.labels)
+        })
+        .map(|(i, _)| i)
         .collect();
-    if ads.is_empty() {
-        return None;
-    }
-    let selects =
-        |node: &candidates::Node| ads.iter().any(|ad| any_or_empty(&ad.node_selectors, &node.labels));
-    let candidates = candidates::candidates(&svc.traffic, &snapshot.nodes, live, selects);
-    let scored = candidates.into_iter().map(|name| (name, preference(&ads, snapshot.node(name)))).collect();
-    Some(Considered { svc, ads, scored })
+    (!ads.is_empty()).then_some(ads)
 }
 
 /// Services elected together, and the address they are elected from.
@@ -130,16 +244,16 @@ struct Group {
 /// The Services of `considered` (by index) grouped by the addresses they share: a Service alone
 /// is elected from its first address (MetalLB's rule), a group from the smallest address two of
 /// its members share.
-fn sharing(considered: &[Considered]) -> Vec<Group> {
+fn sharing(services: &[&LoadBalancer]) -> Vec<Group> {
     let mut holders: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
-    for (i, c) in considered.iter().enumerate() {
-        for address in &c.svc.addresses {
+    for (i, svc) in services.iter().enumerate() {
+        for address in &svc.addresses {
             holders.entry(*address).or_default().push(i);
         }
     }
     holders.retain(|_, list| list.len() > 1);
     // Union-find over the Services, joined by every shared address.
-    let mut parent: Vec<usize> = (0..considered.len()).collect();
+    let mut parent: Vec<usize> = (0..services.len()).collect();
     fn root(parent: &mut [usize], mut i: usize) -> usize {
         while parent[i] != i {
             parent[i] = parent[parent[i]];
@@ -154,8 +268,8 @@ fn sharing(considered: &[Considered]) -> Vec<Group> {
         }
     }
     let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
-    for (i, c) in considered.iter().enumerate() {
-        let key = c.svc.addresses[0];
+    for (i, svc) in services.iter().enumerate() {
+        let key = svc.addresses[0];
         groups
             .entry(root(&mut parent, i))
             .or_insert_with(|| Group { key, members: Vec::new() })
@@ -173,11 +287,18 @@ fn sharing(considered: &[Considered]) -> Vec<Group> {
     groups.into_values().collect()
 }
 
-/// The assignments of `c`'s advertised addresses to `owner`, on the interfaces its
-/// advertisements name on the owner.
-fn assignments(snapshot: &Snapshot, c: &Considered, owner: &str, heir: Option<&str>) -> Vec<Assignment> {
-    let Some(owner_node) = snapshot.node(owner) else { return Vec::new() };
-    let on_owner = c.ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
+/// The assignments of `svc`'s addresses that `ads` advertise to `owner`, on the interfaces
+/// they name on the owner.
+fn assignments(
+    snapshot: &Snapshot,
+    svc: &LoadBalancer,
+    ads: &[&L2AdvertisementSpec],
+    owner_node: Option<&candidates::Node>,
+    owner: &str,
+    heir: Option<&str>,
+) -> Vec<Assignment> {
+    let Some(owner_node) = owner_node else { return Vec::new() };
+    let on_owner = ads.iter().filter(|ad| any_or_empty(&ad.node_selectors, &owner_node.labels));
     let interfaces = on_owner.fold(Interfaces::Named(BTreeSet::new()), |acc, ad| match acc {
         Interfaces::Named(mut names) if !ad.interfaces.is_empty() => {
             names.extend(ad.interfaces.iter().cloned());
@@ -187,17 +308,16 @@ fn assignments(snapshot: &Snapshot, c: &Considered, owner: &str, heir: Option<&s
     });
     // A named pool gave all of them; otherwise each is in a pool the advertisements cover.
     let advertised = |address: IpAddr| {
-        c.svc.pool.is_some()
+        svc.pool.is_some()
             || snapshot.pools.iter().any(|(p, labels)| {
-                p.contains(address) && c.ads.iter().any(|ad| covers_pool(ad, &p.name, labels))
+                p.contains(address) && ads.iter().any(|ad| covers_pool(ad, &p.name, labels))
             })
     };
-    c.svc
-        .addresses
+    svc.addresses
         .iter()
         .filter(|a| advertised(**a))
         .map(|&address| Assignment {
-            service: c.svc.key.clone(),
+            service: svc.key.clone(),
             address,
             owner: owner.to_owned(),
             heir: heir.map(str::to_owned),
@@ -217,12 +337,6 @@ fn preference(ads: &[&L2AdvertisementSpec], node: Option<&candidates::Node>) -> 
         .filter(|p| selector::matches(&p.preference, &node.labels))
         .map(|p| i64::from(p.weight))
         .sum()
-}
-
-impl Snapshot {
-    fn node(&self, name: &str) -> Option<&candidates::Node> {
-        self.nodes.iter().find(|n| n.name == name)
-    }
 }
 
 /// The assignments `node` owns, by Service.
@@ -250,5 +364,4 @@ fn any_or_empty(selectors: &[LabelSelector], labels: &selector::Labels) -> bool 
 }
 
 #[cfg(test)]
-#[path = "decide_tests.rs"]
 mod tests;
