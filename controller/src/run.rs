@@ -25,6 +25,7 @@ use herald_kube::{
     cache::watch,
     crd::{IPAddressPool, IPAddressPoolStatus},
     events::{self, Events},
+    pace::Pace,
     service::{self, ALLOCATED_FROM_POOL},
     telemetry,
 };
@@ -37,7 +38,8 @@ use crate::{
 
 /// How often a pass runs without any change.
 const RESYNC: Duration = Duration::from_secs(10);
-/// Changes that arrive together are handled in one pass.
+/// A change that comes alone is handled at once; changes that come in a burst, in one pass per
+/// this interval ([`Pace`]).
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
 pub struct Options {
@@ -80,10 +82,12 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
     let events = Events::new(client.clone(), "herald-controller", &opts.instance);
     let mut writer = Writer::new(client, events, &opts.pool_namespace);
     let mut last_valid = herald_kube::pools::LastValid::default();
+    let mut pace = Pace::new(DEBOUNCE);
     loop {
         let _ = tokio::time::timeout(RESYNC, changes.recv()).await;
-        tokio::time::sleep(DEBOUNCE).await;
+        tokio::time::sleep_until(pace.due(std::time::Instant::now()).into()).await;
         while changes.try_recv().is_ok() {}
+        pace.pass(std::time::Instant::now());
         // Only a replica that renewed its Lease within the Lease's duration writes.
         if !leader.borrow().is_some_and(|until| tokio::time::Instant::now() < until) {
             continue;

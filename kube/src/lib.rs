@@ -6,6 +6,7 @@ pub mod cache;
 pub mod crd;
 pub mod events;
 pub mod facts;
+pub mod pace;
 pub mod pool;
 pub mod pools;
 pub mod report;

@@ -20,6 +20,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use herald_kube::pace::Pace;
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use tokio::{
@@ -66,7 +67,8 @@ pub struct Options {
     pub runtime: runtime::Options,
 }
 
-/// Changes that arrive together are handled in one pass.
+/// A change that comes alone is handled at once; changes that come in a burst, in one pass per
+/// this interval ([`Pace`]).
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How often the host's interfaces are checked for changes (a pass follows if they changed), and
 /// at most how often the interfaces the responder stands by on are worked out again.
@@ -113,8 +115,9 @@ struct ClusterObjects {
     watches: Watches,
     /// Signalled on every watch update.
     updates: mpsc::Receiver<()>,
-    /// When the updates seen are handled (they are gathered for [`DEBOUNCE`]).
+    /// When the updates seen are handled, and when the last were ([`DEBOUNCE`]).
     debounce_until: Option<Instant>,
+    pace: Pace,
     resync: Interval,
     /// Shared with the writer, not copied: a report has a line per Service.
     reports: watch::Sender<Arc<Report>>,
@@ -190,6 +193,7 @@ impl ClusterObjects {
             exclusions,
             exclude_file,
             decider: Decider::default(),
+            pace: Pace::new(DEBOUNCE),
         })
     }
 
@@ -301,7 +305,7 @@ impl runtime::Source for ClusterObjects {
         Some(Desired { announce, stand_by, succession, elsewhere })
     }
 
-    /// A watch update (after [`DEBOUNCE`], with the Nodes' addresses as the peers), or a change
+    /// A watch update (paced by [`DEBOUNCE`], with the Nodes' addresses as the peers), or a change
     /// of the host's interfaces or of the speakers running (checked every [`RESYNC`]).
     async fn changed(&mut self) -> Changed {
         loop {
@@ -309,10 +313,13 @@ impl runtime::Source for ClusterObjects {
                 tokio::time::sleep_until(at).await;
                 self.debounce_until = None;
                 while self.updates.try_recv().is_ok() {}
+                self.pace.pass(std::time::Instant::now());
                 return Changed { peers: Some(self.peers()) };
             }
             tokio::select! {
-                Some(()) = self.updates.recv() => self.debounce_until = Some(Instant::now() + DEBOUNCE),
+                Some(()) = self.updates.recv() => {
+                    self.debounce_until = Some(self.pace.due(std::time::Instant::now()).into());
+                }
                 news = HostEvents::next(&mut self.host_events) => {
                     if let Err(e) = news {
                         warn!(error = %e, "netlink news of host changes lost; reading the host every 10 s");
