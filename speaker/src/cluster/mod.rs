@@ -83,7 +83,7 @@ impl Membership {
         let (succession, succession_rx) = watch::channel(Succession::default());
         let key = cluster.key.bytes();
         let (sealer, opener) = (Sealer::new(key, cluster.bind, boot), Opener::new(key, cluster.bind));
-        let timers = cluster.timers;
+        let (timers, configured) = (cluster.timers, cluster.configured_members());
         let run = move || -> std::io::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async move {
@@ -104,6 +104,8 @@ impl Membership {
                     fence,
                     mute: false,
                     recent_macs: peer_macs::Recent::default(),
+                    timers,
+                    sized_for: configured,
                     hearing: hearing::Hearing::new(&timers),
                     alone: true,
                     told_by: None,
@@ -224,6 +226,13 @@ pub fn protocol_config(members: usize, t: crate::config::Timers) -> foca::Config
     }
 }
 
+/// The settings for `members` when they differ from those for `sized_for`: the cluster grew or
+/// shrank enough to change how often news is passed on (the only setting that follows the size;
+/// foca takes it at run time).
+pub fn resized(sized_for: usize, members: usize, t: crate::config::Timers) -> Option<foca::Config> {
+    (max_transmissions(members) != max_transmissions(sized_for)).then(|| protocol_config(members, t))
+}
+
 /// How many times each member passes a piece of news on: twice memberlist's (and foca's LAN)
 /// 4 log10(n + 1). At theirs, the membership simulation showed a member now and then missing a
 /// death until it probed the dead member itself, up to a round of probes later (5 s at 50
@@ -235,4 +244,31 @@ fn max_transmissions(members: usize) -> NonZeroU8 {
 
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use foca::{Foca, PostcardCodec};
+    use rand::{SeedableRng as _, rngs::StdRng};
+
+    use super::*;
+    use crate::config::Timers;
+
+    /// A cluster that grows from 3 to 300 nodes gets 300 nodes' settings, which foca takes while
+    /// running; sizes that change nothing change nothing.
+    #[test]
+    fn settings_follow_the_cluster_size() {
+        let t = Timers::default();
+        assert!(resized(3, 3, t).is_none());
+        let grown = resized(3, 300, t).expect("300 nodes pass news on more often than 3");
+        assert!(grown.max_transmissions > protocol_config(3, t).max_transmissions);
+        let me = Member {
+            name: "node-a".into(),
+            addr: "[2001:db8::1]:7946".parse().unwrap(),
+            generation: 1,
+            macs: Vec::new(),
+        };
+        let mut foca = Foca::new(me, protocol_config(3, t), StdRng::seed_from_u64(1), PostcardCodec);
+        foca.set_config(grown).expect("foca takes the grown settings at run time");
+    }
 }

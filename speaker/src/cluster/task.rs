@@ -22,6 +22,7 @@ use super::{
     wire::Message,
 };
 use crate::{
+    config::Timers,
     election::Succession,
     fence::{FENCE_EVERY, Fence},
     metrics::Metrics,
@@ -46,6 +47,9 @@ pub(super) struct Task {
     pub strangers_tx: watch::Sender<bool>,
     pub peer_macs_tx: watch::Sender<PeerMacs>,
     pub recent_macs: peer_macs::Recent,
+    pub timers: Timers,
+    /// The cluster size the protocol's settings are for (they follow it: [`super::resized`]).
+    pub sized_for: usize,
     pub metrics: Arc<Metrics>,
     /// Beats to the programs; says whether this member may speak for itself.
     pub fence: Fence,
@@ -189,10 +193,21 @@ impl Task {
         self.foca.iter_members().any(|m| m.id().addr == addr) || self.hearing.kept().any(|(_, a)| *a == addr)
     }
 
-    /// Tells the gate whose datagrams to check always: the peers' and the members'.
+    /// Tells the gate whose datagrams to check always: the peers' and the members'; sizes the
+    /// protocol's settings for the larger of the two.
     fn know(&mut self) {
         let peers = self.peers.borrow_and_update().clone();
+        let size = peers.len().max(self.foca.num_members()) + 1;
         self.gate.know(peers.into_iter().chain(self.member_addrs()));
+        if let Some(config) = super::resized(self.sized_for, size, self.timers) {
+            match self.foca.set_config(config) {
+                Ok(()) => {
+                    info!(members = size, was = self.sized_for, "membership settings sized for the cluster");
+                    self.sized_for = size;
+                }
+                Err(e) => warn!(error = %e, members = size, "membership settings not resized"),
+            }
+        }
     }
 
     /// Says whether a stranger was heard lately: hand-backs wait for it to be admitted.
