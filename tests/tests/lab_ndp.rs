@@ -167,3 +167,30 @@ fn owner_killed_client_follows_the_unsolicited_advertisement() {
     // And the heir answers solicitations too.
     assert_eq!(probe::resolve6(&lab.client, VIP6).unwrap(), Some(heir.mac));
 }
+
+/// One node announces 2,500 IPv6 addresses, each in a group of its own: more than one socket
+/// may hold at the kernel's default `optmem_max` (about 365 groups with 6.1's, 2,340 with
+/// 128 kB). Every group is joined, the last address resolves, and on exit every group is left.
+#[test]
+fn thousands_of_ipv6_addresses_join_every_group() {
+    if !root_or_skip("thousands_of_ipv6_addresses_join_every_group") {
+        return;
+    }
+    const COUNT: u16 = 2_500;
+    // 2001:db8::1:0 onwards: distinct last 24 bits, so distinct groups.
+    let address = |i: u16| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, i);
+    let mut text = String::from("node = \"node-a\"\n");
+    for i in 0..COUNT {
+        text.push_str(&format!("[[vip]]\naddress = \"{}\"\n", address(i)));
+    }
+    let mut lab = Lab::new(&["node-a"]).expect("lab");
+    let node = lab.node("node-a").clone();
+    let speaker = Speaker::start(&mut lab, &node, &text, &[]).expect("speaker");
+    let ours = |host: &Host| groups(host).lines().filter(|l| l.contains("ff02::1:ff01:")).count();
+    let joined = poll::until(Duration::from_secs(30), || ours(&node) == usize::from(COUNT));
+    assert!(joined.is_some(), "{} of {COUNT} groups joined\n{}", ours(&node), speaker.log_text());
+    let last = address(COUNT - 1);
+    assert_eq!(probe::resolve6(&lab.client, last).unwrap(), Some(node.mac), "{last} not answered");
+    assert!(speaker.stop(&mut lab).unwrap().success());
+    assert_eq!(ours(&node), 0, "groups left joined after exit");
+}

@@ -4,7 +4,9 @@
 //! it. Herald's addresses are on no interface, so the kernel joins nothing for them: the speaker
 //! does, on an IPv6 socket (IPV6_ADD_MEMBERSHIP programs the filter and sends MLD reports).
 //! A group is joined with the first address that needs it and left with the last; closing the
-//! socket (the speaker exiting) leaves them all.
+//! sockets (the speaker exiting) leaves them all. The kernel bounds one socket's memberships
+//! (by `net.core.optmem_max`: about 365 groups with 6.1's 20 kB, 2,340 with 128 kB), so they are
+//! spread over as many sockets as it takes.
 //!
 //! Tagged addresses are answered on the device that carries the VLAN, which need not have an
 //! interface of its own for that VLAN: there the group's MAC goes into the device's filter
@@ -72,10 +74,16 @@ impl Needs {
     }
 }
 
+/// Untagged groups one IPv6 socket holds at most: below the kernel's bound with the smallest
+/// `optmem_max` in use (6.1's).
+const GROUPS_PER_SOCKET: usize = 256;
+
 /// The sockets that hold the memberships.
 pub struct Memberships {
-    /// IPv6 datagram socket: IPV6_ADD_MEMBERSHIP for untagged groups.
-    inet6: OwnedFd,
+    /// IPv6 datagram sockets: IPV6_ADD_MEMBERSHIP for untagged groups, and how many each holds.
+    inet6: Vec<(OwnedFd, usize)>,
+    /// Which of them holds each untagged group.
+    held: BTreeMap<Group, usize>,
     /// Packet socket: PACKET_ADD_MEMBERSHIP for tagged groups' MACs.
     packet: OwnedFd,
 }
@@ -83,39 +91,67 @@ pub struct Memberships {
 impl Memberships {
     pub fn new() -> io::Result<Self> {
         Ok(Self {
-            inet6: socket(libc::AF_INET6, libc::SOCK_DGRAM)?,
+            inet6: vec![(socket(libc::AF_INET6, libc::SOCK_DGRAM)?, 0)],
+            held: BTreeMap::new(),
             packet: socket(libc::AF_PACKET, libc::SOCK_RAW)?,
         })
     }
 
-    pub fn join(&self, group: &Group) -> io::Result<()> {
-        self.change(group, true)
-    }
-
-    pub fn leave(&self, group: &Group) -> io::Result<()> {
-        self.change(group, false)
-    }
-
-    fn change(&self, group: &Group, join: bool) -> io::Result<()> {
-        if group.vlan == 0 {
-            let request = libc::ipv6_mreq {
-                ipv6mr_multiaddr: libc::in6_addr { s6_addr: group.addr.octets() },
-                ipv6mr_interface: group.ifindex,
-            };
-            let option = if join { libc::IPV6_ADD_MEMBERSHIP } else { libc::IPV6_DROP_MEMBERSHIP };
-            setsockopt(&self.inet6, libc::IPPROTO_IPV6, option, &request)
-        } else {
-            let mut address = [0u8; 8];
-            address[..6].copy_from_slice(&group.mac());
-            let request = libc::packet_mreq {
-                mr_ifindex: group.ifindex as i32,
-                mr_type: libc::PACKET_MR_MULTICAST as u16,
-                mr_alen: 6,
-                mr_address: address,
-            };
-            let option = if join { libc::PACKET_ADD_MEMBERSHIP } else { libc::PACKET_DROP_MEMBERSHIP };
-            setsockopt(&self.packet, libc::SOL_PACKET, option, &request)
+    pub fn join(&mut self, group: &Group) -> io::Result<()> {
+        if group.vlan != 0 {
+            return self.change_tagged(group, true);
         }
+        if self.held.contains_key(group) {
+            return Ok(());
+        }
+        let at = match self.inet6.iter().position(|(_, n)| *n < GROUPS_PER_SOCKET) {
+            Some(at) => at,
+            None => {
+                self.inet6.push((socket(libc::AF_INET6, libc::SOCK_DGRAM)?, 0));
+                self.inet6.len() - 1
+            }
+        };
+        let (fd, count) = &mut self.inet6[at];
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &request(group))?;
+        *count += 1;
+        self.held.insert(*group, at);
+        Ok(())
+    }
+
+    pub fn leave(&mut self, group: &Group) -> io::Result<()> {
+        if group.vlan != 0 {
+            return self.change_tagged(group, false);
+        }
+        let Some(at) = self.held.remove(group) else { return Ok(()) };
+        let (fd, count) = &mut self.inet6[at];
+        *count -= 1;
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_DROP_MEMBERSHIP, &request(group))
+    }
+
+    /// How many IPv6 sockets hold groups.
+    pub fn sockets(&self) -> usize {
+        self.inet6.len()
+    }
+
+    /// A tagged group: its MAC in the device's filter.
+    fn change_tagged(&self, group: &Group, join: bool) -> io::Result<()> {
+        let mut address = [0u8; 8];
+        address[..6].copy_from_slice(&group.mac());
+        let request = libc::packet_mreq {
+            mr_ifindex: group.ifindex as i32,
+            mr_type: libc::PACKET_MR_MULTICAST as u16,
+            mr_alen: 6,
+            mr_address: address,
+        };
+        let option = if join { libc::PACKET_ADD_MEMBERSHIP } else { libc::PACKET_DROP_MEMBERSHIP };
+        setsockopt(&self.packet, libc::SOL_PACKET, option, &request)
+    }
+}
+
+fn request(group: &Group) -> libc::ipv6_mreq {
+    libc::ipv6_mreq {
+        ipv6mr_multiaddr: libc::in6_addr { s6_addr: group.addr.octets() },
+        ipv6mr_interface: group.ifindex,
     }
 }
 

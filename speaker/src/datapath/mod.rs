@@ -37,7 +37,7 @@ use speaker_common::{
     ARP_MAP, AddressEntry, ArpKey, CONFLICT_MAP, ELSEWHERE_MAP, HEARTBEAT_MAP, MacKey, NDP_MAP, NdpKey,
     PEER_MAP, TC_PROGRAM, XDP_PROGRAM,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use self::{
     cleanup::cleanup,
@@ -307,13 +307,14 @@ impl Datapath {
     /// Joins or leaves `group`. A failure is told, not returned: the responder answers all the
     /// same wherever solicitations reach it (the NIC is promiscuous for the group, or a switch
     /// floods it).
-    fn membership(&self, group: &groups::Group, join: bool) {
-        let Some(memberships) = &self.memberships else { return };
+    fn membership(&mut self, group: &groups::Group, join: bool) {
+        let Some(memberships) = &mut self.memberships else { return };
         let done = if join { memberships.join(group) } else { memberships.leave(group) };
         match done {
-            Ok(()) => {
-                info!(group = %group.addr, ifindex = group.ifindex, vlan = group.vlan, join, "solicited-node group")
-            }
+            Ok(()) => debug!(
+                group = %group.addr, ifindex = group.ifindex, vlan = group.vlan, join,
+                sockets = memberships.sockets(), "solicited-node group"
+            ),
             Err(e) => warn!(
                 group = %group.addr, ifindex = group.ifindex, vlan = group.vlan, join, error = %e,
                 "solicited-node group: the NIC may drop solicitations for the address"
