@@ -352,8 +352,8 @@ fn kept_orders_decide_what_the_rules_do() {
         let mut snapshot = cluster(shape, &mut dice);
         let mut live: BTreeSet<String> = snapshot.nodes.iter().map(|n| n.name.clone()).collect();
         let mut decider = Decider::default();
-        for step in 0..30 {
-            match dice.below(5) {
+        for step in 0..60 {
+            match dice.below(6) {
                 0 => drop(live.remove(&snapshot.nodes[dice.below(snapshot.nodes.len())].name)),
                 1 => drop(live.insert(snapshot.nodes[dice.below(snapshot.nodes.len())].name.clone())),
                 2 => {
@@ -361,7 +361,15 @@ fn kept_orders_decide_what_the_rules_do() {
                     live.extend(grown.nodes[snapshot.nodes.len()..].iter().map(|n| n.name.clone()));
                     snapshot.nodes = grown.nodes;
                 }
-                3 => {
+                3 if snapshot.nodes.len() > 2 => {
+                    // A node replaced by one of a new name.
+                    let gone = dice.below(snapshot.nodes.len());
+                    let mut node = snapshot.nodes.swap_remove(gone);
+                    node.name = format!("replaced-{seed}-{step}");
+                    live.insert(node.name.clone());
+                    snapshot.nodes.push(node);
+                }
+                4 => {
                     let i = dice.below(snapshot.services.len());
                     let node = snapshot.nodes[dice.below(snapshot.nodes.len())].name.clone();
                     snapshot.services[i].traffic.ready_endpoint_nodes = [node].into();
