@@ -140,7 +140,8 @@ struct ClusterObjects {
     standing: BTreeSet<(u32, String)>,
     exclusions: Exclusions,
     exclude_file: PathBuf,
-    /// What a pass keeps for the next (the election orders).
+    /// What a pass keeps for the next (the election orders); paced, so that no pass outlasts
+    /// the fence's bound.
     decider: Decider,
 }
 
@@ -192,7 +193,7 @@ impl ClusterObjects {
             standing: BTreeSet::new(),
             exclusions,
             exclude_file,
-            decider: Decider::default(),
+            decider: Decider::paced(),
             pace: Pace::new(DEBOUNCE),
         })
     }
@@ -230,9 +231,11 @@ impl ClusterObjects {
 
     /// Every interface this node would announce on were it the only one alive: where it may
     /// take addresses over.
-    fn could(&mut self, snapshot: &Snapshot, host: &Host) -> BTreeSet<(u32, String)> {
+    fn could(&self, snapshot: &Snapshot, host: &Host) -> BTreeSet<(u32, String)> {
         let me = BTreeSet::from([self.node.clone()]);
-        announcement::interfaces(&own_share(&mut self.decider, snapshot, &me, host, &self.node).announce)
+        // Alone, each Service has one candidate at most: ranked directly, nothing worth keeping.
+        let share = own_share(&mut Decider::default(), snapshot, &me, host, &self.node);
+        announcement::interfaces(&share.announce)
     }
 }
 
@@ -247,10 +250,7 @@ impl runtime::Source for ClusterObjects {
 
     fn stand_by(&mut self) -> BTreeSet<(u32, String)> {
         match self.discover() {
-            Ok(host) => {
-                let snapshot = self.watches.snapshot();
-                self.could(&snapshot, &host)
-            }
+            Ok(host) => self.could(&self.watches.snapshot(), &host),
             Err(e) => {
                 error!(error = %e, "reading the host's interfaces; the responder stands by nowhere yet");
                 BTreeSet::new()
@@ -308,6 +308,11 @@ impl runtime::Source for ClusterObjects {
     /// A watch update (paced by [`DEBOUNCE`], with the Nodes' addresses as the peers), or a change
     /// of the host's interfaces or of the speakers running (checked every [`RESYNC`]).
     async fn changed(&mut self) -> Changed {
+        if self.decider.pending() {
+            // The last pass left new Services for the next: the loop's other work comes first.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            return Changed::default();
+        }
         loop {
             if let Some(at) = self.debounce_until {
                 tokio::time::sleep_until(at).await;

@@ -12,7 +12,7 @@ pub mod reference;
 pub mod synthetic;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::IpAddr,
 };
 
@@ -80,19 +80,55 @@ pub fn assign(snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
 /// Decides pass after pass, keeping the election orders between them ([`orders`]): a pass then
 /// costs about one lookup per Service and advertisement set, plus one rank per Service for
 /// each node that came since the last.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decider {
     orders: Orders,
+    /// How many ranks a pass may spend on addresses new to it ([`Decider::paced`]).
+    budget: usize,
+    /// The Services that had an owner in the last pass: never deferred.
+    owned: HashSet<String>,
+    /// The last pass left Services new to it undecided.
+    pending: bool,
 }
+
+impl Default for Decider {
+    fn default() -> Self {
+        Self { orders: Orders::default(), budget: usize::MAX, owned: HashSet::new(), pending: false }
+    }
+}
+
+/// The ranks a paced pass spends on addresses new to it: about 150 ms of sha256 here, well
+/// inside the 1 s a run loop may stall before the fence silences the node.
+pub const NEW_RANKS_PER_PASS: usize = 1_000_000;
+
+/// A Service new to the Decider whose election waits for a later pass.
+struct Deferred;
 
 /// At most this many candidates (of one score) are ranked directly: cheaper than the kept
 /// orders, which fall back to ranking when few of the first nodes are candidates.
 const RANKED_DIRECTLY: usize = 16;
 
 impl Decider {
-    /// [`assign`], reusing what earlier passes ranked.
+    /// A Decider whose passes rank at most [`NEW_RANKS_PER_PASS`] for addresses new to it (and
+    /// at least one such address): at start, or when thousands of Services come at once, a
+    /// thousand nodes' orders take seconds to rank, and a pass that long would silence the node.
+    /// Services new to it past that wait for the next pass ([`Decider::pending`]); a Service that
+    /// had an owner in the last pass never waits.
+    pub fn paced() -> Self {
+        Self { budget: NEW_RANKS_PER_PASS, ..Self::default() }
+    }
+
+    /// The last pass left Services new to it undecided: run another soon.
+    pub fn pending(&self) -> bool {
+        self.pending
+    }
+
+    /// [`assign`], reusing what earlier passes ranked; paced, it may leave out Services new to
+    /// it (see [`Decider::paced`]).
     pub fn assign(&mut self, snapshot: &Snapshot, live: &BTreeSet<String>) -> Vec<Assignment> {
         self.orders.begin(&snapshot.nodes);
+        let (mut owned, mut fresh) = (HashSet::new(), 0);
+        self.pending = false;
         let nodes: HashMap<&str, &candidates::Node> =
             snapshot.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
         let mut classes = Classes::new(snapshot, live);
@@ -103,8 +139,13 @@ impl Decider {
         for group in sharing(&services) {
             let members: Vec<(&LoadBalancer, &[usize])> =
                 group.members.iter().map(|&i| (considered[i].0, considered[i].1.as_slice())).collect();
-            let Some((owner, heir)) = self.elect(group.key, &members, &mut classes) else { continue };
+            let Ok(elected) = self.elect(group.key, &members, &mut classes, &mut fresh) else {
+                self.pending = true;
+                continue;
+            };
+            let Some((owner, heir)) = elected else { continue };
             let (owner, heir) = (self.orders.name(owner), heir.map(|h| self.orders.name(h)));
+            owned.extend(members.iter().map(|(svc, _)| svc.key.clone()));
             for (svc, ads) in members {
                 let ads: Vec<&L2AdvertisementSpec> =
                     ads.iter().map(|&i| &snapshot.advertisements[i].1).collect();
@@ -113,6 +154,7 @@ impl Decider {
             }
         }
         self.orders.end();
+        self.owned = owned;
         out
     }
 
@@ -122,13 +164,15 @@ impl Decider {
     }
 
     /// The owner and heir of a group's `key` address: among its one Service's candidates, or
-    /// those every member of the group has, their preferences summed.
+    /// those every member of the group has, their preferences summed. `fresh`: the ranks this
+    /// pass spent on addresses new to it so far.
     fn elect(
         &mut self,
         key: IpAddr,
         members: &[(&LoadBalancer, &[usize])],
         classes: &mut Classes,
-    ) -> Option<(u32, Option<u32>)> {
+        fresh: &mut usize,
+    ) -> Result<Option<(u32, Option<u32>)>, Deferred> {
         let orders = &mut self.orders;
         orders.keep(key);
         let candidates = match members {
@@ -137,14 +181,25 @@ impl Decider {
         };
         let count = candidates.count();
         if count == 0 {
-            return None;
+            return Ok(None);
         }
-        if count > RANKED_DIRECTLY
-            && let Some(found) = from_kept(orders, key, &candidates)
+        if count <= RANKED_DIRECTLY {
+            return Ok(ranked(orders, key, candidates.scored()));
+        }
+        let new = !orders.has(key);
+        if new
+            && *fresh > 0
+            && *fresh >= self.budget
+            && !members.iter().any(|(svc, _)| self.owned.contains(&svc.key))
         {
-            return Some(found);
+            return Err(Deferred);
         }
-        ranked(orders, key, candidates.scored())
+        let before = orders.ranks();
+        let found = from_kept(orders, key, &candidates);
+        if new {
+            *fresh += (orders.ranks() - before).max(1);
+        }
+        Ok(found.or_else(|| ranked(orders, key, candidates.scored())))
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Orders {
     by_address: HashMap<IpAddr, Order>,
     /// The pass under way: orders no pass reads are dropped at its end.
     pass: u64,
+    /// Ranks computed, ever.
+    ranks: usize,
 }
 
 #[derive(Debug)]
@@ -110,12 +112,22 @@ impl Orders {
         if order.eroded() {
             *order = Order { through: 0, first: Vec::with_capacity(KEPT + 1), tied: false, read: pass };
         }
-        order.rank_up_to(names, address);
+        self.ranks += order.rank_up_to(names, address);
         if order.tied {
             return None;
         }
         let mut found = order.first.iter().map(|&(_, id)| id).filter(|&id| wanted(id));
         Some([found.next(), found.next()])
+    }
+
+    /// Whether `address` has an order.
+    pub fn has(&self, address: IpAddr) -> bool {
+        self.by_address.contains_key(&address)
+    }
+
+    /// How many ranks were computed so far, ever.
+    pub fn ranks(&self) -> usize {
+        self.ranks
     }
 
     /// Keeps `address`'s order through this pass though it was not read (its candidates were
@@ -142,8 +154,8 @@ impl Order {
         self.first.len() < KEPT / 2 && self.through as usize >= KEPT
     }
 
-    /// Ranks the nodes numbered since the last pass into `first`.
-    fn rank_up_to(&mut self, names: &[String], address: IpAddr) {
+    /// Ranks the nodes numbered since the last pass into `first`; says how many.
+    fn rank_up_to(&mut self, names: &[String], address: IpAddr) -> usize {
         let upto = u32::try_from(names.len()).expect("fewer than 2^32 nodes");
         for id in self.through..upto {
             let rank = election::rank(&names[id as usize], address);
@@ -155,7 +167,9 @@ impl Order {
                 self.first.truncate(KEPT);
             }
         }
+        let ranked = (upto - self.through) as usize;
         self.through = upto;
+        ranked
     }
 }
 

@@ -389,3 +389,44 @@ fn kept_orders_decide_what_the_rules_do() {
     }
     assert!(elections > 5_000, "only {elections} assignments compared");
 }
+
+/// Paced, a pass ranks a bounded number of addresses new to it: each pass decides part of what
+/// the rules decide and nothing else (no other owner, ever), and a few passes decide it all. A
+/// Service that had an owner in the last pass is decided even when its order is new.
+#[test]
+fn paced_passes_leave_only_new_services_for_later() {
+    use super::synthetic::{Dice, Shape, all_live, cluster};
+    let snapshot = cluster(Shape { nodes: 60, services: 200, mixed: false }, &mut Dice::new(7));
+    let live = all_live(&snapshot);
+    let expected = super::reference::assign(&snapshot, &live);
+    // About five new addresses of 60 nodes per pass.
+    let mut decider = Decider { budget: 300, ..Decider::paced() };
+    let mut passes = 0;
+    loop {
+        let got = decider.assign(&snapshot, &live);
+        passes += 1;
+        assert!(
+            got.iter().all(|a| expected.contains(a)),
+            "pass {passes}: an assignment the rules do not make"
+        );
+        if !decider.pending() {
+            assert_eq!(got, expected, "pass {passes}: done, but not all decided");
+            break;
+        }
+        assert!(got.len() < expected.len(), "pass {passes}: pending with everything decided");
+        assert!(passes < 500, "still pending after {passes} passes");
+    }
+    assert!(passes > 5, "paced at 300 ranks, 200 Services of 60 nodes took only {passes} passes");
+
+    // Ten nodes live: at most ten candidates each, ranked directly, no order kept. Then all 60:
+    // orders for every address, which the budget would defer, but each Service had an owner.
+    let few: BTreeSet<String> = live.iter().take(10).cloned().collect();
+    let mut decider = Decider { budget: 1, ..Decider::paced() };
+    let before = decider.assign(&snapshot, &few);
+    assert_eq!(before, super::reference::assign(&snapshot, &few));
+    let owned: BTreeSet<&str> = before.iter().map(|a| a.service.as_str()).collect();
+    let got = decider.assign(&snapshot, &live);
+    for a in expected.iter().filter(|a| owned.contains(a.service.as_str())) {
+        assert!(got.contains(a), "{} had an owner and was left for later", a.service);
+    }
+}
