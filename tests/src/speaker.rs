@@ -195,11 +195,8 @@ pub fn at_tc(host: &Host) -> anyhow::Result<(u32, String)> {
             .map(|p| p.id()))
     })?;
     if let Some(program) = tcx {
-        let link = aya::programs::loaded_links()
-            .filter_map(Result::ok)
-            .find(|l| l.program_id() == program)
-            .context("no TCX link runs Herald's program")?;
-        return Ok((program, format!("TCX link {}", link.id())));
+        let link = link_of(program).context("no TCX link runs Herald's program")?;
+        return Ok((program, format!("TCX link {link}")));
     }
     // "filter protocol all pref 1 bpf chain 0 handle 0x4852 herald_tc direct-action not_in_hw id 41 ..."
     let filters = host.run("tc", &["filter", "show", "dev", "eth0", "ingress"])?;
@@ -213,6 +210,28 @@ pub fn at_tc(host: &Host) -> anyhow::Result<(u32, String)> {
         bail!("a filter line unlike tc's: {line}");
     };
     Ok((id.parse()?, format!("clsact filter pref {pref} handle {handle}")))
+}
+
+/// The program at `host`'s eth0 XDP hook, and the id of the link that holds it.
+pub fn at_xdp(host: &Host) -> anyhow::Result<(u32, String)> {
+    let shown = host.run("ip", &["-d", "link", "show", "dev", "eth0"])?;
+    let words: Vec<&str> = shown.split_whitespace().collect();
+    let program: u32 = words
+        .windows(3)
+        .find_map(|w| (w[0] == "prog/xdp" && w[1] == "id").then(|| w[2].parse()))
+        .with_context(|| {
+            format!(
+                "no XDP program:
+{shown}"
+            )
+        })??;
+    let link = link_of(program).context("no XDP link runs the program")?;
+    Ok((program, format!("XDP link {link}")))
+}
+
+/// The id of the BPF link that runs `program`, if one does.
+fn link_of(program: u32) -> Option<u32> {
+    aya::programs::loaded_links().filter_map(Result::ok).find(|l| l.program_id() == program).map(|l| l.id())
 }
 
 /// Waits until the log at `log` of speaker process `pid` contains `needle`; fails early, with

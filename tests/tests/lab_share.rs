@@ -180,30 +180,8 @@ fn restarts_take_over_the_link() {
     let keep = ["--on-exit", "keep"];
     let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
     assert_answers(&lab, &node, VIP);
-    let (first, held) = speaker::at_tc(&node).expect("Herald at TC ingress");
-
-    // SIGTERM: left attached, idle.
-    assert!(speaker.stop(&mut lab).unwrap().success());
-    assert_eq!(speaker::at_tc(&node).expect("Herald at TC ingress"), (first, held.clone()), "after SIGTERM");
-    // A stopped speaker's program answers nothing.
-    assert_silent(&lab, VIP);
-
-    // The next one takes it over: the same link, its own program.
-    let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
-    let (second, again) = speaker::at_tc(&node).expect("Herald at TC ingress");
-    assert_eq!(again, held, "a restart attached anew");
-    assert_ne!(second, first, "the link runs the new speaker's program");
-    assert_answers(&lab, &node, VIP);
-
-    // SIGKILL, and the next one: the same link again.
-    speaker.signal(Signal::SIGKILL).unwrap();
-    lab.take_child(speaker.pid).unwrap().wait().unwrap();
-    let speaker = Speaker::start(&mut lab, &node, CONFIG, &keep).unwrap();
-    let (third, again) = speaker::at_tc(&node).expect("Herald at TC ingress");
-    assert_eq!(again, held, "a restart after SIGKILL attached anew");
-    assert_ne!(third, second);
+    let speaker = restarts_keep_the_link(&mut lab, &node, speaker, &keep, speaker::at_tc);
     assert_eq!(heralds(&node).len(), 1, "{:?}", speaker::attached(&node).unwrap());
-    assert_answers(&lab, &node, VIP);
 
     // An uninstall: `cleanup` removes it, and is refused while a speaker runs.
     let bin = workspace_bin("herald-speaker");
@@ -287,42 +265,10 @@ fn restarts_take_over_the_xdp_link() {
     let mut lab = Lab::new(&["node-a"]).expect("lab");
     let node = lab.node("node-a").clone();
     let args = ["--datapath", "xdp", "--on-exit", "keep"];
-    // The program at eth0's XDP hook, and the id of the link that holds it.
-    let at_xdp = || {
-        let shown = node.run("ip", &["-d", "link", "show", "dev", "eth0"]).unwrap();
-        let words: Vec<&str> = shown.split_whitespace().collect();
-        let program: u32 = words
-            .windows(3)
-            .find_map(|w| (w[0] == "prog/xdp" && w[1] == "id").then(|| w[2].parse().unwrap()))
-            .unwrap_or_else(|| panic!("no XDP program:\n{shown}"));
-        let link = aya::programs::loaded_links()
-            .filter_map(Result::ok)
-            .find(|l| l.program_id() == program)
-            .expect("the XDP link of Herald's program");
-        (program, link.id())
-    };
     let speaker = Speaker::start(&mut lab, &node, CONFIG, &args).unwrap();
     assert_answers(&lab, &node, VIP);
     assert_eq!(heralds(&node), vec![speaker::XDP_BOUND.to_owned()]);
-    let (first, link) = at_xdp();
-
-    assert!(speaker.stop(&mut lab).unwrap().success());
-    assert_eq!(at_xdp(), (first, link), "after SIGTERM");
-    assert_silent(&lab, VIP);
-
-    let speaker = Speaker::start(&mut lab, &node, CONFIG, &args).unwrap();
-    let (second, again) = at_xdp();
-    assert_eq!(again, link, "a restart attached anew");
-    assert_ne!(second, first, "the link runs the new speaker's program");
-    assert_answers(&lab, &node, VIP);
-
-    speaker.signal(Signal::SIGKILL).unwrap();
-    lab.take_child(speaker.pid).unwrap().wait().unwrap();
-    let speaker = Speaker::start(&mut lab, &node, CONFIG, &args).unwrap();
-    let (third, again) = at_xdp();
-    assert_eq!(again, link, "a restart after SIGKILL attached anew");
-    assert_ne!(third, second);
-    assert_answers(&lab, &node, VIP);
+    let speaker = restarts_keep_the_link(&mut lab, &node, speaker, &args, speaker::at_xdp);
 
     let bin = workspace_bin("herald-speaker");
     let pin_dir = lab.pin_dir(&node);
@@ -331,4 +277,41 @@ fn restarts_take_over_the_xdp_link() {
         node.output(bin.to_str().unwrap(), &["cleanup", "--pin-dir", pin_dir.to_str().unwrap()]).unwrap();
     assert!(done.status.success(), "{done:?}");
     assert_eq!(heralds(&node), Vec::<String>::new(), "after cleanup");
+}
+
+/// With `speaker` running and answering under `--on-exit keep` (in `args`): SIGTERM leaves its
+/// program at the hook (`at`: the program's id, and what holds it there) and silent; the next
+/// speaker runs its own program in the same holder; so does the one after a SIGKILL. Returns
+/// that last speaker, running.
+fn restarts_keep_the_link(
+    lab: &mut Lab,
+    node: &Host,
+    speaker: Speaker,
+    args: &[&str],
+    at: fn(&Host) -> anyhow::Result<(u32, String)>,
+) -> Speaker {
+    let (first, held) = at(node).expect("Herald at the hook");
+
+    // SIGTERM: left attached, idle.
+    assert!(speaker.stop(lab).unwrap().success());
+    assert_eq!(at(node).expect("Herald at the hook"), (first, held.clone()), "after SIGTERM");
+    // A stopped speaker's program answers nothing.
+    assert_silent(lab, VIP);
+
+    // The next one takes it over: the same holder, its own program.
+    let speaker = Speaker::start(lab, node, CONFIG, args).unwrap();
+    let (second, again) = at(node).expect("Herald at the hook");
+    assert_eq!(again, held, "a restart attached anew");
+    assert_ne!(second, first, "the link runs the new speaker's program");
+    assert_answers(lab, node, VIP);
+
+    // SIGKILL, and the next one: the same holder again.
+    speaker.signal(Signal::SIGKILL).unwrap();
+    lab.take_child(speaker.pid).unwrap().wait().unwrap();
+    let speaker = Speaker::start(lab, node, CONFIG, args).unwrap();
+    let (third, again) = at(node).expect("Herald at the hook");
+    assert_eq!(again, held, "a restart after SIGKILL attached anew");
+    assert_ne!(third, second);
+    assert_answers(lab, node, VIP);
+    speaker
 }

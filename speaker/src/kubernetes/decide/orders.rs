@@ -102,15 +102,10 @@ impl Orders {
     /// unranked here). `None` in all: the order is not known exactly; rank directly.
     pub fn leading(&mut self, address: IpAddr, wanted: impl Fn(u32) -> bool) -> Option<[Option<u32>; 2]> {
         let (names, pass) = (&self.names, self.pass);
-        let order = self.by_address.entry(address).or_insert_with(|| Order {
-            through: 0,
-            first: Vec::with_capacity(KEPT + 1),
-            tied: false,
-            read: pass,
-        });
+        let order = self.by_address.entry(address).or_insert_with(|| Order::new(pass));
         order.read = pass;
         if order.eroded() {
-            *order = Order { through: 0, first: Vec::with_capacity(KEPT + 1), tied: false, read: pass };
+            *order = Order::new(pass);
         }
         self.ranks += order.rank_up_to(names, address);
         if order.tied {
@@ -148,6 +143,11 @@ impl Orders {
 }
 
 impl Order {
+    /// Nothing ranked yet; read in `pass`.
+    fn new(pass: u64) -> Self {
+        Self { through: 0, first: Vec::with_capacity(KEPT + 1), tied: false, read: pass }
+    }
+
     /// Names forgotten took most of its first nodes: fewer than half of [`KEPT`] remain of
     /// more ranked, and a node or two gone would leave too few to elect from.
     fn eroded(&self) -> bool {
