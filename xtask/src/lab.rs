@@ -31,9 +31,14 @@ pub enum Bench {
         #[arg(long, default_value_t = 120)]
         soak: u64,
     },
-    /// Membership at scale, simulated in process with the real protocol code: 3 to 500 nodes,
-    /// time until all agree one died, bytes per second per node, with 0, 1 and 5% loss.
-    Membership,
+    /// Membership at scale, simulated in process with the real protocol code (SWIM and the
+    /// liveness protocol), 3 to 1,000 nodes sharing 10,000 addresses: takeover time after a
+    /// SIGKILL, spurious takeovers, bytes per second per node, with 0, 1 and 5% loss.
+    Membership {
+        /// Only this cluster size.
+        #[arg(long)]
+        nodes: Option<usize>,
+    },
     /// Herald on real lab nodes (kubelet, containerd), from its release images: apply -k to the
     /// first answer, the speaker pods' memory and CPU, rolling restarts as the client sees them.
     Nodes {
@@ -69,7 +74,12 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
         Bench::Converge => run_bin("herald-bench", &["converge"], true, true),
         Bench::Decide => run_bin("herald-bench", &["decide"], false, true),
         // Thousands of simulated nodes: optimised, or it takes minutes.
-        Bench::Membership => run_bin("herald-bench", &["membership"], false, true),
+        Bench::Membership { nodes } => {
+            let nodes = nodes.map(|n| n.to_string());
+            let only = nodes.as_deref().map(|n| ["--nodes", n]);
+            let args: Vec<&str> = ["membership"].into_iter().chain(only.into_iter().flatten()).collect();
+            run_bin("herald-bench", &args, false, true)
+        }
         Bench::Failover { runs, soak } => {
             let (runs, soak) = (runs.to_string(), soak.to_string());
             run_bin("herald-bench", &["failover", "--runs", &runs, "--soak", &soak], false, false)

@@ -46,6 +46,8 @@ const MAGIC: &[u8; 4] = b"HRLD";
 const VERSION: u8 = 4;
 const HEADER: usize = 4 + 1 + 8 + 8 + 8;
 const TAG: usize = 32;
+/// What sealing adds to a payload: the header and the HMAC.
+pub const OVERHEAD: usize = HEADER + TAG;
 /// The longest payload sent: SWIM's packets (its `max_packet_size`) and the kind byte.
 pub const MAX_PAYLOAD: usize = 1400 + 1;
 /// The longest datagram accepted; anything longer is refused before the HMAC.
@@ -116,7 +118,7 @@ impl Sealer {
     /// `payload` sealed for `to`, sent at `now_ms`.
     pub fn seal(&mut self, to: SocketAddr, now_ms: u64, payload: &[u8]) -> Vec<u8> {
         self.seq += 1;
-        let mut out = Vec::with_capacity(HEADER + payload.len() + TAG);
+        let mut out = Vec::with_capacity(payload.len() + OVERHEAD);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.extend_from_slice(&self.boot.to_be_bytes());

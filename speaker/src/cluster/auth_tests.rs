@@ -16,6 +16,7 @@ fn pair(boot: u64) -> (Sealer, Opener) {
 fn round_trip() {
     let (mut sealer, mut opener) = pair(7);
     let d = sealer.seal(addr(1), NOW, b"hello");
+    assert_eq!(d.len(), 5 + OVERHEAD, "what the membership simulation counts");
     assert_eq!(opener.open(addr(2), NOW + 5, &d), Ok(&b"hello"[..]));
     let d2 = sealer.seal(addr(1), NOW, b"");
     assert_eq!(opener.open(addr(2), NOW, &d2), Ok(&b""[..]));

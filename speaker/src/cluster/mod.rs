@@ -8,7 +8,7 @@
 
 pub mod auth;
 mod gate;
-mod hearing;
+pub mod hearing;
 mod identity;
 pub mod liveness;
 mod peer_macs;

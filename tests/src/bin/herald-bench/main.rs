@@ -28,6 +28,9 @@ struct Cli {
     /// Seconds at rest per loss level (failover's price rows).
     #[arg(long, default_value_t = 120)]
     soak: u64,
+    /// Only this cluster size (membership).
+    #[arg(long)]
+    nodes: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,7 +52,7 @@ fn main() -> ExitCode {
         Which::Converge => converge::run(),
         Which::Decide => decide::run(),
         Which::Failover => failover::run(cli.runs, std::time::Duration::from_secs(cli.soak)),
-        Which::Membership => membership::run(),
+        Which::Membership => membership::run(cli.nodes),
         Which::Nodes => nodes::run(cli.runs),
     };
     match result {
