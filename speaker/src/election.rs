@@ -48,22 +48,58 @@ pub fn succession_preferring<'a>(
     first.map(|(_, _, owner)| (owner, second.map(|(_, _, heir)| heir)))
 }
 
-/// Who takes over from whom, as far as one node is concerned, in one view of the live members:
-/// the heirs of the addresses it owns (its membership sends them heartbeats) and the owners of
-/// the addresses it is heir to (its membership watches for theirs).
+/// How many members watch each one for the others (see [`Succession::watchers`]).
+pub const WATCHERS: usize = 1;
+
+/// Who takes over from whom, and who watches whom, as far as one node is concerned, in one view
+/// of the live members. The members watch each other on a ring (each one beats to the next
+/// [`WATCHERS`]), so that a node's cost does not grow with the cluster or with how its
+/// addresses spread; a watcher that finds a member failed tells the heirs of its addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Succession {
+    /// The heirs of the addresses this node owns: told at once when it leaves.
     pub heirs: BTreeSet<String>,
+    /// The owners of the addresses this node is heir to: a watcher's word that one failed is
+    /// its cue to take over.
     pub owners: BTreeSet<String>,
+    /// The members that watch this one: it beats to them.
+    pub watchers: BTreeSet<String>,
+    /// The members this one watches, each with the heirs of its addresses (its verdict goes to
+    /// them).
+    pub watched: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Succession {
+    /// `me`'s place on the ring of `alive` (`me` among them), with no addresses noted yet. The
+    /// ring orders the names by sha256, so that members close in name (often in a rack) are not
+    /// close on it.
+    pub fn on_ring(me: &str, alive: &BTreeSet<String>) -> Self {
+        let mut ring: Vec<([u8; 32], &str)> =
+            alive.iter().map(|name| (Sha256::digest(name).into(), name.as_str())).collect();
+        ring.sort_unstable();
+        let mut out = Self::default();
+        let n = ring.len();
+        let Some(at) = ring.iter().position(|(_, name)| *name == me) else { return out };
+        for d in 1..=WATCHERS.min(n.saturating_sub(1)) {
+            out.watchers.insert(ring[(at + d) % n].1.to_owned());
+            out.watched.insert(ring[(at + n - d) % n].1.to_owned(), BTreeSet::new());
+        }
+        out
+    }
+
     /// Takes in one address's `owner` and `heir`, as seen from `me`.
     pub fn note(&mut self, me: &str, owner: &str, heir: Option<&str>) {
-        match heir {
-            Some(heir) if owner == me => drop(self.heirs.insert(heir.to_owned())),
-            Some(heir) if heir == me => drop(self.owners.insert(owner.to_owned())),
-            _ => {}
+        let Some(heir) = heir else { return };
+        if owner == me {
+            self.heirs.insert(heir.to_owned());
+        } else if heir == me {
+            self.owners.insert(owner.to_owned());
+        }
+        if let Some(heirs) = self.watched.get_mut(owner)
+            && heir != me
+            && !heirs.contains(heir)
+        {
+            heirs.insert(heir.to_owned());
         }
     }
 }
@@ -112,9 +148,9 @@ fn successions<'a>(
     out
 }
 
-/// Who `me` sends heartbeats to and whose it watches, for the configured addresses.
+/// `me`'s succession (see [`Succession`]) for the configured addresses.
 pub fn succession(me: &str, vips: &[Vip], alive: &BTreeSet<String>) -> Succession {
-    let mut out = Succession::default();
+    let mut out = Succession::on_ring(me, alive);
     for (owner, heir) in successions(vips, alive).into_values() {
         out.note(me, owner, heir);
     }

@@ -143,10 +143,34 @@ fn property_the_heir_is_who_owns_once_the_owner_is_gone() {
             after.remove(owner);
             assert_eq!(owners(&vips, &after).get(&address).copied(), heir, "{address} in {alive:?}");
         }
-        // What one member sends heartbeats to, the other watches for.
+        // What one member's heirs are, they inherit from it.
         for me in &alive {
             for heir in succession(me, &vips, &alive).heirs {
                 assert!(succession(&heir, &vips, &alive).owners.contains(me), "{heir} inherits from {me}");
+            }
+        }
+    }
+}
+
+#[test]
+fn property_every_member_is_watched_by_those_it_beats_to_who_know_its_heirs() {
+    let mut g = Gen::new(0x5eed_0005);
+    for _ in 0..CASES {
+        let (alive, vips) = g.case();
+        let all: BTreeMap<&String, Succession> =
+            alive.iter().map(|me| (me, succession(me, &vips, &alive))).collect();
+        for (me, mine) in &all {
+            // Beats go where they are watched for, and every member is watched (but one alone).
+            assert_eq!(mine.watchers.len(), WATCHERS.min(alive.len() - 1), "{me} in {alive:?}");
+            for watcher in &mine.watchers {
+                let theirs = &all[watcher].watched;
+                assert!(theirs.contains_key(*me), "{watcher} watches {me}");
+                // The watcher's verdict reaches every heir of the member's addresses but itself.
+                let heirs: BTreeSet<String> = mine.heirs.iter().filter(|h| *h != watcher).cloned().collect();
+                assert_eq!(theirs[*me], heirs, "{watcher} knows {me}'s heirs");
+            }
+            for watched in mine.watched.keys() {
+                assert!(all[watched].watchers.contains(*me), "{watched} beats to {me}");
             }
         }
     }

@@ -143,7 +143,7 @@ impl Metrics {
         );
         r.register(
             "owners_failed",
-            "Owners this node, their heir, found failed from missed heartbeats before SWIM did",
+            "Owners this node, their heir, found failed before SWIM did: by its own probes, or by their watcher's word",
             self.owners_failed.clone(),
         );
         r.register(

@@ -62,17 +62,17 @@ fn an_owner_beats_to_its_heirs_on_schedule() {
     let t0 = Instant::now();
     let mut l = Liveness::new(addr(1), 0);
     assert_eq!(l.next_wake(), None, "nothing to do without heirs or owners");
-    l.follow(set(&[2, 3]), set(&[]), t0);
+    l.follow(Roles::watching(set(&[2, 3]), set(&[])), t0);
     let (sent, _) = run(&mut l, &[], t0, t0 + ms(99));
     let beats_to = |n| sent.iter().filter(|(to, m)| *to == addr(n) && *m == Message::Beat).count();
     assert_eq!((beats_to(2), beats_to(3)), (5, 5), "at 0, 20, 40, 60, 80 ms: {sent:?}");
     // A new heir is beaten to at once; losing every heir stops the beats.
-    l.follow(set(&[2, 3, 4]), set(&[]), t0 + ms(100));
+    l.follow(Roles::watching(set(&[2, 3, 4]), set(&[])), t0 + ms(100));
     assert_eq!(l.poll(t0 + ms(100), &[]).0.len(), 3);
-    l.follow(set(&[]), set(&[]), t0 + ms(101));
+    l.follow(Roles::watching(set(&[]), set(&[])), t0 + ms(101));
     assert_eq!(l.next_wake(), None);
     // Far behind (the thread was not scheduled): one beat, then the schedule from now.
-    l.follow(set(&[2]), set(&[]), t0);
+    l.follow(Roles::watching(set(&[2]), set(&[])), t0);
     assert_eq!(l.poll(t0 + ms(500), &[]).0.len(), 1);
     assert_eq!(l.next_wake(), Some(t0 + ms(520)));
 }
@@ -82,7 +82,7 @@ fn an_heir_fails_a_silent_owner_after_the_probes_go_unanswered() {
     let t0 = Instant::now();
     let members = [addr(1), addr(2), addr(3), addr(4)];
     let mut l = Liveness::new(addr(2), 0);
-    l.follow(set(&[]), set(&[1]), t0);
+    l.follow(Roles::watching(set(&[]), set(&[1])), t0);
     l.heard(addr(1), t0);
     // Beats every 20 ms keep it quiet.
     for i in 1..=10 {
@@ -123,7 +123,7 @@ fn an_ack_relayed_by_a_helper_keeps_the_owner() {
     let t0 = Instant::now();
     let members = [addr(1), addr(2), addr(3)];
     let mut l = Liveness::new(addr(2), 0);
-    l.follow(set(&[]), set(&[1]), t0);
+    l.follow(Roles::watching(set(&[]), set(&[1])), t0);
     let (sent, _) = l.poll(t0 + SUSPECT_AFTER, &members);
     let nonce = asked(&sent, addr(3));
     // The owner's direct answer is lost; the helper's comes back.
@@ -174,18 +174,18 @@ fn the_election_decides_whom_to_watch() {
     let t0 = Instant::now();
     let members = [addr(1), addr(2), addr(3)];
     let mut l = Liveness::new(addr(2), 0);
-    l.follow(set(&[]), set(&[1]), t0);
+    l.follow(Roles::watching(set(&[]), set(&[1])), t0);
     // No longer heir to it: no probe, ever.
-    l.follow(set(&[]), set(&[]), t0 + ms(10));
+    l.follow(Roles::watching(set(&[]), set(&[])), t0 + ms(10));
     let (sent, changes) = run(&mut l, &members, t0, t0 + ms(500));
     assert!(sent.is_empty() && changes.is_empty());
     // A failure outlives the watch until heard from or dropped by SWIM.
-    l.follow(set(&[]), set(&[3]), t0);
+    l.follow(Roles::watching(set(&[]), set(&[3])), t0);
     run(&mut l, &members, t0, t0 + ms(200));
     assert_eq!(l.failed(), &set(&[3]));
-    l.follow(set(&[]), set(&[]), t0 + ms(201));
+    l.follow(Roles::watching(set(&[]), set(&[])), t0 + ms(201));
     assert_eq!(l.failed(), &set(&[3]));
-    l.follow(set(&[]), set(&[3]), t0 + ms(202));
+    l.follow(Roles::watching(set(&[]), set(&[3])), t0 + ms(202));
     assert_eq!(l.next_wake(), None, "watched again, still failed: not probed again");
     assert!(!l.retain_failed(&members));
     assert!(l.retain_failed(&[addr(1), addr(2)]));
@@ -197,7 +197,7 @@ fn after_a_mute_spell_the_watches_start_afresh() {
     let t0 = Instant::now();
     let members = [addr(1), addr(2), addr(3)];
     let mut l = Liveness::new(addr(2), 0);
-    l.follow(set(&[3]), set(&[1]), t0);
+    l.follow(Roles::watching(set(&[3]), set(&[1])), t0);
     l.heard(addr(1), t0);
     // Probed just before this member fell mute; the probe's time runs out while it is.
     let (sent, _) = l.poll(t0 + SUSPECT_AFTER, &members);
@@ -218,7 +218,7 @@ fn an_heir_no_helper_speaks_to_takes_nothing_over() {
     let t0 = Instant::now();
     let members = [addr(1), addr(2), addr(3), addr(4)];
     let mut l = Liveness::new(addr(2), 0);
-    l.follow(set(&[]), set(&[1]), t0);
+    l.follow(Roles::watching(set(&[]), set(&[1])), t0);
     // Cut off from everyone, or its datagrams lost in a flood: neither the owner nor a helper
     // is heard, probe after probe.
     let (sent, changes) = run_with(&mut l, &members, t0, t0 + ms(499), false);
@@ -232,7 +232,7 @@ fn an_heir_no_helper_speaks_to_takes_nothing_over() {
     assert_eq!(l.failed(), &set(&[1]));
     // With no helper to ask (two members), an heir cannot tell, and takes over.
     let mut two = Liveness::new(addr(2), 0);
-    two.follow(set(&[]), set(&[1]), t0);
+    two.follow(Roles::watching(set(&[]), set(&[1])), t0);
     let (_, changes) = run_with(&mut two, &[addr(1), addr(2)], t0, t0 + ms(200), false);
     assert_eq!(changes, vec![t0 + SUSPECT_AFTER + CONFIRM]);
 }
@@ -242,7 +242,7 @@ fn a_helpers_late_word_still_counts() {
     let t0 = Instant::now();
     let members = [addr(1), addr(2), addr(3)];
     let mut l = Liveness::new(addr(2), 0);
-    l.follow(set(&[]), set(&[1]), t0);
+    l.follow(Roles::watching(set(&[]), set(&[1])), t0);
     let (sent, _) = l.poll(t0 + SUSPECT_AFTER, &members);
     let nonce = asked(&sent, addr(3));
     // Nothing by the probes' time: not yet given up, not yet failed.
@@ -256,7 +256,7 @@ fn a_helpers_late_word_still_counts() {
     assert_eq!(l.unconfirmed, 0);
     // A word for a probe that is not this member's: nothing.
     let mut other = Liveness::new(addr(2), 0);
-    other.follow(set(&[]), set(&[1]), t0);
+    other.follow(Roles::watching(set(&[]), set(&[1])), t0);
     assert_eq!(other.receive(addr(3), Message::Unanswered(nonce), due), (Vec::new(), false));
 }
 
@@ -264,10 +264,10 @@ fn a_helpers_late_word_still_counts() {
 fn an_owner_leaving_is_taken_over_at_once() {
     let t0 = Instant::now();
     let mut owner = Liveness::new(addr(1), 0);
-    owner.follow(set(&[2, 3]), set(&[]), t0);
+    owner.follow(Roles::watching(set(&[2, 3]), set(&[])), t0);
     assert_eq!(owner.leaving(), vec![(addr(2), Message::Leaving), (addr(3), Message::Leaving)]);
     let mut heir = Liveness::new(addr(2), 0);
-    heir.follow(set(&[]), set(&[1]), t0);
+    heir.follow(Roles::watching(set(&[]), set(&[1])), t0);
     heir.heard(addr(1), t0);
     let (out, changed) = heir.receive(addr(1), Message::Leaving, t0);
     assert!(out.is_empty() && changed);
@@ -275,4 +275,90 @@ fn an_owner_leaving_is_taken_over_at_once() {
     // From a member it does not inherit from: nothing.
     let (_, changed) = heir.receive(addr(3), Message::Leaving, t0);
     assert!(!changed);
+}
+
+/// A watcher on the ring (1 watches 2 for the heirs 3 and 4).
+fn watcher() -> Liveness {
+    let mut l = Liveness::new(addr(1), 0);
+    let roles = Roles {
+        beat_to: set(&[5]),
+        heirs: set(&[]),
+        watch: BTreeMap::from([(addr(2), set(&[3, 4]))]),
+        inherit: set(&[]),
+    };
+    l.follow(roles, Instant::now());
+    l
+}
+
+#[test]
+fn a_watcher_tells_the_heirs_and_they_take_over() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3), addr(4), addr(5)];
+    let mut l = watcher();
+    l.heard(addr(2), t0);
+    let (sent, changes) = run(&mut l, &members, t0, t0 + ms(200));
+    let failed_at = t0 + SUSPECT_AFTER + CONFIRM;
+    assert_eq!(changes, vec![failed_at]);
+    // Each heir hears it VERDICT_COPIES times, VERDICT_EVERY apart; nobody else does.
+    let verdicts: Vec<&SocketAddr> =
+        sent.iter().filter(|(_, m)| *m == Message::Failed(addr(2))).map(|(to, _)| to).collect();
+    assert_eq!(verdicts.len(), 2 * VERDICT_COPIES as usize, "{sent:?}");
+    assert!(verdicts.iter().all(|to| [addr(3), addr(4)].contains(to)));
+    // An heir takes over on the word; a member that does not inherit from it does nothing.
+    let mut heir = Liveness::new(addr(3), 0);
+    heir.follow(Roles { inherit: set(&[2]), ..Roles::default() }, t0);
+    assert!(heir.vouches(&addr(2)), "an heir vouches for its owner until told");
+    assert_eq!(heir.receive(addr(1), Message::Failed(addr(2)), failed_at), (Vec::new(), true));
+    assert_eq!(heir.failed(), &set(&[2]));
+    assert!(!heir.vouches(&addr(2)));
+    let mut other = Liveness::new(addr(5), 0);
+    assert_eq!(other.receive(addr(1), Message::Failed(addr(2)), failed_at), (Vec::new(), false));
+    // Heard from again, the owner is back.
+    assert!(heir.heard(addr(2), failed_at + ms(100)));
+}
+
+#[test]
+fn some_helpers_silent_is_another_round_not_a_failure() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3), addr(4)];
+    let mut l = watcher();
+    l.heard(addr(2), t0);
+    let probed = t0 + SUSPECT_AFTER;
+    let (sent, _) = l.poll(probed, &members);
+    let nonce = sent.iter().find_map(|(_, m)| if let Message::ProbeFor(n, _) = m { Some(*n) } else { None });
+    // One helper (cut from the owner too) says it was silent; the other's ack was lost.
+    let helper = sent.iter().find(|(_, m)| matches!(m, Message::ProbeFor(..))).map(|(to, _)| *to).unwrap();
+    assert_eq!(l.receive(helper, Message::Unanswered(nonce.unwrap()), probed + ms(2)), (Vec::new(), false));
+    assert_eq!(l.poll(probed + CONFIRM, &members), (Vec::new(), false), "not every helper said so");
+    let (again, changed) = l.poll(probed + CONFIRM * 2, &members);
+    assert!(!changed && l.failed().is_empty(), "{again:?}");
+    assert!(!again.iter().any(|(_, m)| matches!(m, Message::Failed(_))), "{again:?}");
+    assert_eq!(l.next_wake(), Some(probed + CONFIRM * 2), "probed again at once");
+    let (again, _) = l.poll(probed + CONFIRM * 2, &members);
+    assert!(again.iter().any(|(to, m)| *to == addr(2) && matches!(m, Message::Probe(_))), "{again:?}");
+    assert_eq!(l.unconfirmed, 0, "a helper did speak");
+}
+
+#[test]
+fn an_heir_doubts_swims_word_and_probes_the_owner_itself() {
+    let t0 = Instant::now();
+    let members = [addr(1), addr(2), addr(3), addr(4)];
+    let mut heir = Liveness::new(addr(3), 0);
+    heir.follow(Roles { inherit: set(&[2]), ..Roles::default() }, t0);
+    assert_eq!(heir.next_wake(), None, "it watches nobody");
+    // SWIM declares the owner down: the heir vouches for it and probes it at once.
+    assert!(heir.doubt(addr(2), t0 + ms(500)));
+    assert_eq!(heir.next_wake(), Some(t0 + ms(500)));
+    let (sent, _) = heir.poll(t0 + ms(500), &members);
+    assert!(sent.iter().any(|(to, m)| *to == addr(2) && matches!(m, Message::Probe(_))), "{sent:?}");
+    // It answers: the doubt is lifted, and its watcher's beats are not this member's to wait for.
+    assert!(!heir.heard(addr(2), t0 + ms(501)));
+    assert_eq!(heir.next_wake(), None);
+    assert!(heir.vouches(&addr(2)));
+    // Doubted again, and silent this time: failed by the heir's own probes.
+    assert!(heir.doubt(addr(2), t0 + ms(900)));
+    let (_, changes) = run(&mut heir, &members, t0 + ms(900), t0 + ms(1000));
+    assert_eq!(changes, vec![t0 + ms(900) + CONFIRM]);
+    // A member it neither watches nor inherits from: no doubt, no vouching.
+    assert!(!heir.doubt(addr(4), t0 + ms(1000)));
 }

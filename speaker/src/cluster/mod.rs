@@ -1,10 +1,11 @@
 //! Membership between speakers: SWIM failure detection (the `foca` crate) and, for fast
-//! takeovers, heartbeats from owners to heirs ([`liveness`]), over UDP, every datagram
-//! authenticated with the shared key ([`auth`]). A task on a thread of its own (so that no
-//! long pass of the speaker delays a heartbeat or an ack) owns the socket and the protocol
-//! state, and publishes the names of the live members (this one included) on a watch channel.
-//! It also beats to the programs, and speaks for this node only while its run loop keeps up
-//! ([`crate::fence`]): to the programs and to the other members, a node is alive or not as one.
+//! takeovers, heartbeats around a ring of watchers that tell the heirs ([`liveness`]), over
+//! UDP, every datagram authenticated with the shared key ([`auth`]). A task on a thread of its
+//! own (so that no long pass of the speaker delays a heartbeat or an ack) owns the socket and
+//! the protocol state, and publishes the names of the live members (this one included) on a
+//! watch channel. It also beats to the programs, and speaks for this node only while its run
+//! loop keeps up ([`crate::fence`]): to the programs and to the other members, a node is alive
+//! or not as one.
 
 pub mod auth;
 mod gate;
@@ -131,8 +132,8 @@ impl Membership {
         })
     }
 
-    /// Tells the membership whom this node's addresses go to should it fail (it sends them
-    /// heartbeats) and whose addresses it takes over (it watches for their heartbeats).
+    /// Tells the membership who watches this node (it beats to them), whom it watches (and whom
+    /// to tell when one fails), whose addresses it takes over, and who takes over its own.
     pub fn set_succession(&self, succession: Succession) {
         self.succession.send_if_modified(|current| {
             let differs = *current != succession;

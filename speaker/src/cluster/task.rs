@@ -1,7 +1,12 @@
 //! The membership task: owns the socket, SWIM's state (foca) and the liveness protocol, and
 //! publishes the live members: those SWIM lists, less those an heir found failed first.
 
-use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
 use rand::rngs::StdRng;
@@ -17,7 +22,7 @@ use super::{
     auth::{MAX_DATAGRAM, Opener, Reject, Sealer},
     gate::Gate,
     hearing::Hearing,
-    liveness::{Liveness, Out},
+    liveness::{Liveness, Out, Roles},
     peer_macs, unix_ms,
     wire::Message,
 };
@@ -103,13 +108,12 @@ impl Task {
                     }
                 }
                 _ = sleep_until(wake), if wake.is_some() => {
-                    let (members, before) = (self.member_addrs(), self.liveness.failed().len());
+                    let (members, before) = (self.member_addrs(), self.liveness.failed().clone());
                     let (out, changed) = self.liveness.poll(std::time::Instant::now(), &members);
                     self.send_all(out).await;
                     if changed {
-                        let newly = self.liveness.failed().len().saturating_sub(before);
-                        self.metrics.owners_failed.inc_by(newly as u64);
-                        info!(failed = ?self.liveness.failed(), "an owner missed its heartbeats and the probes: taking over");
+                        self.count_owners_failed(&before);
+                        info!(failed = ?self.liveness.failed(), "a member missed its heartbeats and the probes: out of the view, its heirs told");
                         self.publish();
                     }
                 }
@@ -158,7 +162,7 @@ impl Task {
             self.hearing.stranger(from, now);
         }
         self.told_by = Some(from);
-        let mut back = self.liveness.heard(from, now);
+        let back = self.liveness.heard(from, now);
         let was_alone = self.hearing.heard(from, now);
         match Message::decode(payload) {
             Some(Message::Membership(data)) => {
@@ -168,8 +172,13 @@ impl Task {
                 }
             }
             Some(message) => {
+                let before = self.liveness.failed().clone();
                 let (out, changed) = self.liveness.receive(from, message, now);
-                back |= changed;
+                if changed {
+                    self.count_owners_failed(&before);
+                    info!(%from, failed = ?self.liveness.failed(), "a member failed, by its watcher's word or its own (leaving)");
+                    self.publish();
+                }
                 self.send_all(out).await;
             }
             None => {
@@ -186,6 +195,12 @@ impl Task {
             self.publish();
         }
         self.tell_strangers();
+    }
+
+    /// Counts the owners this member inherits from that failed since `before`.
+    fn count_owners_failed(&self, before: &BTreeSet<SocketAddr>) {
+        let newly = self.liveness.failed().difference(before).filter(|m| self.liveness.inherits(m)).count();
+        self.metrics.owners_failed.inc_by(newly as u64);
     }
 
     /// Whether `addr` is a member's: SWIM's, or kept in the view.
@@ -230,14 +245,26 @@ impl Task {
         }
     }
 
-    /// Beats to the heirs and watches the owners the election names, at their addresses.
+    /// Beats to the watchers, watches the members and inherits from the owners the ring and the
+    /// election name, at their addresses.
     fn follow(&mut self) {
         let succession = self.succession.borrow_and_update().clone();
+        let addrs: BTreeMap<&str, SocketAddr> =
+            self.foca.iter_members().map(|m| (m.id().name.as_str(), m.id().addr)).collect();
         let at = |names: &BTreeSet<String>| -> BTreeSet<SocketAddr> {
-            self.foca.iter_members().filter(|m| names.contains(&m.id().name)).map(|m| m.id().addr).collect()
+            names.iter().filter_map(|name| addrs.get(name.as_str()).copied()).collect()
         };
-        let (heirs, owners) = (at(&succession.heirs), at(&succession.owners));
-        self.liveness.follow(heirs, owners, std::time::Instant::now());
+        let roles = Roles {
+            beat_to: at(&succession.watchers),
+            heirs: at(&succession.heirs),
+            watch: succession
+                .watched
+                .iter()
+                .filter_map(|(name, heirs)| Some((*addrs.get(name.as_str())?, at(heirs))))
+                .collect(),
+            inherit: at(&succession.owners),
+        };
+        self.liveness.follow(roles, std::time::Instant::now());
     }
 
     /// The members' addresses: SWIM's, and those kept in the view (helpers to ask, too: an heir
@@ -288,14 +315,14 @@ impl Task {
                     info!(member = s.name, addr = %s.addr, "member up");
                 }
                 OwnedNotification::MemberDown(s) => {
-                    // Inherited from, with a helper left to ask: the heir's probes decide.
+                    // Watched or inherited from, with a helper left to ask: the probes decide.
                     let helpers = self.member_addrs().iter().any(|addr| *addr != s.addr);
-                    let vouched = helpers && self.liveness.vouches(&s.addr);
                     let now = std::time::Instant::now();
+                    let vouched = helpers && self.liveness.doubt(s.addr, now);
                     if self.hearing.down(&s.name, s.addr, told_by, vouched, now) {
                         info!(member = s.name, addr = %s.addr, "member down");
                     } else if vouched {
-                        warn!(member = s.name, addr = %s.addr, "member down by SWIM, kept: this member inherits from it, and its own probes through the others still find it alive");
+                        warn!(member = s.name, addr = %s.addr, "member down by SWIM, kept: this member watches or inherits from it, and probes it through the others");
                     } else {
                         warn!(member = s.name, addr = %s.addr, told_by = ?told_by, "member down, unconfirmed (another's word, or nobody heard lately): kept until this member's own hearing confirms it");
                     }

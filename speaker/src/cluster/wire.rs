@@ -10,6 +10,7 @@
 //! 4 | nonce (8) | address    probe that address for me, and pass its ack on
 //! 5 | nonce (8)              helper to prober: probed as you asked, and no ack came
 //! 6                          owner to heir: leaving, take over now
+//! 7 | address                watcher to heir: the member at that address failed
 //! ```
 //!
 //! An address is 4 or 16 bytes of IP then a 2-byte port, all big-endian.
@@ -25,6 +26,7 @@ pub enum Message<'a> {
     ProbeFor(u64, SocketAddr),
     Unanswered(u64),
     Leaving,
+    Failed(SocketAddr),
 }
 
 impl Message<'_> {
@@ -46,11 +48,11 @@ impl Message<'_> {
             Message::Leaving => out.push(6),
             Message::ProbeFor(n, target) => {
                 nonce(&mut out, 4, n);
-                match target.ip() {
-                    IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
-                    IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
-                }
-                out.extend_from_slice(&target.port().to_be_bytes());
+                address(&mut out, target);
+            }
+            Message::Failed(member) => {
+                out.push(7);
+                address(&mut out, member);
             }
         }
         out
@@ -67,19 +69,31 @@ impl Message<'_> {
             (3, 8) => Some(Message::Ack(nonce()?)),
             (5, 8) => Some(Message::Unanswered(nonce()?)),
             (6, 0) => Some(Message::Leaving),
-            (4, 14) => {
-                let ip: [u8; 4] = rest[8..12].try_into().ok()?;
-                let port = u16::from_be_bytes([rest[12], rest[13]]);
-                Some(Message::ProbeFor(nonce()?, SocketAddr::new(Ipv4Addr::from(ip).into(), port)))
-            }
-            (4, 26) => {
-                let ip: [u8; 16] = rest[8..24].try_into().ok()?;
-                let port = u16::from_be_bytes([rest[24], rest[25]]);
-                Some(Message::ProbeFor(nonce()?, SocketAddr::new(Ipv6Addr::from(ip).into(), port)))
-            }
+            (4, 14 | 26) => Some(Message::ProbeFor(nonce()?, socket_addr(&rest[8..])?)),
+            (7, 6 | 18) => Some(Message::Failed(socket_addr(rest)?)),
             _ => None,
         }
     }
+}
+
+/// Appends `addr`: its IP's 4 or 16 bytes, then its port.
+fn address(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
+        IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
+    }
+    out.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+/// The address in `bytes` (6 bytes for IPv4, 18 for IPv6), as [`address`] writes it.
+fn socket_addr(bytes: &[u8]) -> Option<SocketAddr> {
+    let (ip, port) = bytes.split_at_checked(bytes.len().checked_sub(2)?)?;
+    let ip: IpAddr = match ip.len() {
+        4 => Ipv4Addr::from(<[u8; 4]>::try_from(ip).ok()?).into(),
+        16 => Ipv6Addr::from(<[u8; 16]>::try_from(ip).ok()?).into(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]])))
 }
 
 #[cfg(test)]
@@ -100,6 +114,8 @@ mod tests {
             Message::ProbeFor(10, v6),
             Message::Unanswered(11),
             Message::Leaving,
+            Message::Failed(v4),
+            Message::Failed(v6),
         ];
         for m in all {
             assert_eq!(Message::decode(&m.encode()), Some(m));
@@ -110,7 +126,8 @@ mod tests {
     #[test]
     fn anything_else_is_refused() {
         assert_eq!(Message::decode(&[]), None);
-        assert_eq!(Message::decode(&[7]), None, "unknown kind");
+        assert_eq!(Message::decode(&[8]), None, "unknown kind");
+        assert_eq!(Message::decode(&[7]), None, "a verdict names its member");
         assert_eq!(Message::decode(&[1, 0]), None, "a beat carries nothing");
         let probe = Message::Probe(3).encode();
         for len in 1..probe.len() {
@@ -119,6 +136,10 @@ mod tests {
         let ask = Message::ProbeFor(3, "192.0.2.3:1".parse().unwrap()).encode();
         for len in 1..ask.len() {
             assert_eq!(Message::decode(&ask[..len]), None, "request cut at {len}");
+        }
+        let verdict = Message::Failed("192.0.2.3:1".parse().unwrap()).encode();
+        for len in 1..verdict.len() {
+            assert_eq!(Message::decode(&verdict[..len]), None, "verdict cut at {len}");
         }
         let mut long = ask.clone();
         long.push(0);

@@ -47,7 +47,7 @@ pub fn own_share(
     let assignments = decider.assign(snapshot, alive);
     let mut desired = BTreeSet::new();
     let mut report = Report::default();
-    let mut succession = Succession::default();
+    let mut succession = Succession::on_ring(node, alive);
     let (mut elsewhere, mut elsewhere_on) = (BTreeSet::new(), BTreeSet::new());
     for a in &assignments {
         succession.note(node, &a.owner, a.heir.as_deref());

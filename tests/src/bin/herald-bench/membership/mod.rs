@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use herald_speaker::{
     cluster::liveness::{BEAT_EVERY, CONFIRM, SUSPECT_AFTER},
     config::Timers,
+    election::WATCHERS,
 };
 
 use self::sim::{DELAY_US, Design, FRAME, Outcome, Params, Sim};
@@ -25,12 +26,14 @@ const SIZES: [usize; 6] = [3, 10, 100, 250, 500, 1000];
 const ADDRESSES: usize = 10_000;
 const LOSSES: [f64; 3] = [0.0, 0.01, 0.05];
 /// The speaker's design, and candidates whose per-node cost does not grow with the cluster.
-const DESIGNS: [Design; 3] = [Design::Heirs, Design::Watchers { k: 1 }, Design::Watchers { k: 2 }];
+const DESIGNS: [Design; 3] = [Design::Heirs, Design::Ring { k: 1 }, Design::Ring { k: 2 }];
 /// Simulated time at rest before the kill.
-const REST: Duration = Duration::from_secs(5);
+const REST: Duration = Duration::from_secs(3);
 /// Simulated time after the kill over which the bytes during churn are counted.
 const CHURN: Duration = Duration::from_secs(2);
-/// Takeovers wanted per row: runs are added (a different victim each) until there are as many.
+/// Kills per row (a different victim each), and takeovers at least: the heirs of one kill share
+/// the moment its failure is found, so kills, not heirs, make the spread.
+const KILLS: usize = 10;
 const SAMPLES: usize = 30;
 
 /// `only`: that cluster size alone.
@@ -42,9 +45,12 @@ pub fn run(only: Option<usize>) -> anyhow::Result<()> {
         "\nThe speakers' membership simulated in process: SWIM (probe {:?}, rtt {:?}, suspect {:?}) and the\n\
          liveness protocol (beat every {BEAT_EVERY:?}, probe after {SUSPECT_AFTER:?}, confirm {CONFIRM:?}), {ADDRESSES} addresses\n\
          shared by MetalLB's election; one-way delay {}-{} µs, loss as given. After {} s at rest one owner\n\
-         is SIGKILLed; takeover: from the kill until each of its heirs lets it go (p99 of the samples\n\
-         given); spurious: live members found failed, over all runs; bytes on the wire ({FRAME} bytes of headers each):\n\
-         per node per second at rest (mean, busiest) and over the {} s after the kill.\n",
+         is SIGKILLed, {KILLS} times or more per row; takeover: from the kill until each of its heirs lets\n\
+         it go (p99 over the heirs of all kills); spurious: live owners an heir let go, over all runs;\n\
+         bytes on the wire ({FRAME} bytes of headers each): per node per second at rest (mean, busiest)\n\
+         and over the {} s after the kill. Designs: heirs, each owner beats to every heir of its addresses\n\
+         (the speaker before the ring); ring k, each node beats to the next k on a ring, which tell its\n\
+         heirs (the speaker: ring {WATCHERS}).\n",
         t.probe_period,
         t.probe_rtt,
         t.suspect,
@@ -72,12 +78,12 @@ pub fn run(only: Option<usize>) -> anyhow::Result<()> {
         for design in DESIGNS {
             let beats_to = match design {
                 Design::Heirs => sides.iter().map(|s| s.heirs.len()).sum::<usize>() as f64 / n as f64,
-                Design::Watchers { k } => k.min(n - 1) as f64,
+                Design::Ring { k } => k.min(n - 1) as f64,
             };
             for loss in LOSSES {
                 let started = Instant::now();
                 let mut runs: Vec<Outcome> = Vec::new();
-                while runs.iter().map(|o| o.takeovers.len()).sum::<usize>() < SAMPLES || runs.len() < 3 {
+                while runs.iter().map(|o| o.takeovers.len()).sum::<usize>() < SAMPLES || runs.len() < KILLS {
                     let run = runs.len();
                     let seed = ((n as u64) << 16) ^ (loss * 1000.0) as u64 ^ ((run as u64) << 40);
                     let params = Params { design, loss, seed, rest: REST, churn: CHURN };
@@ -99,7 +105,7 @@ fn row(n: usize, design: Design, beats_to: f64, loss: f64, runs: &[Outcome], wal
     let (rest, busiest, churn) = (of(|o| o.rest), of(|o| o.rest_busiest), of(|o| o.churn));
     let design = match design {
         Design::Heirs => "heirs".to_owned(),
-        Design::Watchers { k } => format!("watchers {k}"),
+        Design::Ring { k } => format!("ring {k}"),
     };
     println!(
         "  {n:>5} {design:>10} {:>4.0}% {beats_to:>8.1} {:>9.0} / {:>8.0} {:>6} in {:>3} {:>8} {:>9.0} {:>10.1} / {:>6.1} {:>10.1} {:>7.1}",

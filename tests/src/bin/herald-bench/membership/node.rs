@@ -16,8 +16,6 @@ use rand::rngs::StdRng;
 pub enum Payload {
     Swim(Vec<u8>),
     Liveness(Message<'static>),
-    /// The watchers' design: a watcher to an heir, the member at this address failed.
-    Verdict(SocketAddr),
 }
 
 impl Payload {
@@ -26,8 +24,6 @@ impl Payload {
         match self {
             Payload::Swim(data) => Message::Membership(data).encode().len(),
             Payload::Liveness(message) => message.encode().len(),
-            // A kind byte and an address, as a probe's target is sent.
-            Payload::Verdict(_) => 1 + 16 + 2,
         }
     }
 }
@@ -55,10 +51,6 @@ pub struct Node {
     members: Vec<SocketAddr>,
     /// The liveness protocol's failed set as last seen, to tell what it newly found.
     failed: BTreeSet<SocketAddr>,
-    /// The watchers' design: the owners this member inherits from, which it does not watch
-    /// itself; those a watcher said failed.
-    pub inherits: BTreeSet<SocketAddr>,
-    pub verdicts: BTreeSet<SocketAddr>,
 }
 
 impl Node {
@@ -68,8 +60,7 @@ impl Node {
         hearing: Hearing,
     ) -> Self {
         let members = foca.iter_members().map(|m| m.id().addr).collect();
-        let (failed, inherits, verdicts) = Default::default();
-        Self { foca, liveness, hearing, alive: true, poll_at: None, members, failed, inherits, verdicts }
+        Self { foca, liveness, hearing, alive: true, poll_at: None, members, failed: BTreeSet::new() }
     }
 
     /// An authenticated datagram from `from` (the task's `receive`).
@@ -78,14 +69,12 @@ impl Node {
         let mut rt = AccumulatingRuntime::new();
         self.liveness.heard(from, now);
         self.hearing.heard(from, now);
-        self.verdicts.remove(&from);
         match payload {
             Payload::Swim(data) => drop(self.foca.handle_data(&data, &mut rt)),
             Payload::Liveness(message) => {
                 let (out, _) = self.liveness.receive(from, message, now);
                 effects.send.extend(out.into_iter().map(|(to, m)| (to, Payload::Liveness(m))));
             }
-            Payload::Verdict(failed) => drop(self.verdicts.insert(failed)),
         }
         self.flush(&mut rt, Some(from), now, &mut effects);
         effects
@@ -113,10 +102,7 @@ impl Node {
     pub fn settle(&mut self) {
         if self.hearing.kept().next().is_some() {
             let liveness = &self.liveness;
-            let (inherits, verdicts) = (&self.inherits, &self.verdicts);
-            self.hearing.settle(|addr| {
-                liveness.vouches(addr) || (inherits.contains(addr) && !verdicts.contains(addr))
-            });
+            self.hearing.settle(|addr| liveness.vouches(addr));
             self.members = self.member_addrs();
         }
     }
@@ -124,7 +110,6 @@ impl Node {
     /// Whether `addr` is in this member's view of the live members (what its election counts).
     pub fn holds(&self, addr: SocketAddr) -> bool {
         !self.liveness.failed().contains(&addr)
-            && !self.verdicts.contains(&addr)
             && (self.foca.iter_members().any(|m| m.id().addr == addr)
                 || self.hearing.kept().any(|(_, kept)| *kept == addr))
     }
@@ -148,15 +133,11 @@ impl Node {
             match notification {
                 OwnedNotification::MemberUp(s) => {
                     self.hearing.up(&s.name);
-                    self.verdicts.remove(&s.addr);
                     self.liveness.admitted(s.addr, now);
                 }
                 OwnedNotification::MemberDown(s) => {
                     let helpers = self.members.iter().any(|addr| *addr != s.addr);
-                    // In the watchers' design an heir vouches for its owners until a watcher
-                    // says otherwise.
-                    let watched = self.inherits.contains(&s.addr) && !self.verdicts.contains(&s.addr);
-                    let vouched = helpers && (self.liveness.vouches(&s.addr) || watched);
+                    let vouched = helpers && self.liveness.doubt(s.addr, now);
                     self.hearing.down(&s.name, s.addr, told_by, vouched, now);
                     effects.swim_down.push(s.addr);
                 }

@@ -15,7 +15,7 @@ use herald_speaker::{
         Member,
         auth::OVERHEAD,
         hearing::Hearing,
-        liveness::{BEAT_EVERY, Liveness},
+        liveness::{BEAT_EVERY, Liveness, Roles},
         protocol_config,
     },
     config::Timers,
@@ -32,20 +32,17 @@ use super::{
 pub const DELAY_US: (u64, u64) = (100, 500);
 /// What a datagram costs on the wire beside the sealed payload: UDP, IPv4 and Ethernet headers.
 pub const FRAME: usize = 8 + 20 + 14;
-/// The watchers' design: how many times a verdict is sent to each heir, and how far apart.
-const VERDICT_COPIES: u64 = 3;
-const VERDICT_EVERY_US: u64 = 5_000;
 /// How long the simulation may run after the kill before it gives up.
 const GIVE_UP: Duration = Duration::from_secs(30);
 
-/// Who beats to whom, and who judges an owner failed.
+/// Who beats to whom, and who judges a member failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Design {
-    /// The speaker's: owners beat to the heirs of their addresses, which judge.
+    /// Before the ring: owners beat to the heirs of their addresses, which judge.
     Heirs,
-    /// A candidate: each node beats to the next `k` on a ring of the nodes, which judge, and
-    /// send their verdict to its heirs; an heir vouches for its owners until a verdict comes.
-    Watchers { k: usize },
+    /// Each node beats to the next `k` on a ring of the nodes, which judge and send their
+    /// verdict to its heirs (the speaker's, with `herald_speaker::election::WATCHERS`).
+    Ring { k: usize },
 }
 
 /// One run's settings.
@@ -184,15 +181,21 @@ impl<'a> Sim<'a> {
             let at = |set: &BTreeSet<usize>| set.iter().map(|&j| addr(j)).collect();
             // Each at its own phase, as speakers started apart are.
             let phase = Duration::from_micros(sim.rng.random_range(0..BEAT_EVERY.as_micros() as u64));
-            let (beat_to, watch) = match params.design {
-                Design::Heirs => (sides[i].heirs.clone(), sides[i].owners.clone()),
-                Design::Watchers { k } => {
-                    node.inherits = at(&sides[i].owners);
+            let roles = match params.design {
+                Design::Heirs => Roles::watching(at(&sides[i].heirs), at(&sides[i].owners)),
+                Design::Ring { k } => {
                     let k = k.min(n - 1);
-                    ((1..=k).map(|d| (i + d) % n).collect(), (1..=k).map(|d| (i + n - d) % n).collect())
+                    let heirs_of =
+                        |j: usize| sides[j].heirs.iter().filter(|&&h| h != i).map(|&h| addr(h)).collect();
+                    Roles {
+                        beat_to: (1..=k).map(|d| addr((i + d) % n)).collect(),
+                        heirs: at(&sides[i].heirs),
+                        watch: (1..=k).map(|d| (i + n - d) % n).map(|j| (addr(j), heirs_of(j))).collect(),
+                        inherit: at(&sides[i].owners),
+                    }
                 }
             };
-            node.liveness.follow(at(&beat_to), at(&watch), t0 + phase);
+            node.liveness.follow(roles, t0 + phase);
             sim.nodes.push(node);
             let mut effects = Effects::default();
             effects.timers.extend(std::iter::from_fn(|| rt.to_schedule()));
@@ -228,7 +231,7 @@ impl<'a> Sim<'a> {
             t if t >= self.kill_at && t < self.kill_at + self.params.churn.as_micros() as u64 => Some(1),
             _ => None,
         };
-        self.send(i, effects.send, window, 0);
+        self.send(i, effects.send, window);
         for (after, timer) in effects.timers {
             self.schedule(after.as_micros() as u64, Event::Timer { node: i, timer });
         }
@@ -236,16 +239,6 @@ impl<'a> Sim<'a> {
             // An heir that lets a live owner go takes its addresses over.
             if self.nodes[failed].alive && self.sides[failed].heirs.contains(&i) {
                 self.spurious += 1;
-            }
-            if let Design::Watchers { .. } = self.params.design {
-                // Sent again, as gratuitous ARP is: an heir that missed every copy would hold
-                // on to the owner until the watchers' view changed.
-                for copy in 0..VERDICT_COPIES {
-                    let heirs = self.sides[failed].heirs.iter().filter(|&&h| h != i);
-                    let verdicts: Vec<_> =
-                        heirs.map(|&h| (addr(h), Payload::Verdict(addr(failed)))).collect();
-                    self.send(i, verdicts, window, copy * VERDICT_EVERY_US);
-                }
             }
         }
         let node = &mut self.nodes[i];
@@ -259,14 +252,8 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Datagrams from node `i` onto the network `after_us` from now, counted in `window`.
-    fn send(
-        &mut self,
-        i: usize,
-        datagrams: Vec<(SocketAddr, Payload)>,
-        window: Option<usize>,
-        after_us: u64,
-    ) {
+    /// Datagrams from node `i` onto the network, counted in `window`.
+    fn send(&mut self, i: usize, datagrams: Vec<(SocketAddr, Payload)>, window: Option<usize>) {
         for (to, payload) in datagrams {
             if let Some(w) = window {
                 self.sent[i][w] += (payload.len() + OVERHEAD + FRAME) as u64;
@@ -276,7 +263,7 @@ impl<'a> Sim<'a> {
                 continue;
             }
             let delay = self.rng.random_range(DELAY_US.0..=DELAY_US.1);
-            self.schedule(after_us + delay, Event::Deliver { to, from: addr(i), payload });
+            self.schedule(delay, Event::Deliver { to, from: addr(i), payload });
         }
     }
 
@@ -317,12 +304,6 @@ impl<'a> Sim<'a> {
                     Some((None, Effects::default()))
                 }
                 Event::Deliver { to, from, payload } if self.nodes[to].alive => {
-                    if let Payload::Verdict(failed) = payload
-                        && self.nodes[index(failed)].alive
-                        && !self.nodes[to].verdicts.contains(&failed)
-                    {
-                        self.spurious += 1;
-                    }
                     Some((Some(to), self.nodes[to].receive(from, payload, now)))
                 }
                 Event::Timer { node, timer } if self.nodes[node].alive => {

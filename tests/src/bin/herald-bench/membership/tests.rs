@@ -7,7 +7,7 @@ use super::{
     succession::sides,
 };
 
-const DESIGNS: [Design; 2] = [Design::Heirs, Design::Watchers { k: 2 }];
+const DESIGNS: [Design; 3] = [Design::Heirs, Design::Ring { k: 1 }, Design::Ring { k: 2 }];
 
 fn params(design: Design, loss: f64) -> Params {
     Params { design, loss, seed: 7, rest: Duration::from_secs(1), churn: Duration::from_millis(500) }
@@ -37,6 +37,7 @@ fn a_cut_link_costs_a_probe_an_isolated_owner_a_takeover() {
     let n = 20;
     let sides = sides(n, 40);
     let owner = (0..n).find(|&i| (1..4).contains(&sides[i].heirs.len())).expect("an owner with few heirs");
+    // Its watchers on the ring.
     let watchers = [(owner + 1) % n, (owner + 2) % n];
     for design in DESIGNS {
         let mut sim = Sim::new(&sides, params(design, 0.01));
