@@ -257,8 +257,14 @@ impl Liveness {
             // reaches them (in a large cluster, through others). Its watchers stop watching.
             Message::Leaving => (Vec::new(), self.gone(from)),
             // A watcher's verdict on an owner this member inherits from.
+            // A watcher's verdict on an owner this member inherits from. It takes over at once,
+            // and asks the owner itself: an owner cut from its watcher and the helpers but not
+            // from this heir answers, and is back in the view within a round trip.
             Message::Failed(member) if member != self.me && self.roles.inherit.contains(&member) => {
-                (Vec::new(), self.gone(member))
+                let changed = self.gone(member);
+                self.nonce = self.nonce.wrapping_add(1);
+                let ask = changed.then_some((member, Message::Probe(self.nonce)));
+                (ask.into_iter().collect(), changed)
             }
             Message::Failed(_) | Message::Beat | Message::Membership(_) => (Vec::new(), false),
         }

@@ -308,13 +308,20 @@ fn a_watcher_tells_the_heirs_and_they_take_over() {
     let mut heir = Liveness::new(addr(3), 0);
     heir.follow(Roles { inherit: set(&[2]), ..Roles::default() }, t0);
     assert!(heir.vouches(&addr(2)), "an heir vouches for its owner until told");
-    assert_eq!(heir.receive(addr(1), Message::Failed(addr(2)), failed_at), (Vec::new(), true));
+    let (asked, changed) = heir.receive(addr(1), Message::Failed(addr(2)), failed_at);
+    assert!(changed && matches!(asked[..], [(to, Message::Probe(_))] if to == addr(2)), "{asked:?}");
     assert_eq!(heir.failed(), &set(&[2]));
     assert!(!heir.vouches(&addr(2)));
+    // Told again (the next copy): nothing more to do.
+    assert_eq!(
+        heir.receive(addr(1), Message::Failed(addr(2)), failed_at + VERDICT_EVERY),
+        (Vec::new(), false)
+    );
     let mut other = Liveness::new(addr(5), 0);
     assert_eq!(other.receive(addr(1), Message::Failed(addr(2)), failed_at), (Vec::new(), false));
-    // Heard from again, the owner is back.
-    assert!(heir.heard(addr(2), failed_at + ms(100)));
+    // Heard from again (its ack, if it was only cut from its watcher and the helpers), the owner
+    // is back.
+    assert!(heir.heard(addr(2), failed_at + ms(1)));
 }
 
 #[test]
