@@ -88,7 +88,7 @@ enum Watch {
     /// Heard from lately; probed at the deadline.
     Waiting { deadline: Instant },
     /// Probed with `nonce`, through `helpers` others (`unanswered`: how many said the owner
-    /// did not answer it either); failed at `until` if one did and no ack came.
+    /// did not answer it either); failed at `until` if all did and no ack came.
     Confirming { nonce: u64, until: Instant, helpers: usize, unanswered: usize },
     /// Failed; waits to be heard from again.
     Failed,
@@ -114,6 +114,9 @@ pub struct Liveness {
     /// Probes whose time ran out with no helper's word that the owner was silent: each a
     /// takeover not made.
     pub unconfirmed: u64,
+    /// Owners this member inherits from found failed (by its probes, their watcher's word or
+    /// their own), since last taken ([`Liveness::take_owners_failed`]).
+    owners_failed: u64,
 }
 
 /// A probe made for another member.
@@ -145,6 +148,7 @@ impl Liveness {
             relays: Vec::new(),
             nonce: seed,
             unconfirmed: 0,
+            owners_failed: 0,
         }
     }
 
@@ -191,10 +195,20 @@ impl Liveness {
             let copies = (0..VERDICT_COPIES).map(|c| now + VERDICT_EVERY * c);
             self.verdicts.extend(copies.flat_map(|at| heirs.iter().map(move |heir| (at, *heir, member))));
         }
+        self.mark_failed(member)
+    }
+
+    /// Marks `member` failed; counts it if this member inherits from it. Returns whether it was
+    /// not already.
+    fn mark_failed(&mut self, member: SocketAddr) -> bool {
         if let Some(watch) = self.watched.get_mut(&member) {
             *watch = Watch::Failed;
         }
-        self.failed.insert(member)
+        let newly = self.failed.insert(member);
+        if newly && self.roles.inherit.contains(&member) {
+            self.owners_failed += 1;
+        }
+        newly
     }
 
     /// `from` sent something authenticated. Returns whether it had been found failed (and is
@@ -256,7 +270,6 @@ impl Liveness {
             // An owner leaving (SIGTERM): its heirs take over now, not when SWIM's word of it
             // reaches them (in a large cluster, through others). Its watchers stop watching.
             Message::Leaving => (Vec::new(), self.gone(from)),
-            // A watcher's verdict on an owner this member inherits from.
             // A watcher's verdict on an owner this member inherits from. It takes over at once,
             // and asks the owner itself: an owner cut from its watcher and the helpers but not
             // from this heir answers, and is back in the view within a round trip.
@@ -275,10 +288,7 @@ impl Liveness {
         if !self.watched.contains_key(&member) && !self.roles.inherit.contains(&member) {
             return false;
         }
-        if let Some(watch) = self.watched.get_mut(&member) {
-            *watch = Watch::Failed;
-        }
-        self.failed.insert(member)
+        self.mark_failed(member)
     }
 
     /// What is due at `now`: beats, probes of the owners not heard from (through `members`, the
@@ -382,9 +392,9 @@ impl Liveness {
         }
     }
 
-    /// Whether this member inherits addresses from `addr`.
-    pub fn inherits(&self, addr: &SocketAddr) -> bool {
-        self.roles.inherit.contains(addr)
+    /// How many owners this member inherits from were found failed since the last call.
+    pub fn take_owners_failed(&mut self) -> u64 {
+        std::mem::take(&mut self.owners_failed)
     }
 
     /// Members found failed and not heard from since.

@@ -312,6 +312,7 @@ fn a_watcher_tells_the_heirs_and_they_take_over() {
     assert!(changed && matches!(asked[..], [(to, Message::Probe(_))] if to == addr(2)), "{asked:?}");
     assert_eq!(heir.failed(), &set(&[2]));
     assert!(!heir.vouches(&addr(2)));
+    assert_eq!((heir.take_owners_failed(), l.take_owners_failed()), (1, 0), "counted where inherited");
     // Told again (the next copy): nothing more to do.
     assert_eq!(
         heir.receive(addr(1), Message::Failed(addr(2)), failed_at + VERDICT_EVERY),

@@ -108,11 +108,11 @@ impl Task {
                     }
                 }
                 _ = sleep_until(wake), if wake.is_some() => {
-                    let (members, before) = (self.member_addrs(), self.liveness.failed().clone());
+                    let members = self.member_addrs();
                     let (out, changed) = self.liveness.poll(std::time::Instant::now(), &members);
                     self.send_all(out).await;
                     if changed {
-                        self.count_owners_failed(&before);
+                        self.metrics.owners_failed.inc_by(self.liveness.take_owners_failed());
                         info!(failed = ?self.liveness.failed(), "a member missed its heartbeats and the probes: out of the view, its heirs told");
                         self.publish();
                     }
@@ -172,10 +172,9 @@ impl Task {
                 }
             }
             Some(message) => {
-                let before = self.liveness.failed().clone();
                 let (out, changed) = self.liveness.receive(from, message, now);
                 if changed {
-                    self.count_owners_failed(&before);
+                    self.metrics.owners_failed.inc_by(self.liveness.take_owners_failed());
                     info!(%from, failed = ?self.liveness.failed(), "a member failed, by its watcher's word or its own (leaving)");
                     self.publish();
                 }
@@ -195,12 +194,6 @@ impl Task {
             self.publish();
         }
         self.tell_strangers();
-    }
-
-    /// Counts the owners this member inherits from that failed since `before`.
-    fn count_owners_failed(&self, before: &BTreeSet<SocketAddr>) {
-        let newly = self.liveness.failed().difference(before).filter(|m| self.liveness.inherits(m)).count();
-        self.metrics.owners_failed.inc_by(newly as u64);
     }
 
     /// Whether `addr` is a member's: SWIM's, or kept in the view.
