@@ -20,10 +20,17 @@ pub fn set(host: &Host, percent: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Packets `host` has sent on its LAN interface. (From netlink: sysfs, entered with nsenter,
-/// shows the caller's interfaces.)
+/// Packets `host` has sent on its LAN interface.
 pub fn sent(host: &Host) -> anyhow::Result<u64> {
+    Ok(sent_both(host)?.0)
+}
+
+/// Packets and bytes (Ethernet frames, without the FCS) `host` has sent on its LAN interface.
+/// (From netlink: sysfs, entered with nsenter, shows the caller's interfaces.)
+pub fn sent_both(host: &Host) -> anyhow::Result<(u64, u64)> {
     let text = host.run("ip", &["-s", "-j", "link", "show", "dev", "eth0"])?;
     let json: serde_json::Value = serde_json::from_str(&text)?;
-    json[0]["stats64"]["tx"]["packets"].as_u64().context("tx packets in `ip -s -j link`")
+    let tx = &json[0]["stats64"]["tx"];
+    let packets = tx["packets"].as_u64().context("tx packets in `ip -s -j link`")?;
+    Ok((packets, tx["bytes"].as_u64().context("tx bytes in `ip -s -j link`")?))
 }

@@ -123,16 +123,15 @@ impl Speaker {
         for task in std::fs::read_dir(format!("/proc/{}/task", self.pid))? {
             let dir = task?.path();
             if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name) {
-                let stat = std::fs::read_to_string(dir.join("stat"))?;
-                // After the command's closing parenthesis: utime and stime are fields 14 and 15.
-                let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
-                let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-                // SAFETY: sysconf(3) reads a constant.
-                let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
-                return Ok(Duration::from_millis(ticks * 1000 / hz));
+                return cpu_of(&dir.join("stat"));
             }
         }
         bail!("speaker {} has no thread {name}", self.pid)
+    }
+
+    /// The CPU time the whole process has used (user and system, all its threads).
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        cpu_of(std::path::Path::new(&format!("/proc/{}/stat", self.pid)))
     }
 
     /// The programs attached to the node's eth0, as bpftool lists them: `xdp/driver NAME`,
@@ -140,6 +139,17 @@ impl Speaker {
     pub fn attached(&self) -> anyhow::Result<Vec<String>> {
         attached(&self.host)
     }
+}
+
+/// User and system CPU time from a `/proc/.../stat` file.
+fn cpu_of(stat: &std::path::Path) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(stat).with_context(|| stat.display().to_string())?;
+    // After the command's closing parenthesis: utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf(3) reads a constant.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+    Ok(Duration::from_millis(ticks * 1000 / hz))
 }
 
 /// The programs attached to `host`'s eth0 (see [`Speaker::attached`]): XDP as `ip link` shows

@@ -183,7 +183,7 @@ fn forget(lab: &Lab, vip: impl Into<IpAddr>) -> anyhow::Result<()> {
 }
 
 /// p50, p99 and max of a set of durations; runs where nothing was seen are counted apart.
-struct Stats {
+pub(crate) struct Stats {
     p50: Option<Duration>,
     p99: Option<Duration>,
     max: Option<Duration>,
@@ -191,7 +191,7 @@ struct Stats {
 }
 
 impl Stats {
-    fn of(values: impl Iterator<Item = Option<Duration>>) -> Self {
+    pub(crate) fn of(values: impl Iterator<Item = Option<Duration>>) -> Self {
         let (mut seen, mut missing) = (Vec::new(), 0);
         for v in values {
             match v {

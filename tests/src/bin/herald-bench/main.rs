@@ -6,6 +6,7 @@ mod controller;
 mod converge;
 mod decide;
 mod failover;
+mod failover_nodes;
 mod flood;
 mod membership;
 mod nodes;
@@ -28,7 +29,7 @@ struct Cli {
     /// Seconds at rest per loss level (failover's price rows).
     #[arg(long, default_value_t = 120)]
     soak: u64,
-    /// Only this cluster size (membership).
+    /// Only this cluster size (membership); this many real speakers (failover).
     #[arg(long)]
     nodes: Option<usize>,
 }
@@ -51,7 +52,13 @@ fn main() -> ExitCode {
         Which::Controller => controller::run(),
         Which::Converge => converge::run(),
         Which::Decide => decide::run(),
-        Which::Failover => failover::run(cli.runs, std::time::Duration::from_secs(cli.soak)),
+        Which::Failover => {
+            let soak = std::time::Duration::from_secs(cli.soak);
+            match cli.nodes {
+                Some(nodes) => failover_nodes::run(nodes, cli.runs, soak),
+                None => failover::run(cli.runs, soak),
+            }
+        }
         Which::Membership => membership::run(cli.nodes),
         Which::Nodes => nodes::run(cli.runs),
     };

@@ -12,7 +12,10 @@ mod succession;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, Instant};
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use herald_speaker::{
     cluster::liveness::{BEAT_EVERY, CONFIRM, SUSPECT_AFTER},
@@ -20,7 +23,8 @@ use herald_speaker::{
     election::WATCHERS,
 };
 
-use self::sim::{DELAY_US, Design, FRAME, Outcome, Params, Sim};
+pub use self::sim::Outcome;
+use self::sim::{DELAY_US, Design, FRAME, Params, Sim};
 
 const SIZES: [usize; 6] = [3, 10, 100, 250, 500, 1000];
 const ADDRESSES: usize = 10_000;
@@ -87,7 +91,7 @@ pub fn run(only: Option<usize>) -> anyhow::Result<()> {
                     let run = runs.len();
                     let seed = ((n as u64) << 16) ^ (loss * 1000.0) as u64 ^ ((run as u64) << 40);
                     let params = Params { design, loss, seed, rest: REST, churn: CHURN };
-                    let victim = (run * 7919 + n / 2) % n;
+                    let victim = victim(run, n);
                     runs.push(Sim::new(&sides, params).run(Some(victim))?);
                 }
                 row(n, design, beats_to, loss, &runs, started.elapsed());
@@ -95,6 +99,32 @@ pub fn run(only: Option<usize>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The node killed in run `run` of a cluster of `n` nodes (named as [`succession::name`] names
+/// them): spread over the cluster, the same in the simulation and in the lab.
+pub fn victim(run: usize, n: usize) -> usize {
+    (run * 7919 + n / 2) % n
+}
+
+/// The speaker's design simulated on the lab's cluster: `nodes` nodes named `node-0`, `node-1`,
+/// ... sharing `addresses`, no loss, [`victim`] killed in each of `kills` runs. What
+/// `bench failover --nodes` sets beside the real speakers.
+pub fn simulate(nodes: usize, addresses: &[IpAddr], kills: usize) -> anyhow::Result<Vec<Outcome>> {
+    let sides = succession::sides_of(nodes, addresses.iter().copied());
+    (0..kills)
+        .map(|run| {
+            let seed = ((nodes as u64) << 16) ^ ((run as u64) << 40);
+            let params =
+                Params { design: Design::Ring { k: WATCHERS }, loss: 0.0, seed, rest: REST, churn: CHURN };
+            Sim::new(&sides, params).run(Some(victim(run, nodes)))
+        })
+        .collect()
+}
+
+/// Node `i`'s name, in the simulation and in `bench failover --nodes`.
+pub fn name(i: usize) -> String {
+    succession::name(i)
 }
 
 /// Prints one row of the table.

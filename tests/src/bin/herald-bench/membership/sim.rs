@@ -71,6 +71,8 @@ pub struct Outcome {
     pub rest: f64,
     pub rest_busiest: f64,
     pub churn: f64,
+    /// Datagrams per second each node sent at rest (mean over the nodes).
+    pub rest_packets: f64,
 }
 
 enum Event {
@@ -130,6 +132,8 @@ pub struct Sim<'a> {
     kill_at: u64,
     /// Bytes each node sent at rest, and during the churn.
     sent: Vec<[u64; 2]>,
+    /// Datagrams each node sent at rest.
+    sent_at_rest: Vec<u64>,
     spurious: u64,
 }
 
@@ -168,6 +172,7 @@ impl<'a> Sim<'a> {
             kill_at,
             cuts: BTreeSet::new(),
             sent: vec![[0; 2]; n],
+            sent_at_rest: vec![0; n],
             spurious: 0,
         };
         let mut applied = Vec::with_capacity(n);
@@ -257,6 +262,7 @@ impl<'a> Sim<'a> {
         for (to, payload) in datagrams {
             if let Some(w) = window {
                 self.sent[i][w] += (payload.len() + OVERHEAD + FRAME) as u64;
+                self.sent_at_rest[i] += u64::from(w == 0);
             }
             let to = index(to);
             if self.cuts.contains(&(i, to)) || self.rng.random::<f64>() < self.params.loss {
@@ -360,6 +366,7 @@ impl<'a> Sim<'a> {
             rest: (0..self.nodes.len()).map(rest).sum::<f64>() / n,
             rest_busiest: (0..self.nodes.len()).map(rest).fold(0.0, f64::max),
             churn: self.sent.iter().map(|s| per_s(s[1], self.params.churn)).sum::<f64>() / n,
+            rest_packets: self.sent_at_rest.iter().map(|&p| per_s(p, self.params.rest)).sum::<f64>() / n,
         }
     }
 }
