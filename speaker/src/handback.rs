@@ -10,7 +10,9 @@
 //! down take each other in anew, each when it hears the other's new identity. A member back
 //! from the cut may see one member again while another, which took its addresses over, is not
 //! yet in its view, nor it in that one's. So the hold lasts while this speaker hears a member it
-//! has not taken in yet ([`hold_on`]), at most [`SETTLE_AT_MOST`] after the join.
+//! has not taken in yet, or one it knew before it was cut off is not back
+//! (`cluster::hearing`), at most [`SETTLE_AT_MOST`] after the join ([`hold_on`]). A member it
+//! knew stays in its view meanwhile, so that it claims nothing that member holds.
 
 use std::{
     collections::BTreeSet,

@@ -14,7 +14,10 @@
 //!   for it;
 //! - a member that has heard nothing from anyone for [`Hearing::lonely`] (five probe periods:
 //!   its own probes are acked each period, and others probe it as often) is alone: its view is
-//!   itself, and the quorum takes it from there;
+//!   itself, and the quorum takes it from there. Heard again, it keeps the members it kept until
+//!   each is back, for [`SETTLE_AT_MOST`] at most, and they count as strangers meanwhile: the
+//!   others take it in anew each at its own pace, and one that has not yet still answers for
+//!   its own addresses and for those it took from this one;
 //! - a member heard that SWIM has not admitted (a stranger: after a partition heals, members
 //!   that declared each other down take each other in anew, each at its own pace) may hold
 //!   addresses this one is about to take back: hand-backs wait while one is heard
@@ -28,10 +31,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::config::Timers;
+use crate::{config::Timers, handback::SETTLE_AT_MOST};
 
 /// How long others must be heard after a member's unconfirmed death before it is let go.
 pub const CORROBORATE: Duration = Duration::from_secs(2);
+
+/// A member declared down and kept in the view.
+#[derive(Debug)]
+struct Kept {
+    addr: SocketAddr,
+    /// When it was declared down: heard from since, it is back.
+    down: Instant,
+    /// Others heard from then on confirm it gone.
+    confirm_at: Instant,
+    /// Kept while this member was alone: until back, it may not have taken this member in anew.
+    across_cut: bool,
+}
 
 #[derive(Debug)]
 pub struct Hearing {
@@ -41,8 +56,8 @@ pub struct Hearing {
     pub lonely: Duration,
     heard: HashMap<SocketAddr, Instant>,
     last_any: Option<Instant>,
-    /// Members declared down with no one heard lately: where, and when.
-    kept: BTreeMap<String, (SocketAddr, Instant)>,
+    /// Members declared down with no one heard lately.
+    kept: BTreeMap<String, Kept>,
     /// Addresses heard from that were not members then, and when last.
     strangers: BTreeMap<SocketAddr, Instant>,
 }
@@ -65,19 +80,27 @@ impl Hearing {
     }
 
     /// Whether a stranger was heard within [`Hearing::recent`] that is still no member (neither
-    /// `swim`'s, nor kept). Forgets the others.
+    /// `swim`'s, nor kept), or a member kept since before this one was alone is not back yet
+    /// (for [`SETTLE_AT_MOST`] after this one was heard again). Forgets the other strangers.
     pub fn strangers(&mut self, swim: impl Fn(&SocketAddr) -> bool, now: Instant) -> bool {
         let (recent, kept) = (self.recent, &self.kept);
         self.strangers.retain(|addr, at| {
-            let member = swim(addr) || kept.values().any(|(a, _)| a == addr);
+            let member = swim(addr) || kept.values().any(|k| k.addr == *addr);
             now.saturating_duration_since(*at) <= recent && !member
         });
-        !self.strangers.is_empty()
+        let not_back = kept.values().any(|k| k.across_cut && now < k.confirm_at);
+        !self.strangers.is_empty() || not_back
     }
 
-    /// An authenticated datagram came from `from`. Returns whether this member was alone.
+    /// An authenticated datagram came from `from`. Returns whether this member was alone; if
+    /// it was, the members it kept wait [`SETTLE_AT_MOST`] from now to be confirmed gone.
     pub fn heard(&mut self, from: SocketAddr, now: Instant) -> bool {
         let was_alone = self.alone(now);
+        if was_alone {
+            for k in self.kept.values_mut() {
+                (k.confirm_at, k.across_cut) = (now + SETTLE_AT_MOST, true);
+            }
+        }
         self.heard.insert(from, now);
         self.last_any = Some(now);
         was_alone
@@ -106,7 +129,8 @@ impl Hearing {
             None => !vouched && self.heard.values().any(|at| now.saturating_duration_since(*at) <= recent),
         };
         if !believed {
-            self.kept.insert(name.to_owned(), (addr, now));
+            let kept = Kept { addr, down: now, confirm_at: now + CORROBORATE, across_cut: false };
+            self.kept.insert(name.to_owned(), kept);
         }
         believed
     }
@@ -121,29 +145,24 @@ impl Hearing {
     pub fn settle(&mut self, vouched: impl Fn(&SocketAddr) -> bool) -> bool {
         let before = self.kept.len();
         let heard = &self.heard;
-        self.kept.retain(|_, (addr, down)| {
-            let confirmed = heard.iter().any(|(a, at)| a != addr && *at >= *down + CORROBORATE);
-            let back = heard.get(addr).is_some_and(|at| at > down);
-            !confirmed || back || vouched(addr)
+        self.kept.retain(|_, k| {
+            let confirmed = heard.iter().any(|(a, at)| *a != k.addr && *at >= k.confirm_at);
+            let back = heard.get(&k.addr).is_some_and(|at| *at > k.down);
+            !confirmed || back || vouched(&k.addr)
         });
         self.kept.len() != before
     }
 
     /// The members declared down but kept in the view, and their addresses.
     pub fn kept(&self) -> impl Iterator<Item = (&String, &SocketAddr)> {
-        self.kept.iter().map(|(name, (addr, _))| (name, addr))
+        self.kept.iter().map(|(name, k)| (name, &k.addr))
     }
 
     /// Whether nothing was heard from anyone for [`Hearing::lonely`] (or ever). A member alone
-    /// lets go of the members it kept: heard again, it counts only those SWIM admits anew,
-    /// who by then have admitted it (they take it in on its announce, before it hears back),
-    /// so that it takes nothing back before they let go.
-    pub fn alone(&mut self, now: Instant) -> bool {
-        let alone = self.last_any.is_none_or(|at| now.saturating_duration_since(at) > self.lonely);
-        if alone {
-            self.kept.clear();
-        }
-        alone
+    /// keeps the members it kept (its view is itself meanwhile): heard again, it must not take
+    /// what they hold before they take it in anew (see [`Hearing::heard`]).
+    pub fn alone(&self, now: Instant) -> bool {
+        self.last_any.is_none_or(|at| now.saturating_duration_since(at) > self.lonely)
     }
 }
 
@@ -185,7 +204,6 @@ mod tests {
         assert_eq!(h.kept().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["b", "c"]);
         assert!(!h.settle(|_| false), "nothing heard since: nothing confirmed");
         assert!(h.alone(t0 + ms(506)));
-        assert_eq!(h.kept().count(), 0, "alone, it keeps nobody: SWIM admits them anew");
         assert!(h.heard(addr(3), t0 + ms(900)), "it was alone");
         // Not alone this time: c is heard again, b never, and b is let go once c has been heard
         // long enough after.
@@ -198,6 +216,43 @@ mod tests {
         h.heard(addr(3), t0 + ms(300) + CORROBORATE);
         assert!(h.settle(|_| false));
         assert_eq!(h.kept().count(), 0);
+    }
+
+    #[test]
+    fn back_from_alone_it_keeps_whom_it_kept_until_they_are_back() {
+        let t0 = Instant::now();
+        let mut h = hearing();
+        let nobody = |_: &SocketAddr| false;
+        h.heard(addr(1), t0);
+        h.heard(addr(3), t0);
+        // Cut off: SWIM downs a and c, both kept; then this member is alone.
+        assert!(!h.down("a", addr(1), None, false, t0 + ms(300)));
+        assert!(!h.down("c", addr(3), None, false, t0 + ms(400)));
+        assert!(h.alone(t0 + ms(600)));
+        // Three seconds later the cut heals and a is heard first (SWIM takes it in anew); c
+        // has not taken this member in yet and still answers for what it holds. The others'
+        // words would confirm c gone at once: not across the cut.
+        let back = t0 + ms(3000);
+        assert!(h.heard(addr(1), back));
+        h.up("a");
+        chatter(&mut h, addr(1), back, back + SETTLE_AT_MOST - ms(1));
+        assert!(!h.settle(|_| false), "c may not have taken this member in yet");
+        assert_eq!(h.kept().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert!(h.strangers(nobody, back + SETTLE_AT_MOST - ms(1)), "gains wait for c");
+        // c never comes back: gone, once the others have been heard that long.
+        h.heard(addr(1), back + SETTLE_AT_MOST);
+        assert!(!h.strangers(nobody, back + SETTLE_AT_MOST));
+        assert!(h.settle(|_| false));
+        assert_eq!(h.kept().count(), 0);
+        // c comes back in time: SWIM takes it in, and gains wait no longer.
+        let mut h = hearing();
+        h.heard(addr(3), t0);
+        assert!(!h.down("c", addr(3), None, false, t0 + ms(400)));
+        assert!(h.alone(t0 + ms(1000)));
+        h.heard(addr(1), back);
+        assert!(h.strangers(nobody, back + ms(50)));
+        h.up("c");
+        assert!(!h.strangers(nobody, back + ms(60)));
     }
 
     #[test]

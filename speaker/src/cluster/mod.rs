@@ -173,9 +173,9 @@ impl Membership {
         alive
     }
 
-    /// Whether a member heard lately is not in the view yet: after a partition heals, the
-    /// members take each other in anew, each at its own pace, and one not yet taken in may
-    /// still answer for what this one gains.
+    /// Whether a member heard lately is not in the view yet, or one known before this member
+    /// was cut off is not back: after a partition heals, the members take each other in anew,
+    /// each at its own pace, and one not yet taken in may still answer for what this one gains.
     pub fn hears_strangers(&self) -> bool {
         *self.strangers.borrow()
     }
