@@ -56,8 +56,9 @@ pub fn run(nodes: usize, kills: usize, rest: Duration) -> anyhow::Result<()> {
          At rest for {} s: what each node sends (all of it: SWIM, liveness, neighbour discovery) and its\n\
          speaker's CPU. Then {kills} times an owner's speaker is SIGKILLed, at a random phase of its beats,\n\
          while the client asks for each of its addresses every {} ms; takeover: from the kill to the\n\
-         first reply from that address's new owner. Beside it, the membership simulation of the same cluster, addresses and victims (no\n\
-         loss; its takeover: until each heir's view lets the victim go).\n",
+         first reply from that address's new owner. Beside it, the membership simulation of the same\n\
+         cluster, addresses and victims (no loss; its takeover: until each heir's view lets the\n\
+         victim go).\n",
         vips.len(),
         rest.as_secs(),
         PROBE_EVERY.as_millis()
@@ -88,14 +89,21 @@ pub fn run(nodes: usize, kills: usize, rest: Duration) -> anyhow::Result<()> {
         "  (lab samples: one per address of each victim; the simulation's: one per heir. The lab's\n   \
          packets count everything a node sent; the simulation's only the membership protocol's.)"
     );
-    let stage = |f: fn(&Stages) -> Option<Duration>| Stats::of(lab_row.stages.iter().map(f));
     println!("\n  in the lab, from the kill (speakers' logs; p50 / p99 / max):");
-    println!("    the watcher finds the victim failed  {}", stage(|s| s.found));
-    println!("    the heir's view lets it go          {}   (the simulation's takeover)", stage(|s| s.told));
-    println!("    the heir's map answers for it        {}", stage(|s| s.announced));
-    println!("    the client's first reply            {}", stage(|s| Some(s.reply)));
+    let stages: [(&str, Stage); 4] = [
+        ("the watcher finds the victim failed", |s| s.found),
+        ("the heir's view lets it go (simulated)", |s| s.told),
+        ("the heir's map answers for it", |s| s.announced),
+        ("the client's first reply", |s| Some(s.reply)),
+    ];
+    for (label, stage) in stages {
+        println!("    {label:<40} {}", Stats::of(lab_row.stages.iter().map(stage)));
+    }
     Ok(())
 }
+
+/// One stage of a lab takeover, read from its [`Stages`].
+type Stage = fn(&Stages) -> Option<Duration>;
 
 /// One lab takeover, stage by stage, each from the kill.
 struct Stages {
