@@ -13,7 +13,7 @@ use anyhow::Context as _;
 
 use crate::{
     lab::{Lab, format_mac},
-    probe,
+    probe::{self, Probe},
 };
 
 /// How long after the owner's death the client saw the new owner.
@@ -60,11 +60,7 @@ pub fn measure(
     let probes = probes?;
 
     let after = |t: f64| (t > killed_at).then(|| Duration::from_secs_f64(t - killed_at));
-    let reply = probes
-        .iter()
-        .flat_map(|p| &p.replies)
-        .filter(|(_, mac)| *mac == new_mac)
-        .find_map(|(t, _)| after(*t));
+    let reply = first_reply(&probes, new_mac, killed_at);
     let (vip_text, mac_text) = (format!("] {vip} "), format!("lladdr {} ", format_mac(new_mac)));
     let neighbour = events
         .lines()
@@ -72,6 +68,15 @@ pub fn measure(
         .filter_map(monitor_time)
         .find_map(after);
     Ok(Takeover { reply, neighbour })
+}
+
+/// Time from `since` (seconds since the epoch) to the first reply in `probes` from `mac` after it.
+pub fn first_reply(probes: &[Probe], mac: [u8; 6], since: f64) -> Option<Duration> {
+    probes
+        .iter()
+        .flat_map(|p| &p.replies)
+        .find(|(t, m)| *m == mac && *t > since)
+        .map(|(t, _)| Duration::from_secs_f64(t - since))
 }
 
 /// Makes the client resolve `vip` (as any client talking to it would) so it has an entry.

@@ -141,6 +141,13 @@ impl Speaker {
     }
 }
 
+/// When a speaker's log `line` was written (its RFC 3339 timestamp, UTC), in seconds since the
+/// epoch: the captures' clock.
+pub fn log_time(line: &str) -> Option<f64> {
+    let at = line.get(..27)?.parse::<k8s_openapi::jiff::Timestamp>().ok()?;
+    Some(at.as_microsecond() as f64 / 1e6)
+}
+
 /// User and system CPU time from a `/proc/.../stat` file.
 fn cpu_of(stat: &std::path::Path) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(stat).with_context(|| stat.display().to_string())?;

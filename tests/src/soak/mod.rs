@@ -180,8 +180,7 @@ fn logs_between(logs: &[(String, String)], from: f64, to: f64) -> String {
     for (node, text) in logs {
         let _ = writeln!(out, "--- {node}:");
         for line in text.lines().filter(|l| !l.contains(" DEBUG ")) {
-            let at = line.get(..27).and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
-            if at.is_some_and(|t| (from..=to).contains(&(t.as_microsecond() as f64 / 1e6))) {
+            if crate::speaker::log_time(line).is_some_and(|t| (from..=to).contains(&t)) {
                 let _ = writeln!(out, "{line}");
             }
         }

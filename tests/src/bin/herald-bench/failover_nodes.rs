@@ -12,11 +12,11 @@ use std::{
 use anyhow::Context as _;
 use herald_speaker::cluster::liveness::BEAT_EVERY;
 use herald_tests::{
-    cluster,
+    checker::Answers,
+    cluster, failover,
     lab::{Host, Lab, format_mac},
-    loss,
-    series::{self, Probe},
-    speaker::Speaker,
+    loss, series,
+    speaker::{self, Speaker},
 };
 use nix::{sys::signal::Signal, unistd::Pid};
 use rand::RngExt as _;
@@ -119,11 +119,7 @@ struct Stages {
 
 /// When a speaker's `log` first says `message` after `since` (both on the captures' clock).
 fn logged_after(log: &str, message: &str, since: f64) -> Option<f64> {
-    log.lines().filter(|l| l.contains(message)).find_map(|line| {
-        let at = line.get(..27)?.parse::<k8s_openapi::jiff::Timestamp>().ok()?;
-        let at = at.as_microsecond() as f64 / 1e6;
-        (at > since).then_some(at)
-    })
+    log.lines().filter(|l| l.contains(message)).filter_map(speaker::log_time).find(|at| *at > since)
 }
 
 /// One row of the table.
@@ -187,7 +183,7 @@ fn lab(names: &[String], vips: &[IpAddr], kills: usize, rest: Duration) -> anyho
     let shares: Vec<f64> =
         cpu_after.iter().zip(&cpu_before).map(|(a, b)| (*a - *b).as_secs_f64() / took * 100.0).collect();
 
-    let (mut takeovers, mut stages) = (Vec::new(), Vec::new());
+    let mut stages = Vec::new();
     let mut rng = herald_tests::seeded(nodes.len() as u64);
     for run in 0..kills {
         let victim = membership::victim(run, nodes.len());
@@ -219,12 +215,11 @@ fn lab(names: &[String], vips: &[IpAddr], kills: usize, rest: Duration) -> anyho
         let found = logs.iter().filter_map(|log| logged_after(log, FOUND, killed_at)).reduce(f64::min);
         for ((vip, heir), probes) in mine.iter().zip(&heirs).zip(&probes) {
             let mac = lab.node(heir).mac;
-            let reply = first_reply(probes, mac, killed_at)
+            let reply = failover::first_reply(probes, mac, killed_at)
                 .with_context(|| format!("run {run}: {vip} never answered by {heir}"))?;
             let log = &logs[nodes.iter().position(|n| n.name == *heir).context("heir")?];
             let told = logged_after(log, TOLD, killed_at).or_else(|| logged_after(log, FOUND, killed_at));
             let announced = logged_after(log, &format!("announcing address={vip} "), killed_at);
-            takeovers.push(reply);
             stages.push(Stages {
                 found: since(found),
                 told: since(told),
@@ -237,21 +232,12 @@ fn lab(names: &[String], vips: &[IpAddr], kills: usize, rest: Duration) -> anyho
         speakers[victim] = Speaker::start(&mut lab, owner, &text, &[])?;
     }
     Ok(Row {
-        takeovers,
+        takeovers: stages.iter().map(|s| s.reply).collect(),
         stages,
         packets,
         bytes: (bytes.iter().sum::<f64>() / n, bytes.iter().copied().fold(0.0, f64::max)),
         cpu: Some((shares.iter().sum::<f64>() / n, shares.iter().copied().fold(0.0, f64::max))),
     })
-}
-
-/// Time from `since` to the first reply from `mac` after it.
-fn first_reply(probes: &[Probe], mac: [u8; 6], since: f64) -> Option<Duration> {
-    probes
-        .iter()
-        .flat_map(|p| &p.replies)
-        .find(|(t, m)| *m == mac && *t > since)
-        .map(|(t, _)| Duration::from_secs_f64(t - since))
 }
 
 /// Waits until each of `vips` is answered by its MAC in `macs` alone, twice in a row.
@@ -263,13 +249,11 @@ fn settle(lab: &Lab, vips: &[IpAddr], macs: &[[u8; 6]]) -> anyhow::Result<()> {
             .iter()
             .zip(macs)
             .zip(&probes)
-            .filter(|((_, mac), probes)| {
-                !probes.iter().all(|p| !p.replies.is_empty() && p.replies.iter().all(|r| r.1 == **mac))
-            })
-            .map(|((vip, mac), probes)| {
-                let seen: Vec<String> =
-                    probes.iter().flat_map(|p| &p.replies).map(|r| format_mac(r.1)).collect();
-                format!("{vip} (expected {}, saw {seen:?})", format_mac(*mac))
+            .filter_map(|((vip, mac), probes)| {
+                let answers = Answers::of(probes);
+                let alone =
+                    answers.unanswered == 0 && answers.doubled.is_empty() && answers.answerers == [*mac];
+                (!alone).then(|| format!("{vip} (expected {} alone: {answers})", format_mac(*mac)))
             })
             .collect();
         if wrong.is_empty() {
