@@ -150,7 +150,13 @@ impl NodeLab {
         )?;
         let imports: String = images
             .iter()
-            .map(|i| format!("ctr -a {d}/containerd.sock -n k8s.io images import {} >&2\n", i.display()))
+            // Every platform of the index, as a registry serving a mixed cluster holds them.
+            .map(|i| {
+                format!(
+                    "ctr -a {d}/containerd.sock -n k8s.io images import --all-platforms {} >&2\n",
+                    i.display()
+                )
+            })
             .collect();
         let cgroups: String = HIERARCHIES
             .iter()

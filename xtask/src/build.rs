@@ -1,13 +1,30 @@
 //! Builds the XDP object with the eBPF toolchain, then the workspace with the host toolchain.
 
-use crate::toolchain::{self, bpf_toolchain, cargo, root};
+use crate::{
+    arch::Arch,
+    toolchain::{self, bpf_toolchain, cargo, root},
+};
 
 #[derive(clap::Args)]
 pub struct Options {
     /// Build the userspace binaries in release mode.
     #[arg(long)]
     pub release: bool,
+    /// The architecture of the userspace binaries: the host's (the whole workspace, every
+    /// target), or another one's shipped binaries, cross-built (`arm64`: target/aarch64-...).
+    #[arg(long, value_enum, default_value_t = Arch::host())]
+    pub arch: Arch,
 }
+
+impl Options {
+    /// The host's build: the whole workspace, every target.
+    pub fn host(release: bool) -> Self {
+        Self { release, arch: Arch::host() }
+    }
+}
+
+/// The packages whose binaries ship (the images' contents).
+pub const SHIPPED: [&str; 2] = ["herald-speaker", "herald-controller"];
 
 /// The two builds of the BPF objects: with the log statements (`--xdp-log` other than off), and
 /// without (`--xdp-log off`, see speaker-ebpf/src/log.rs). Each in a target directory of its own,
@@ -46,7 +63,15 @@ fn bpf_cargo(command: &str, target_dir: &str) -> anyhow::Result<std::process::Co
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     bpf()?;
     let mut cmd = cargo();
-    cmd.args(["build", "--workspace", "--all-targets"]);
+    cmd.arg("build");
+    if opts.arch == Arch::host() {
+        cmd.args(["--workspace", "--all-targets"]);
+    } else {
+        cmd.args(opts.arch.cargo_target()).arg("--bins");
+        for package in SHIPPED {
+            cmd.args(["--package", package]);
+        }
+    }
     if opts.release {
         cmd.arg("--release");
     }

@@ -2,7 +2,7 @@
 //! on Debian 12's kernel (Linux 6.1, what many nodes run), besides the host's kernel. virtme-ng
 //! boots the distribution kernel with the host's root filesystem shared read-only, so the test
 //! binaries built here run there as they are. qemu emulates (TCG): KVM is not usable on every
-//! CI machine.
+//! CI machine. arm64's kernel runs in a VM of its own (`arm64_vm.rs`).
 
 use std::{
     path::{Path, PathBuf},
@@ -13,8 +13,10 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{
+    arch::Arch,
+    guest::{self, Suite},
     setup::VM_DIR,
-    toolchain::{self, cargo},
+    toolchain,
 };
 
 /// The guest kernels: Debian's `linux-image-amd64` (bookworm: 6.1), installed by `setup`.
@@ -22,27 +24,27 @@ const GUEST_KERNELS: &[&str] = &["6.1."];
 
 /// The suites that run in each guest: the BPF program through BPF_PROG_TEST_RUN, and the
 /// standalone speaker in the lab (answers, hooks, VLANs, the preflight, other loaders' programs).
-pub const SUITES: &[&str] = &[
-    "xdp_program",
-    "xdp_ndp",
-    "xdp_claims",
-    "lab_standalone",
-    "lab_vlan",
-    "lab_check",
-    "lab_ndp",
-    "lab_share",
+pub const SUITES: &[Suite] = &[
+    Suite { name: "xdp_program", tests: &[] },
+    Suite { name: "xdp_ndp", tests: &[] },
+    Suite { name: "xdp_claims", tests: &[] },
+    Suite { name: "lab_standalone", tests: &[] },
+    Suite { name: "lab_vlan", tests: &[] },
+    Suite { name: "lab_check", tests: &[] },
+    Suite { name: "lab_ndp", tests: &[] },
+    Suite { name: "lab_share", tests: &[] },
 ];
 
 /// Runs [`SUITES`] in a VM on every guest kernel; a failure names the kernel and the suite and
 /// shows its output.
 pub fn run() -> anyhow::Result<()> {
-    let binaries = test_binaries()?;
+    let built = guest::build(Arch::host(), SUITES)?;
     for series in GUEST_KERNELS {
         let kernel = installed_kernel(series)?;
         let release = kernel.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_owned();
         let start = Instant::now();
-        eprintln!("kernels: {} suites on Linux {release} (a VM, emulated: a few minutes)", binaries.len());
-        let failed = in_guest(&kernel, &binaries).with_context(|| format!("on Linux {release}"))?;
+        eprintln!("kernels: {} suites on Linux {release} (a VM, emulated: a few minutes)", built.len());
+        let failed = in_guest(&kernel, &built).with_context(|| format!("on Linux {release}"))?;
         if !failed.is_empty() {
             bail!("on Linux {release}: {} failed (output above)", failed.join(", "));
         }
@@ -68,47 +70,14 @@ fn version_key(name: &str) -> Vec<u64> {
     name.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
 }
 
-/// (suite, executable) of each suite, built now (cargo prints the paths).
-fn test_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let mut cmd = cargo();
-    cmd.args(["test", "--no-run", "--package", "herald-tests"]);
-    for suite in SUITES {
-        cmd.args(["--test", suite]);
-    }
-    let out = cmd.output().context("cargo test --no-run")?;
-    if !out.status.success() {
-        bail!("building the test suites: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    // `  Executable tests/lab_vlan.rs (target/debug/deps/lab_vlan-0123abcd)`
-    let text = String::from_utf8_lossy(&out.stderr);
-    let binaries: Vec<(String, PathBuf)> = text
-        .lines()
-        .filter_map(|l| {
-            let rest = l.trim().strip_prefix("Executable tests/")?;
-            let (suite, path) = rest.split_once(".rs (")?;
-            Some((suite.to_owned(), toolchain::root().join(path.strip_suffix(')')?)))
-        })
-        .collect();
-    if binaries.len() != SUITES.len() {
-        bail!("expected {} test executables from cargo, found {binaries:?}", SUITES.len());
-    }
-    Ok(binaries)
-}
-
-/// Boots `kernel` and runs `binaries` in it one after the other; returns the suites that
+/// Boots `kernel` and runs the suites in it one after the other; returns the suites that
 /// failed, after printing their output.
-fn in_guest(kernel: &Path, binaries: &[(String, PathBuf)]) -> anyhow::Result<Vec<String>> {
+fn in_guest(kernel: &Path, built: &[guest::Built]) -> anyhow::Result<Vec<&'static str>> {
     let out = std::env::temp_dir().join(format!("herald-guest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
-    let mut script = String::from(GUEST_PRELUDE);
-    for (suite, bin) in binaries {
-        script += &format!(
-            "{bin} --test-threads=1 > {o}/{suite}.log 2>&1; echo \"{suite} $?\" >> {o}/results\n",
-            bin = bin.display(),
-            o = out.display()
-        );
-    }
+    // The host's root filesystem is the guest's: the executables are where cargo put them.
+    let script = guest::script(built, |b| b.binary.display().to_string(), &out.display().to_string());
     let script_path = out.join("run.sh");
     std::fs::write(&script_path, script)?;
     let vng = Path::new(VM_DIR).join("venv/bin");
@@ -127,26 +96,8 @@ fn in_guest(kernel: &Path, binaries: &[(String, PathBuf)]) -> anyhow::Result<Vec
         .stderr(std::fs::File::create(out.join("console.err"))?)
         .status()
         .context("starting vng")?;
-    let results = std::fs::read_to_string(out.join("results")).unwrap_or_default();
-    let mut failed = Vec::new();
-    for (suite, _) in binaries {
-        let passed = results.lines().any(|l| l == format!("{suite} 0"));
-        if !passed {
-            let log = std::fs::read_to_string(out.join(format!("{suite}.log"))).unwrap_or_default();
-            eprintln!("---- {suite} in the guest ----\n{log}");
-            failed.push(suite.clone());
-        }
-    }
-    if results.is_empty() {
-        let console = std::fs::read_to_string(out.join("console.err")).unwrap_or_default();
-        bail!("the VM ran no suite ({status}):\n{console}");
-    }
+    let failed =
+        guest::failures(built, &out, &out.join("console.err")).with_context(|| format!("vng: {status}"))?;
     let _ = std::fs::remove_dir_all(&out);
     Ok(failed)
 }
-
-/// What the guest needs before the suites: the modules the lab uses (Debian builds them as
-/// modules), and CI=true so that nothing skips.
-const GUEST_PRELUDE: &str = "set -u\n\
-    for m in veth bridge 8021q sch_ingress cls_bpf; do modprobe $m; done\n\
-    export CI=true\n";

@@ -95,7 +95,7 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
         Bench::Nodes { runs } => {
             // The images from the release build: what users run.
             setup::run(setup::Extras { kube: true, ..Default::default() })?;
-            build::run(&build::Options { release: true })?;
+            build::run(&build::Options::host(true))?;
             let opts = image::Options { release: true, out: "target/images".into(), lab: true };
             image::build(&opts, &image::PRODUCT)?;
             image::build(&opts, std::slice::from_ref(&image::LAB_PAUSE))?;
@@ -108,7 +108,7 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
 /// of the tests crate with `args`.
 fn run_bin(bin: &str, args: &[&str], kube: bool, release: bool) -> anyhow::Result<()> {
     setup::run(setup::Extras { kube, ..Default::default() })?;
-    build::run(&build::Options { release })?;
+    build::run(&build::Options::host(release))?;
     let mut cmd = cargo();
     cmd.args(["run", "--quiet", "--package", "herald-tests", "--bin", bin]);
     if release {

@@ -1,6 +1,9 @@
 //! Herald's project tasks. `cargo xtask <command>`; every command sets up what it needs first.
 
+mod arch;
+mod arm64_vm;
 mod build;
+mod guest;
 mod image;
 mod kernels;
 mod lab;
@@ -25,11 +28,17 @@ enum Command {
     Setup(setup::Extras),
     /// Build the XDP object, then the userspace binaries.
     Build(build::Options),
-    /// Set up, build, and run every test: lints, unit, BPF_PROG_TEST_RUN and lab tests, and the
-    /// XDP and standalone lab suites again on Debian 12's kernel in a VM.
+    /// Set up, build (amd64 and arm64), and run every test: lints, unit, BPF_PROG_TEST_RUN and
+    /// lab tests, the unit tests again on arm64 (qemu-user), and the XDP and standalone lab
+    /// suites again on Debian 12's kernel in a VM, and on arm64's kernel in another.
     Test,
-    /// Run the XDP and standalone lab suites on the other kernels of the matrix (in a VM).
-    Kernels,
+    /// Run the XDP and standalone lab suites on the other kernels of the matrix, each in a VM:
+    /// amd64's Debian 12 kernel, and arm64's with the speaker from its arm64 image.
+    Kernels {
+        /// One architecture's VM only.
+        #[arg(long, value_enum)]
+        arch: Option<arch::Arch>,
+    },
     /// Set up, build, and run the demo: three nodes share addresses, one owner dies.
     Demo,
     /// Build both images as OCI image archives (target/images), from the binaries `build` makes.
@@ -50,14 +59,28 @@ enum Command {
     },
 }
 
+/// `cargo xtask kernels [--arch A]`: amd64's VM, then arm64's with the speaker from its image.
+fn kernels(only: Option<arch::Arch>) -> anyhow::Result<()> {
+    setup::run(setup::Extras { kernels: true, ..Default::default() })?;
+    build::run(&build::Options::host(false))?;
+    if only != Some(arch::Arch::Arm64) {
+        kernels::run()?;
+    }
+    if only != Some(arch::Arch::Amd64) {
+        build::run(&build::Options { release: false, arch: arch::Arch::Arm64 })?;
+        let opts = image::Options { release: false, out: "target/images".into(), lab: false };
+        let speaker = image::build(&opts, &image::PRODUCT[..1])?.remove(0);
+        arm64_vm::run(&speaker.archive)?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Setup(extras) => setup::run(extras),
         Command::Build(opts) => build::run(&opts),
         Command::Test => test::run(),
-        Command::Kernels => setup::run(setup::Extras { kernels: true, ..Default::default() })
-            .and_then(|()| build::run(&build::Options { release: false }))
-            .and_then(|()| kernels::run()),
+        Command::Kernels { arch } => kernels(arch),
         Command::Demo => lab::demo(),
         Command::Image(opts) => image::run(&opts),
         Command::Crds => toolchain::run(toolchain::cargo().args([

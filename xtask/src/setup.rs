@@ -13,7 +13,11 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::toolchain::{self, BPF_LINKER_VERSION, bpf_toolchain, host_toolchain, output};
+use crate::{
+    arch::{self, Arch},
+    image,
+    toolchain::{self, BPF_LINKER_VERSION, bpf_toolchain, host_toolchain, output},
+};
 
 /// Debian packages the build, the lab, the tests and the benches use.
 const PACKAGES: &[&str] = &[
@@ -32,6 +36,15 @@ const PACKAGES: &[&str] = &[
                       // machine's kernel has no netem
 ];
 
+/// Debian packages that cross-build arm64 on amd64 (`arch.rs`, `image/`, `arm64_vm.rs`) and run
+/// what it builds here under qemu.
+const ARM64_PACKAGES: &[&str] = &[
+    "gcc-aarch64-linux-gnu", // its linker
+    "libc6-dev-arm64-cross", // its C library, to link against
+    "qemu-user",             // runs its binaries: the unit tests, the images' loader
+    "mmdebstrap",            // Debian's arm64 packages: the images' libraries, the VM's root
+];
+
 /// Debian packages only the Kubernetes tests use.
 const KUBE_PACKAGES: &[&str] = &[
     "etcd-server",                 // the API server's store
@@ -41,6 +54,7 @@ const KUBE_PACKAGES: &[&str] = &[
     "runc",                        //
     "containernetworking-plugins", // their pods' network (bridge, host-local, loopback)
     "podman",                      // loads the images as users do (tests/tests/images.rs)
+    "skopeo",                      // copies them, both platforms, as users push them (same)
     "faketime",                    // a speaker whose clock is far off (tests/tests/kube_isolated.rs)
 ];
 
@@ -50,6 +64,8 @@ const VM_PACKAGES: &[&str] = &[
     "qemu-system-x86",   // the VM
     "busybox-static",    // virtme-ng's initramfs
     "python3-venv",      // a private Python environment for virtme-ng
+    "qemu-system-arm",   // arm64's VM (arm64_vm.rs)
+    "cpio",              // its initramfs
 ];
 
 /// Where virtme-ng lives (a venv: PyPI's package, not the system's Python).
@@ -73,8 +89,14 @@ pub struct Extras {
 pub fn run(extras: Extras) -> anyhow::Result<()> {
     let start = Instant::now();
     packages(PACKAGES)?;
+    if arch::cross_targets().contains(&Arch::Arm64) {
+        packages(ARM64_PACKAGES)?;
+    }
     toolchains()?;
     bpf_linker()?;
+    for arch in arch::cross_targets() {
+        runtime(arch)?;
+    }
     if extras.kube {
         packages(KUBE_PACKAGES)?;
         apiserver()?;
@@ -82,9 +104,44 @@ pub fn run(extras: Extras) -> anyhow::Result<()> {
     if extras.kernels {
         packages(VM_PACKAGES)?;
         virtme_ng()?;
+        crate::arm64_vm::setup()?;
     }
     eprintln!("setup: everything in place ({:.2} s)", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The Debian release whose packages the other architectures' images and VM are made of.
+pub const DEBIAN: [&str; 2] = [
+    "deb http://deb.debian.org/debian bookworm main",
+    "deb http://deb.debian.org/debian-security bookworm-security main",
+];
+
+/// Debian's runtime libraries of `arch` for its images ([`image::runtime_dir`]), extracted
+/// (no package scripts run, so no emulation), the packages kept for their control files.
+fn runtime(arch: Arch) -> anyhow::Result<()> {
+    let dir = image::runtime_dir(arch);
+    if dir.join("var/cache/apt/archives").is_dir() {
+        return Ok(());
+    }
+    eprintln!("setup: Debian's {} libraries for the images into {}", arch.name(), dir.display());
+    extract(arch, image::RUNTIME_PACKAGES, &["--skip=cleanup/apt/cache"], &dir)
+}
+
+/// Debian's `packages` (comma-separated) of `arch` and what they depend on, extracted into
+/// `dir` (made whole or not at all).
+pub fn extract(arch: Arch, packages: &str, args: &[&str], dir: &Path) -> anyhow::Result<()> {
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(dir.parent().context("a directory's parent")?)?;
+    toolchain::run(
+        Command::new("mmdebstrap")
+            .args(["--quiet", "--variant=extract", "--architectures", arch.name(), "--include", packages])
+            .args(args)
+            .arg("bookworm")
+            .arg(&partial)
+            .args(DEBIAN),
+    )?;
+    std::fs::rename(&partial, dir).with_context(|| format!("moving {} into place", partial.display()))
 }
 
 /// kube-apiserver and kube-controller-manager v1.20.2, cached under /var/cache/herald-k8s.
@@ -147,6 +204,20 @@ fn toolchains() -> anyhow::Result<()> {
     if !has(&host) {
         // With no argument, rustup installs what rust-toolchain.toml names (with its components).
         toolchain::run(Command::new("rustup").args(["toolchain", "install"]).current_dir(toolchain::root()))?;
+    }
+    // The other architectures' standard libraries (rust-toolchain.toml's `targets`), which an
+    // older install of the same toolchain may lack.
+    let host_lib = sysroot(&host)?.join("lib/rustlib");
+    for arch in arch::cross_targets() {
+        if !host_lib.join(arch.triple()).is_dir() {
+            toolchain::run(Command::new("rustup").args([
+                "target",
+                "add",
+                arch.triple(),
+                "--toolchain",
+                &host,
+            ]))?;
+        }
     }
     let bpf = bpf_toolchain()?;
     if !has(&bpf) {

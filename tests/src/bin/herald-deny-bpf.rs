@@ -10,7 +10,12 @@ const BPF_JMP_JEQ_K: u16 = 0x15;
 const BPF_RET_K: u16 = 0x06;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// This build's architecture as seccomp_data names it (linux/audit.h: AUDIT_ARCH_X86_64,
+/// AUDIT_ARCH_AARCH64); `libc::SYS_bpf` is this architecture's number already.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7;
 /// Offsets in `struct seccomp_data`.
 const NR: u32 = 0;
 const ARCH: u32 = 4;
@@ -36,7 +41,7 @@ fn deny_bpf() -> std::io::Result<()> {
     let filter = [
         op(BPF_LD_W_ABS, ARCH, 0, 0),
         // Another architecture's syscall numbers mean other calls: allow them untouched.
-        op(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, 3),
+        op(BPF_JMP_JEQ_K, AUDIT_ARCH, 0, 3),
         op(BPF_LD_W_ABS, NR, 0, 0),
         op(BPF_JMP_JEQ_K, libc::SYS_bpf as u32, 0, 1),
         op(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
