@@ -1,5 +1,6 @@
-//! The arm64 kernel: the XDP programs and the speaker from its arm64 image, on Debian 12's
-//! `linux-image-arm64` (6.1) in qemu, emulated (TCG) as a Cortex-A72, the Raspberry Pi 4's core.
+//! arm64's kernels: the XDP programs and the speaker from its arm64 image, on Debian 12's and
+//! Debian 13's `linux-image-arm64` (6.1, 6.12) in qemu, emulated (TCG) as a Cortex-A72, the
+//! Raspberry Pi 4's core.
 //! The BPF bytecode is the same on every architecture; arm64's verifier, JIT and drivers are not.
 //!
 //! The guest boots from an initramfs and nothing else: Debian's arm64 userland (extracted by
@@ -25,12 +26,34 @@ use crate::{
     toolchain::{self, output},
 };
 
-/// Debian's arm64 userland and kernel, extracted: [`PACKAGES`] and what they depend on.
-const ROOT: &str = "/var/cache/herald-vm/arm64";
+/// Where the VM's parts are extracted.
+const DIR: &str = "/var/cache/herald-vm/arm64";
 
-/// The kernel, and the tools the lab runs (`tests/src/lab.rs`, `probe.rs`): busybox gives the
-/// shell, mount and poweroff that an extracted root lacks.
-const PACKAGES: &str = "linux-image-arm64,busybox-static,kmod,iproute2,util-linux,procps,ethtool,iputils-arping,iputils-ping,tcpdump,libcap2-bin";
+/// The userland: Debian 12's [`PACKAGES`] and what they depend on.
+const USERLAND: &str = "bookworm";
+
+/// The tools the lab runs (`tests/src/lab.rs`, `probe.rs`): busybox gives the shell, mount and
+/// poweroff that an extracted root lacks; libcap2-bin the file capability of the image's entry.
+const PACKAGES: &str = "busybox-static,coreutils,kmod,iproute2,util-linux,procps,ethtool,iputils-arping,iputils-ping,tcpdump,libcap2-bin";
+
+/// A kernel: `linux-image-arm64` of a Debian release, extracted on its own and booted with the
+/// same userland, and the suites it runs.
+struct Kernel {
+    release: &'static str,
+    /// Suites of [`kernels::SUITES`] by name; empty for all of them.
+    only: &'static [&'static str],
+}
+
+/// Debian 12's 6.1 (what many nodes run) runs every suite; Debian 13's 6.12 the programs and the
+/// hooks that change with the kernel (TC through tcx links from 6.6), for ARP and NDP: the rest
+/// would add minutes under emulation for what no kernel version changes.
+const KERNELS: [Kernel; 2] = [
+    Kernel { release: "bookworm", only: &[] },
+    Kernel {
+        release: "trixie",
+        only: &["xdp_program", "xdp_ndp", "xdp_claims", "lab_standalone", "lab_ndp"],
+    },
+];
 
 /// Busybox's applets the guest uses where the extracted packages have no such program.
 const APPLETS: [&str; 4] = ["sh", "mount", "umount", "poweroff"];
@@ -39,9 +62,8 @@ const APPLETS: [&str; 4] = ["sh", "mount", "umount", "poweroff"];
 const MODULES: [&str; 8] =
     ["veth", "bridge", "8021q", "sch_ingress", "cls_bpf", "virtio_pci", "9pnet_virtio", "9p"];
 
-/// What the lab never needs from the extracted root (the kernel is booted from outside).
-const LEFT_OUT: [&str; 6] =
-    ["boot", "lib/modules", "usr/share/doc", "usr/share/man", "usr/share/locale", "var/cache"];
+/// What the lab never needs from the extracted userland.
+const LEFT_OUT: [&str; 4] = ["usr/share/doc", "usr/share/man", "usr/share/locale", "var/cache"];
 
 /// The tests package's helpers the suites run (`workspace_bin`), beside the speaker.
 const HELPERS: [&str; 2] = ["herald-verify", "herald-deny-bpf"];
@@ -49,49 +71,85 @@ const HELPERS: [&str; 2] = ["herald-verify", "herald-deny-bpf"];
 /// A bound on a hung guest, far above a run's few minutes.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// Extracts [`PACKAGES`] into [`ROOT`] and indexes its modules (`setup --kernels`); again when
-/// [`PACKAGES`] changed.
+fn userland() -> PathBuf {
+    Path::new(DIR).join("userland")
+}
+
+fn kernel_dir(release: &str) -> PathBuf {
+    Path::new(DIR).join(format!("linux-{release}"))
+}
+
+/// Extracts the userland and the kernels (`setup --kernels`), each again when what it is made
+/// of changed, and indexes each kernel's modules.
 pub fn setup() -> anyhow::Result<()> {
-    let root = Path::new(ROOT);
-    let stamp = root.join(".herald-packages");
-    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == PACKAGES) {
-        return Ok(());
-    }
-    eprintln!("setup: Debian's arm64 kernel and userland for the arm64 VM into {ROOT}");
-    let _ = std::fs::remove_dir_all(root);
-    setup::extract(Arch::Arm64, PACKAGES, &[], root)?;
-    let release = kernel_release(root)?;
-    toolchain::run(Command::new("depmod").arg("-b").arg(root).arg(&release))?;
-    Ok(std::fs::write(stamp, PACKAGES)?)
-}
-
-/// `6.1.0-50-arm64` from the root's /boot/vmlinuz-6.1.0-50-arm64.
-fn kernel_release(root: &Path) -> anyhow::Result<String> {
-    std::fs::read_dir(root.join("boot"))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("vmlinuz-").map(str::to_owned))
-        .next()
-        .with_context(|| format!("no kernel in {}/boot: run `cargo xtask setup --kernels`", root.display()))
-}
-
-/// Runs [`kernels::SUITES`] on arm64's kernel with the speaker of the arm64 image in `speaker_image` (an
-/// archive `cargo xtask image` wrote).
-pub fn run(speaker_image: &Path) -> anyhow::Result<()> {
-    let root = Path::new(ROOT);
-    let release = kernel_release(root)?;
-    let built = guest::build(Arch::Arm64, kernels::SUITES)?;
-    let work = std::env::temp_dir().join(format!("herald-arm64-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    let result = boot(root, &release, &built, speaker_image, &work);
-    let _ = std::fs::remove_dir_all(&work);
-    let failed = result.with_context(|| format!("on arm64's Linux {release}"))?;
-    if !failed.is_empty() {
-        bail!("on arm64's Linux {release}: {} failed (output above)", failed.join(", "));
+    extract_once(&userland(), USERLAND, PACKAGES, |_| Ok(()))?;
+    for Kernel { release, .. } in KERNELS {
+        extract_once(&kernel_dir(release), release, "linux-image-arm64", |dir| {
+            let version = kernel_version(dir)?;
+            toolchain::run(Command::new("depmod").arg("-b").arg(modules_base(dir)).arg(&version))
+        })?;
     }
     Ok(())
 }
 
+/// Extracts Debian `release`'s arm64 `packages` into `dir` and runs `then` on it, unless its
+/// stamp (written last) says that was done.
+fn extract_once(
+    dir: &Path,
+    release: &str,
+    packages: &str,
+    then: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let stamp = dir.with_extension("packages");
+    let wanted = format!("{release}: {packages}");
+    if dir.is_dir() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(());
+    }
+    eprintln!("setup: Debian {release}'s arm64 {packages} for the arm64 VM into {}", dir.display());
+    let _ = std::fs::remove_dir_all(dir);
+    setup::extract(Arch::Arm64, release, packages, &[], dir)?;
+    then(dir)?;
+    Ok(std::fs::write(stamp, wanted)?)
+}
+
+/// `6.1.0-57-arm64` from the kernel's /boot/vmlinuz-6.1.0-57-arm64.
+fn kernel_version(dir: &Path) -> anyhow::Result<String> {
+    std::fs::read_dir(dir.join("boot"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("vmlinuz-").map(str::to_owned))
+        .next()
+        .with_context(|| format!("no kernel in {}/boot: run `cargo xtask setup --kernels`", dir.display()))
+}
+
+/// The directory whose lib/modules holds the kernel's modules (usr/ where /lib is merged).
+fn modules_base(dir: &Path) -> PathBuf {
+    if dir.join("lib/modules").is_dir() { dir.to_owned() } else { dir.join("usr") }
+}
+
+/// Runs [`kernels::SUITES`] on each arm64 kernel with the speaker of the arm64 image in
+/// `speaker_image` (an archive `cargo xtask image` wrote).
+pub fn run(speaker_image: &Path) -> anyhow::Result<()> {
+    let built = guest::build(Arch::Arm64, kernels::SUITES)?;
+    for Kernel { release, only } in KERNELS {
+        let kernel = kernel_dir(release);
+        let version = kernel_version(&kernel)?;
+        let suites: Vec<guest::Built> =
+            built.iter().filter(|b| only.is_empty() || only.contains(&b.suite.name)).cloned().collect();
+        let work = std::env::temp_dir().join(format!("herald-arm64-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let result = boot(&kernel, &version, &suites, speaker_image, &work);
+        let _ = std::fs::remove_dir_all(&work);
+        let failed = result.with_context(|| format!("on arm64's Linux {version}"))?;
+        if !failed.is_empty() {
+            bail!("on arm64's Linux {version}: {} failed (output above)", failed.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Boots `kernel` (its directory) with the userland, its modules and the staged suites; the
+/// suites that failed.
 fn boot(
-    root: &Path,
+    kernel: &Path,
     release: &str,
     built: &[guest::Built],
     speaker_image: &Path,
@@ -102,7 +160,10 @@ fn boot(
     stage_suites(&stage, built, speaker_image)?;
     let initrd = work.join("initrd.cpio");
     let mut initrd_file = std::fs::File::create(&initrd)?;
-    cpio(root, &root_entries(root, release)?, &mut initrd_file)?;
+    let userland = userland();
+    cpio(&userland, &all_entries(&userland)?, &mut initrd_file)?;
+    let modules = modules_base(kernel);
+    cpio(&modules, &module_entries(&modules, release)?, &mut initrd_file)?;
     cpio(&stage, &all_entries(&stage)?, &mut initrd_file)?;
     drop(initrd_file);
 
@@ -113,7 +174,7 @@ fn boot(
         .args(["-machine", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "3G"])
         .args(["-accel", "tcg,thread=multi", "-display", "none", "-no-reboot"])
         .arg("-kernel")
-        .arg(root.join("boot").join(format!("vmlinuz-{release}")))
+        .arg(kernel.join("boot").join(format!("vmlinuz-{release}")))
         .arg("-initrd")
         .arg(&initrd)
         .args(["-append", "console=ttyAMA0 panic=-1 loglevel=4"])
@@ -170,9 +231,8 @@ fn stage_suites(stage: &Path, built: &[guest::Built], speaker_image: &Path) -> a
     std::fs::write(stage.join("etc/group"), GROUP)?;
     std::fs::create_dir_all(stage.join("bin"))?;
     for applet in APPLETS {
-        let present = ["bin", "sbin", "usr/bin", "usr/sbin"]
-            .iter()
-            .any(|d| Path::new(ROOT).join(d).join(applet).exists());
+        let present =
+            ["bin", "sbin", "usr/bin", "usr/sbin"].iter().any(|d| userland().join(d).join(applet).exists());
         if !present {
             std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet))?;
         }
@@ -218,37 +278,43 @@ const GROUP: &str = "root:x:0:\ntcpdump:x:101:\n";
 /// and libraries, nothing of the guest's).
 const SPEAKER: &str = "#!/bin/sh\nexec /herald/chroot /herald/image /usr/local/bin/herald-speaker \"$@\"\n";
 
-/// The root's entries for the initramfs: everything but [`LEFT_OUT`], then the modules
-/// [`MODULES`] need with the module index, each after its parent directories.
-fn root_entries(root: &Path, release: &str) -> anyhow::Result<Vec<String>> {
-    let mut entries = BTreeSet::new();
-    walk(root, Path::new(""), &mut entries)?;
+/// The modules [`MODULES`] need, with the module index, under `base` (relative to it, each
+/// after its parent directories).
+fn module_entries(base: &Path, release: &str) -> anyhow::Result<Vec<String>> {
     let modules = Path::new("lib/modules").join(release);
-    let mut wanted: Vec<PathBuf> = std::fs::read_dir(root.join(&modules))?
+    let mut wanted: Vec<PathBuf> = std::fs::read_dir(base.join(&modules))?
         .filter_map(|e| {
             e.ok()?.file_name().to_str().filter(|n| n.starts_with("modules.")).map(|n| modules.join(n))
         })
         .collect();
     for module in MODULES {
-        // `insmod /var/cache/herald-vm/arm64/lib/modules/6.1.0-50-arm64/kernel/net/802/stp.ko`
-        let said = output(Command::new("modprobe").arg("-d").arg(root).args([
+        // `insmod /var/cache/herald-vm/arm64/linux-bookworm/lib/modules/6.1.0-57-arm64/kernel/net/802/stp.ko`
+        let said = output(Command::new("modprobe").arg("-d").arg(base).args([
             "-S",
             release,
             "--show-depends",
             module,
         ]))?;
-        for line in said.lines() {
+        // `builtin virtio_pci` where the kernel has it built in.
+        for line in said.lines().filter(|l| l.starts_with("insmod ")) {
             let path = line.split_whitespace().nth(1).context("modprobe --show-depends")?;
-            let inside = Path::new(path).strip_prefix(root).context("a module outside the root")?;
+            let inside =
+                Path::new(path).strip_prefix(base).context("a module outside the kernel's directory")?;
             wanted.push(inside.to_owned());
         }
     }
-    for path in wanted {
+    Ok(with_parents(&wanted))
+}
+
+/// `paths` and their parent directories, each once, parents first (the order cpio needs).
+fn with_parents(paths: &[PathBuf]) -> Vec<String> {
+    let mut entries = BTreeSet::new();
+    for path in paths {
         for ancestor in path.ancestors().filter(|a| !a.as_os_str().is_empty()) {
             entries.insert(ancestor.display().to_string());
         }
     }
-    Ok(entries.into_iter().collect())
+    entries.into_iter().collect()
 }
 
 /// Every entry under `root/dir` but [`LEFT_OUT`], symbolic links not followed.
@@ -291,4 +357,32 @@ fn cpio(dir: &Path, entries: &[String], to: &mut std::fs::File) -> anyhow::Resul
         bail!("cpio of {}: {status}", dir.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_come_after_their_directories() {
+        let paths = [
+            PathBuf::from("lib/modules/6.1.0-57-arm64/kernel/net/802/stp.ko"),
+            PathBuf::from("lib/modules/6.1.0-57-arm64/modules.dep"),
+            PathBuf::from("lib/modules/6.1.0-57-arm64/kernel/net/802/garp.ko"),
+        ];
+        assert_eq!(
+            with_parents(&paths),
+            [
+                "lib",
+                "lib/modules",
+                "lib/modules/6.1.0-57-arm64",
+                "lib/modules/6.1.0-57-arm64/kernel",
+                "lib/modules/6.1.0-57-arm64/kernel/net",
+                "lib/modules/6.1.0-57-arm64/kernel/net/802",
+                "lib/modules/6.1.0-57-arm64/kernel/net/802/garp.ko",
+                "lib/modules/6.1.0-57-arm64/kernel/net/802/stp.ko",
+                "lib/modules/6.1.0-57-arm64/modules.dep",
+            ]
+        );
+    }
 }

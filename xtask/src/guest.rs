@@ -19,6 +19,7 @@ pub struct Suite {
 }
 
 /// A suite built: its executable.
+#[derive(Clone)]
 pub struct Built<'a> {
     pub suite: &'a Suite,
     pub binary: PathBuf,

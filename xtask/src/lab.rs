@@ -95,7 +95,7 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
         Bench::Nodes { runs } => {
             // The images from the release build: what users run.
             setup::run(setup::Extras { kube: true, ..Default::default() })?;
-            build::run(&build::Options::host(true))?;
+            image::binaries(true)?;
             let opts = image::Options { release: true, out: "target/images".into(), lab: true };
             image::build(&opts, &image::PRODUCT)?;
             image::build(&opts, std::slice::from_ref(&image::LAB_PAUSE))?;

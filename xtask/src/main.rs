@@ -62,12 +62,12 @@ enum Command {
 /// `cargo xtask kernels [--arch A]`: amd64's VM, then arm64's with the speaker from its image.
 fn kernels(only: Option<arch::Arch>) -> anyhow::Result<()> {
     setup::run(setup::Extras { kernels: true, ..Default::default() })?;
-    build::run(&build::Options::host(false))?;
     if only != Some(arch::Arch::Arm64) {
+        build::run(&build::Options::host(false))?;
         kernels::run()?;
     }
     if only != Some(arch::Arch::Amd64) {
-        build::run(&build::Options { release: false, arch: arch::Arch::Arm64 })?;
+        image::binaries(false)?;
         let opts = image::Options { release: false, out: "target/images".into(), lab: false };
         let speaker = image::build(&opts, &image::PRODUCT[..1])?.remove(0);
         arm64_vm::run(&speaker.archive)?;
@@ -78,7 +78,10 @@ fn kernels(only: Option<arch::Arch>) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Setup(extras) => setup::run(extras),
-        Command::Build(opts) => build::run(&opts),
+        Command::Build(opts) => {
+            setup::run(setup::Extras { arm64: opts.arch != arch::Arch::host(), ..Default::default() })
+                .and_then(|()| build::run(&opts))
+        }
         Command::Test => test::run(),
         Command::Kernels { arch } => kernels(arch),
         Command::Demo => lab::demo(),

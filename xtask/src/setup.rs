@@ -80,21 +80,27 @@ pub struct Extras {
     /// source package the first time: a few minutes).
     #[arg(long)]
     pub kube: bool,
-    /// The kernel matrix: Debian 12's kernel, qemu and virtme-ng.
+    /// The kernel matrix: Debian 12's kernel, qemu and virtme-ng; arm64's kernels and userland.
     #[arg(long)]
     pub kernels: bool,
+    /// Cross-building for arm64 (from amd64): its target, Debian's cross toolchain, qemu-user,
+    /// and Debian's arm64 libraries for the images.
+    #[arg(long)]
+    pub arm64: bool,
 }
 
 /// Everything for the build, the lab and the demo, and the `extras` asked for.
 pub fn run(extras: Extras) -> anyhow::Result<()> {
     let start = Instant::now();
+    // arm64 is cross-built from amd64 only; an arm64 machine builds its own.
+    let cross = if extras.arm64 { arch::cross_targets() } else { vec![] };
     packages(PACKAGES)?;
-    if arch::cross_targets().contains(&Arch::Arm64) {
+    if cross.contains(&Arch::Arm64) {
         packages(ARM64_PACKAGES)?;
     }
-    toolchains()?;
+    toolchains(&cross)?;
     bpf_linker()?;
-    for arch in arch::cross_targets() {
+    for &arch in &cross {
         runtime(arch)?;
     }
     if extras.kube {
@@ -110,11 +116,8 @@ pub fn run(extras: Extras) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Debian release whose packages the other architectures' images and VM are made of.
-pub const DEBIAN: [&str; 2] = [
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-];
+/// The Debian release whose packages the other architectures' images are made of.
+const IMAGES_RELEASE: &str = "bookworm";
 
 /// Debian's runtime libraries of `arch` for its images ([`image::runtime_dir`]), extracted
 /// (no package scripts run, so no emulation), the packages kept for their control files.
@@ -124,12 +127,12 @@ fn runtime(arch: Arch) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("setup: Debian's {} libraries for the images into {}", arch.name(), dir.display());
-    extract(arch, image::RUNTIME_PACKAGES, &["--skip=cleanup/apt/cache"], &dir)
+    extract(arch, IMAGES_RELEASE, image::RUNTIME_PACKAGES, &["--skip=cleanup/apt/cache"], &dir)
 }
 
-/// Debian's `packages` (comma-separated) of `arch` and what they depend on, extracted into
-/// `dir` (made whole or not at all).
-pub fn extract(arch: Arch, packages: &str, args: &[&str], dir: &Path) -> anyhow::Result<()> {
+/// Debian `release`'s `packages` (comma-separated) of `arch` and what they depend on, with its
+/// security updates, extracted into `dir` (made whole or not at all).
+pub fn extract(arch: Arch, release: &str, packages: &str, args: &[&str], dir: &Path) -> anyhow::Result<()> {
     let partial = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(dir.parent().context("a directory's parent")?)?;
@@ -137,9 +140,10 @@ pub fn extract(arch: Arch, packages: &str, args: &[&str], dir: &Path) -> anyhow:
         Command::new("mmdebstrap")
             .args(["--quiet", "--variant=extract", "--architectures", arch.name(), "--include", packages])
             .args(args)
-            .arg("bookworm")
+            .arg(release)
             .arg(&partial)
-            .args(DEBIAN),
+            .arg(format!("deb http://deb.debian.org/debian {release} main"))
+            .arg(format!("deb http://deb.debian.org/debian-security {release}-security main")),
     )?;
     std::fs::rename(&partial, dir).with_context(|| format!("moving {} into place", partial.display()))
 }
@@ -197,7 +201,7 @@ fn packages(wanted: &[&'static str]) -> anyhow::Result<()> {
     )
 }
 
-fn toolchains() -> anyhow::Result<()> {
+fn toolchains(cross: &[Arch]) -> anyhow::Result<()> {
     let host = host_toolchain()?;
     let installed = output(Command::new("rustup").args(["toolchain", "list"]))?;
     let has = |name: &str| installed.lines().any(|l| l.starts_with(name));
@@ -208,7 +212,7 @@ fn toolchains() -> anyhow::Result<()> {
     // The other architectures' standard libraries (rust-toolchain.toml's `targets`), which an
     // older install of the same toolchain may lack.
     let host_lib = sysroot(&host)?.join("lib/rustlib");
-    for arch in arch::cross_targets() {
+    for arch in cross {
         if !host_lib.join(arch.triple()).is_dir() {
             toolchain::run(Command::new("rustup").args([
                 "target",

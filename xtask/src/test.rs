@@ -14,7 +14,7 @@ use crate::{
 const ARM64_UNITS: [&str; 4] = ["herald-speaker", "herald-controller", "herald-kube", "speaker-common"];
 
 pub fn run() -> anyhow::Result<()> {
-    setup::run(setup::Extras { kube: true, kernels: true })?;
+    setup::run(setup::Extras { kube: true, kernels: true, arm64: true })?;
     toolchain::run(cargo().args(["fmt", "--all", "--check"]))?;
     // The host's rustfmt formats the eBPF crate too (run from the root, so the host toolchain).
     toolchain::run(cargo().args(["fmt", "--check", "--manifest-path", "speaker-ebpf/Cargo.toml"]))?;

@@ -90,17 +90,24 @@ pub struct Built {
 
 /// Sets up, builds the binaries, then both images; prints where they are and their digests.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
-    crate::setup::run(crate::setup::Extras::default())?;
-    build::run(&build::Options::host(opts.release))?;
-    for arch in arch::cross_targets() {
-        build::run(&build::Options { release: opts.release, arch })?;
-    }
+    binaries(opts.release)?;
     let mut built = build(opts, &PRODUCT)?;
     if opts.lab {
         built.extend(build(opts, std::slice::from_ref(&LAB_PAUSE))?);
     }
     for image in built {
         println!("{}  {}  {}", image.archive.display(), image.reference, image.digest);
+    }
+    Ok(())
+}
+
+/// Sets up cross-building and builds the binaries of every architecture the images hold: the
+/// host's workspace, and the shipped binaries cross-built ([`arch::cross_targets`]).
+pub fn binaries(release: bool) -> anyhow::Result<()> {
+    crate::setup::run(crate::setup::Extras { arm64: true, ..Default::default() })?;
+    build::run(&build::Options::host(release))?;
+    for arch in arch::cross_targets() {
+        build::run(&build::Options { release, arch })?;
     }
     Ok(())
 }
