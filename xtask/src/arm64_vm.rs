@@ -133,7 +133,7 @@ pub fn run(speaker_image: &Path) -> anyhow::Result<()> {
         let kernel = kernel_dir(release);
         let version = kernel_version(&kernel)?;
         let suites: Vec<guest::Built> =
-            built.iter().filter(|b| only.is_empty() || only.contains(&b.suite.name)).cloned().collect();
+            built.iter().filter(|b| only.is_empty() || only.contains(&b.suite)).cloned().collect();
         let work = std::env::temp_dir().join(format!("herald-arm64-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         let result = boot(&kernel, &version, &suites, speaker_image, &work);
@@ -214,14 +214,14 @@ fn stage_suites(stage: &Path, built: &[guest::Built], speaker_image: &Path) -> a
         toolchain::run(Command::new(strip).arg("--strip-debug").arg(from).arg("-o").arg(to))
     };
     for b in built {
-        strip(&b.binary, &herald.join("deps").join(b.suite.name))?;
+        strip(&b.binary, &herald.join("deps").join(b.suite))?;
     }
     for helper in HELPERS {
         strip(&Arch::Arm64.bin_dir("debug").join(helper), &herald.join(helper))?;
     }
     image::unpack(speaker_image, Arch::Arm64, &herald.join("image"))?;
     write_script(&herald.join("herald-speaker"), SPEAKER)?;
-    let script = guest::script(built, |b| format!("/herald/deps/{}", b.suite.name), "/out");
+    let script = guest::script(built, |b| format!("/herald/deps/{}", b.suite), "/out");
     std::fs::write(herald.join("run.sh"), script)?;
     write_script(&stage.join("init"), INIT)?;
     // The users the packages' scripts would have made: base-passwd's root, tcpdump's own (it

@@ -12,27 +12,22 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{
-    arch::Arch,
-    guest::{self, Suite},
-    setup::VM_DIR,
-    toolchain,
-};
+use crate::{arch::Arch, guest, setup::VM_DIR, toolchain};
 
 /// The guest kernels: Debian's `linux-image-amd64` (bookworm: 6.1), installed by `setup`.
 const GUEST_KERNELS: &[&str] = &["6.1."];
 
 /// The suites that run in each guest: the BPF program through BPF_PROG_TEST_RUN, and the
 /// standalone speaker in the lab (answers, hooks, VLANs, the preflight, other loaders' programs).
-pub const SUITES: &[Suite] = &[
-    Suite { name: "xdp_program", tests: &[] },
-    Suite { name: "xdp_ndp", tests: &[] },
-    Suite { name: "xdp_claims", tests: &[] },
-    Suite { name: "lab_standalone", tests: &[] },
-    Suite { name: "lab_vlan", tests: &[] },
-    Suite { name: "lab_check", tests: &[] },
-    Suite { name: "lab_ndp", tests: &[] },
-    Suite { name: "lab_share", tests: &[] },
+pub const SUITES: &[&str] = &[
+    "xdp_program",
+    "xdp_ndp",
+    "xdp_claims",
+    "lab_standalone",
+    "lab_vlan",
+    "lab_check",
+    "lab_ndp",
+    "lab_share",
 ];
 
 /// Runs [`SUITES`] in a VM on every guest kernel; a failure names the kernel and the suite and
