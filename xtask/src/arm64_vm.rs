@@ -22,7 +22,8 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     arch::Arch,
-    guest, image, kernels, setup,
+    guest, image, kernels,
+    setup::Debian,
     toolchain::{self, output},
 };
 
@@ -82,34 +83,16 @@ fn kernel_dir(release: &str) -> PathBuf {
 /// Extracts the userland and the kernels (`setup --kernels`), each again when what it is made
 /// of changed, and indexes each kernel's modules.
 pub fn setup() -> anyhow::Result<()> {
-    extract_once(&userland(), USERLAND, PACKAGES, |_| Ok(()))?;
+    let userland_packages = Debian { arch: Arch::Arm64, release: USERLAND, packages: PACKAGES };
+    userland_packages.extract_once(&userland(), &[], |_| Ok(()))?;
     for Kernel { release, .. } in KERNELS {
-        extract_once(&kernel_dir(release), release, "linux-image-arm64", |dir| {
+        let kernel = Debian { arch: Arch::Arm64, release, packages: "linux-image-arm64" };
+        kernel.extract_once(&kernel_dir(release), &[], |dir| {
             let version = kernel_version(dir)?;
             toolchain::run(Command::new("depmod").arg("-b").arg(modules_base(dir)).arg(&version))
         })?;
     }
     Ok(())
-}
-
-/// Extracts Debian `release`'s arm64 `packages` into `dir` and runs `then` on it, unless its
-/// stamp (written last) says that was done.
-fn extract_once(
-    dir: &Path,
-    release: &str,
-    packages: &str,
-    then: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let stamp = dir.with_extension("packages");
-    let wanted = format!("{release}: {packages}");
-    if dir.is_dir() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
-        return Ok(());
-    }
-    eprintln!("setup: Debian {release}'s arm64 {packages} for the arm64 VM into {}", dir.display());
-    let _ = std::fs::remove_dir_all(dir);
-    setup::extract(Arch::Arm64, release, packages, &[], dir)?;
-    then(dir)?;
-    Ok(std::fs::write(stamp, wanted)?)
 }
 
 /// `6.1.0-57-arm64` from the kernel's /boot/vmlinuz-6.1.0-57-arm64.

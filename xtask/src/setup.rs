@@ -122,17 +122,43 @@ const IMAGES_RELEASE: &str = "bookworm";
 /// Debian's runtime libraries of `arch` for its images ([`image::runtime_dir`]), extracted
 /// (no package scripts run, so no emulation), the packages kept for their control files.
 fn runtime(arch: Arch) -> anyhow::Result<()> {
-    let dir = image::runtime_dir(arch);
-    if dir.join("var/cache/apt/archives").is_dir() {
-        return Ok(());
+    let packages = Debian { arch, release: IMAGES_RELEASE, packages: image::RUNTIME_PACKAGES };
+    packages.extract_once(&image::runtime_dir(arch), &["--skip=cleanup/apt/cache"], |_| Ok(()))
+}
+
+/// Debian packages of another architecture, for its images and its VM.
+pub struct Debian<'a> {
+    pub arch: Arch,
+    pub release: &'a str,
+    /// Comma-separated; what they depend on comes too.
+    pub packages: &'a str,
+}
+
+impl Debian<'_> {
+    /// Extracts the packages into `dir` (mmdebstrap's `args` added) and runs `then` on it,
+    /// unless its stamp, written last, says that was done for these packages.
+    pub fn extract_once(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        then: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let stamp = dir.with_extension("packages");
+        let wanted = format!("{} {}: {}", self.release, self.arch.name(), self.packages);
+        if dir.is_dir() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+            return Ok(());
+        }
+        eprintln!("setup: Debian {wanted} into {}", dir.display());
+        let _ = std::fs::remove_dir_all(dir);
+        extract(self.arch, self.release, self.packages, args, dir)?;
+        then(dir)?;
+        Ok(std::fs::write(stamp, wanted)?)
     }
-    eprintln!("setup: Debian's {} libraries for the images into {}", arch.name(), dir.display());
-    extract(arch, IMAGES_RELEASE, image::RUNTIME_PACKAGES, &["--skip=cleanup/apt/cache"], &dir)
 }
 
 /// Debian `release`'s `packages` (comma-separated) of `arch` and what they depend on, with its
 /// security updates, extracted into `dir` (made whole or not at all).
-pub fn extract(arch: Arch, release: &str, packages: &str, args: &[&str], dir: &Path) -> anyhow::Result<()> {
+fn extract(arch: Arch, release: &str, packages: &str, args: &[&str], dir: &Path) -> anyhow::Result<()> {
     let partial = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(dir.parent().context("a directory's parent")?)?;

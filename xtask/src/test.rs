@@ -18,11 +18,9 @@ pub fn run() -> anyhow::Result<()> {
     toolchain::run(cargo().args(["fmt", "--all", "--check"]))?;
     // The host's rustfmt formats the eBPF crate too (run from the root, so the host toolchain).
     toolchain::run(cargo().args(["fmt", "--check", "--manifest-path", "speaker-ebpf/Cargo.toml"]))?;
-    build::run(&build::Options::host(false))?;
+    // The workspace, and the shipped binaries of every architecture the images hold.
+    image::binaries(false)?;
     let arm64 = arch::cross_targets().contains(&Arch::Arm64);
-    if arm64 {
-        build::run(&build::Options { release: false, arch: Arch::Arm64 })?;
-    }
     toolchain::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     build::bpf_clippy()?;
     let speaker_image = images()?;

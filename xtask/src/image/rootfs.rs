@@ -133,14 +133,19 @@ fn extracted_package_records(root: &Path, libs: &[String]) -> anyhow::Result<Vec
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))
         .collect();
     debs.sort();
+    // Each package's file list, read once for all the libraries.
+    let listings = debs
+        .into_iter()
+        .map(|deb| {
+            let listing = output(Command::new("dpkg-deb").arg("--contents").arg(&deb))?;
+            Ok((deb, listing))
+        })
+        .collect::<anyhow::Result<Vec<(PathBuf, String)>>>()?;
     let mut records = std::collections::BTreeMap::new();
     for lib in libs {
-        let holder = debs
+        let (holder, _) = listings
             .iter()
-            .find(|deb| {
-                output(Command::new("dpkg-deb").arg("--contents").arg(deb))
-                    .is_ok_and(|listing| holds(&listing, lib))
-            })
+            .find(|(_, listing)| holds(listing, lib))
             .with_context(|| format!("no package in {} holds {lib}", archives.display()))?;
         let control = output(Command::new("dpkg-deb").arg("--field").arg(holder))?;
         let record =
