@@ -2,29 +2,25 @@
 //! are `herald_*` (the README lists them beside MetalLB's).
 
 use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{
-        Arc, RwLock,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
 
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric as _},
-    metrics::{
-        MetricType, counter::ConstCounter, counter::Counter, family::Family, gauge::ConstGauge, gauge::Gauge,
-        histogram::Histogram,
-    },
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
-use crate::{clock, frame::format_mac, pinned};
+pub use responder::InterfaceNames;
+use responder::Responder;
+
+mod responder;
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -36,7 +32,13 @@ pub struct Metrics {
     /// Times this node silenced itself: its run loop, or its membership, stalled past its bound
     /// (see [`crate::fence`]).
     pub fences: Counter,
+    /// Gratuitous ARP and unsolicited NA sent, both protocols (see [`Metrics::gratuitous_sent`]).
     pub gratuitous_sent: Counter,
+    /// The same, by protocol.
+    gratuitous: Family<Protocol, Counter>,
+    /// This node's name, for the `node` label of `herald_announced` (set once the source is
+    /// known).
+    pub node: Arc<OnceLock<String>>,
     /// Members this speaker sees alive, itself included.
     pub members_alive: Gauge,
     /// Speakers the API server says are running, this one included (Kubernetes mode).
@@ -65,6 +67,7 @@ pub struct Metrics {
 }
 
 type Reason = [(&'static str, &'static str); 1];
+type Protocol = [(&'static str, &'static str); 1];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -75,6 +78,8 @@ impl Default for Metrics {
             owners_failed: Counter::default(),
             fences: Counter::default(),
             gratuitous_sent: Counter::default(),
+            gratuitous: Family::default(),
+            node: Arc::default(),
             members_alive: Gauge::default(),
             not_announced: Gauge::default(),
             speakers_running: Gauge::default(),
@@ -92,6 +97,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a gratuitous ARP (IPv4) or unsolicited Neighbor Advertisement (IPv6) sent for `addr`.
+    pub fn gratuitous_sent(&self, addr: IpAddr) {
+        self.gratuitous_sent.inc();
+        self.gratuitous.get_or_create(&[("protocol", responder::protocol(addr))]).inc();
+    }
+
     /// Name and value of every counter, for the status report.
     pub fn snapshot(&self) -> [(&'static str, u64); 12] {
         [
@@ -151,7 +162,12 @@ impl Metrics {
             "Times this node silenced itself because its run loop or its membership stalled past their bounds",
             self.fences.clone(),
         );
-        r.register("gratuitous_arp_sent", "Gratuitous ARP frames sent", self.gratuitous_sent.clone());
+        r.register(
+            "gratuitous_arp_sent",
+            "Deprecated, removed in 0.3: herald_gratuitous_sent_total{protocol}. Gratuitous ARP and \
+             unsolicited Neighbor Advertisements sent",
+            self.gratuitous_sent.clone(),
+        );
         r.register(
             "takeover_seconds",
             "From the membership change that made this node an owner to its first gratuitous ARP",
@@ -162,87 +178,13 @@ impl Metrics {
             "Status and Event writes to the API server that failed (retried)",
             self.kube_write_errors.clone(),
         );
-        r.register_collector(Box::new(Responder { pin_dir, names }));
-        r
-    }
-}
-
-/// Interface names by index, for labels.
-pub type InterfaceNames = Arc<RwLock<BTreeMap<u32, String>>>;
-
-/// The responder map's entries, read at scrape time: what is announced, and how many requests
-/// the XDP program answered for each.
-#[derive(Debug)]
-struct Responder {
-    pin_dir: PathBuf,
-    names: InterfaceNames,
-}
-
-impl Collector for Responder {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        // No map (not loaded yet, or gone): no series, rather than a failed scrape.
-        let entries = pinned::entries(&self.pin_dir).unwrap_or_default();
-        let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
-        let labels = |e: &pinned::Entry| {
-            let interface = names.get(&e.ifindex).cloned().unwrap_or_else(|| e.ifindex.to_string());
-            vec![("ip", e.addr.to_string()), ("interface", interface), ("vlan", e.vlan.to_string())]
-        };
-        let mut family = encoder.encode_descriptor(
-            "arp_replies",
-            "ARP requests answered by the XDP program, per announced address and interface",
-            None,
-            MetricType::Counter,
-        )?;
-        for e in &entries {
-            ConstCounter::new(e.replies).encode(family.encode_family(&labels(e))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "announced",
-            "1 for each address and interface this node answers for",
-            None,
-            MetricType::Gauge,
-        )?;
-        for e in &entries {
-            ConstGauge::new(1i64).encode(family.encode_family(&labels(e))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "address_conflicts",
-            "ARP replies and gratuitous ARP from another host claiming an announced address",
-            None,
-            MetricType::Counter,
-        )?;
-        for e in &entries {
-            ConstCounter::new(e.conflicts).encode(family.encode_family(&labels(e))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "arp_requests_dropped",
-            "ARP requests dropped by the XDP program for an address another node announces, so \
-             that this node's kernel does not answer them too (a Service proxy binds the address \
-             on every node)",
-            None,
-            MetricType::Counter,
-        )?;
-        for (addr, dropped) in pinned::elsewhere(&self.pin_dir).unwrap_or_default() {
-            ConstCounter::new(dropped).encode(family.encode_family(&[("ip", addr.to_string())])?)?;
-        }
-        // The last claim of each, by MAC: when it came, as Unix time.
-        let (now_unix, now_ns) = (
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
-            clock::monotonic_ns(),
+        r.register(
+            "gratuitous_sent",
+            "Gratuitous ARP and unsolicited Neighbor Advertisements sent, by protocol",
+            self.gratuitous.clone(),
         );
-        let mut family = encoder.encode_descriptor(
-            "address_conflict_last_seconds",
-            "When another host last claimed an announced address (Unix time), and the MAC it gave",
-            None,
-            MetricType::Gauge,
-        )?;
-        for e in entries.iter().filter(|e| e.conflicts > 0) {
-            let mut labels = labels(e);
-            labels.push(("mac", format_mac(e.conflict_mac)));
-            let at = now_unix - now_ns.saturating_sub(e.conflict_ns) as f64 / 1e9;
-            ConstGauge::new(at).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        r.register_collector(Box::new(Responder::new(pin_dir, names, self.node.clone())));
+        r
     }
 }
 

@@ -124,6 +124,7 @@ impl Runtime {
     /// and detaches.
     pub async fn run(mut self, mut source: impl Source, cluster: Option<Cluster>) -> anyhow::Result<()> {
         let node = source.node().to_owned();
+        let _ = self.metrics.node.set(node.clone());
         let gratuitous = source.gratuitous();
         // With a cluster, the membership thread beats to the programs while this loop ticks the
         // pulse (see `fence`); alone, this loop beats.

@@ -91,8 +91,11 @@ async fn ipvs_every_node_binds_the_address_one_answers() {
     // The other nodes count what they dropped, and say so.
     let other = NODES.iter().copied().find(|n| *n != owner).unwrap();
     let metrics = kl.lab.node(other).run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
-    let dropped = metric(&metrics, &format!("herald_arp_requests_dropped_total{{ip=\"{vip}\"}}"));
+    let dropped =
+        metric(&metrics, &format!("herald_requests_dropped_total{{protocol=\"arp\",ip=\"{vip}\"}}"));
     assert!(dropped >= 100.0, "{other} dropped {dropped} requests for {vip}:\n{metrics}");
+    let deprecated = metric(&metrics, &format!("herald_arp_requests_dropped_total{{ip=\"{vip}\"}}"));
+    assert_eq!(deprecated, dropped, "the deprecated name counts the same:\n{metrics}");
 
     // The owner's speaker dies (strictARP on: its kernel stays silent): the heir alone answers,
     // never beside it.

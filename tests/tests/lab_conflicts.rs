@@ -46,11 +46,13 @@ fn a_foreign_claim_shows_in_status_metrics_and_the_log() {
     // More claims of the same episode: counted, not told again.
     probe::send_frames(&lab.client, vec![claim.clone(), claim.clone(), claim]).unwrap();
     let metrics = || node.run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
-    let counter = format!("herald_address_conflicts_total{{ip=\"{VIP}\",interface=\"eth0\",vlan=\"0\"}} 4");
+    let counter = format!(
+        "herald_address_conflicts_total{{protocol=\"arp\",ip=\"{VIP}\",interface=\"eth0\",vlan=\"0\"}} 4"
+    );
     let counted = poll::until(BOUND, || metrics().contains(&counter));
     assert!(counted.is_some(), "expected {counter}:\n{}", metrics());
     let last = format!(
-        "herald_address_conflict_last_seconds{{ip=\"{VIP}\",interface=\"eth0\",vlan=\"0\",mac=\"{intruder}\"}}"
+        "herald_address_conflict_last_seconds{{protocol=\"arp\",ip=\"{VIP}\",interface=\"eth0\",vlan=\"0\",mac=\"{intruder}\"}}"
     );
     assert!(metrics().contains(&last), "expected {last}:\n{}", metrics());
     std::thread::sleep(Duration::from_millis(500));
@@ -80,7 +82,9 @@ fn a_foreign_advertisement_shows_in_status_and_metrics() {
     let shown = poll::until(BOUND, || speaker.status().unwrap().contains(&wanted));
     assert!(shown.is_some(), "no conflict in status:\n{}", speaker.status().unwrap());
     let metrics = || node.run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
-    let counter = format!("herald_address_conflicts_total{{ip=\"{vip6}\",interface=\"eth0\",vlan=\"0\"}} 2");
+    let counter = format!(
+        "herald_address_conflicts_total{{protocol=\"ndp\",ip=\"{vip6}\",interface=\"eth0\",vlan=\"0\"}} 2"
+    );
     let counted = poll::until(BOUND, || metrics().contains(&counter));
     assert!(counted.is_some(), "expected {counter}:\n{}", metrics());
     speaker.wait_log("address conflict", BOUND).unwrap();

@@ -107,6 +107,22 @@ fn dual_stack_answered_at_every_hook() {
         let replies: u64 = line.split_whitespace().last().unwrap().parse().unwrap();
         assert!(replies >= 1, "{context}: {status}");
 
+        // /metrics says the same, each family under its protocol.
+        let metrics = node.run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
+        let value = |name: &str| herald_tests::kube_lab::metric(&metrics, name);
+        let labels =
+            |protocol, ip: &str| format!("protocol=\"{protocol}\",ip=\"{ip}\",interface=\"eth0\",vlan=\"0\"");
+        let (arp, ndp) = (labels("arp", &VIP4.to_string()), labels("ndp", &VIP6.to_string()));
+        assert_eq!(value(&format!("herald_replies_total{{{ndp}}}")), replies as f64, "{context}: {metrics}");
+        assert_eq!(value(&format!("herald_announced{{{arp},node=\"node-a\"}}")), 1.0, "{context}: {metrics}");
+        assert_eq!(value(&format!("herald_announced{{{ndp},node=\"node-a\"}}")), 1.0, "{context}: {metrics}");
+        let sent = |protocol| value(&format!("herald_gratuitous_sent_total{{protocol=\"{protocol}\"}}"));
+        assert!(sent("arp") >= 3.0 && sent("ndp") >= 3.0, "{context}: the bursts: {metrics}");
+        let both = value("herald_gratuitous_arp_sent_total");
+        assert_eq!(both, sent("arp") + sent("ndp"), "{context}: the deprecated name counts both: {metrics}");
+        let age = value("herald_heartbeat_age_seconds");
+        assert!(age < value("herald_dead_man_seconds"), "{context}: the dead-man tripped: {metrics}");
+
         // Withdrawn on exit: no more answers, the group left.
         assert!(speaker.stop(&mut lab).unwrap().success());
         assert_eq!(probe::resolve6(&lab.client, VIP6).unwrap(), None, "{context}: answered after exit");

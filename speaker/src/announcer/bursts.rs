@@ -43,7 +43,7 @@ impl<F: Frames> Bursts<F> {
                 tick.tick().await;
                 match sender.send(ifindex, &frame) {
                     Ok(()) => {
-                        metrics.gratuitous_sent.inc();
+                        metrics.gratuitous_sent(addr);
                         if let Some(since) = takeover.take() {
                             metrics.takeover_seconds.observe(since.elapsed().as_secs_f64());
                         }
@@ -85,7 +85,7 @@ impl<F: Frames> Bursts<F> {
     pub fn refresh<'a>(&self, announced: impl IntoIterator<Item = &'a Announcement>) {
         for a in announced {
             match self.sender.send(a.ifindex, &frame::gratuitous(a.mac, a.addr, a.vlan)) {
-                Ok(()) => drop(self.metrics.gratuitous_sent.inc()),
+                Ok(()) => self.metrics.gratuitous_sent(a.addr),
                 Err(e) => {
                     warn!(address = %a.addr, interface = a.ifname, error = %Chain(&e), "gratuitous ARP or unsolicited NA not sent")
                 }
