@@ -1,8 +1,17 @@
 //! The controller's metrics, served by [`herald_kube::telemetry::serve`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    borrow::Borrow,
+    collections::BTreeSet,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
-use herald_kube::telemetry::Scrape;
+use herald_kube::{service, telemetry::Scrape};
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt as _;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -17,9 +26,21 @@ pub struct PoolLabels {
     pub family: String,
 }
 
+/// An address a Service holds, and where it came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct AddressLabels {
+    pub ip: String,
+    pub namespace: String,
+    pub service: String,
+    pub pool: String,
+}
+
 /// The controller's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// 1 per address a Service holds from a pool: what some speaker should answer for.
+    pub service_addresses: Family<AddressLabels, Gauge>,
+    shown: Mutex<BTreeSet<AddressLabels>>,
     pub addresses_in_use: Family<PoolLabels, Gauge>,
     pub addresses_total: Family<PoolLabels, Gauge>,
     pub allocation_failures: Counter,
@@ -34,6 +55,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("herald_controller");
         let m = Self {
+            service_addresses: Family::default(),
+            shown: Mutex::default(),
             addresses_in_use: Family::default(),
             addresses_total: Family::default(),
             allocation_failures: Counter::default(),
@@ -64,6 +87,11 @@ impl Default for Metrics {
             "Time of one pass, plan and writes",
             m.reconcile_seconds.clone(),
         );
+        registry.register(
+            "service_address",
+            "1 per address a Service holds from a pool (every replica reads it from its cache)",
+            m.service_addresses.clone(),
+        );
         registry.register("leader", "1 while this replica holds the Lease", m.leader.clone());
         Self { registry, ..m }
     }
@@ -85,6 +113,34 @@ impl Metrics {
         let failures =
             plan.events.iter().filter(|e| e.reason == crate::plan::Reason::AllocationFailed).count();
         self.allocation_failures.inc_by(failures as u64);
+    }
+
+    /// Shows the addresses `services` hold from pools (handled ones, with the pool the
+    /// controller wrote), and no longer those they gave up.
+    pub fn observe_services<S: Borrow<Service>>(&self, services: &[S], class: Option<&str>) {
+        let now: BTreeSet<AddressLabels> = services
+            .iter()
+            .map(Borrow::borrow)
+            .filter(|svc| service::handled(svc, class))
+            .filter_map(|svc| Some((svc, service::allocated_from(svc)?)))
+            .flat_map(|(svc, pool)| {
+                let (namespace, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+                service::current(svc).into_iter().map(move |ip| AddressLabels {
+                    ip: ip.to_string(),
+                    namespace: namespace.clone(),
+                    service: name.clone(),
+                    pool: pool.to_owned(),
+                })
+            })
+            .collect();
+        let mut shown = self.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for gone in shown.difference(&now) {
+            self.service_addresses.remove(gone);
+        }
+        for labels in &now {
+            self.service_addresses.get_or_create(labels).set(1);
+        }
+        *shown = now;
     }
 
     pub fn render(&self) -> String {
@@ -126,5 +182,44 @@ mod tests {
         );
         assert!(text.contains("herald_controller_addresses{pool=\"first\",family=\"ipv4\"} 4"), "{text}");
         assert!(text.contains("herald_controller_allocation_failures_total 0"), "{text}");
+    }
+
+    fn service(name: &str, pool: Option<&str>, class: Option<&str>, ips: &[&str]) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "namespace": "default", "name": name,
+                "annotations": pool.map(|p| serde_json::json!({ service::ALLOCATED_FROM_POOL: p })),
+            },
+            "spec": { "type": "LoadBalancer", "loadBalancerClass": class },
+            "status": { "loadBalancer": { "ingress": ips.iter().map(|ip| serde_json::json!({ "ip": ip })).collect::<Vec<_>>() } },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn shows_the_addresses_services_hold_and_forgets_those_given_up() {
+        let m = Metrics::default();
+        let web = service("web", Some("first"), None, &["192.0.2.10", "2001:db8::10"]);
+        let foreign = service("other", None, None, &["192.0.2.99"]);
+        let classed = service("classed", Some("first"), Some("other.example/lb"), &["192.0.2.98"]);
+        m.observe_services(&[web, foreign, classed], None);
+        let text = m.render();
+        let line = |ip: &str, name: &str| {
+            format!(
+                "herald_controller_service_address{{ip=\"{ip}\",namespace=\"default\",service=\"{name}\",pool=\"first\"}} 1"
+            )
+        };
+        assert!(text.contains(&line("192.0.2.10", "web")), "{text}");
+        assert!(text.contains(&line("2001:db8::10", "web")), "{text}");
+        assert_eq!(text.matches("herald_controller_service_address{").count(), 2, "only web's: {text}");
+
+        // web gives up its IPv6 address; another Service takes one.
+        let web = service("web", Some("first"), None, &["192.0.2.10"]);
+        let db = service("db", Some("first"), None, &["192.0.2.11"]);
+        m.observe_services(&[web, db], None);
+        let text = m.render();
+        assert!(!text.contains("2001:db8::10"), "{text}");
+        assert!(text.contains(&line("192.0.2.11", "db")), "{text}");
+        assert_eq!(text.matches("herald_controller_service_address{").count(), 2, "{text}");
     }
 }

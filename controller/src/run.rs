@@ -88,7 +88,9 @@ pub async fn run(client: Client, opts: Options) -> anyhow::Result<()> {
         tokio::time::sleep_until(pace.due(std::time::Instant::now()).into()).await;
         while changes.try_recv().is_ok() {}
         pace.pass(std::time::Instant::now());
-        // Only a replica that renewed its Lease within the Lease's duration writes.
+        // Every replica shows what the Services hold; only a replica that renewed its Lease
+        // within the Lease's duration writes.
+        metrics.observe_services(&services.state(), opts.class.as_deref());
         if !leader.borrow().is_some_and(|until| tokio::time::Instant::now() < until) {
             continue;
         }
