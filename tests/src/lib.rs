@@ -22,6 +22,7 @@ pub mod objects;
 pub mod podman;
 pub mod poll;
 pub mod probe;
+pub mod prometheus;
 pub mod rbac;
 pub mod series;
 pub mod soak;

@@ -13,7 +13,7 @@ use herald_kube::crd::{IPAddressPool, L2Advertisement, ServiceL2Status};
 use herald_tests::{
     apiserver, cluster,
     kube_lab::{self, KubeLab, NAMESPACE, metric},
-    objects, poll, probe, rbac, root_or_skip,
+    objects, poll, probe, prometheus, rbac, root_or_skip,
 };
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::{
@@ -31,7 +31,10 @@ const API_BOUND: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "current_thread")]
 async fn whole_cluster() {
-    if !root_or_skip("whole_cluster") || !apiserver::available_or_skip("whole_cluster") {
+    if !root_or_skip("whole_cluster")
+        || !apiserver::available_or_skip("whole_cluster")
+        || !prometheus::available_or_skip("whole_cluster")
+    {
         return;
     }
     let mut kl = KubeLab::start(&NODES).expect("lab and control plane");
@@ -39,6 +42,11 @@ async fn whole_cluster() {
     for node in NODES {
         kl.start_speaker(node).unwrap_or_else(|e| panic!("speaker on {node}: {e:#}\n{}", kl.logs()));
     }
+    // A real Prometheus on the control plane scrapes the speakers and the controller throughout,
+    // with deploy/monitoring's rules.
+    let speakers: Vec<Ipv4Addr> = NODES.iter().map(|n| kl.lab.node(n).addr).collect();
+    let cp = kl.control_plane.clone();
+    let prometheus = prometheus::Server::start(&mut kl.lab, &cp, &speakers, "127.0.0.1:7472").unwrap();
     let vip =
         kube_lab::web_service(&client, API_BOUND).await.unwrap_or_else(|e| panic!("{e:#}\n{}", kl.logs()));
     let ads: Api<L2Advertisement> = Api::namespaced(client.clone(), NAMESPACE);
@@ -63,9 +71,13 @@ async fn whole_cluster() {
     eprintln!("{vip}: {heir} took over {t:?} after {owner}'s speaker was killed");
     status_names(&kl, &client, heir).await;
     let metrics = kl.lab.node(heir).run("curl", &["-sf", "http://127.0.0.1:7472/metrics"]).unwrap();
-    let answered =
-        metric(&metrics, &format!("herald_arp_replies_total{{ip=\"{vip}\",interface=\"eth0\",vlan=\"0\"}}"));
+    let labels = format!("ip=\"{vip}\",interface=\"eth0\",vlan=\"0\"");
+    let answered = metric(&metrics, &format!("herald_replies_total{{protocol=\"arp\",{labels}}}"));
     assert!(answered >= 1.0, "the heir's XDP program answered, and /metrics shows it:\n{metrics}");
+    // The deprecated name, kept for a release, counts the same.
+    assert_eq!(metric(&metrics, &format!("herald_arp_replies_total{{{labels}}}")), answered, "{metrics}");
+    let announced = format!("herald_announced{{protocol=\"arp\",{labels},node=\"{heir}\"}}");
+    assert_eq!(metric(&metrics, &announced), 1.0, "{metrics}");
     assert!(metric(&metrics, "herald_takeover_seconds_count") >= 1.0, "a takeover was timed:\n{metrics}");
     assert_eq!(metric(&metrics, "herald_members_alive"), 2.0, "{metrics}");
     kl.start_speaker(owner).unwrap();
@@ -142,6 +154,7 @@ async fn whole_cluster() {
     })
     .await;
     let told = told.unwrap_or_else(|| panic!("no AddressConflict Event naming {intruder}\n{}", kl.logs()));
+    monitoring_sees_it_all(&prometheus, &vip.to_string(), &intruder);
     // A figure for the record (the speaker's clock is this host's), not a timed assertion.
     let written = told.event_time.map(|t| t.0.as_millisecond() - claimed.as_millisecond());
     eprintln!("AddressConflict Event written {written:?} ms after the claim was sent");
@@ -157,6 +170,26 @@ async fn whole_cluster() {
 
     // deploy/'s RBAC grants the speakers what they did through all of the above, and no more.
     assert_rbac_is_what_the_speakers_used(&kl);
+}
+
+/// After a whole cluster's life on Prometheus: every target is scraped, every query of the
+/// dashboard returns series, and the conflict alert fires for the claim just made.
+fn monitoring_sees_it_all(prometheus: &prometheus::Server, vip: &str, intruder: &str) {
+    assert!(prometheus.all_up().unwrap(), "a target is down: {:?}", prometheus.query("up").unwrap());
+    let mut firing = Vec::new();
+    let fired = poll::until(API_BOUND, || {
+        firing = prometheus.firing("HeraldAddressConflict").unwrap();
+        firing.iter().any(|a| a["ip"] == vip && a["mac"] == intruder)
+    });
+    assert!(fired.is_some(), "HeraldAddressConflict for {vip} by {intruder} never fired: {firing:?}");
+    eprintln!("HeraldAddressConflict fired {fired:?} after the Event was seen");
+    for (panel, expr) in prometheus::dashboard_queries().unwrap() {
+        let series = prometheus.query(&expr).unwrap();
+        assert!(!series.is_empty(), "dashboard panel {panel:?}: no series for {expr}");
+    }
+    for quiet in ["HeraldAddressTwoOwners", "HeraldDeadManTripped", "HeraldSpeakerIsolated"] {
+        assert_eq!(prometheus.firing(quiet).unwrap(), Vec::<serde_json::Value>::new(), "{quiet}");
+    }
 }
 
 /// What deploy/ grants that the lab cannot show used, and why.

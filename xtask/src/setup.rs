@@ -56,6 +56,7 @@ const KUBE_PACKAGES: &[&str] = &[
     "podman",                      // loads the images as users do (tests/tests/images.rs)
     "skopeo",                      // copies them, both platforms, as users push them (same)
     "faketime",                    // a speaker whose clock is far off (tests/tests/kube_isolated.rs)
+    "prometheus",                  // promtool and the server: deploy/monitoring's rules and dashboard
 ];
 
 /// Debian packages of the kernel matrix (`kernels.rs`): another kernel and a VM to boot it.
