@@ -2,7 +2,7 @@
 //! network namespaces) run one at a time, and under CI=true none of them may skip. Then the
 //! kernel matrix: amd64's older kernel, and arm64's, each in a VM.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Instant};
 
 use crate::{
     arch::{self, Arch},
@@ -14,24 +14,40 @@ use crate::{
 const ARM64_UNITS: [&str; 4] = ["herald-speaker", "herald-controller", "herald-kube", "speaker-common"];
 
 pub fn run() -> anyhow::Result<()> {
-    setup::run(setup::Extras { kube: true, kernels: true, arm64: true })?;
-    toolchain::run(cargo().args(["fmt", "--all", "--check"]))?;
-    // The host's rustfmt formats the eBPF crate too (run from the root, so the host toolchain).
-    toolchain::run(cargo().args(["fmt", "--check", "--manifest-path", "speaker-ebpf/Cargo.toml"]))?;
+    let started = Instant::now();
+    timed("setup", || setup::run(setup::Extras { kube: true, kernels: true, arm64: true }))?;
+    timed("fmt", || {
+        toolchain::run(cargo().args(["fmt", "--all", "--check"]))?;
+        // The host's rustfmt formats the eBPF crate too (run from the root, so the host toolchain).
+        toolchain::run(cargo().args(["fmt", "--check", "--manifest-path", "speaker-ebpf/Cargo.toml"]))
+    })?;
     // The workspace, and the shipped binaries of every architecture the images hold.
-    image::binaries(false)?;
+    timed("build", || image::binaries(false))?;
     let arm64 = arch::cross_targets().contains(&Arch::Arm64);
-    toolchain::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    build::bpf_clippy()?;
-    let speaker_image = images()?;
+    timed("clippy", || {
+        toolchain::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+        build::bpf_clippy()
+    })?;
+    let speaker_image = timed("images", images)?;
     // The lab tests share the host's bpffs and spawn processes: one at a time.
-    toolchain::run(cargo().args(["test", "--workspace", "--", "--test-threads=1"]))?;
-    kernels::run()?;
+    timed("cargo test", || toolchain::run(cargo().args(["test", "--workspace", "--", "--test-threads=1"])))?;
+    timed("kernels amd64", kernels::run)?;
     if arm64 {
-        arm64_units()?;
-        arm64_vm::run(&speaker_image)?;
+        timed("arm64 unit tests", arm64_units)?;
+        timed("kernels arm64", || arm64_vm::run(&speaker_image))?;
     }
+    eprintln!("test: everything passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Runs one phase of the test run and says how long it took, so that the run's budget (CI's
+/// 45 minutes) shows where it goes.
+fn timed<T>(phase: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let result = f();
+    let verdict = if result.is_ok() { "done" } else { "FAILED" };
+    eprintln!("test: {phase} {verdict} in {:.0} s", started.elapsed().as_secs_f64());
+    result
 }
 
 /// Unit tests that ask the kernel what qemu-user does not translate (the ethtool ioctl, generic
