@@ -298,9 +298,10 @@ fn kill_cgroup(cgroup: &str) {
     }
 }
 
-/// Removes `cgroup` and what the kubelet and runc made under it, in every hierarchy.
+/// Removes `cgroup` and what the kubelet and runc made under it, in every hierarchy; and in the
+/// unified one, where runc makes its namesake on a hybrid host.
 fn remove_cgroup(cgroup: &str) {
-    for h in HIERARCHIES {
+    for h in HIERARCHIES.iter().chain(&["unified"]) {
         let root = PathBuf::from(format!("/sys/fs/cgroup/{h}/{cgroup}"));
         let mut dirs = Vec::new();
         let mut stack = vec![root];
