@@ -21,6 +21,7 @@ pub mod datapath;
 pub mod election;
 pub mod ethtool;
 pub mod exclusions;
+pub mod explain;
 pub mod fence;
 pub mod frame;
 pub mod garp;

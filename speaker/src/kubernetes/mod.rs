@@ -52,6 +52,23 @@ use crate::{
     runtime::{self, Changed, Desired, Runtime},
 };
 
+/// The cluster as the speakers' decisions see it, read once with their own watches, and the
+/// nodes whose speakers renewed their Lease lately: for `kubectl herald`, which explains the
+/// decisions with the speakers' own code. Pools, advertisements and Leases are read from
+/// `namespace`; Services of `class` (as the controller's).
+pub async fn read_once(
+    client: &Client,
+    namespace: &str,
+    class: Option<String>,
+) -> anyhow::Result<(Snapshot, BTreeSet<String>)> {
+    let (changed, _unheard) = mpsc::channel(1);
+    let watches = Watches::start(client, namespace, class, &changed).await?;
+    watches.ready().await?;
+    let leases = presence::leases(client, namespace).await.context("listing the speakers' Leases")?;
+    let live = presence::renewed_lately(&leases, k8s_openapi::jiff::Timestamp::now());
+    Ok((watches.snapshot(), live))
+}
+
 pub struct Options {
     /// This node's name (the Node object's).
     pub node: String,

@@ -132,6 +132,27 @@ impl Presence {
     }
 }
 
+/// The speakers whose Lease was renewed within [`EXPIRES_AFTER`] of `now` by the Leases' own
+/// renewal times (a caller with no history of its own: `kubectl herald`).
+pub fn renewed_lately(leases: &[Lease], now: Timestamp) -> BTreeSet<String> {
+    let within = i64::try_from(EXPIRES_AFTER.as_millis()).unwrap_or(i64::MAX);
+    leases
+        .iter()
+        .filter_map(holder)
+        .filter(|(_, renewed)| {
+            renewed.as_ref().is_some_and(|t| now.as_millisecond() - t.0.as_millisecond() < within)
+        })
+        .map(|(node, _)| node)
+        .collect()
+}
+
+/// Lists the speakers' Leases in `namespace`.
+pub async fn leases(client: &Client, namespace: &str) -> kube::Result<Vec<Lease>> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let params = kube::api::ListParams::default().labels(&format!("{}={}", LABEL.0, LABEL.1));
+    Ok(api.list(&params).await?.items)
+}
+
 /// The speaker a Lease stands for, and its last renewal.
 fn holder(lease: &Lease) -> Option<(String, Option<MicroTime>)> {
     let spec = lease.spec.as_ref()?;

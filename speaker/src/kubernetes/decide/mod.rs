@@ -5,6 +5,7 @@
 //! Service is answered on both families by the same node.
 
 mod classes;
+pub mod explain;
 mod orders;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
