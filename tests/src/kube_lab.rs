@@ -168,6 +168,12 @@ impl KubeLab {
         speaker::wait_for_log(pid, &log, "membership members=", Duration::from_secs(30))
     }
 
+    /// Runs `kubectl herald ARGS` as the cluster's admin, from the calling thread's network
+    /// namespace (the control plane's, after [`KubeLab::enter`]): its exit code and output.
+    pub fn kubectl_herald(&self, args: &[&str]) -> (i32, String) {
+        plugin(&self.server.kubeconfig, args)
+    }
+
     /// SIGKILLs `node`'s speaker: the node dies as far as Herald can tell.
     pub fn kill_speaker(&mut self, node: &str) -> anyhow::Result<()> {
         let (pid, _) = self.speakers.remove(node).context("no speaker on that node")?;
@@ -271,4 +277,16 @@ pub async fn web_service(client: &Client, within: Duration) -> anyhow::Result<Ip
 /// The value of the series `name` (with its labels) in Prometheus text; 0 when absent.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// Runs the workspace's `kubectl-herald` with `kubeconfig`: its exit code, and its stdout and
+/// stderr.
+pub fn plugin(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(workspace_bin("kubectl-herald"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("running kubectl-herald (built by `cargo xtask build`)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
 }

@@ -1,7 +1,6 @@
 //! Herald as users run it: three lab nodes with their own containerd and kubelet
-//! (tests/src/nodes.rs), `kubectl apply -k` of deploy/ as it is through an overlay that only
-//! names the images built by `cargo xtask image` and the API server's address, and a client on
-//! the LAN. The runtime enforces deploy/'s securityContext (RuntimeDefault seccomp, three
+//! (tests/src/nodes.rs), Herald set up by `kubectl herald init --range` (deploy/ as it is, with
+//! the API server's address, as the lab has no kube-proxy), and a client on the LAN. The runtime enforces deploy/'s securityContext (RuntimeDefault seccomp, three
 //! capabilities, read-only root) and the hostPath bpffs; the client sees who answers through a
 //! speaker pod's deletion, a rolling restart (which attaches nothing anew: each speaker takes
 //! over its predecessor's link) and a node that stops. Needs root and the API server.
@@ -12,7 +11,7 @@ use herald_kube::crd::ServiceL2Status;
 use herald_tests::{
     apiserver,
     checker::Answers,
-    cluster,
+    cluster, kube_lab,
     lab::format_mac,
     nodes::{self, NodeLab},
     poll, probe, root_or_skip, speaker,
@@ -31,7 +30,17 @@ async fn deploy_on_real_nodes() {
     let nl = NodeLab::start(&NODES).expect("nodes");
     let client = nl.enter().await.unwrap_or_else(|e| panic!("{e:#}"));
     let started = std::time::Instant::now();
-    workload::apply_deploy(&nl).unwrap_or_else(|e| panic!("{e:#}"));
+    // From nothing, in one command: deploy/, a pool of the range and its advertisement, until
+    // the speakers are Ready. The lab has no kube-proxy: pods reach the API server by address.
+    let api_server = format!("{}:6443", nodes::CONTROL_PLANE);
+    let init = ["init", "--range", "192.0.2.240/28", "--api-server", &api_server, "--timeout", "120"];
+    let (code, said) = kube_lab::plugin(&nl.server.kubeconfig, &init);
+    assert!(
+        code == 0 && said.contains("ready: 3 speakers"),
+        "kubectl herald init: exit {code}\n{said}\n{}",
+        describe(&nl)
+    );
+    eprintln!("kubectl herald init: Ready in {:.1} s", started.elapsed().as_secs_f64());
     let running = workload::wait_for_herald(&client, NODES.len()).await;
     assert!(running.is_ok(), "{running:?}: {}\n{}", describe(&nl), nl.logs());
 
@@ -64,12 +73,14 @@ async fn deploy_on_real_nodes() {
     }
 
     // A Service gets an address; the node MetalLB's rule elects answers.
-    workload::give_addresses(&client).await.unwrap();
     let vip = workload::serve(&client, "node-a").await.unwrap();
     let owner = cluster::elected(vip, &NODES);
     let waited = cluster::wait_for_owner(&nl.lab, vip, nl.lab.node(owner).mac, Duration::from_secs(60));
     assert!(waited.is_ok(), "{owner} does not answer for {vip}: {waited:?}\n{}", describe(&nl));
-    eprintln!("apply -k to the first ARP answer for {vip}: {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("init to the first ARP answer for {vip}: {:.1} s", started.elapsed().as_secs_f64());
+    // Through the API server alone (the node proxy to the speakers' metrics): who answers.
+    let (code, said) = kube_lab::plugin(&nl.server.kubeconfig, &["explain", &vip.to_string()]);
+    assert!(code == 0 && said.contains(&format!("{owner} answers for {vip} on eth0")), "exit {code}\n{said}");
     assert_eq!(status_names(&client, owner).await.as_deref(), Some(owner));
 
     // The owner's speaker pod is deleted: the next node in the sha256 order answers at once, and

@@ -56,6 +56,19 @@ async fn whole_cluster() {
     let t = answered_by(&kl, vip, owner, API_BOUND);
     eprintln!("{vip}: {owner} answers {t:?} after allocation");
     status_names(&kl, &client, owner).await;
+
+    // kubectl herald: who answers, and the whole chain to it; an address no pool covers.
+    let text = explains(&kl, &vip.to_string(), 0, &format!("{owner} answers for {vip} on eth0"));
+    assert!(!text.contains("cause:"), "{text}");
+    let (code, status) = kl.kubectl_herald(&["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with(&vip.to_string()) && l.contains("default/web") && l.contains(owner)),
+        "{status}"
+    );
+    explains(&kl, "203.0.113.5", 1, "no pool covers 203.0.113.5, and no Service holds it");
     preflight_in_kubernetes_mode(&kl, owner);
     let assigned = objects::events(&client, "web", "nodeAssigned").await;
     assert!(
@@ -96,6 +109,20 @@ async fn whole_cluster() {
     kube_lab::ready_pod(&client, "web-2", "web", "node-b", Ipv4Addr::new(198, 51, 100, 2)).await.unwrap();
     answered_by(&kl, vip, "node-b", API_BOUND);
     status_names(&kl, &client, "node-b").await;
+    // The endpoint's node excluded by label: nobody may announce it, and explain names why.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let label = |value: serde_json::Value| json!({ "metadata": { "labels": { "node.kubernetes.io/exclude-from-external-load-balancers": value } } });
+    nodes.patch("node-b", &PatchParams::default(), &Patch::Merge(label(json!("")))).await.unwrap();
+    explains(
+        &kl,
+        "default/web",
+        1,
+        "node-b: labelled node.kubernetes.io/exclude-from-external-load-balancers",
+    );
+    nodes
+        .patch("node-b", &PatchParams::default(), &Patch::Merge(label(serde_json::Value::Null)))
+        .await
+        .unwrap();
     set_local(&services, false).await;
     answered_by(&kl, vip, owner, API_BOUND);
 
@@ -105,14 +132,22 @@ async fn whole_cluster() {
         { "key": "kubernetes.io/hostname", "operator": "NotIn", "values": [owner] }] }] } });
     ads.patch("lan", &PatchParams::default(), &Patch::Merge(selector)).await.unwrap();
     answered_by(&kl, vip, without_owner, API_BOUND);
+    explains(
+        &kl,
+        &vip.to_string(),
+        0,
+        &format!("{owner}: the nodeSelectors of L2Advertisement lan leave it out"),
+    );
+    // Selecting no node at all.
+    let nowhere = json!({ "spec": { "nodeSelectors": [{ "matchLabels": { "zone": "nowhere" } }] } });
+    ads.patch("lan", &PatchParams::default(), &Patch::Merge(nowhere)).await.unwrap();
+    explains(&kl, &vip.to_string(), 1, "no node may announce it");
     ads.patch("lan", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "nodeSelectors": null } })))
         .await
         .unwrap();
     answered_by(&kl, vip, owner, API_BOUND);
 
     // The exclusion label does the same, whatever the advertisements say.
-    let nodes: Api<Node> = Api::all(client.clone());
-    let label = |value: serde_json::Value| json!({ "metadata": { "labels": { "node.kubernetes.io/exclude-from-external-load-balancers": value } } });
     nodes.patch(owner, &PatchParams::default(), &Patch::Merge(label(json!("")))).await.unwrap();
     answered_by(&kl, vip, without_owner, API_BOUND);
     status_names(&kl, &client, without_owner).await;
@@ -129,6 +164,8 @@ async fn whole_cluster() {
     })
     .await;
     assert!(failed, "no announceFailed Event naming bond7\n{}", kl.logs());
+    let text = explains(&kl, "default/web", 1, "its map holds no entry for");
+    assert!(text.contains("bond7"), "the owner's announceFailed Event: {text}");
     ads.patch("lan", &PatchParams::default(), &named(serde_json::Value::Null)).await.unwrap();
     answered_by(&kl, vip, owner, API_BOUND);
 
@@ -155,6 +192,7 @@ async fn whole_cluster() {
     .await;
     let told = told.unwrap_or_else(|| panic!("no AddressConflict Event naming {intruder}\n{}", kl.logs()));
     monitoring_sees_it_all(&prometheus, &vip.to_string(), &intruder);
+    explains(&kl, &vip.to_string(), 1, &format!("another host, {intruder}, claimed {vip}"));
     // A figure for the record (the speaker's clock is this host's), not a timed assertion.
     let written = told.event_time.map(|t| t.0.as_millisecond() - claimed.as_millisecond());
     eprintln!("AddressConflict Event written {written:?} ms after the claim was sent");
@@ -170,6 +208,18 @@ async fn whole_cluster() {
 
     // deploy/'s RBAC grants the speakers what they did through all of the above, and no more.
     assert_rbac_is_what_the_speakers_used(&kl);
+}
+
+/// Runs `kubectl herald explain target`, and asserts its exit code (0: answered) and that it
+/// says `says`; returns what it printed.
+fn explains(kl: &KubeLab, target: &str, code: i32, says: &str) -> String {
+    let (got, text) = kl.kubectl_herald(&["explain", target]);
+    eprintln!("$ kubectl herald explain {target}\n{text}");
+    assert!(
+        got == code && text.contains(says),
+        "kubectl herald explain {target}: exit {got} (wanted {code}), expected {says:?} in:\n{text}"
+    );
+    text
 }
 
 /// After a whole cluster's life on Prometheus: every target is scraped, every query of the

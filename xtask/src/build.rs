@@ -23,8 +23,8 @@ impl Options {
     }
 }
 
-/// The packages whose binaries ship (the images' contents).
-pub const SHIPPED: [&str; 2] = ["herald-speaker", "herald-controller"];
+/// The packages whose binaries ship: the images' contents, and the kubectl plugin beside them.
+pub const SHIPPED: [&str; 3] = ["herald-speaker", "herald-controller", "kubectl-herald"];
 
 /// The two builds of the BPF objects: with the log statements (`--xdp-log` other than off), and
 /// without (`--xdp-log off`, see speaker-ebpf/src/log.rs). Each in a target directory of its own,

@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use crate::{
     arch::{self, Arch},
     build,
-    toolchain::{output, root},
+    toolchain::{self, output, root},
 };
 
 #[derive(clap::Args)]
@@ -98,7 +98,27 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     for image in built {
         println!("{}  {}  {}", image.archive.display(), image.reference, image.digest);
     }
+    for plugin in plugins(opts)? {
+        println!("{}", plugin.display());
+    }
     Ok(())
+}
+
+/// `kubectl herald` for every architecture built, beside the images:
+/// `kubectl-herald-linux-<arch>`, debug information stripped.
+fn plugins(opts: &Options) -> anyhow::Result<Vec<PathBuf>> {
+    let profile = if opts.release { "release" } else { "debug" };
+    let mut out = Vec::new();
+    for arch in arch::buildable() {
+        let binary = arch.bin_dir(profile).join("kubectl-herald");
+        let shipped = root().join(&opts.out).join(format!("kubectl-herald-linux-{}", arch.name()));
+        let strip = format!("{}strip", arch.binutils_prefix());
+        toolchain::run(
+            std::process::Command::new(strip).args(["--strip-debug", "-o"]).arg(&shipped).arg(&binary),
+        )?;
+        out.push(shipped);
+    }
+    Ok(out)
 }
 
 /// Sets up cross-building and builds the binaries of every architecture the images hold: the
