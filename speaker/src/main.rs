@@ -75,6 +75,9 @@ struct KubeArgs {
 enum Command {
     /// Print what the running speaker announces, its reply counters and heartbeat age.
     Status,
+    /// Why ADDRESS is answered by this node, by another, or by none (standalone mode, with
+    /// --config; in Kubernetes, `kubectl herald explain`). Exit 1 if a link is broken.
+    Explain { address: std::net::IpAddr },
     /// Remove what speakers left attached for the next one (--on-exit keep): pinned links,
     /// the responder's TC filters, rx VLAN offload turned off. For an uninstall; refused while
     /// a speaker runs with the pin directory.
@@ -89,6 +92,18 @@ enum Command {
     },
 }
 
+/// `explain`: the report, and exit 1 (as `check`) when a link is broken.
+fn explain(cli: &Cli, address: std::net::IpAddr) -> anyhow::Result<()> {
+    let Some(config) = &cli.config else {
+        anyhow::bail!(
+            "explain reads the config file (--config); in Kubernetes, run `kubectl herald explain {address}`"
+        );
+    };
+    let (report, answered) = standalone::explain_report(config, &cli.pin_dir, &cli.state_dir, address)?;
+    print!("{report}");
+    if answered { Ok(()) } else { Err(SomethingMissing.into()) }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -96,6 +111,7 @@ fn main() -> ExitCode {
             status_command::report(&cli.pin_dir, &cli.state_dir).map(|report| print!("{report}"))
         }
         Some(Command::Check { ref interfaces }) => check(&cli, interfaces),
+        Some(Command::Explain { address }) => explain(&cli, address),
         Some(Command::Cleanup) => {
             datapath::cleanup(&cli.pin_dir, &cli.state_dir).map_err(Into::into).map(|done| {
                 if done.is_empty() {

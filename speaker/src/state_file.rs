@@ -50,6 +50,13 @@ pub fn render(
     out
 }
 
+/// The live members a report names (`members (N alive): ...`), if it names them.
+pub fn alive(text: &str) -> Option<BTreeSet<String>> {
+    let line = text.lines().find(|l| l.starts_with("members ("))?;
+    let (_, names) = line.split_once("): ")?;
+    Some(names.split_whitespace().map(str::to_owned).collect())
+}
+
 /// Interface names by index, from the `interface N: NAME ...` lines of a report.
 pub fn interface_names(text: &str) -> BTreeMap<u32, String> {
     text.lines()

@@ -110,6 +110,24 @@ impl Speaker {
         self.host.run(bin.to_str().unwrap(), &["status", "--pin-dir", self.pin_dir.to_str().unwrap()])
     }
 
+    /// `herald-speaker explain ADDRESS` on its node, with its config and pins: the exit code and
+    /// what it printed.
+    pub fn explain(&self, address: &str) -> anyhow::Result<(i32, String)> {
+        let bin = workspace_bin("herald-speaker");
+        let args = [
+            "explain",
+            address,
+            "--config",
+            self.config.to_str().unwrap(),
+            "--pin-dir",
+            self.pin_dir.to_str().unwrap(),
+        ];
+        let out = self.host.output(bin.to_str().unwrap(), &args)?;
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.code().unwrap_or(-1), text))
+    }
+
     /// A counter of its status (`counters: name=value ...`).
     pub fn counter(&self, name: &str) -> anyhow::Result<u64> {
         let status = self.status()?;

@@ -70,6 +70,29 @@ fn each_address_answered_by_its_elected_node() {
     }
     let b = speaker_of(&speakers, "node-b").status().unwrap();
     assert!(b.contains("owns: 192.0.2.200 (eth0) 192.0.2.201 (eth0)\n"), "{b}");
+
+    // `herald-speaker explain` on each node: the owner answers, the others name it.
+    for vip in VIPS {
+        let owner = cluster::elected(vip, &NAMES);
+        for s in &speakers {
+            let (code, text) = s.explain(&vip.to_string()).unwrap();
+            let says = if s.host.name == owner {
+                format!("{owner} answers for {vip} (")
+            } else {
+                format!("{owner} answers, not {}", s.host.name)
+            };
+            assert!(
+                code == 0 && text.contains(&says),
+                "{} on {vip}: exit {code}, expected {says:?}:\n{text}",
+                s.host.name
+            );
+        }
+    }
+    let (code, text) = speakers[0].explain("192.0.2.99").unwrap();
+    assert!(
+        code == 1 && text.contains("cause: 192.0.2.99 is not among the [[vip]] addresses"),
+        "exit {code}:\n{text}"
+    );
     drop(lab);
 }
 

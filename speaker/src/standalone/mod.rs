@@ -3,6 +3,7 @@
 //! `[cluster]` section, each is announced by the one live speaker the election picks.
 
 mod desired;
+pub mod explain;
 
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
@@ -171,4 +172,60 @@ fn read(path: &std::path::Path) -> anyhow::Result<Wanted> {
     let resolved = desired::resolve(&config, &host)
         .map_err(|source| config::LoadError::Invalid { path: path.to_owned(), source })?;
     Ok(Wanted { config, resolved })
+}
+
+/// `herald-speaker explain ADDRESS`: the chain for `address` on this node, from the config file
+/// at `path`, the host, and the speaker that pins under `pin_dir` (with its state file under
+/// `state_dir`); and whether every link holds.
+pub fn explain_report(
+    path: &std::path::Path,
+    pin_dir: &std::path::Path,
+    state_dir: &std::path::Path,
+    address: std::net::IpAddr,
+) -> anyhow::Result<(String, bool)> {
+    let config = config::load(path)?;
+    let host = host::discover(&Default::default()).map_err(|e| format!("reading the host's interfaces: {e}"));
+    let running = running(pin_dir, state_dir);
+    let file = path.display().to_string();
+    let links = explain::explain(
+        &config,
+        &file,
+        host.as_ref().map_err(Clone::clone),
+        running.as_ref().map_err(Clone::clone),
+        address,
+    );
+    Ok((crate::explain::render(&links), links.iter().all(|l| l.holds)))
+}
+
+/// What the speaker that pins under `pin_dir` says, or why there is none to ask.
+fn running(pin_dir: &std::path::Path, state_dir: &std::path::Path) -> Result<explain::Running, String> {
+    use crate::{clock, pinned, state_file, status_command};
+    let beat =
+        pinned::heartbeat(pin_dir).map_err(|_| format!("no speaker runs with {}", pin_dir.display()))?;
+    if !pinned::speaker_alive(&beat) {
+        return Err(format!(
+            "the speaker (pid {}) is gone: its programs are detached, nothing is answered",
+            beat.pid
+        ));
+    }
+    let now_ns = clock::monotonic_ns();
+    let answering = beat.monotonic_ns != 0 && now_ns.saturating_sub(beat.monotonic_ns) <= beat.dead_man_ns;
+    let silent = (!answering).then(|| {
+        format!(
+            "its XDP programs answer nothing: heartbeat {}",
+            status_command::heartbeat_line(&beat, now_ns, true)
+        )
+    });
+    let state = std::fs::read_to_string(state_file::path(state_dir, pin_dir)).unwrap_or_default();
+    Ok(explain::Running {
+        alive: state_file::alive(&state),
+        entries: pinned::entries(pin_dir).map_err(|e| format!("reading {}: {e}", pin_dir.display()))?,
+        silent,
+        not_announced: state
+            .lines()
+            .filter(|l| l.starts_with("not announced: "))
+            .map(str::to_owned)
+            .collect(),
+        now_ns,
+    })
 }
