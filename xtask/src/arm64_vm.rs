@@ -34,8 +34,9 @@ const DIR: &str = "/var/cache/herald-vm/arm64";
 const USERLAND: &str = "bookworm";
 
 /// The tools the lab runs (`tests/src/lab.rs`, `probe.rs`): busybox gives the shell, mount and
-/// poweroff that an extracted root lacks; libcap2-bin the file capability of the image's entry.
-const PACKAGES: &str = "busybox-static,coreutils,kmod,iproute2,util-linux,procps,ethtool,iputils-arping,iputils-ping,tcpdump,libcap2-bin";
+/// poweroff that an extracted root lacks; libcap2-bin the file capability of the image's entry;
+/// curl reads a speaker's /metrics.
+const PACKAGES: &str = "busybox-static,coreutils,kmod,iproute2,util-linux,procps,ethtool,iputils-arping,iputils-ping,tcpdump,libcap2-bin,curl";
 
 /// A kernel: `linux-image-arm64` of a Debian release, extracted on its own and booted with the
 /// same userland, and the suites it runs.
