@@ -62,6 +62,16 @@ pub fn series(text: &str, name: &str) -> Vec<Series> {
         .collect()
 }
 
+/// "eth0 at xdp": an interface of a `herald_announced` series, and the hook the responder runs
+/// at there.
+pub fn placed(labels: &BTreeMap<String, String>) -> String {
+    let interface = labels.get("interface").map_or("?", String::as_str);
+    match labels.get("hook").map(String::as_str) {
+        Some(hook) if hook != "none" => format!("{interface} at {hook}"),
+        _ => interface.to_owned(),
+    }
+}
+
 /// The series of `name` whose label `key` is `value`.
 pub fn with<'a>(series: &'a [Series], key: &str, value: &str) -> impl Iterator<Item = &'a Series> {
     series.iter().filter(move |(labels, _)| labels.get(key).map(String::as_str) == Some(value))

@@ -58,9 +58,8 @@ pub fn on_the_owner(outcome: &Outcome, metrics: Result<&str, String>, failed: Op
     let replies = cluster::series(metrics, "herald_replies_total");
     for address in &outcome.addresses {
         let ip = address.to_string();
-        let on: Vec<String> = cluster::with(&announced, "ip", &ip)
-            .filter_map(|(labels, _)| labels.get("interface").cloned())
-            .collect();
+        let on: Vec<String> =
+            cluster::with(&announced, "ip", &ip).map(|(labels, _)| cluster::placed(labels)).collect();
         if on.is_empty() {
             let mut lines = vec![format!("{owner} was elected, but its map holds no entry for {ip}")];
             lines.push(match failed {
@@ -126,14 +125,14 @@ mod tests {
     }
 
     const HEALTHY: &str = "herald_heartbeat_age_seconds 0.1\nherald_dead_man_seconds 2\n\
-        herald_announced{protocol=\"arp\",ip=\"192.0.2.10\",interface=\"eth0\",vlan=\"0\",node=\"node-c\"} 1\n\
+        herald_announced{protocol=\"arp\",ip=\"192.0.2.10\",interface=\"eth0\",vlan=\"0\",node=\"node-c\",hook=\"xdp\"} 1\n\
         herald_replies_total{protocol=\"arp\",ip=\"192.0.2.10\",interface=\"eth0\",vlan=\"0\"} 7\n";
 
     #[test]
     fn the_owner_answering_holds() {
         let links = on_the_owner(&outcome(), Ok(HEALTHY), None);
         assert!(links.iter().all(|l| l.holds), "{links:?}");
-        assert!(links[0].lines[0].contains("on eth0 (7 requests answered)"), "{links:?}");
+        assert!(links[0].lines[0].contains("on eth0 at xdp (7 requests answered)"), "{links:?}");
     }
 
     #[test]

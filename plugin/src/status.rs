@@ -22,7 +22,7 @@ pub async fn owner_metrics(client: &kube::Client, cluster: &Cluster) -> NodeMetr
 pub fn render(cluster: &Cluster, metrics: &NodeMetrics) -> String {
     let assignments = kubernetes::assign(&cluster.snapshot, &cluster.live);
     let mut out = format!(
-        "{:<26} {:<28} {:<14} {:<14} {:<12} {:>8} {:>9}\n",
+        "{:<26} {:<28} {:<14} {:<14} {:<16} {:>8} {:>9}\n",
         "ADDRESS", "SERVICE", "OWNER", "HEIR", "INTERFACES", "REPLIES", "CONFLICTS"
     );
     for a in &assignments {
@@ -30,7 +30,7 @@ pub fn render(cluster: &Cluster, metrics: &NodeMetrics) -> String {
         let (interfaces, replies, conflicts) = match metrics.get(&a.owner) {
             Some(Ok(text)) => {
                 let on: Vec<String> = cluster::with(&cluster::series(text, "herald_announced"), "ip", &ip)
-                    .filter_map(|(l, _)| l.get("interface").cloned())
+                    .map(|(l, _)| cluster::placed(l))
                     .collect();
                 let sum = |name| -> f64 {
                     cluster::with(&cluster::series(text, name), "ip", &ip).map(|(_, v)| v).sum()
@@ -47,7 +47,7 @@ pub fn render(cluster: &Cluster, metrics: &NodeMetrics) -> String {
         let heir = a.heir.as_deref().unwrap_or("-");
         let _ = writeln!(
             out,
-            "{ip:<26} {:<28} {:<14} {heir:<14} {interfaces:<12} {replies:>8} {conflicts:>9}",
+            "{ip:<26} {:<28} {:<14} {heir:<14} {interfaces:<16} {replies:>8} {conflicts:>9}",
             a.service, a.owner
         );
     }

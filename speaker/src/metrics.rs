@@ -17,8 +17,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
-pub use responder::InterfaceNames;
 use responder::Responder;
+pub use responder::{InterfaceNames, Labelled};
 
 mod responder;
 

@@ -114,8 +114,12 @@ fn dual_stack_answered_at_every_hook() {
             |protocol, ip: &str| format!("protocol=\"{protocol}\",ip=\"{ip}\",interface=\"eth0\",vlan=\"0\"");
         let (arp, ndp) = (labels("arp", &VIP4.to_string()), labels("ndp", &VIP6.to_string()));
         assert_eq!(value(&format!("herald_replies_total{{{ndp}}}")), replies as f64, "{context}: {metrics}");
-        assert_eq!(value(&format!("herald_announced{{{arp},node=\"node-a\"}}")), 1.0, "{context}: {metrics}");
-        assert_eq!(value(&format!("herald_announced{{{ndp},node=\"node-a\"}}")), 1.0, "{context}: {metrics}");
+        // The hook is the program's name without `herald_`.
+        let hook = program.split_once("herald_").map_or(program, |(_, name)| name);
+        for family in [&arp, &ndp] {
+            let announced = format!("herald_announced{{{family},node=\"node-a\",hook=\"{hook}\"}}");
+            assert_eq!(value(&announced), 1.0, "{context}: {metrics}");
+        }
         let sent = |protocol| value(&format!("herald_gratuitous_sent_total{{protocol=\"{protocol}\"}}"));
         assert!(sent("arp") >= 3.0 && sent("ndp") >= 3.0, "{context}: the bursts: {metrics}");
         let both = value("herald_gratuitous_arp_sent_total");

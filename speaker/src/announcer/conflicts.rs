@@ -32,7 +32,7 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         for c in &started {
             warn!(
                 address = %c.addr,
-                interface = names.get(&c.ifindex).map_or("?", String::as_str),
+                interface = names.get(&c.ifindex).map_or("?", |i| i.name.as_str()),
                 vlan = c.vlan,
                 claimed_by = crate::frame::format_mac(c.mac),
                 "address conflict: another host claims an address this node announces \

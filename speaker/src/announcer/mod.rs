@@ -33,7 +33,7 @@ use crate::{
     conflict,
     datapath::{Datapath, DatapathError},
     garp, handback,
-    metrics::{InterfaceNames, Metrics},
+    metrics::{InterfaceNames, Labelled, Metrics},
 };
 
 /// How often gains that failed are tried again.
@@ -122,12 +122,19 @@ impl<D: Responder, F: Frames> Announcer<D, F> {
         self.update_names();
     }
 
-    /// Interface names for the metrics' labels: those announced on and those standing by.
+    /// Interface names and hooks for the metrics' labels: those announced on and those
+    /// standing by.
     fn update_names(&self) {
         let used =
             announcement::interfaces(&self.current).into_iter().chain(announcement::interfaces(&self.stale));
+        let labelled: BTreeMap<u32, Labelled> = used
+            .chain(self.standby.iter().cloned())
+            .map(|(index, name)| {
+                (index, Labelled { name, hook: self.datapath.hook(index).map(|p| p.hook.label()) })
+            })
+            .collect();
         if let Ok(mut names) = self.names.write() {
-            *names = used.chain(self.standby.iter().cloned()).collect();
+            *names = labelled;
         }
     }
 

@@ -98,6 +98,17 @@ pub enum Hook {
     Tc,
 }
 
+impl Hook {
+    /// Its name in metric labels: the program's, without `herald_`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Hook::XdpBound => "xdp_meta",
+            Hook::XdpInFrame => "xdp",
+            Hook::Tc => "tc",
+        }
+    }
+}
+
 impl std::fmt::Display for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

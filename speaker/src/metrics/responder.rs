@@ -21,8 +21,16 @@ use prometheus_client::{
 
 use crate::{clock, frame::format_mac, pinned};
 
-/// Interface names by index, for labels.
-pub type InterfaceNames = Arc<RwLock<BTreeMap<u32, String>>>;
+/// An interface the responder runs on, as labels name it: its name, and the hook (see
+/// [`crate::datapath::Hook::label`]) if the responder is attached there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Labelled {
+    pub name: String,
+    pub hook: Option<&'static str>,
+}
+
+/// The interfaces by index, for labels.
+pub type InterfaceNames = Arc<RwLock<BTreeMap<u32, Labelled>>>;
 
 /// `arp` for an IPv4 address, `ndp` for an IPv6 one: the protocol that announces it.
 pub fn protocol(addr: IpAddr) -> &'static str {
@@ -74,7 +82,7 @@ impl Collector for Responder {
         let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
         let node = self.node.get().cloned().unwrap_or_default();
         let labels = |e: &pinned::Entry| -> Labels {
-            let interface = names.get(&e.ifindex).cloned().unwrap_or_else(|| e.ifindex.to_string());
+            let interface = names.get(&e.ifindex).map_or_else(|| e.ifindex.to_string(), |i| i.name.clone());
             vec![
                 ("protocol", protocol(e.addr).into()),
                 ("ip", e.addr.to_string()),
@@ -101,6 +109,8 @@ impl Collector for Responder {
             |en| {
                 let mut l = labels(en);
                 l.push(("node", node.clone()));
+                let hook = names.get(&en.ifindex).and_then(|i| i.hook).unwrap_or("none");
+                l.push(("hook", hook.into()));
                 (l, 1.0)
             },
         )?;
