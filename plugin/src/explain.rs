@@ -4,14 +4,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use herald_speaker::kubernetes::decide::explain::{self, Link, Outcome, Query};
+use herald_speaker::{
+    explain::CLAIM_RECENT,
+    kubernetes::decide::explain::{self, Link, Outcome, Query},
+};
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 
 use crate::cluster::{self, Cluster};
-
-/// A foreign claim this recent is a cause (as the HeraldAddressConflict alert has it).
-const CLAIM_RECENT_SECONDS: f64 = 300.0;
 
 /// The chain as text, and whether every link holds.
 pub async fn run(client: &kube::Client, cluster: &Cluster, query: &Query) -> (String, bool) {
@@ -76,11 +76,11 @@ pub fn on_the_owner(outcome: &Outcome, metrics: Result<&str, String>, failed: Op
         ));
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let claims = cluster::series(metrics, "herald_address_conflict_last_seconds");
     for address in &outcome.addresses {
         let ip = address.to_string();
-        let claims = cluster::series(metrics, "herald_address_conflict_last_seconds");
         for (labels, at) in
-            cluster::with(&claims, "ip", &ip).filter(|(_, at)| now - at < CLAIM_RECENT_SECONDS)
+            cluster::with(&claims, "ip", &ip).filter(|(_, at)| now - at < CLAIM_RECENT.as_secs_f64())
         {
             let mac = labels.get("mac").map_or("?", String::as_str);
             let interface = labels.get("interface").map_or("?", String::as_str);

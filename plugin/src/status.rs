@@ -25,24 +25,26 @@ pub fn render(cluster: &Cluster, metrics: &NodeMetrics) -> String {
         "{:<26} {:<28} {:<14} {:<14} {:<16} {:>8} {:>9}\n",
         "ADDRESS", "SERVICE", "OWNER", "HEIR", "INTERFACES", "REPLIES", "CONFLICTS"
     );
+    // Each owner's series, parsed once for all its addresses.
+    let parsed: BTreeMap<&str, [Vec<cluster::Series>; 3]> = metrics
+        .iter()
+        .filter_map(|(node, text)| Some((node.as_str(), text.as_ref().ok()?)))
+        .map(|(node, text)| {
+            let [a, r, c] = ["herald_announced", "herald_replies_total", "herald_address_conflicts_total"];
+            (node, [cluster::series(text, a), cluster::series(text, r), cluster::series(text, c)])
+        })
+        .collect();
     for a in &assignments {
         let ip = a.address.to_string();
-        let (interfaces, replies, conflicts) = match metrics.get(&a.owner) {
-            Some(Ok(text)) => {
-                let on: Vec<String> = cluster::with(&cluster::series(text, "herald_announced"), "ip", &ip)
-                    .map(|(l, _)| cluster::placed(l))
-                    .collect();
-                let sum = |name| -> f64 {
-                    cluster::with(&cluster::series(text, name), "ip", &ip).map(|(_, v)| v).sum()
-                };
+        let (interfaces, replies, conflicts) = match parsed.get(a.owner.as_str()) {
+            Some([announced, replies, claims]) => {
+                let on: Vec<String> =
+                    cluster::with(announced, "ip", &ip).map(|(l, _)| cluster::placed(l)).collect();
+                let sum = |series| -> f64 { cluster::with(series, "ip", &ip).map(|(_, v)| v).sum() };
                 let interfaces = if on.is_empty() { "(not in map)".to_owned() } else { on.join(",") };
-                (
-                    interfaces,
-                    sum("herald_replies_total").to_string(),
-                    sum("herald_address_conflicts_total").to_string(),
-                )
+                (interfaces, sum(replies).to_string(), sum(claims).to_string())
             }
-            _ => ("?".into(), "?".into(), "?".into()),
+            None => ("?".into(), "?".into(), "?".into()),
         };
         let heir = a.heir.as_deref().unwrap_or("-");
         let _ = writeln!(

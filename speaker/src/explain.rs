@@ -2,6 +2,10 @@
 //! broken: what `kubectl herald explain` and `herald-speaker explain` print. The first broken
 //! link is the cause.
 
+/// A claim on an address by another host this recent is a cause (as the HeraldAddressConflict
+/// alert has it); older ones are history.
+pub const CLAIM_RECENT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// One link of the chain: what it is, whether it holds, and what was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {

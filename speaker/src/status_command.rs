@@ -76,12 +76,17 @@ pub fn heartbeat_line(beat: &Heartbeat, now_ns: u64, speaker_alive: bool) -> Str
         return format!("never (bound {bound}): NOT answering");
     }
     let age = now_ns.saturating_sub(beat.monotonic_ns);
-    let state = if age <= beat.dead_man_ns {
+    let state = if answering(beat, now_ns) {
         "answering"
     } else {
         "NOT answering: the speaker is hung, or silenced itself (its log says which)"
     };
     format!("{} ago (bound {bound}): {state}", span(age))
+}
+
+/// Whether `beat` still lets the programs answer at `now_ns`: it came, within its bound.
+pub fn answering(beat: &Heartbeat, now_ns: u64) -> bool {
+    beat.monotonic_ns != 0 && now_ns.saturating_sub(beat.monotonic_ns) <= beat.dead_man_ns
 }
 
 /// A span of `ns`: in ms below a second (a cluster member's beats hold 40 ms), else in s.

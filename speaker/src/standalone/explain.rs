@@ -9,13 +9,10 @@ use crate::{
     carriers::{Interfaces, carriers},
     config::Config,
     election,
-    explain::Link,
+    explain::{CLAIM_RECENT, Link},
     host::Host,
     pinned,
 };
-
-/// A claim this recent is a cause (as the HeraldAddressConflict alert has it).
-const CLAIM_RECENT_NS: u64 = 300 * 1_000_000_000;
 
 /// What a running speaker says: its members, its map's entries for the address, whether its
 /// programs answer, and what it could not announce.
@@ -138,10 +135,9 @@ pub fn explain(
     }
     let replies: u64 = here.iter().map(|e| e.replies).sum();
     links.push(Link::holds("map", vec![format!("{me} answers for {address} ({replies} requests answered)")]));
-    for e in here
-        .iter()
-        .filter(|e| e.conflicts > 0 && running.now_ns.saturating_sub(e.conflict_ns) < CLAIM_RECENT_NS)
-    {
+    for e in here.iter().filter(|e| {
+        e.conflicts > 0 && u128::from(running.now_ns.saturating_sub(e.conflict_ns)) < CLAIM_RECENT.as_nanos()
+    }) {
         let ago = running.now_ns.saturating_sub(e.conflict_ns) / 1_000_000_000;
         links.push(Link::broken(
             "other hosts",

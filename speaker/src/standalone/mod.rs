@@ -209,8 +209,7 @@ fn running(pin_dir: &std::path::Path, state_dir: &std::path::Path) -> Result<exp
         ));
     }
     let now_ns = clock::monotonic_ns();
-    let answering = beat.monotonic_ns != 0 && now_ns.saturating_sub(beat.monotonic_ns) <= beat.dead_man_ns;
-    let silent = (!answering).then(|| {
+    let silent = (!status_command::answering(&beat, now_ns)).then(|| {
         format!(
             "its XDP programs answer nothing: heartbeat {}",
             status_command::heartbeat_line(&beat, now_ns, true)
