@@ -1,5 +1,5 @@
 //! The speaker's counters, kept in one place for the status report and for /metrics, where they
-//! are `herald_*` (the README lists them beside MetalLB's).
+//! are `herald_*` (docs/metrics.md lists them beside MetalLB's).
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -206,8 +206,9 @@ impl Endpoint {
         Ok(endpoint)
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Sets readiness; returns what it was.
+    pub fn set_ready(&self, ready: bool) -> bool {
+        self.ready.swap(ready, Ordering::Relaxed)
     }
 }
 

@@ -126,7 +126,7 @@ async fn ipvs_every_node_binds_the_address_one_answers() {
 
     // strictARP off: a killed speaker's programs go with it (fail open), so its node's kernel
     // answers beside the heir until the speaker is back; then one MAC again. The figure is for
-    // the record; the README says so.
+    // the record; docs/kubernetes.md says so.
     kl.start_speaker(owner).unwrap();
     let owner_mac = kl.lab.node(owner).mac;
     cluster::wait_for_owner(&kl.lab, vip, owner_mac, BOUND)

@@ -1,4 +1,4 @@
-//! The README's migration from MetalLB, step by step on a real API server: MetalLB's CRDs (its
+//! docs/migrating.md's migration from MetalLB, step by step on a real API server: MetalLB's CRDs (its
 //! schema, tests/metallb/crds) with a user's configuration applied as `kubectl apply` leaves it
 //! (last-applied annotation, server fields, a status MetalLB's controller wrote); then
 //! `herald-controller migrate` (the real binary), MetalLB's CRDs deleted with everything in them,
