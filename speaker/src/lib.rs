@@ -34,6 +34,7 @@ pub mod names;
 pub mod netlink;
 pub mod pinned;
 pub mod runtime;
+pub mod sd_notify;
 pub mod standalone;
 pub mod state_file;
 pub mod status_command;

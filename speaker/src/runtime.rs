@@ -23,7 +23,7 @@ use crate::{
     fence::{Fence, Pulse},
     garp, handback, host, memory,
     metrics::{Endpoint, Metrics},
-    state_file,
+    sd_notify, state_file,
 };
 
 /// How long a speaker with a cluster waits to see every member before it goes with the members
@@ -157,7 +157,7 @@ impl Runtime {
         let join_deadline = Instant::now() + JOIN_TIMEOUT;
         if membership.is_none() {
             pass(announcer, &mut source, None, None, gratuitous, None);
-            self.endpoint.set_ready(true);
+            set_ready(&self.endpoint, true);
         }
         info!(node, pin_dir = %self.opts.pin_dir.display(), membership = ?cluster.as_ref().map(|c| c.bind), "speaker ready");
 
@@ -236,7 +236,7 @@ impl Runtime {
                     }
                     announcer.reannounce(gratuitous);
                     joined = Some(alive);
-                    self.endpoint.set_ready(true);
+                    set_ready(&self.endpoint, true);
                 }
                 _ = until(hold), if hold.is_some() => {
                     let seen = announcer.end_hold();
@@ -270,13 +270,21 @@ impl Runtime {
         }
         // Silent first, then gone: the others take over when they hear this one leave, and
         // never answer beside it.
-        self.endpoint.set_ready(false);
+        set_ready(&self.endpoint, false);
         announcer.leave();
         if let Some(membership) = membership {
             membership.leave().await;
         }
         let _ = std::fs::remove_file(&state_path);
         Ok(())
+    }
+}
+
+/// /readyz, and systemd's unit state when it changes: ready once joined (or at once without a
+/// cluster), stopping when leaving.
+fn set_ready(endpoint: &Endpoint, ready: bool) {
+    if endpoint.set_ready(ready) != ready {
+        sd_notify::notify(if ready { sd_notify::READY } else { sd_notify::STOPPING });
     }
 }
 

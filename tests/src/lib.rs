@@ -19,6 +19,7 @@ pub mod loss;
 pub mod ndp;
 pub mod nodes;
 pub mod objects;
+pub mod package;
 pub mod podman;
 pub mod poll;
 pub mod probe;

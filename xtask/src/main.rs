@@ -7,6 +7,7 @@ mod guest;
 mod image;
 mod kernels;
 mod lab;
+mod package;
 mod setup;
 mod test;
 mod toolchain;
@@ -43,6 +44,9 @@ enum Command {
     Demo,
     /// Build both images as OCI image archives (target/images), from the binaries `build` makes.
     Image(image::Options),
+    /// Build the Debian package of standalone mode (target/debian): the speaker, its systemd
+    /// unit, an example /etc/herald/herald.toml.
+    Deb(package::Options),
     /// Regenerate the CRDs in deploy/crds from kube/src/crd.rs.
     Crds,
     /// Faults drawn at random (SIGKILL, SIGSTOP, a frozen run loop, link down, a membership
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Command::Kernels { arch } => kernels(arch),
         Command::Demo => lab::demo(),
         Command::Image(opts) => image::run(&opts),
+        Command::Deb(opts) => package::run(&opts),
         Command::Crds => toolchain::run(toolchain::cargo().args([
             "run",
             "--quiet",

@@ -16,6 +16,7 @@ use anyhow::{Context as _, bail};
 use crate::{
     arch::{self, Arch},
     image,
+    package::CARGO_DEB_VERSION,
     toolchain::{self, BPF_LINKER_VERSION, bpf_toolchain, host_toolchain, output},
 };
 
@@ -59,6 +60,12 @@ const KUBE_PACKAGES: &[&str] = &[
     "prometheus",                  // promtool and the server: deploy/monitoring's rules and dashboard
 ];
 
+/// Debian packages the Debian package's tests use (tests/tests/package.rs).
+const PACKAGE_PACKAGES: &[&str] = &[
+    "mmdebstrap", // a clean Debian root with systemd to install it into
+    "systemd",    // systemd-analyze and systemctl, run on that root
+];
+
 /// Debian packages of the kernel matrix (`kernels.rs`): another kernel and a VM to boot it.
 const VM_PACKAGES: &[&str] = &[
     "linux-image-amd64", // Debian 12's kernel (6.1), the guest
@@ -88,6 +95,9 @@ pub struct Extras {
     /// and Debian's arm64 libraries for the images.
     #[arg(long)]
     pub arm64: bool,
+    /// The Debian package: cargo-deb (crates.io), and a clean Debian root for its tests.
+    #[arg(long)]
+    pub package: bool,
 }
 
 /// Everything for the build, the lab and the demo, and the `extras` asked for.
@@ -107,6 +117,11 @@ pub fn run(extras: Extras) -> anyhow::Result<()> {
     if extras.kube {
         packages(KUBE_PACKAGES)?;
         apiserver()?;
+    }
+    if extras.package {
+        packages(PACKAGE_PACKAGES)?;
+        cargo_deb()?;
+        clean_root()?;
     }
     if extras.kernels {
         packages(VM_PACKAGES)?;
@@ -186,6 +201,56 @@ fn apiserver() -> anyhow::Result<()> {
         bail!("tests/kube/build-kubernetes.sh printed no binary path: {out}");
     }
     Ok(())
+}
+
+/// cargo-deb at the pinned version, in cargo's bin directory.
+fn cargo_deb() -> anyhow::Result<()> {
+    let version = Command::new("cargo").args(["deb", "--version"]).current_dir(toolchain::root()).output();
+    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION)) {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-deb {CARGO_DEB_VERSION} (a minute)");
+    toolchain::run(
+        Command::new("cargo")
+            .arg(format!("+{}", host_toolchain()?))
+            .args([
+                "install",
+                "cargo-deb",
+                "--version",
+                &format!("={CARGO_DEB_VERSION}"),
+                "--locked",
+                "--force",
+            ])
+            .env_remove("RUSTUP_TOOLCHAIN"),
+    )
+}
+
+/// Where the clean Debian root lives, that the package's tests install it into (through an
+/// overlay: the root itself stays clean).
+pub const CLEAN_ROOT: &str = "/var/cache/herald-deb/bookworm";
+
+/// Debian 12 as a server has it: debootstrap's minbase (dpkg, apt), systemd and procps (kill), made
+/// once.
+fn clean_root() -> anyhow::Result<()> {
+    let dir = Path::new(CLEAN_ROOT);
+    let stamp = dir.with_extension("done");
+    let wanted = format!("{IMAGES_RELEASE} minbase, systemd, procps");
+    if dir.is_dir() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(());
+    }
+    eprintln!("setup: Debian {wanted} into {CLEAN_ROOT}");
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.parent().context("a directory's parent")?)?;
+    toolchain::run(
+        Command::new("mmdebstrap")
+            .args(["--quiet", "--variant=minbase", "--include=systemd,procps", IMAGES_RELEASE])
+            .arg(&partial)
+            .arg(format!("deb http://deb.debian.org/debian {IMAGES_RELEASE} main")),
+    )?;
+    std::fs::rename(&partial, dir).with_context(|| format!("moving {} into place", partial.display()))?;
+    Ok(std::fs::write(stamp, wanted)?)
 }
 
 /// virtme-ng in a venv under [`VM_DIR`], at the pinned version.

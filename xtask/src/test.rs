@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Instant};
 
 use crate::{
     arch::{self, Arch},
-    arm64_vm, build, image, kernels, setup,
+    arm64_vm, build, image, kernels, package, setup,
     toolchain::{self, cargo},
 };
 
@@ -15,7 +15,7 @@ const ARM64_UNITS: [&str; 4] = ["herald-speaker", "herald-controller", "herald-k
 
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
-    timed("setup", || setup::run(setup::Extras { kube: true, kernels: true, arm64: true }))?;
+    timed("setup", || setup::run(setup::Extras { kube: true, kernels: true, arm64: true, package: true }))?;
     timed("fmt", || {
         toolchain::run(cargo().args(["fmt", "--all", "--check"]))?;
         // The host's rustfmt formats the eBPF crate too (run from the root, so the host toolchain).
@@ -29,6 +29,13 @@ pub fn run() -> anyhow::Result<()> {
         build::bpf_clippy()
     })?;
     let speaker_image = timed("images", images)?;
+    // The Debian packages tests/tests/package.rs installs (this machine's) and reads (arm64's).
+    timed("deb", || {
+        for arch in std::iter::once(Arch::host()).chain(arm64.then_some(Arch::Arm64)) {
+            eprintln!("deb: {}", package::package(&package::Options { release: false, arch })?.display());
+        }
+        Ok(())
+    })?;
     // The lab tests share the host's bpffs and spawn processes: one at a time.
     timed("cargo test", || toolchain::run(cargo().args(["test", "--workspace", "--", "--test-threads=1"])))?;
     timed("kernels amd64", kernels::run)?;

@@ -82,7 +82,8 @@ const REFRESH_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    node: String,
+    /// Default: the host's name (as keepalived's `router_id`).
+    node: Option<String>,
     #[serde(default)]
     gratuitous: Option<RawGratuitous>,
     cluster: Option<cluster::RawCluster>,
@@ -126,9 +127,10 @@ pub fn parse_with(
 ) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| syntax(text, &e))?;
 
-    let node = raw.node.trim();
+    let named = raw.node.unwrap_or_else(hostname);
+    let node = named.trim();
     if node.is_empty() {
-        return Err(field("node", quoted(&raw.node), "must not be empty"));
+        return Err(field("node", quoted(&named), "must not be empty"));
     }
 
     let mut gratuitous = Gratuitous::default();
@@ -168,6 +170,11 @@ pub fn parse_with(
         vips.push(vip);
     }
     Ok(Config { node: node.to_owned(), gratuitous, cluster, vips })
+}
+
+/// The host's name, the node's name when the file gives none.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned()
 }
 
 fn parse_vip(i: usize, raw: RawVip) -> Result<Vip, ConfigError> {

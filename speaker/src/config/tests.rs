@@ -58,10 +58,26 @@ fn unknown_key_is_named() {
 }
 
 #[test]
-fn missing_node_is_named() {
-    let e = err("[[vip]]\naddress = \"192.0.2.1\"\n");
-    assert!(e.contains("missing field `node`"), "{e}");
+fn the_node_is_the_host_without_a_name() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    assert_eq!(parse("[[vip]]\naddress = \"192.0.2.1\"\n").unwrap().node, host);
     assert_eq!(err("node = \"  \""), r#"node = "  ": must not be empty"#);
+}
+
+/// The Debian package's /etc/herald/herald.toml: valid as shipped, and announcing nothing
+/// until an address is written into it; each commented example valid once uncommented.
+#[test]
+fn the_packaged_example_is_valid_and_announces_nothing() {
+    let shipped = include_str!("../../debian/herald.toml");
+    let config = parse(shipped).unwrap();
+    assert!(config.vips.is_empty() && config.cluster.is_none());
+    let uncommented: String = shipped
+        .lines()
+        .map(|line| line.strip_prefix('#').filter(|l| !l.starts_with([' ', '#'])).unwrap_or(line))
+        .map(|line| line.to_owned() + "\n")
+        .collect();
+    let config = parse_with(&uncommented, &|_| Ok(b"0123456789abcdef".to_vec())).unwrap();
+    assert!(!config.vips.is_empty() && config.cluster.is_some(), "{uncommented}");
 }
 
 #[test]
