@@ -2,7 +2,7 @@
 //! they are built after it, by `build::run`).
 
 use crate::{
-    build, image, setup,
+    bench_page, build, image, setup,
     toolchain::{self, cargo},
 };
 
@@ -71,26 +71,34 @@ pub fn demo() -> anyhow::Result<()> {
     run_bin("herald-demo", &[], false, false)
 }
 
-pub fn bench(which: Bench) -> anyhow::Result<()> {
+pub fn bench(which: Bench, write: bool) -> anyhow::Result<()> {
+    // With --write, the output also becomes docs/benchmarks/'s page (see bench_page).
+    let bench = |args: &[&str], kube: bool, release: bool| {
+        if write {
+            bench_page::run(args, kube, release)
+        } else {
+            run_bin("herald-bench", args, kube, release)
+        }
+    };
     match which {
-        Bench::Xdp => run_bin("herald-bench", &["xdp"], false, false),
-        Bench::Controller => run_bin("herald-bench", &["controller"], true, false),
+        Bench::Xdp => bench(&["xdp"], false, false),
+        Bench::Controller => bench(&["controller"], true, false),
         // Memory and CPU figures of a dev build would say little about the product.
-        Bench::Converge => run_bin("herald-bench", &["converge"], true, true),
-        Bench::Decide => run_bin("herald-bench", &["decide"], false, true),
+        Bench::Converge => bench(&["converge"], true, true),
+        Bench::Decide => bench(&["decide"], false, true),
         // Thousands of simulated nodes: optimised, or it takes minutes.
         Bench::Membership { nodes } => {
             let nodes = nodes.map(|n| n.to_string());
             let only = nodes.as_deref().map(|n| ["--nodes", n]);
             let args: Vec<&str> = ["membership"].into_iter().chain(only.into_iter().flatten()).collect();
-            run_bin("herald-bench", &args, false, true)
+            bench(&args, false, true)
         }
         Bench::Failover { runs, soak, nodes } => {
             let (runs, soak, nodes) = (runs.to_string(), soak.to_string(), nodes.map(|n| n.to_string()));
             let mut args = vec!["failover", "--runs", &runs, "--soak", &soak];
             args.extend(nodes.as_deref().map(|n| ["--nodes", n]).into_iter().flatten());
             // Many speakers on two cores, and their CPU in the table: optimised, as users run them.
-            run_bin("herald-bench", &args, false, nodes.is_some())
+            bench(&args, false, nodes.is_some())
         }
         Bench::Nodes { runs } => {
             // The images from the release build: what users run.
@@ -99,7 +107,7 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
             let opts = image::Options { release: true, out: "target/images".into(), lab: true };
             image::build(&opts, &image::PRODUCT)?;
             image::build(&opts, std::slice::from_ref(&image::LAB_PAUSE))?;
-            run_bin("herald-bench", &["nodes", "--runs", &runs.to_string()], true, true)
+            bench(&["nodes", "--runs", &runs.to_string()], true, true)
         }
     }
 }
@@ -107,6 +115,11 @@ pub fn bench(which: Bench) -> anyhow::Result<()> {
 /// Sets up (with the API server when `kube`), builds (optimised when `release`), and runs `bin`
 /// of the tests crate with `args`.
 fn run_bin(bin: &str, args: &[&str], kube: bool, release: bool) -> anyhow::Result<()> {
+    toolchain::run(prepare(bin, kube, release)?.args(args))
+}
+
+/// Sets up and builds for `bin`; returns the command that runs it, its arguments to come.
+pub fn prepare(bin: &str, kube: bool, release: bool) -> anyhow::Result<std::process::Command> {
     setup::run(setup::Extras { kube, ..Default::default() })?;
     build::run(&build::Options::host(release))?;
     let mut cmd = cargo();
@@ -114,5 +127,6 @@ fn run_bin(bin: &str, args: &[&str], kube: bool, release: bool) -> anyhow::Resul
     if release {
         cmd.arg("--release");
     }
-    toolchain::run(cmd.arg("--").args(args))
+    cmd.arg("--");
+    Ok(cmd)
 }

@@ -2,6 +2,7 @@
 
 mod arch;
 mod arm64_vm;
+mod bench_page;
 mod build;
 mod guest;
 mod image;
@@ -58,6 +59,10 @@ enum Command {
     Soak(lab::Soak),
     /// Benchmarks; each prints a table of figures beside a baseline from the same run.
     Bench {
+        /// Also write the figures and plots into docs/benchmarks/ (a page per bench, naming the
+        /// command, the machine, the date and the commit).
+        #[arg(long, global = true)]
+        write: bool,
         #[command(subcommand)]
         which: lab::Bench,
     },
@@ -102,7 +107,7 @@ fn main() -> ExitCode {
             "deploy/crds",
         ])),
         Command::Soak(opts) => lab::soak(&opts),
-        Command::Bench { which } => lab::bench(which),
+        Command::Bench { write, which } => lab::bench(which, write),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

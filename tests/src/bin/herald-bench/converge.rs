@@ -28,7 +28,7 @@ use serde_json::json;
 use speaker_common::ArpKey;
 use tokio::runtime::Runtime;
 
-use super::{conditions, median};
+use super::{conditions, median, plot};
 
 const RUNS: usize = 10;
 const PROBE_EVERY: Duration = Duration::from_millis(10);
@@ -190,7 +190,9 @@ fn scale(rt: &Runtime, kl: &mut KubeLab, client: &Client) -> anyhow::Result<()> 
         "N", "in the map", "RSS MiB", "CPU %", "controller MiB", "controller CPU %"
     );
     let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), NAMESPACE);
-    let at_rest = |announced: usize| -> anyhow::Result<()> {
+    // Per N: the speaker's and the controller's memory and CPU.
+    let mut measured: Vec<(usize, [f64; 4])> = Vec::new();
+    let mut at_rest = |announced: usize| -> anyhow::Result<()> {
         // At rest: every address announced and every ServiceL2Status written.
         let deadline = Instant::now() + Duration::from_secs(600);
         let written = || -> anyhow::Result<usize> {
@@ -207,11 +209,11 @@ fn scale(rt: &Runtime, kl: &mut KubeLab, client: &Client) -> anyhow::Result<()> 
         let entries = herald_speaker::pinned::entries(&pin_dir)?.len();
         let cpu = cpu_percent(pid, Duration::from_secs(10))?;
         let controller_cpu = cpu_percent(controller, Duration::from_secs(10))?;
+        let (rss, controller_rss) = (rss_mib(pid)?, rss_mib(controller)?);
         println!(
-            "  {announced:>8} {entries:>12} {:>12.1} {cpu:>12.2} {:>16.1} {controller_cpu:>16.2}",
-            rss_mib(pid)?,
-            rss_mib(controller)?
+            "  {announced:>8} {entries:>12} {rss:>12.1} {cpu:>12.2} {controller_rss:>16.1} {controller_cpu:>16.2}"
         );
+        measured.push((announced, [rss, cpu, controller_rss, controller_cpu]));
         Ok(())
     };
     let base = herald_speaker::pinned::entries(&pin_dir)?.len();
@@ -223,6 +225,8 @@ fn scale(rt: &Runtime, kl: &mut KubeLab, client: &Client) -> anyhow::Result<()> 
         wait_for_entries(&pin_dir, base + n, Duration::from_secs(600))?;
         at_rest(n)?;
     }
+
+    plot_at_rest(&measured)?;
 
     // Cold start with every Service there: the speaker lists everything and fills the map.
     let n = created;
@@ -243,6 +247,20 @@ fn scale(rt: &Runtime, kl: &mut KubeLab, client: &Client) -> anyhow::Result<()> 
         bare_inserts(n)?.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// Memory and CPU against the number of Services, the speaker's beside the controller's.
+fn plot_at_rest(measured: &[(usize, [f64; 4])]) -> anyhow::Result<()> {
+    let rows = |speaker: usize, controller: usize| -> Vec<(String, f64)> {
+        [("speaker", speaker), ("controller", controller)]
+            .into_iter()
+            .flat_map(|(who, i)| measured.iter().map(move |(n, v)| (format!("{who}, {n} Services"), v[i])))
+            .collect()
+    };
+    let title = "Resident memory against Services announced (one speaker, the controller)";
+    plot::save("converge-memory", &plot::bars(title, "MiB resident", &rows(0, 2)))?;
+    let title = "CPU at rest against Services announced (over 10 s)";
+    plot::save("converge-cpu", &plot::bars(title, "% of one CPU", &rows(1, 3)))
 }
 
 /// Services `from..to` in the scale pool, each with an Endpoints object on node-a (no selector:

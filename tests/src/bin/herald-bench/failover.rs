@@ -16,7 +16,7 @@ use herald_tests::{
 };
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use super::{conditions, price};
+use super::{conditions, plot, price};
 
 const NAMES: [&str; 3] = ["node-a", "node-b", "node-c"];
 const SETTLE: Duration = Duration::from_secs(20);
@@ -66,6 +66,16 @@ pub fn run(runs: usize, soak: Duration) -> anyhow::Result<()> {
         let neigh = Stats::of(takeovers.iter().map(|t| t.neighbour));
         println!("  {label:<46} {reply} {neigh}");
     }
+    let ms = |d: &Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+    let series: Vec<(String, Vec<f64>)> = rows
+        .iter()
+        .map(|(label, t)| (label.to_string(), t.iter().filter_map(|t| ms(&t.reply)).collect()))
+        .collect();
+    let title = format!("The owner fails: time to the first reply from the new owner ({runs} runs per row)");
+    plot::save(
+        "failover-takeover",
+        &plot::strips(&title, "ms (log scale), each run a dot, the median marked", &series, true),
+    )?;
     let stats = |i: usize| Stats::of(rows[i].1.iter().map(|t| t.reply));
     for (herald, tuned, how) in [(0, 2, "SIGKILL"), (1, 3, "link down")] {
         let (h, k) = (stats(herald), stats(tuned));

@@ -10,6 +10,7 @@ mod failover_nodes;
 mod flood;
 mod membership;
 mod nodes;
+mod plot;
 mod price;
 mod xdp;
 mod xdp_lab;
@@ -32,6 +33,9 @@ struct Cli {
     /// Only this cluster size (membership); this many real speakers (failover).
     #[arg(long)]
     nodes: Option<usize>,
+    /// Draw the plots (SVG) into this directory (`cargo xtask bench ... --write`).
+    #[arg(long)]
+    plots: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -47,6 +51,9 @@ enum Which {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = cli.plots.clone() {
+        plot::write_to(dir);
+    }
     let result = match cli.which {
         Which::Xdp => xdp::run(),
         Which::Controller => controller::run(),

@@ -13,7 +13,7 @@ use herald_tests::{
 };
 use speaker_common::{ArpKey, NdpKey};
 
-use super::{conditions, median, xdp_lab};
+use super::{conditions, median, plot, xdp_lab};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
 /// An address another node announces: its requests are dropped.
@@ -137,8 +137,21 @@ fn test_run_table() -> anyhow::Result<()> {
     let pct = |x: f64, base: f64| (x / base - 1.0) * 100.0;
     println!("BPF_PROG_TEST_RUN, ns per packet (median of {ROUNDS} rounds of {REPEAT} runs, interleaved)");
     println!("  {:<52} {:>7} {:>8} {:>8} {:>8}", "program and path", "kernel", "vs base", "wall", "vs base");
+    let mut plotted = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let (k, w) = (median(&mut kernel[i]), median(&mut wall[i]));
+        if !row.logged {
+            // "  same, ..." rows name the program of the row above them.
+            let label = match row.label.trim().strip_prefix("same, ") {
+                Some(rest) => {
+                    let above = plotted.last().map_or("", |(l, _): &(String, f64)| l.as_str());
+                    // Its last parenthesis says what differs: "(standalone)".
+                    format!("{above}, {}", rest.rsplit('(').next().unwrap_or(rest).trim_end_matches(')'))
+                }
+                None => row.label.to_owned(),
+            };
+            plotted.push((label, k));
+        }
         let wall = if row.logged {
             format!("{:>8} {:>8}", "-", "-")
         } else {
@@ -157,7 +170,8 @@ fn test_run_table() -> anyhow::Result<()> {
         size(&quiet, Hook::Xdp),
         size(&verbose, Hook::Xdp),
     );
-    Ok(())
+    let title = "Requests not answered: ns per packet (BPF_PROG_TEST_RUN, median)";
+    plot::save("xdp-paths", &plot::bars(title, "ns per packet (kernel's figure)", &plotted))
 }
 
 /// ns per answered request through BPF_PROG_TEST_RUN, one run per call (an answer rewrites the
@@ -195,10 +209,13 @@ fn hit_table() -> anyhow::Result<()> {
         "BPF_PROG_TEST_RUN, answered requests, ns for one run (median of {HIT_CALLS} calls, interleaved)"
     );
     println!("  {:<52} {:>7} {:>8}", "program and path", "kernel", "minus base");
+    let mut plotted = Vec::new();
     for (i, (label, _, _)) in rows.iter().enumerate() {
         let k = median(&mut kernel[i]);
         println!("  {label:<52} {k:>7.0} {:>8.0}", k - base);
+        plotted.push((label.to_string(), k));
     }
     println!();
-    Ok(())
+    let title = "Requests answered: ns for one run (BPF_PROG_TEST_RUN, median)";
+    plot::save("xdp-answers", &plot::bars(title, "ns per run, the kernel's timing included", &plotted))
 }
