@@ -1,6 +1,6 @@
-//! `cargo xtask bench ... --write`: a bench's output becomes its page in docs/benchmarks/, with
-//! the plots it drew beside it, so that every figure in the docs names the run it came from
-//! (command, machine, date, commit). Figures are never copied by hand.
+//! `cargo xtask bench ... --write` (and `soak ... --write`): the output becomes a page in
+//! docs/benchmarks/, with the plots it drew beside it, so that every figure in the docs names
+//! the run it came from (command, machine, date, commit). Figures are never copied by hand.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -15,15 +15,27 @@ use crate::{lab, toolchain};
 /// Where the pages and plots go, from the repository's root.
 const DIR: &str = "docs/benchmarks";
 
-/// Runs herald-bench with `args`, showing its output as it comes, and writes its page.
-pub fn run(args: &[&str], kube: bool, release: bool) -> anyhow::Result<()> {
+/// What runs, and the page it writes.
+pub struct Run<'a> {
+    /// herald-bench, or herald-soak.
+    pub bin: &'a str,
+    /// The page's name in docs/benchmarks/, without `.md`.
+    pub page: &'a str,
+    /// Whether `bin` draws plots (`--plots DIR`).
+    pub plots: bool,
+}
+
+/// Runs `run.bin` with `args`, showing its output as it comes, and writes its page.
+pub fn run(run: Run, args: &[&str], kube: bool, release: bool) -> anyhow::Result<()> {
     let root = toolchain::root();
     let dir = root.join(DIR);
-    let name = page_name(args);
     std::fs::create_dir_all(&dir)?;
     let started = std::time::SystemTime::now();
-    let mut cmd = lab::prepare("herald-bench", kube, release)?;
-    cmd.args(args).arg("--plots").arg(&dir).stdout(Stdio::piped());
+    let mut cmd = lab::prepare(run.bin, kube, release)?;
+    cmd.args(args).stdout(Stdio::piped());
+    if run.plots {
+        cmd.arg("--plots").arg(&dir);
+    }
     let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let mut output = String::new();
     for line in BufReader::new(child.stdout.take().context("the bench's stdout")?).lines() {
@@ -37,14 +49,14 @@ pub fn run(args: &[&str], kube: bool, release: bool) -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "{cmd:?} failed: {status}; no page written");
     let plots = plots(&dir, started)?;
     let page = render(&command_line(), &machine(), &now()?, &commit(&root)?, &plots, &output);
-    let path = dir.join(format!("{name}.md"));
+    let path = dir.join(format!("{}.md", run.page));
     std::fs::write(&path, page)?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
 }
 
-/// `failover`, or `failover-20-nodes` for `failover --nodes 20`.
-fn page_name(args: &[&str]) -> String {
+/// A bench's page: `failover`, or `failover-20-nodes` for `failover --nodes 20`.
+pub fn page_name(args: &[&str]) -> String {
     match args.iter().position(|a| *a == "--nodes").and_then(|i| args.get(i + 1)) {
         Some(n) => format!("{}-{n}-nodes", args[0]),
         None => args[0].to_owned(),

@@ -62,9 +62,21 @@ pub struct Soak {
 }
 
 pub fn soak(opts: &Soak) -> anyhow::Result<()> {
-    let args: Vec<&str> = opts.args.iter().map(String::as_str).collect();
+    // `--write` is xtask's: the table becomes docs/benchmarks/soak[-kubernetes].md.
+    let write = opts.args.iter().any(|a| a == "--write");
+    let args: Vec<&str> = opts.args.iter().map(String::as_str).filter(|a| *a != "--write").collect();
     // Kubernetes mode runs the real API server.
-    run_bin("herald-soak", &args, args.contains(&"--kubernetes"), false)
+    let kube = args.contains(&"--kubernetes");
+    if write {
+        let page = if kube { "soak-kubernetes" } else { "soak" };
+        return bench_page::run(
+            bench_page::Run { bin: "herald-soak", page, plots: false },
+            &args,
+            kube,
+            false,
+        );
+    }
+    run_bin("herald-soak", &args, kube, false)
 }
 
 pub fn demo() -> anyhow::Result<()> {
@@ -75,7 +87,13 @@ pub fn bench(which: Bench, write: bool) -> anyhow::Result<()> {
     // With --write, the output also becomes docs/benchmarks/'s page (see bench_page).
     let bench = |args: &[&str], kube: bool, release: bool| {
         if write {
-            bench_page::run(args, kube, release)
+            let page = bench_page::page_name(args);
+            bench_page::run(
+                bench_page::Run { bin: "herald-bench", page: &page, plots: true },
+                args,
+                kube,
+                release,
+            )
         } else {
             run_bin("herald-bench", args, kube, release)
         }

@@ -55,7 +55,8 @@ enum Command {
     /// edits besides) while a client asks for every address every 20 ms; a table by fault kind,
     /// and exit 1 on any request answered by two MACs outside a partition's window, any silence
     /// past 1 s, any address not answered by its owner alone within 1 s of a fault's end, or
-    /// any Service's address changed. Flags: `--minutes N --seed S --nodes 3..5 --kubernetes`.
+    /// any Service's address changed. Flags: `--minutes N --seed S --nodes 3..5 --kubernetes`,
+    /// and `--write`: the output becomes docs/benchmarks/soak.md (soak-kubernetes.md).
     Soak(lab::Soak),
     /// Benchmarks; each prints a table of figures beside a baseline from the same run.
     Bench {
