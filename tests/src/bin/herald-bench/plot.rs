@@ -20,8 +20,8 @@ pub fn save(name: &str, svg: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-const WIDTH: f64 = 920.0;
-const LEFT: f64 = 370.0;
+const WIDTH: f64 = 960.0;
+const LEFT: f64 = 410.0;
 const RIGHT: f64 = 40.0;
 const ROW: f64 = 26.0;
 const TOP: f64 = 44.0;
