@@ -87,7 +87,7 @@ fn nice(v: f64) -> f64 {
 }
 
 fn number(v: f64) -> String {
-    if v >= 100.0 || v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
+    if v >= 10.0 || v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
 
 fn escape(text: &str) -> String {
@@ -133,12 +133,19 @@ fn frame(title: &str, unit: &str, axis: &Axis, labels: &[&str], body: &str) -> S
     svg + body + "</svg>\n"
 }
 
-/// One row per series, each value a dot and the median a bar: a distribution at a glance.
+/// One row per series, each value a dot and the median a bar: a distribution at a glance. Rows
+/// whose labels start with the same word (the same system) share a colour.
 pub fn strips(title: &str, unit: &str, series: &[(String, Vec<f64>)], log: bool) -> String {
     let axis = Axis::over(series.iter().flat_map(|(_, v)| v.iter().copied()), log);
+    let mut systems: Vec<&str> = Vec::new();
     let mut body = String::new();
-    for (i, (_, values)) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+    for (i, (label, values)) in series.iter().enumerate() {
+        let system = label.split([' ', ',']).next().unwrap_or_default();
+        if !systems.contains(&system) {
+            systems.push(system);
+        }
+        let at = systems.iter().position(|s| *s == system).unwrap_or(0);
+        let colour = COLOURS[at % COLOURS.len()];
         let middle = TOP + ROW * (i as f64 + 0.5);
         for (j, v) in values.iter().enumerate() {
             // A little spread across the row, so that equal values stay visible.
@@ -190,10 +197,13 @@ pub fn bars(title: &str, unit: &str, rows: &[(String, f64)]) -> String {
     frame(title, unit, &axis, &labels, &body)
 }
 
+/// The median as the benches' tables give it (nearest rank: of 20 values, the 10th), so that a
+/// plot and the table beside it say the same.
 fn median(values: &[f64]) -> Option<f64> {
     let mut sorted: Vec<f64> = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied()
+    let rank = (sorted.len() as f64 * 0.5).ceil() as usize;
+    sorted.get(rank.max(1) - 1).copied()
 }
 
 #[cfg(test)]
@@ -216,6 +226,8 @@ mod tests {
     #[test]
     fn a_strip_marks_every_value_and_the_median() {
         let svg = strips("t", "ms", &[("a".into(), vec![80.0, 90.0, 85.0]), ("b".into(), vec![330.0])], true);
+        // The nearest-rank median, as the tables: of [1, 2, 3, 4], 2.
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.0));
         assert_eq!(svg.matches("<circle").count(), 4);
         well_formed(&svg);
         assert!(svg.contains(">85</text>") && svg.contains(">330</text>"), "{svg}");
