@@ -237,11 +237,13 @@ mod tests {
 
     #[test]
     fn bars_scale_to_a_round_top() {
-        let svg = bars("t", "MiB", &[("x".into(), 15.3), ("y".into(), 46.5)]);
-        // Top tick 50: 46.5 is 93% of the plotting width.
-        assert!(svg.contains(">50</text>") && svg.contains(">46.5</text>"), "{svg}");
+        let svg = bars("t", "MiB", &[("x".into(), 15.3), ("y".into(), 46.7)]);
+        // Top tick 50: 46.7 is 93% of the plotting width, labelled in whole units (the table
+        // beside the plot has the decimals); below 10 a label keeps one.
+        assert!(svg.contains(">50</text>") && svg.contains(">47</text>"), "{svg}");
+        assert!(bars("t", "%", &[("x".into(), 1.26)]).contains(">1.3</text>"));
         well_formed(&svg);
-        let width = (WIDTH - LEFT - RIGHT) * 46.5 / 50.0;
+        let width = (WIDTH - LEFT - RIGHT) * 46.7 / 50.0;
         assert!(svg.contains(&format!("width=\"{width:.1}\"")), "{svg}");
     }
 }
