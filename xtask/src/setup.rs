@@ -142,7 +142,8 @@ fn runtime(arch: Arch) -> anyhow::Result<()> {
     packages.extract_once(&image::runtime_dir(arch), &["--skip=cleanup/apt/cache"], |_| Ok(()))
 }
 
-/// Debian packages of another architecture, for its images and its VM.
+/// Debian packages: another architecture's, for its images and its VM; this one's, for a clean
+/// root the Debian package installs into.
 pub struct Debian<'a> {
     pub arch: Arch,
     pub release: &'a str,
@@ -159,6 +160,23 @@ impl Debian<'_> {
         args: &[&str],
         then: impl FnOnce(&Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
+        self.once("extract", dir, args, then)
+    }
+
+    /// A Debian system in `dir` as debootstrap's minbase makes it (dpkg, apt), with the packages
+    /// installed (their scripts run), unless its stamp says that was done.
+    pub fn install_once(&self, dir: &Path) -> anyhow::Result<()> {
+        self.once("minbase", dir, &[], |_| Ok(()))
+    }
+
+    /// mmdebstrap's `variant` of the packages into `dir`, then `then`, once.
+    fn once(
+        &self,
+        variant: &str,
+        dir: &Path,
+        args: &[&str],
+        then: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let stamp = dir.with_extension("packages");
         let wanted = format!("{} {}: {}", self.release, self.arch.name(), self.packages);
         if dir.is_dir() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
@@ -166,21 +184,29 @@ impl Debian<'_> {
         }
         eprintln!("setup: Debian {wanted} into {}", dir.display());
         let _ = std::fs::remove_dir_all(dir);
-        extract(self.arch, self.release, self.packages, args, dir)?;
+        mmdebstrap(self, variant, args, dir)?;
         then(dir)?;
         Ok(std::fs::write(stamp, wanted)?)
     }
 }
 
-/// Debian `release`'s `packages` (comma-separated) of `arch` and what they depend on, with its
-/// security updates, extracted into `dir` (made whole or not at all).
-fn extract(arch: Arch, release: &str, packages: &str, args: &[&str], dir: &Path) -> anyhow::Result<()> {
+/// mmdebstrap's `variant` of `debian`'s packages and what they depend on, with its release's
+/// security updates, into `dir` (made whole or not at all).
+fn mmdebstrap(debian: &Debian, variant: &str, args: &[&str], dir: &Path) -> anyhow::Result<()> {
+    let Debian { arch, release, packages } = debian;
     let partial = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(dir.parent().context("a directory's parent")?)?;
     toolchain::run(
         Command::new("mmdebstrap")
-            .args(["--quiet", "--variant=extract", "--architectures", arch.name(), "--include", packages])
+            .args([
+                "--quiet",
+                &format!("--variant={variant}"),
+                "--architectures",
+                arch.name(),
+                "--include",
+                packages,
+            ])
             .args(args)
             .arg(release)
             .arg(&partial)
@@ -210,47 +236,27 @@ fn cargo_deb() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("setup: installing cargo-deb {CARGO_DEB_VERSION} (a minute)");
-    toolchain::run(
-        Command::new("cargo")
-            .arg(format!("+{}", host_toolchain()?))
-            .args([
-                "install",
-                "cargo-deb",
-                "--version",
-                &format!("={CARGO_DEB_VERSION}"),
-                "--locked",
-                "--force",
-            ])
-            .env_remove("RUSTUP_TOOLCHAIN"),
-    )
+    toolchain::run(&mut cargo_install("cargo-deb", CARGO_DEB_VERSION)?)
+}
+
+/// `cargo install` of `name` at exactly `version` (its lock file, over what is there) with the
+/// host toolchain; features and environment may be added before it runs.
+fn cargo_install(name: &str, version: &str) -> anyhow::Result<Command> {
+    let mut cmd = Command::new("cargo");
+    cmd.arg(format!("+{}", host_toolchain()?))
+        .args(["install", name, "--version", &format!("={version}"), "--locked", "--force"])
+        .env_remove("RUSTUP_TOOLCHAIN");
+    Ok(cmd)
 }
 
 /// Where the clean Debian root lives, that the package's tests install it into (through an
 /// overlay: the root itself stays clean).
 pub const CLEAN_ROOT: &str = "/var/cache/herald-deb/bookworm";
 
-/// Debian 12 as a server has it: debootstrap's minbase (dpkg, apt), systemd and procps (kill), made
-/// once.
+/// Debian 12 as a server has it: minbase (dpkg, apt), systemd and procps (kill), made once.
 fn clean_root() -> anyhow::Result<()> {
-    let dir = Path::new(CLEAN_ROOT);
-    let stamp = dir.with_extension("done");
-    let wanted = format!("{IMAGES_RELEASE} minbase, systemd, procps");
-    if dir.is_dir() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
-        return Ok(());
-    }
-    eprintln!("setup: Debian {wanted} into {CLEAN_ROOT}");
-    let partial = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir.parent().context("a directory's parent")?)?;
-    toolchain::run(
-        Command::new("mmdebstrap")
-            .args(["--quiet", "--variant=minbase", "--include=systemd,procps", IMAGES_RELEASE])
-            .arg(&partial)
-            .arg(format!("deb http://deb.debian.org/debian {IMAGES_RELEASE} main")),
-    )?;
-    std::fs::rename(&partial, dir).with_context(|| format!("moving {} into place", partial.display()))?;
-    Ok(std::fs::write(stamp, wanted)?)
+    let root = Debian { arch: Arch::host(), release: IMAGES_RELEASE, packages: "systemd,procps" };
+    root.install_once(Path::new(CLEAN_ROOT))
 }
 
 /// virtme-ng in a venv under [`VM_DIR`], at the pinned version.
@@ -375,19 +381,9 @@ fn bpf_linker() -> anyhow::Result<()> {
     std::os::unix::fs::symlink(&libname, &link)?;
     // LLVM_PREFIX is read by bpf-linker's build script and wins over any llvm-config on PATH.
     toolchain::run(
-        Command::new("cargo")
-            .arg(format!("+{}", host_toolchain()?))
-            .args([
-                "install",
-                "bpf-linker",
-                "--version",
-                &format!("={BPF_LINKER_VERSION}"),
-                "--locked",
-                "--force",
-            ])
+        cargo_install("bpf-linker", BPF_LINKER_VERSION)?
             .args(["--no-default-features", "--features", &format!("llvm-{major}")])
-            .env("LLVM_PREFIX", &prefix)
-            .env_remove("RUSTUP_TOOLCHAIN"),
+            .env("LLVM_PREFIX", &prefix),
     )?;
     if !works() {
         bail!("bpf-linker at {} does not run against {}", bin.display(), private_lib.display());
