@@ -59,6 +59,16 @@ pub fn extract(deb: &Path) -> anyhow::Result<Scratch> {
     Ok(dir)
 }
 
+/// Where the package puts its unit, from the root.
+pub const UNIT: &str = "usr/lib/systemd/system/herald.service";
+
+/// amd64's package unpacked, and its unit read.
+pub fn unpacked() -> anyhow::Result<(Scratch, Unit)> {
+    let files = extract(&deb("amd64"))?;
+    let unit = Unit::read(&files.path().join(UNIT))?;
+    Ok((files, unit))
+}
+
 /// `lower` seen through an overlay: what is written lands in a scratch directory, and `lower`
 /// stays as it was. Unmounted and removed on drop.
 pub struct Overlay {

@@ -14,7 +14,7 @@ use std::{
 
 use herald_tests::{
     lab::Lab,
-    package::{CLEAN_ROOT, Overlay, Unit, deb, extract},
+    package::{CLEAN_ROOT, Overlay, UNIT, deb, extract, unpacked},
     probe::{assert_answers, assert_silent},
     root_or_skip,
     speaker::wait_for_log,
@@ -80,7 +80,7 @@ fn installs_enables_and_purges_on_a_clean_debian() {
         "node = \"edited\"\n"
     );
     chroot(merged, "dpkg", &["--purge", "herald"]);
-    for gone in ["usr/sbin/herald-speaker", "usr/lib/systemd/system/herald.service", "etc/herald"] {
+    for gone in ["usr/sbin/herald-speaker", UNIT, "etc/herald"] {
         assert!(!merged.join(gone).exists(), "{gone} left after a purge");
     }
     assert!(!wants.is_symlink(), "the enablement left after a purge");
@@ -93,8 +93,7 @@ fn the_unit_keeps_three_capabilities_and_its_hardening() {
     if !root_or_skip("the_unit_keeps_three_capabilities_and_its_hardening") {
         return;
     }
-    let files = extract(&deb("amd64")).unwrap();
-    let unit = Unit::read(&files.path().join("usr/lib/systemd/system/herald.service")).unwrap();
+    let (files, unit) = unpacked().unwrap();
     assert_eq!(unit.capabilities(), ["CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_RAW"]);
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=yes", "--no-pager", "--root"])
@@ -115,8 +114,7 @@ fn answers_arp_under_the_units_capabilities() {
     if !root_or_skip("answers_arp_under_the_units_capabilities") {
         return;
     }
-    let files = extract(&deb("amd64")).unwrap();
-    let unit = Unit::read(&files.path().join("usr/lib/systemd/system/herald.service")).unwrap();
+    let (files, unit) = unpacked().unwrap();
     let mut lab = Lab::new(&["node-a"]).unwrap();
     let node = lab.node("node-a").clone();
     let config = lab.workdir.join("herald.toml");
